@@ -1,0 +1,184 @@
+"""Saving and loading representation directories.
+
+A representation directory holds ``manifest.json`` (what it is, which base model it fits,
+how it was initialised and trained) and its weights in safetensors: ``prompt.safetensors``
+for a prompt, or the `adapters` library's AdapterHub files (``adapter_config.json`` +
+``adapter.safetensors``) for an adapter, so AdapterHub tooling can read it directly.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from transformers import PreTrainedModel
+
+from langtransfer import __version__
+from langtransfer.errors import CorruptFileError, LangTransferError, OutputExistsError
+from langtransfer.io import atomic_dir, write_json
+from langtransfer.representations.adapter import AdapterSpec
+from langtransfer.representations.base import KINDS, ROLES, Representation
+from langtransfer.representations.prompt import PromptConfig, SoftPrompt
+
+MANIFEST = "manifest.json"
+PROMPT_WEIGHTS = "prompt.safetensors"
+ADAPTER_WEIGHTS = "adapter.safetensors"  # the `adapters` library's safetensors file name
+ADAPTER_CONFIG = "adapter_config.json"
+FORMAT = "langtransfer.representation"
+FORMAT_VERSION = 1
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def manifest_of(rep: Representation, training: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kind": rep.kind,
+        "role": rep.role,
+        "language": rep.language,
+        "task": rep.task,
+        "name": rep.name,
+        "base_model": rep.base_model,
+        "prompt": rep.prompt_config.to_dict() if rep.prompt_config else None,
+        "adapter": rep.adapter.to_dict() if rep.adapter else None,
+        "training": training if training is not None else rep.training,
+        "settings_hash": rep.settings_hash,
+        "langtransfer_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def read_manifest(directory: str | Path) -> dict[str, Any]:
+    """The manifest of a representation directory, checked for the fields loading needs."""
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise CorruptFileError(f"{directory} is not a langtransfer representation: no {MANIFEST}")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CorruptFileError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise CorruptFileError(f"{path}: not a {FORMAT} manifest")
+    if manifest.get("kind") not in KINDS or manifest.get("role") not in ROLES:
+        raise CorruptFileError(
+            f"{path}: kind {manifest.get('kind')!r} / role {manifest.get('role')!r} must be "
+            f"one of {KINDS} / {ROLES}"
+        )
+    if not isinstance(manifest.get("base_model"), dict):
+        raise CorruptFileError(f"{path}: no base_model fingerprint")
+    return manifest
+
+
+def save_representation(
+    rep: Representation,
+    directory: str | Path,
+    *,
+    model: PreTrainedModel | None = None,
+    training: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``rep`` to ``directory`` atomically (the old content stays until it is complete).
+
+    An adapter's weights are read from ``model``, where it is attached. A directory that
+    already holds something is replaced only with ``overwrite``.
+    """
+    directory = Path(directory)
+    if directory.exists() and any(directory.iterdir()) and not overwrite:
+        raise OutputExistsError(
+            f"{directory} already holds files; pass overwrite=True (--overwrite) to replace them"
+        )
+    if training is not None:
+        rep.training = training
+    with atomic_dir(directory, overwrite=True) as tmp:
+        if rep.kind == "prompt":
+            weights = rep.prompt.embedding.detach().to("cpu", torch.float32).contiguous()
+            save_file({"embedding": weights}, str(tmp / PROMPT_WEIGHTS))
+        else:
+            if model is None or rep.name not in getattr(model, "adapters_config", {}):
+                raise LangTransferError(f"adapter {rep.name} is not attached to the given model")
+            model.save_adapter(str(tmp), rep.name, with_head=False, use_safetensors=True)
+        write_json(tmp / MANIFEST, manifest_of(rep))
+    if rep.kind == "adapter":
+        rep.path = directory
+    return directory
+
+
+def resolve_location(location: str | Path) -> Path:
+    """A local directory as is; ``org/name`` that is not a local path from the Hugging Face Hub."""
+    path = Path(location)
+    if path.exists():
+        if not path.is_dir():
+            raise LangTransferError(f"{location} is a file; a representation is a directory")
+        return path
+    if isinstance(location, str) and _HUB_ID.match(location):
+        from huggingface_hub import snapshot_download
+
+        try:
+            return Path(
+                snapshot_download(location, allow_patterns=["*.json", "*.safetensors"])
+            )
+        except Exception as e:  # network, auth, missing repo: all reported the same way
+            raise LangTransferError(
+                f"{location} is not a local directory and could not be fetched from the "
+                f"Hugging Face Hub: {e}"
+            ) from e
+    raise LangTransferError(f"representation directory {location} does not exist")
+
+
+def _check_safetensors(path: Path, expected: dict[str, tuple[int, ...]] | None = None) -> None:
+    if not path.is_file():
+        raise CorruptFileError(
+            f"{path.parent}: missing {path.name} (weights are loaded from safetensors only)"
+        )
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CorruptFileError(f"{path}: not a readable safetensors file ({e})") from e
+    for key, shape in (expected or {}).items():
+        if key not in shapes:
+            raise CorruptFileError(f"{path}: no tensor {key!r} (has {sorted(shapes)})")
+        if shapes[key] != shape:
+            raise CorruptFileError(
+                f"{path}: tensor {key!r} has shape {list(shapes[key])} but the manifest "
+                f"says {list(shape)}"
+            )
+
+
+def load_representation(location: str | Path) -> Representation:
+    """Load a representation from a directory or a hub id; weights are checked, not trusted."""
+    directory = resolve_location(location)
+    m = read_manifest(directory)
+    common = dict(
+        kind=m["kind"],
+        role=m["role"],
+        language=m.get("language"),
+        task=m.get("task"),
+        base_model=m["base_model"],
+        training=m.get("training") or {},
+        settings_hash=m.get("settings_hash"),
+    )
+    try:
+        if m["kind"] == "prompt":
+            config = PromptConfig(**(m.get("prompt") or {}))
+            shape = (config.num_tokens, int(m["base_model"]["d_model"]))
+            weights = directory / PROMPT_WEIGHTS
+            _check_safetensors(weights, {"embedding": shape})
+            prompt = SoftPrompt(*shape)
+            with safe_open(str(weights), framework="pt") as f, torch.no_grad():
+                prompt.embedding.copy_(f.get_tensor("embedding"))
+            return Representation(prompt=prompt, prompt_config=config, **common)
+        _check_safetensors(directory / ADAPTER_WEIGHTS)
+        if not (directory / ADAPTER_CONFIG).is_file():
+            raise CorruptFileError(f"{directory}: missing {ADAPTER_CONFIG}")
+        spec = AdapterSpec(**(m.get("adapter") or {}))
+        return Representation(adapter=spec, path=directory, **common)
+    except (TypeError, KeyError) as e:
+        raise CorruptFileError(f"{directory / MANIFEST}: malformed manifest ({e})") from e

@@ -1,0 +1,31 @@
+"""Shared fixtures: the embedded tiny model and paths to shipped data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture
+def tiny():
+    """A fresh tiny model and tokenizer (fresh: adapters get attached to it)."""
+    from langtransfer.models import load_base
+
+    return load_base("tiny")
+
+
+@pytest.fixture
+def xquad_dir() -> Path:
+    path = SHARED_DATA / "xquad"
+    if not path.is_dir():
+        pytest.skip(f"real XQuAD files not found at {path} (../shared beside the repo)")
+    return path

@@ -1,0 +1,138 @@
+import json
+import shutil
+
+import adapters
+import pytest
+import torch
+from helpers import batch, build, perturb
+from transformers import MT5Config, MT5ForConditionalGeneration
+
+from langtransfer.compose import compose
+from langtransfer.errors import CorruptFileError, IncompatibleModelError, OutputExistsError
+from langtransfer.models import fingerprint, load_base
+from langtransfer.representations import load_representation, read_manifest
+
+
+def _other_base():
+    config = MT5Config(vocab_size=384, d_model=32, d_kv=8, d_ff=64, num_layers=1,
+                       num_decoder_layers=1, num_heads=4, decoder_start_token_id=0)
+    config.name_or_path = "other-model"
+    return MT5ForConditionalGeneration(config)
+
+
+def test_manifest_records_kind_role_and_base_fingerprint(tiny, tmp_path):
+    model, tok = tiny
+    composed = build(model, tok, "slp+ta")
+    composed.save("language", tmp_path / "slp", training={"steps": 3})
+    composed.save("task", tmp_path / "ta")
+    slp, ta = read_manifest(tmp_path / "slp"), read_manifest(tmp_path / "ta")
+    assert (slp["kind"], slp["role"], slp["language"]) == ("prompt", "language", "sk")
+    assert (ta["kind"], ta["role"], ta["task"]) == ("adapter", "task", "qa")
+    assert slp["base_model"] == fingerprint(model) and ta["base_model"] == fingerprint(model)
+    assert slp["base_model"]["name"] == "tiny" and slp["base_model"]["d_model"] == 64
+    assert slp["prompt"]["init"] == "text" and slp["prompt"]["init_text"] == "language sk:"
+    assert slp["training"] == {"steps": 3}
+    assert ta["adapter"] == {"config": "seq_bn", "reduction_factor": 16}
+
+
+@pytest.mark.parametrize("configuration", ["slp+ta", "la+stp"])
+def test_loading_onto_another_base_fails_naming_both(tiny, tmp_path, configuration):
+    model, tok = tiny
+    composed = build(model, tok, configuration)
+    composed.save("language", tmp_path / "language")
+    composed.save("task", tmp_path / "task")
+    other = _other_base()
+    for role in ("language", "task"):
+        rep = load_representation(tmp_path / role)
+        configuration = {"language": rep.short, "task": rep.short}[role]
+        with pytest.raises(IncompatibleModelError, match="'tiny'.*'other-model'.*d_model 64 vs 32"):
+            compose(other, configuration, **{role: rep})
+
+
+def test_adapter_dir_is_readable_by_adapters_library(tiny, tmp_path):
+    model, tok = tiny
+    composed = build(model, tok, "ta")
+    perturb(composed)
+    composed.save("task", tmp_path / "ta")
+    plain, _ = load_base("tiny")
+    adapters.init(plain)
+    name = plain.load_adapter(str(tmp_path / "ta"), use_safetensors=True, set_active=True)
+    assert name == "task_qa"
+    b = batch(tok)
+    with torch.no_grad():
+        assert torch.equal(plain(**b).logits, composed(**b).logits)
+
+
+def test_saving_into_a_non_empty_directory_needs_overwrite(tiny, tmp_path):
+    model, tok = tiny
+    composed = build(model, tok, "slp")
+    composed.save("language", tmp_path / "slp")
+    before = (tmp_path / "slp" / "prompt.safetensors").read_bytes()
+    perturb(composed)
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        composed.save("language", tmp_path / "slp")
+    assert (tmp_path / "slp" / "prompt.safetensors").read_bytes() == before
+    composed.save("language", tmp_path / "slp", overwrite=True)
+    assert (tmp_path / "slp" / "prompt.safetensors").read_bytes() != before
+
+
+def test_truncated_weights_are_rejected(tiny, tmp_path):
+    model, tok = tiny
+    composed = build(model, tok, "slp+ta")
+    composed.save("language", tmp_path / "slp")
+    composed.save("task", tmp_path / "ta")
+    for path in (tmp_path / "slp" / "prompt.safetensors", tmp_path / "ta" / "adapter.safetensors"):
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+        with pytest.raises(CorruptFileError, match=path.name):
+            load_representation(path.parent)
+
+
+def test_manifest_that_lies_about_shape_is_rejected(tiny, tmp_path):
+    model, tok = tiny
+    build(model, tok, "slp").save("language", tmp_path / "slp")
+    manifest = json.loads((tmp_path / "slp" / "manifest.json").read_text())
+    manifest["prompt"]["num_tokens"] = 50
+    (tmp_path / "slp" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CorruptFileError, match=r"shape \[8, 64\].*manifest says \[50, 64\]"):
+        load_representation(tmp_path / "slp")
+
+
+def test_pickled_adapter_weights_are_never_loaded(tiny, tmp_path):
+    model, tok = tiny
+    build(model, tok, "ta").save("task", tmp_path / "ta")
+    (tmp_path / "ta" / "adapter.safetensors").rename(tmp_path / "ta" / "pytorch_adapter.bin")
+    with pytest.raises(CorruptFileError, match="safetensors only"):
+        load_representation(tmp_path / "ta")
+
+
+def test_missing_or_foreign_directories(tmp_path):
+    with pytest.raises(Exception, match="does not exist"):
+        load_representation(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CorruptFileError, match="no manifest.json"):
+        load_representation(tmp_path / "empty")
+    (tmp_path / "empty" / "manifest.json").write_text("{not json")
+    with pytest.raises(CorruptFileError, match="not valid JSON"):
+        load_representation(tmp_path / "empty")
+
+
+def test_hub_ids_resolve_through_the_hub_cache(tiny, tmp_path, monkeypatch):
+    """A hub id takes huggingface_hub's snapshot path; here the cache is pre-filled offline."""
+    import huggingface_hub.constants as hf_constants
+
+    model, tok = tiny
+    composed = build(model, tok, "slp")
+    perturb(composed)
+    composed.save("language", tmp_path / "saved")
+    repo = tmp_path / "hub" / "models--someone--slp-sk"
+    snapshot = repo / "snapshots" / ("a" * 40)
+    shutil.copytree(tmp_path / "saved", snapshot)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("a" * 40)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    rep = load_representation("someone/slp-sk")
+    assert torch.equal(rep.prompt.embedding, composed.language.prompt.embedding)
+    with pytest.raises(Exception, match="someone/missing.*Hugging Face Hub"):
+        load_representation("someone/missing")
