@@ -18,6 +18,7 @@ from langtransfer.errors import LangTransferError
 # Verb modules, in the order --help lists them.
 VERBS = [
     "compose_demo",
+    "languages",
 ]
 
 

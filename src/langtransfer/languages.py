@@ -1,0 +1,251 @@
+"""The language registry: the paper's 16 languages plus any the user registers.
+
+Script and family are kept per language because the paper finds that transfer depends on
+script, and reports group results by both. A language's English name is what the soft
+language prompt is initialised from (``Generate the output in Slovak:``), so it is data
+here, not a string built in several places.
+
+Users add languages without editing the package, either in code
+(:func:`register_language`) or from a YAML/JSON file (:func:`load_language_file`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from langtransfer.errors import DataFormatError, LangTransferError, UnknownNameError
+
+# The Wikipedia snapshot the paper trained language representations on.
+WIKIPEDIA_DATASET = "wikimedia/wikipedia"
+WIKIPEDIA_SNAPSHOT = "20231101"
+# The paper caps English at its first million articles (the other dumps are used whole).
+ENGLISH_WIKIPEDIA_CAP = 1_000_000
+
+_CODE_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+
+
+@dataclass(frozen=True)
+class Language:
+    """One language: ISO-style code, English name, writing system and family.
+
+    ``wikipedia_max_articles`` caps how many articles of the Wikipedia dump are used
+    (``None``: all of them); the paper caps only English.
+    """
+
+    code: str
+    name: str
+    script: str
+    family: str = "unknown"
+    wikipedia_max_articles: int | None = None
+
+    @property
+    def wikipedia_config(self) -> str:
+        """The ``wikimedia/wikipedia`` config holding this language's dump."""
+        return f"{WIKIPEDIA_SNAPSHOT}.{self.code}"
+
+    @property
+    def instruction(self) -> str:
+        """The text a soft language prompt is initialised from."""
+        return f"Generate the output in {self.name}:"
+
+    @property
+    def is_source(self) -> bool:
+        """Whether the paper trains task representations in this language."""
+        return self.code in SOURCE_LANGUAGES
+
+    def to_dict(self) -> dict[str, Any]:
+        """Fields plus the derived values, as the CLI's ``--json`` prints them."""
+        return {
+            **asdict(self),
+            "wikipedia_config": self.wikipedia_config,
+            "instruction": self.instruction,
+            "source": self.is_source,
+        }
+
+
+_PAPER = [
+    Language("ar", "Arabic", "Arabic", "Semitic"),
+    Language("bg", "Bulgarian", "Cyrillic", "Slavic"),
+    Language("cs", "Czech", "Latin", "Slavic"),
+    Language("de", "German", "Latin", "Germanic"),
+    Language("el", "Greek", "Greek", "Hellenic"),
+    Language("en", "English", "Latin", "Germanic", wikipedia_max_articles=ENGLISH_WIKIPEDIA_CAP),
+    Language("es", "Spanish", "Latin", "Romance"),
+    Language("ml", "Malayalam", "Malayalam", "Dravidian"),
+    Language("ro", "Romanian", "Latin", "Romance"),
+    Language("ru", "Russian", "Cyrillic", "Slavic"),
+    Language("sl", "Slovenian", "Latin", "Slavic"),
+    Language("sk", "Slovak", "Latin", "Slavic"),
+    Language("sw", "Swahili", "Latin", "Bantu"),
+    Language("te", "Telugu", "Telugu", "Dravidian"),
+    Language("ur", "Urdu", "Arabic", "Indo-Aryan"),
+    Language("zh", "Chinese", "Han", "Sinitic"),
+]
+
+#: The 16 languages of the paper, in its order (alphabetical by English name).
+PAPER_LANGUAGES: tuple[str, ...] = tuple(lang.code for lang in _PAPER)
+#: Languages the paper trains task representations in.
+SOURCE_LANGUAGES: tuple[str, ...] = ("en", "de", "es", "ar", "ru", "zh")
+
+_REGISTRY: dict[str, Language] = {lang.code: lang for lang in _PAPER}
+
+
+def get_language(code_or_name: str | Language) -> Language:
+    """Look a language up by code or English name, ignoring case."""
+    if isinstance(code_or_name, Language):
+        return code_or_name
+    key = str(code_or_name).strip().lower()
+    if key in _REGISTRY:
+        return _REGISTRY[key]
+    for lang in _REGISTRY.values():
+        if lang.name.lower() == key:
+            return lang
+    raise UnknownNameError("language", code_or_name, _REGISTRY)
+
+
+def all_languages() -> list[Language]:
+    """Every registered language: the paper's 16 first, then the user's in order added."""
+    return list(_REGISTRY.values())
+
+
+def _make_language(
+    code: object,
+    name: object,
+    script: object,
+    family: object = "unknown",
+    wikipedia_max_articles: object = None,
+) -> Language:
+    """Validate and normalise the fields of a new language (``ValueError`` when bad)."""
+    for field_name, value in (("name", name), ("script", script), ("family", family)):
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{field_name} must be a non-empty string, got {value!r}")
+    if not isinstance(code, str) or not _CODE_RE.match(code.strip().lower()):
+        raise ValueError(
+            f"code must be letters and digits, optionally with '-' parts (like 'sk' or "
+            f"'zh-min-nan'), got {code!r}"
+        )
+    if wikipedia_max_articles is not None and (
+        isinstance(wikipedia_max_articles, bool)
+        or not isinstance(wikipedia_max_articles, int)
+        or wikipedia_max_articles < 1
+    ):
+        raise ValueError(
+            f"wikipedia_max_articles must be a positive integer or null, "
+            f"got {wikipedia_max_articles!r}"
+        )
+    return Language(
+        code.strip().lower(), name.strip(), script.strip(), family.strip(), wikipedia_max_articles
+    )
+
+
+def _check_conflicts(lang: Language, replace: bool) -> None:
+    old = _REGISTRY.get(lang.code)
+    if old is not None and old != lang and not replace:
+        raise ValueError(
+            f"language {lang.code!r} is already registered as {old.name} ({old.script}, "
+            f"{old.family}); pass replace=True to redefine it"
+        )
+    for other in _REGISTRY.values():
+        if other.code != lang.code and other.name.lower() == lang.name.lower():
+            raise ValueError(
+                f"name {lang.name!r} already belongs to language {other.code!r}; "
+                "names must be unique so lookups by name are unambiguous"
+            )
+
+
+def register_language(
+    code: str,
+    name: str,
+    script: str,
+    family: str = "unknown",
+    *,
+    wikipedia_max_articles: int | None = None,
+    replace: bool = False,
+) -> Language:
+    """Add a language to the registry and return it.
+
+    Registering an identical language again is a no-op, so a language file can be loaded
+    twice; redefining an existing code needs ``replace=True``, because silently changing
+    a built-in's name would change its prompt initialisation.
+    """
+    try:
+        lang = _make_language(code, name, script, family, wikipedia_max_articles)
+        _check_conflicts(lang, replace)
+    except ValueError as e:
+        raise LangTransferError(f"cannot register language: {e}") from e
+    _REGISTRY[lang.code] = lang
+    return lang
+
+
+_FILE_KEYS = tuple(f.name for f in fields(Language))
+
+
+def _read_language_file(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LangTransferError(f"language file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataFormatError(path, f"cannot read: {e}") from e
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataFormatError(path, f"invalid JSON: {e.msg}", e.lineno) from e
+    if suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            line = mark.line + 1 if mark is not None else None
+            raise DataFormatError(path, f"invalid YAML: {e}", line) from e
+    raise DataFormatError(path, "unsupported extension; use .yaml, .yml or .json")
+
+
+def load_language_file(path: str | Path, *, replace: bool = False) -> list[Language]:
+    """Register the languages listed in a YAML or JSON file and return them.
+
+    The file holds a list of mappings with keys ``code``, ``name``, ``script`` and
+    optionally ``family`` and ``wikipedia_max_articles``. Every entry is checked before
+    any is registered, so a bad file changes nothing.
+    """
+    path = Path(path)
+    data = _read_language_file(path)
+    if not isinstance(data, list) or not data:
+        raise DataFormatError(
+            path, "expected a non-empty list of languages (mappings with code, name, script)"
+        )
+    langs: list[Language] = []
+    for i, entry in enumerate(data, start=1):
+        label = f"entry {i}"
+        if isinstance(entry, dict) and isinstance(entry.get("code"), str):
+            label += f" ({entry['code']!r})"
+        if not isinstance(entry, dict):
+            raise DataFormatError(path, f"{label}: expected a mapping, got {entry!r}")
+        missing = [k for k in ("code", "name", "script") if k not in entry]
+        unknown = sorted(set(entry) - set(_FILE_KEYS))
+        if missing or unknown:
+            problems = [f"missing {', '.join(missing)}"] if missing else []
+            problems += [f"unknown key(s) {', '.join(map(str, unknown))}"] if unknown else []
+            raise DataFormatError(
+                path, f"{label}: {'; '.join(problems)} (keys: {', '.join(_FILE_KEYS)})"
+            )
+        try:
+            lang = _make_language(**entry)
+            _check_conflicts(lang, replace)
+            for earlier in langs:
+                if lang.code == earlier.code or lang.name.lower() == earlier.name.lower():
+                    raise ValueError(f"duplicates an earlier entry ({earlier.code!r})")
+        except ValueError as e:
+            raise DataFormatError(path, f"{label}: {e}") from e
+        langs.append(lang)
+    for lang in langs:
+        _REGISTRY[lang.code] = lang
+    return langs
