@@ -24,6 +24,7 @@ from transformers import (
     TrainerCallback,
     TrainingArguments,
 )
+from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from langtransfer.compose import ComposedModel
@@ -193,6 +194,7 @@ def train_representation(
     eval_dataset: Dataset | None = None,
     resume: bool = False,
     callbacks: list[TrainerCallback] | None = None,
+    show_progress: bool = True,
 ) -> tuple[RepresentationTrainer, dict[str, Any]]:
     """Train the composed model's trainable representation; return the trainer and a summary.
 
@@ -201,11 +203,15 @@ def train_representation(
     """
     if composed.trained_role is None:
         raise LangTransferError("nothing to train: the composed model has no trainable representation")
-    if len(train_dataset) == 0:
-        raise LangTransferError("the training set is empty")
-    if "length" not in train_dataset.column_names and settings.group_by_length:
-        train_dataset = train_dataset.map(lambda r: {"length": len(r["input_ids"])})
+    if isinstance(train_dataset, Dataset):
+        if len(train_dataset) == 0:
+            raise LangTransferError("the training set is empty")
+        if settings.group_by_length and "length" not in train_dataset.column_names:
+            train_dataset = train_dataset.map(lambda r: {"length": len(r["input_ids"])})
+    else:  # a stream has no length to group by
+        settings = replace(settings, group_by_length=False)
     args = training_arguments(settings, checkpoint_dir, eval_dataset is not None)
+    args.disable_tqdm = not show_progress
     trainer = RepresentationTrainer(
         model=composed,
         args=args,
@@ -214,6 +220,8 @@ def train_representation(
         data_collator=seq2seq_collator(tokenizer),
         callbacks=[_StopOnNonFinite(), *(callbacks or [])],
     )
+    if not show_progress:  # inside a study: one overall progress bar, no per-run log lines
+        trainer.remove_callback(PrinterCallback)
     last = get_last_checkpoint(str(checkpoint_dir)) if resume and Path(checkpoint_dir).is_dir() else None
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=last)

@@ -1,0 +1,143 @@
+"""Training a language representation (soft language prompt or language adapter).
+
+Unlabelled text of one language -> T5 span corruption -> a prompt or adapter trained on
+the frozen base model -> a representation directory whose manifest records the
+validation loss with and without it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset
+
+from langtransfer.compose import compose
+from langtransfer.corpora import load_corpus
+from langtransfer.errors import LangTransferError, OutputExistsError, UnknownNameError
+from langtransfer.languages import get_language
+from langtransfer.models import load_base
+from langtransfer.objectives import span_corruption_dataset
+from langtransfer.representations import (
+    AdapterSpec,
+    PromptConfig,
+    new_adapter,
+    new_prompt,
+    read_manifest,
+)
+from langtransfer.train import (
+    TrainSettings,
+    default_settings,
+    evaluation_loss,
+    train_representation,
+)
+
+
+def check_output(output: Path, overwrite: bool, resume: bool = False, **expected: Any) -> None:
+    """Refuse to replace a directory holding a representation unless asked.
+
+    A *different* representation is replaced only with ``overwrite``; the same one
+    (kind, role and subject) also with ``resume``, which retrains it from its checkpoints.
+    """
+    if not output.exists() or overwrite:
+        return
+    if output.is_dir() and not any(output.iterdir()):
+        return
+    try:
+        manifest = read_manifest(output)
+    except LangTransferError:
+        raise OutputExistsError(
+            f"{output} already exists and is not a representation; pass --overwrite to replace it"
+        ) from None
+    differs = {k: (manifest.get(k), v) for k, v in expected.items() if manifest.get(k) != v}
+    if differs or not resume:
+        what = ", ".join(f"{k} {a!r} (wanted {b!r})" for k, (a, b) in differs.items())
+        raise OutputExistsError(
+            f"{output} already holds a trained representation{': ' + what if what else ''}; "
+            "pass --overwrite to replace it"
+        )
+
+
+def train_language(
+    *,
+    model: str,
+    language: str,
+    kind: str,
+    corpus: str,
+    output: str | Path,
+    settings: TrainSettings | None = None,
+    prompt: PromptConfig | None = None,
+    adapter: AdapterSpec | None = None,
+    sequence_length: int = 256,
+    max_documents: int | None = None,
+    validation_size: int | float | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    settings_hash: str | None = None,
+    show_progress: bool = True,
+) -> Path:
+    """Train a language representation of ``kind`` (prompt|adapter) and save it to ``output``.
+
+    ``corpus`` is ``wikipedia``, ``fixture`` or a local file. The prompt defaults to 50
+    tokens initialised from ``Generate the output in {Language}:``; training defaults to
+    the paper's settings for the kind. Checkpoints go to ``checkpoint_dir`` (default
+    ``<output>.checkpoints``) so a killed run resumes with ``resume``.
+    """
+    if kind not in ("prompt", "adapter"):
+        raise UnknownNameError("representation kind", kind, ["adapter", "prompt"])
+    lang = get_language(language)
+    output = Path(output)
+    check_output(output, overwrite, resume, kind=kind, role="language", language=lang.code)
+    settings = settings or default_settings(kind, "language")
+    base, tokenizer = load_base(model)
+    text = load_corpus(
+        corpus, lang, max_documents=max_documents, validation_size=validation_size, seed=settings.seed
+    )
+    train = span_corruption_dataset(text.train, tokenizer, input_length=sequence_length, seed=settings.seed)
+    validation = span_corruption_dataset(
+        text.validation, tokenizer, input_length=sequence_length, seed=settings.seed + 1, streaming=False
+    )
+    if isinstance(train, Dataset) and len(train) == 0:
+        raise LangTransferError(
+            f"corpus {text.source} is too short for one training sequence of {sequence_length} "
+            "tokens; add text or lower --sequence-length"
+        )
+    if len(validation) == 0:
+        raise LangTransferError(
+            f"the validation slice of {text.source} is too short for one sequence of "
+            f"{sequence_length} tokens; raise --validation-size or lower --sequence-length"
+        )
+    loss_without = evaluation_loss(compose(base, "base"), validation, tokenizer)
+    if kind == "prompt":
+        prompt = prompt or PromptConfig(init_text=lang.instruction, seed=settings.seed)
+        rep = new_prompt("language", base, tokenizer, prompt, language=lang.code)
+    else:
+        rep = new_adapter("language", adapter, language=lang.code)
+    rep.settings_hash = settings_hash
+    composed = compose(base, "slp" if kind == "prompt" else "la", language=rep, train="language")
+    loss_initial = evaluation_loss(composed, validation, tokenizer)
+    trainer, summary = train_representation(
+        composed,
+        tokenizer,
+        train,
+        settings.__class__(**{**settings.to_dict(), "group_by_length": False}),
+        checkpoint_dir or output.with_name(output.name + ".checkpoints"),
+        resume=resume,
+        show_progress=show_progress,
+    )
+    summary.update(
+        corpus=text.source,
+        max_documents=max_documents,
+        sequence_length=sequence_length,
+        train_documents=len(text.train) if isinstance(text.train, list) else None,
+        validation_documents=len(text.validation),
+        validation_sequences=len(validation),
+        validation_loss_without=loss_without,
+        validation_loss_initial=loss_initial,
+        validation_loss=evaluation_loss(composed, validation, tokenizer),
+    )
+    if trainer.is_world_process_zero():
+        composed.save("language", output, training=summary, overwrite=True)
+    trainer.accelerator.wait_for_everyone()
+    return output
