@@ -6,17 +6,14 @@ fingerprint is what a saved representation records and what loading checks.
 
 from __future__ import annotations
 
-from typing import Any
-
-from transformers import (
-    AutoModelForSeq2SeqLM,
-    AutoTokenizer,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
+from typing import TYPE_CHECKING, Any
 
 from langtransfer.errors import IncompatibleModelError, LangTransferError
-from langtransfer.tiny import TINY_NAME, build_tiny
+
+if TYPE_CHECKING:  # transformers is imported when a model is loaded, not for `--help`
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+TINY_NAME = "tiny"
 
 DEFAULT_MODEL = "bigscience/mt0-base"
 
@@ -36,6 +33,10 @@ def load_base(
     passed to ``from_pretrained``. Weights are read from safetensors only, and remote
     code runs only when the caller asks for it.
     """
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from langtransfer.tiny import build_tiny
+
     if name == TINY_NAME:
         model, tokenizer = build_tiny()
     else:

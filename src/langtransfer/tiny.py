@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from transformers import ByT5Tokenizer, MT5Config, MT5ForConditionalGeneration
 
-TINY_NAME = "tiny"
+from langtransfer.models import TINY_NAME
+
 TINY_SEED = 0
 
 

@@ -17,8 +17,9 @@ from langtransfer.errors import LangTransferError
 
 # Verb modules, in the order --help lists them.
 VERBS = [
-    "compose_demo",
+    "train_language",
     "languages",
+    "report",
 ]
 
 

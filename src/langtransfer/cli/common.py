@@ -1,0 +1,99 @@
+"""Options shared by the training verbs, and turning them into settings objects."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from langtransfer.models import DEFAULT_MODEL
+
+if TYPE_CHECKING:  # heavy imports (torch, transformers) wait until a verb runs
+    from langtransfer.representations import AdapterSpec, PromptConfig
+    from langtransfer.train import TrainSettings
+
+
+def add_model_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"base model: a hub id or local directory (safetensors weights), or 'tiny' "
+        f"for the embedded test model (default: {DEFAULT_MODEL})",
+    )
+
+
+def add_training_options(parser: argparse.ArgumentParser, role: str) -> None:
+    """Training options; every default is the paper's setting for the chosen kind."""
+    steps = "100000" if role == "language" else "50000"
+    g = parser.add_argument_group("training (defaults: the paper's settings for --kind)")
+    g.add_argument("--steps", type=int, help=f"training steps (default {steps})")
+    g.add_argument("--batch-size", type=int, help="per-device batch size (default 32)")
+    g.add_argument("--eval-batch-size", type=int, help="evaluation batch size (default: batch size)")
+    g.add_argument("--learning-rate", type=float, help="prompt 0.5 (Adafactor), adapter 5e-5 (AdamW)")
+    g.add_argument("--weight-decay", type=float, help="prompt 1e-5, adapter 0")
+    g.add_argument("--optimizer", help="adafactor or adamw (prompt adafactor, adapter adamw)")
+    g.add_argument("--warmup-steps", type=int)
+    g.add_argument("--gradient-accumulation-steps", type=int)
+    g.add_argument("--save-steps", type=int, help="checkpoint every N steps (default 1000)")
+    g.add_argument("--logging-steps", type=int, help="log the loss every N steps (default 50)")
+    if role == "task":
+        g.add_argument("--eval-steps", type=int, help="validate every N steps and keep the best (default 1000)")
+    g.add_argument("--seed", type=int, help="random seed (default 42)")
+    g.add_argument("--bf16", action="store_true", default=None, help="bfloat16 mixed precision (GPU)")
+    g.add_argument("--fp16", action="store_true", default=None, help="float16 mixed precision (GPU)")
+    g.add_argument("--report-to", nargs="+", help="logging integrations, e.g. tensorboard wandb (default none)")
+    g.add_argument("--checkpoint-dir", help="where checkpoints go (default: <output>.checkpoints)")
+    g.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing representation in --output")
+
+    p = parser.add_argument_group("soft prompt (--kind prompt)")
+    p.add_argument("--prompt-tokens", type=int, default=50, help="virtual tokens (default 50)")
+    p.add_argument("--init", default="text", help="initialisation: text, vocab, random or labels (default text)")
+    p.add_argument("--init-text", help="instruction the text init embeds (default: the paper's for the language/task)")
+
+    a = parser.add_argument_group("adapter (--kind adapter)")
+    a.add_argument("--adapter-config", default="seq_bn", help="an `adapters` config name (default seq_bn)")
+    a.add_argument("--reduction-factor", type=int, default=16, help="bottleneck reduction factor (default 16)")
+
+
+def settings_from_args(args: argparse.Namespace, kind: str, role: str) -> TrainSettings:
+    from langtransfer.train import default_settings
+
+    return default_settings(
+        kind,
+        role,
+        max_steps=args.steps,
+        batch_size=args.batch_size,
+        eval_batch_size=args.eval_batch_size,
+        learning_rate=args.learning_rate,
+        weight_decay=args.weight_decay,
+        optimizer=args.optimizer,
+        warmup_steps=args.warmup_steps,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        save_steps=args.save_steps,
+        logging_steps=args.logging_steps,
+        eval_steps=getattr(args, "eval_steps", None),
+        seed=args.seed,
+        bf16=args.bf16,
+        fp16=args.fp16,
+        report_to=args.report_to,
+    )
+
+
+def prompt_from_args(
+    args: argparse.Namespace, default_text: str, label_words: list[str] | None = None
+) -> PromptConfig:
+    from langtransfer.representations import PromptConfig
+
+    return PromptConfig(
+        num_tokens=args.prompt_tokens,
+        init=args.init,
+        init_text=args.init_text or default_text,
+        label_words=label_words,
+        seed=args.seed if args.seed is not None else 42,
+    )
+
+
+def adapter_from_args(args: argparse.Namespace) -> AdapterSpec:
+    from langtransfer.representations import AdapterSpec
+
+    return AdapterSpec(config=args.adapter_config, reduction_factor=args.reduction_factor)

@@ -1,0 +1,76 @@
+"""``langtransfer train-language``: a soft language prompt or language adapter from text."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from langtransfer.cli.common import (
+    adapter_from_args,
+    add_model_option,
+    add_training_options,
+    prompt_from_args,
+    settings_from_args,
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train-language",
+        help="train a language representation on unlabelled text (span corruption)",
+        description=(
+            "Train a soft language prompt or a language adapter on unlabelled text of one "
+            "language with T5 span corruption (noise density 0.15, mean span 3), on a "
+            "frozen base model. Runs on transformers' Trainer: checkpoints, --resume, and "
+            "multi-GPU through `accelerate launch -m langtransfer train-language ...`."
+        ),
+    )
+    p.add_argument("--language", required=True, help="language code or English name (see `langtransfer languages`)")
+    p.add_argument("--kind", required=True, choices=["prompt", "adapter"], help="soft language prompt or language adapter")
+    p.add_argument(
+        "--corpus",
+        default="wikipedia",
+        help="'wikipedia' (wikimedia/wikipedia 20231101.<code>, streamed), 'fixture' (the "
+        "shipped sample text) or a .txt/.jsonl/.parquet file (default wikipedia)",
+    )
+    p.add_argument("--output", required=True, help="representation directory to write")
+    add_model_option(p)
+    p.add_argument("--sequence-length", type=int, default=256, help="corrupted input length (default 256)")
+    p.add_argument("--max-documents", type=int, help="use only the first N documents")
+    p.add_argument("--validation-size", type=float, help="held-out documents: a count, or a fraction of a local file")
+    p.add_argument("--languages-file", help="YAML/JSON file registering extra languages")
+    add_training_options(p, "language")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from langtransfer.language_training import train_language
+    from langtransfer.languages import get_language, load_language_file
+    from langtransfer.representations import read_manifest
+
+    if args.languages_file:
+        load_language_file(args.languages_file)
+    lang = get_language(args.language)
+    validation = args.validation_size
+    if validation is not None and validation >= 1:
+        validation = int(validation)
+    out = train_language(
+        model=args.model,
+        language=lang.code,
+        kind=args.kind,
+        corpus=args.corpus,
+        output=args.output,
+        settings=settings_from_args(args, args.kind, "language"),
+        prompt=prompt_from_args(args, lang.instruction) if args.kind == "prompt" else None,
+        adapter=adapter_from_args(args) if args.kind == "adapter" else None,
+        sequence_length=args.sequence_length,
+        max_documents=args.max_documents,
+        validation_size=validation,
+        checkpoint_dir=args.checkpoint_dir,
+        resume=args.resume,
+        overwrite=args.overwrite,
+    )
+    training = read_manifest(out)["training"]
+    keys = ("steps", "validation_loss_without", "validation_loss_initial", "validation_loss")
+    print(json.dumps({"output": str(out), **{k: training.get(k) for k in keys}}, indent=2))
+    return 0
