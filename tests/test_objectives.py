@@ -272,6 +272,7 @@ def test_dataset_streaming_matches_and_is_seeded():
     as_list = span_corruption_dataset(TEXTS, TOK, input_length=32, seed=5)
     streamed = span_corruption_dataset(iter(TEXTS), TOK, input_length=32, seed=5)
     assert isinstance(streamed, datasets.IterableDataset)
+    assert streamed.column_names == ["input_ids", "labels"]
     assert list(streamed) == list(as_list)
     other_seed = span_corruption_dataset(TEXTS, TOK, input_length=32, seed=6)
     assert as_list["labels"] != other_seed["labels"]
@@ -291,4 +292,4 @@ def test_too_little_text_is_a_clear_error():
     with pytest.raises(LangTransferError, match=r"give 6 tokens and a block needs 284"):
         span_corruption_dataset(["hello"], TOK)
     with pytest.raises(LangTransferError, match="seed must be a non-negative integer"):
-        span_corruption_dataset(TEXTS, TOK, seed=-1)
+        span_corruption_dataset(iter(TEXTS), TOK, seed=-1)  # even a stream: before training

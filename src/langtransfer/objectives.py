@@ -251,7 +251,9 @@ class SpanCorruption:
             mean_noise_span_length,
         )
 
-    def corrupt(self, block: Sequence[int] | np.ndarray, rng: np.random.Generator):
+    def corrupt(
+        self, block: Sequence[int] | np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Corrupt one raw block of exactly ``raw_length`` tokens."""
         if len(block) != self.raw_length:
             raise ValueError(f"block has {len(block)} tokens, expected {self.raw_length}")
@@ -302,11 +304,15 @@ class SpanCorruption:
         Seeding per block makes an example independent of batching, workers and where a
         resumed run starts.
         """
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise LangTransferError(f"seed must be a non-negative integer, got {seed!r}")
+        _check_seed(seed)
         for i, block in enumerate(self.blocks(texts, tokenizer)):
             inputs, targets = self.corrupt(block, np.random.default_rng([seed, i]))
             yield {"input_ids": inputs.tolist(), "labels": targets.tolist()}
+
+
+def _check_seed(seed: object) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise LangTransferError(f"seed must be a non-negative integer, got {seed!r}")
 
 
 def span_corruption_dataset(
@@ -329,9 +335,12 @@ def span_corruption_dataset(
     """
     import datasets
 
+    _check_seed(seed)
     objective = SpanCorruption.for_tokenizer(
         tokenizer, input_length, noise_density, mean_noise_span_length
     )
+    ids = datasets.Sequence(datasets.Value("int64"))
+    features = datasets.Features({"input_ids": ids, "labels": ids})
     if streaming is None:
         streaming = not isinstance(texts, (list, tuple))
     if streaming:
@@ -339,7 +348,7 @@ def span_corruption_dataset(
         def generate():
             yield from objective.examples(texts, tokenizer, seed)
 
-        return datasets.IterableDataset.from_generator(generate)
+        return datasets.IterableDataset.from_generator(generate, features=features)
 
     texts = list(texts)
     rows = list(objective.examples(texts, tokenizer, seed))
@@ -351,5 +360,6 @@ def span_corruption_dataset(
             f"{input_length}); add text or lower the input length"
         )
     return datasets.Dataset.from_dict(
-        {"input_ids": [r["input_ids"] for r in rows], "labels": [r["labels"] for r in rows]}
+        {"input_ids": [r["input_ids"] for r in rows], "labels": [r["labels"] for r in rows]},
+        features=features,
     )
