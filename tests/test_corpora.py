@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from langtransfer import languages
+from langtransfer import corpora, languages
 from langtransfer.corpora import Corpus, fixture_path, load_corpus, read_documents
 from langtransfer.errors import DataFormatError, LangTransferError, UnknownNameError
 
@@ -226,6 +226,9 @@ def test_wikipedia_is_streamed_with_the_language_config(fake_hub):
 def test_wikipedia_english_cap(fake_hub, monkeypatch):
     calls, texts = fake_hub
     assert load_corpus("wikipedia", "en", validation_size=2).max_documents == 1_000_000
+    # The default slice of a stream is at most a fixed count, not 10% of 1M articles.
+    monkeypatch.setattr(corpora, "DEFAULT_STREAM_VALIDATION_DOCUMENTS", 3)
+    assert len(load_corpus("wikipedia", "en").validation) == 3
     assert calls[-1][0] == ("wikimedia/wikipedia", "20231101.en")
     en = languages.get_language("en")
     monkeypatch.setitem(
@@ -235,6 +238,7 @@ def test_wikipedia_english_cap(fake_hub, monkeypatch):
     raw_first_10 = [f"Article {i}." for i in range(10) if i % 7 != 3]
     assert corpus.max_documents == 10
     assert corpus.validation + list(corpus.train) == raw_first_10
+    assert load_corpus("wikipedia", "en").validation == raw_first_10[:1]  # 10% of the cap
     # max_documents caps other languages too, and the smaller cap wins for English.
     assert load_corpus("wikipedia", "en", max_documents=4, validation_size=1).max_documents == 4
     de = load_corpus("wikipedia", "de", max_documents=12, validation_size=0.25)

@@ -39,7 +39,7 @@ from langtransfer.languages import WIKIPEDIA_DATASET, Language, get_language
 SUPPORTED_EXTENSIONS = (".txt", ".jsonl", ".parquet")
 #: Share of a local file's documents held out for validation when not given.
 DEFAULT_VALIDATION_FRACTION = 0.1
-#: Documents held out from a stream when not given (a stream has no known size).
+#: Most documents held out from a stream when not given (a stream has no known size).
 DEFAULT_STREAM_VALIDATION_DOCUMENTS = 1000
 
 
@@ -106,8 +106,8 @@ def load_corpus(
     ``source`` is ``"wikipedia"``, ``"fixture"`` or a file path (a path object is always
     a path, so pass ``"./wikipedia"`` for a file of that name). ``max_documents`` keeps
     only the first that many documents. ``validation_size`` is a document count or, when
-    the size is known (local files, capped streams), a fraction; the default is 10% of a
-    local file and 1000 documents of a stream.
+    the size is known (local files, capped streams), a fraction; the default is 10%, and
+    for a stream at most 1000 documents.
     """
     lang = get_language(language)
     if max_documents is not None and (
@@ -131,12 +131,20 @@ def load_corpus(
     )
 
 
-def _validation_count(size: int | float | None, n_docs: int | None, where: str) -> int:
-    """Resolve ``validation_size`` to a count that leaves at least one training document."""
+def _validation_count(
+    size: int | float | None, n_docs: int | None, where: str, *, stream: bool = False
+) -> int:
+    """Resolve ``validation_size`` to a count that leaves at least one training document.
+
+    ``n_docs`` is the corpus size, or for a stream its cap (``None``: unknown).
+    """
     if size is None:
+        # 10%, but at most a fixed count for a stream: 10% of English's 1M articles would
+        # be 100k documents held in memory.
         if n_docs is None:
             return DEFAULT_STREAM_VALIDATION_DOCUMENTS
-        return max(1, round(n_docs * DEFAULT_VALIDATION_FRACTION)) if n_docs >= 2 else 0
+        count = max(1, round(n_docs * DEFAULT_VALIDATION_FRACTION)) if n_docs >= 2 else 0
+        return min(count, DEFAULT_STREAM_VALIDATION_DOCUMENTS) if stream else count
     if isinstance(size, bool) or not isinstance(size, (int, float)) or size < 0:
         raise LangTransferError(
             f"validation_size must be a document count or a fraction in (0, 1), got {size!r}"
@@ -182,7 +190,7 @@ def _load_wikipedia(
         raise LangTransferError(f"{where} has no {text_field!r} column (columns: {columns})")
     if cap is not None:
         stream = stream.take(cap)
-    n_val = _validation_count(validation_size, cap, where)
+    n_val = _validation_count(validation_size, cap, where, stream=True)
 
     # The first documents are the validation slice; training restarts the stream after
     # them, so the two never overlap.
