@@ -72,19 +72,25 @@ def _corpus_for(config: StudyConfig, language: str) -> str:
 
 
 def _data_for(config: StudyConfig, task: str, language: str, split: str) -> str | None:
-    """What ``train_task``/``evaluate`` take as ``data``: None (hub), 'fixtures', or a path."""
-    if isinstance(config.data, dict):
-        try:
-            return str(config.data[task][language][split])
-        except (KeyError, TypeError):
-            raise LangTransferError(
-                f"data lists no {split} file for task {task!r} in language {language!r}"
-            ) from None
-    if config.data in ("hub", None):
+    """What ``train_task``/``evaluate`` take as ``data``: None (hub), 'fixtures', or a path.
+
+    ``data`` is one value for everything, or a mapping task -> value, where a value is
+    ``hub``, ``fixtures``, or a mapping language -> (value, or split -> file). Whatever is
+    not listed comes from the hub.
+    """
+    value: Any = config.data
+    for key in (task, language, split):
+        if not isinstance(value, dict):
+            break
+        value = value.get(key, "hub")
+    if value in ("hub", None):
         return None
-    if config.data == "fixtures":
-        return "fixtures"
-    raise LangTransferError(f"data {config.data!r} must be 'hub', 'fixtures' or a mapping")
+    if isinstance(value, dict):
+        raise LangTransferError(
+            f"data for task {task!r}, language {language!r} lists no {split!r} split; "
+            f"it has {sorted(value)}"
+        )
+    return str(value)
 
 
 def plan(config: StudyConfig) -> list[Artefact]:
