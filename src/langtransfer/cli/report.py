@@ -1,0 +1,76 @@
+"""``langtransfer report``: tables and heatmaps from one or more study directories."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from langtransfer.errors import LangTransferError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "report",
+        help="tables (Markdown, CSV), heatmaps and summaries of a study's results",
+        description=(
+            "Read the result records of one or more study directories "
+            "(DIR/results/<task>/<configuration>/<source>__<target>.json) and write a report: "
+            "per task and source language a table of configurations × target languages "
+            "(Markdown, CSV, heatmap PNG), averages per configuration overall, by script and "
+            "by language family, and each configuration's difference to base (negative = "
+            "negative transfer). Several directories, e.g. the outputs of shards, are merged "
+            "into one record set; the same cell with different results is an error. The "
+            "per-task tables are also printed."
+        ),
+        epilog=(
+            "Values are each task's primary metric to one decimal; the best per column is "
+            "marked (bold in Markdown, * in the terminal, the best_in column in CSV); – marks "
+            "a cell not evaluated, and an average is shown only when all its cells are present."
+        ),
+    )
+    p.add_argument(
+        "dirs",
+        nargs="+",
+        type=Path,
+        metavar="DIR",
+        help="study directory (the one holding results/); repeat to merge shards",
+    )
+    p.add_argument(
+        "--output",
+        "-o",
+        type=Path,
+        metavar="OUT",
+        help="report directory (default: DIR/report of the first DIR); replaced as a whole "
+        "if it holds an earlier report, refused if it holds anything else",
+    )
+    p.add_argument("--quiet", "-q", action="store_true", help="do not print the tables")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from langtransfer.report import build_report, format_tables
+    from langtransfer.results import RESULTS_DIR, read_records
+
+    records = read_records(args.dirs)
+    if not records:
+        raise LangTransferError(
+            f"no result records in {', '.join(map(str, args.dirs))}: expected files "
+            f"DIR/{RESULTS_DIR}/<task>/<configuration>/<source>__<target>.json (pass the study "
+            "directory, not its results folder)"
+        )
+    out = args.output if args.output is not None else args.dirs[0] / "report"
+    for d in args.dirs:
+        if out.resolve().is_relative_to((d / RESULTS_DIR).resolve()):
+            raise LangTransferError(
+                f"report output {out} is inside {d / RESULTS_DIR}, where it would be read as "
+                "results next time; choose another --output"
+            )
+    summary = build_report(records, out)
+    if not args.quiet:
+        print(format_tables(records))
+    best = summary.best_configuration
+    print(
+        f"report of {summary.n_records} records written to {summary.index}"
+        + (f" (best on average: {best})" if best else "")
+    )
+    return 0

@@ -1,0 +1,542 @@
+"""Tables and heatmaps from result records: how the seven configurations compare.
+
+Conventions (the same in every table):
+
+- One table per task and source language (``qa/en``): configurations are rows in the
+  paper's order (only those with results), target languages are columns in the language
+  registry's order, then ``avg``. Tables are not averaged over source languages, because
+  a task representation trained in another language is a different model.
+- Values are the record's primary metric (higher is better) to one decimal.
+- An average is shown only when every cell it covers is present; otherwise it is ``–``,
+  since an average over fewer languages is not comparable with the full ones. Cells
+  themselves are never dropped: a missing cell is ``–`` in Markdown and text, and an
+  empty field in CSV (what CSV readers treat as missing).
+- The best value per column is **bold** in Markdown, ``*``-suffixed in text, and listed
+  in the trailing ``best_in`` CSV column of its row (``;``-separated column names). Best
+  is decided on the displayed (rounded) values, so ties are all marked.
+- Summaries weigh every table equally: the average per configuration is the mean of the
+  per-table averages; by script (or family) it is, for each table that has target
+  languages of that script, the mean over those languages, then the mean over tables.
+  Languages the registry does not know are grouped under ``unknown``.
+- Deltas are ``configuration - base`` per cell; negative means the configuration is
+  worse than the untouched model there (negative transfer).
+
+Output layout (``report.json`` holds every number and marks the directory as a report,
+so it may be replaced as a whole next time)::
+
+    report.md  report.json
+    tables/<task>.<source>.md|csv     deltas/<task>.<source>.md|csv
+    heatmaps/<task>.<source>.png      summary/{configurations,deltas,scripts,families}.md|csv
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import fmean
+from typing import Any
+
+from langtransfer.errors import LangTransferError, OutputExistsError, UnknownNameError
+from langtransfer.io import atomic_dir, atomic_path, write_json, write_text
+from langtransfer.languages import all_languages, get_language
+from langtransfer.results import CONFIGURATIONS, cell_name, merge_records, record_key
+
+MISSING = "–"
+AVG = "avg"
+GENERATOR = "langtransfer report"
+
+
+@dataclass
+class Grid:
+    """Rows × columns of numbers with an optional ``avg`` column; the unit every table uses."""
+
+    name: str  # file stem, e.g. "qa.en"
+    title: str
+    rows: list[str]
+    columns: list[str]
+    values: dict[tuple[str, str], float]
+    with_avg: bool = True
+    metric: str | None = None
+    averages: dict[str, float | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.with_avg and not self.averages:
+            self.averages = {r: _mean_if_complete(self.row(r)) for r in self.rows}
+
+    def row(self, r: str) -> list[float | None]:
+        return [self.values.get((r, c)) for c in self.columns]
+
+    @property
+    def all_columns(self) -> list[str]:
+        return self.columns + ([AVG] if self.with_avg else [])
+
+    def get(self, r: str, c: str) -> float | None:
+        return self.averages.get(r) if c == AVG and self.with_avg else self.values.get((r, c))
+
+    def best(self, c: str) -> set[str]:
+        """Rows holding the best (highest displayed) value of column ``c``."""
+        shown = {r: round(v, 1) for r in self.rows if (v := self.get(r, c)) is not None}
+        top = max(shown.values(), default=None)
+        return {r for r, v in shown.items() if v == top}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "title": self.title,
+            "metric": self.metric,
+            "columns": self.all_columns,
+            "rows": {r: {c: self.get(r, c) for c in self.all_columns} for r in self.rows},
+        }
+
+
+@dataclass(frozen=True)
+class ReportSummary:
+    """What :func:`build_report` wrote, and the headline numbers."""
+
+    out_dir: Path
+    index: Path
+    files: tuple[Path, ...]
+    n_records: int
+    tables: tuple[str, ...]
+    average_by_configuration: dict[str, float | None]
+
+    @property
+    def best_configuration(self) -> str | None:
+        """The configuration with the highest complete average, if any is complete."""
+        complete = {c: v for c, v in self.average_by_configuration.items() if v is not None}
+        return max(complete, key=complete.__getitem__) if complete else None
+
+
+def _mean_if_complete(values: Sequence[float | None]) -> float | None:
+    return fmean(values) if values and all(v is not None for v in values) else None
+
+
+def _fmt(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return MISSING
+    if signed:
+        text = f"{value:+.1f}"
+        return "0.0" if text in ("+0.0", "-0.0") else text
+    return f"{value:.1f}"
+
+
+def _language_info(code: str) -> tuple[str, str]:
+    """(script, family) from the registry; ``unknown`` for codes it does not know."""
+    try:
+        lang = get_language(code)
+    except UnknownNameError:
+        return "unknown", "unknown"
+    return lang.script, lang.family
+
+
+def _language_order(codes: Iterable[str]) -> list[str]:
+    """Registry order (the paper's), then codes the registry does not know, by code."""
+    rank = {lang.code: i for i, lang in enumerate(all_languages())}
+    return sorted(set(codes), key=lambda c: (rank.get(c, len(rank)), c))
+
+
+def _ordered_configurations(names: Iterable[str]) -> list[str]:
+    present = set(names)
+    return [c for c in CONFIGURATIONS if c in present]
+
+
+# --- building the tables ---------------------------------------------------------------
+
+
+@dataclass
+class _Tables:
+    records: list[dict[str, Any]]
+    tasks: list[Grid]
+    deltas: list[Grid]
+    by_configuration: Grid
+    delta_summary: Grid | None
+    by_script: Grid
+    by_family: Grid
+
+
+def _check_comparable(records: list[dict[str, Any]]) -> None:
+    """Refuse to put results of different base models into one report."""
+    models: dict[str, dict[str, Any]] = {}
+    for r in records:
+        models.setdefault(json.dumps(r["model"], sort_keys=True), r)
+    if len(models) > 1:
+        a, b = list(models.values())[:2]
+        raise LangTransferError(
+            "records come from different base models and are not comparable: "
+            f"{cell_name(record_key(a))} used {a['model']}, {cell_name(record_key(b))} used "
+            f"{b['model']}; report them separately"
+        )
+
+
+def _task_grid(task: str, source: str, records: list[dict[str, Any]]) -> Grid:
+    metrics = {r["primary_metric"] for r in records}
+    if len(metrics) > 1:
+        raise LangTransferError(
+            f"task {task} (source {source}) mixes primary metrics {', '.join(sorted(metrics))}; "
+            "a table needs one"
+        )
+    metric = metrics.pop()
+    values = {
+        (r["configuration"], r["target_language"]): float(r["metrics"][metric]) for r in records
+    }
+    return Grid(
+        name=f"{task}.{source}",
+        title=f"{task} — source {source}, metric {metric}",
+        rows=_ordered_configurations(r["configuration"] for r in records),
+        columns=_language_order(r["target_language"] for r in records),
+        values=values,
+        metric=metric,
+    )
+
+
+def _delta_grid(grid: Grid) -> Grid | None:
+    if "base" not in grid.rows:
+        return None
+    rows = [r for r in grid.rows if r != "base"]
+    values = {}
+    for r in rows:
+        for c in grid.columns:
+            v, b = grid.get(r, c), grid.get("base", c)
+            if v is not None and b is not None:
+                values[(r, c)] = v - b
+    averages = {}
+    for r in rows:
+        v, b = grid.get(r, AVG), grid.get("base", AVG)
+        averages[r] = v - b if v is not None and b is not None else None
+    return Grid(
+        name=grid.name,
+        title=f"{grid.title} — difference to base (negative = negative transfer)",
+        rows=rows,
+        columns=list(grid.columns),
+        values=values,
+        metric=grid.metric,
+        averages=averages,
+    )
+
+
+def _label(grid: Grid, grids: list[Grid]) -> str:
+    task, source = grid.name.split(".", 1)
+    sources = {g.name.split(".", 1)[1] for g in grids if g.name.split(".", 1)[0] == task}
+    return task if len(sources) == 1 else f"{task}/{source}"
+
+
+def _summary_grid(grids: list[Grid], name: str, title: str) -> Grid:
+    rows = _ordered_configurations(r for g in grids for r in g.rows)
+    columns = [_label(g, grids) for g in grids]
+    values = {
+        (r, col): v
+        for g, col in zip(grids, columns, strict=True)
+        for r in rows
+        if (v := g.get(r, AVG)) is not None
+    }
+    averages = {r: _mean_if_complete([values.get((r, c)) for c in columns]) for r in rows}
+    return Grid(name, title, rows, columns, values, averages=averages)
+
+
+def _group_grid(grids: list[Grid], kind: str) -> Grid:
+    """Average per configuration over the target languages of each script (or family)."""
+    index = 0 if kind == "script" else 1
+    groups: dict[str, None] = {}
+    members: list[dict[str, list[str]]] = []  # per table: group -> its languages there
+    for g in grids:
+        by_group: dict[str, list[str]] = {}
+        for code in g.columns:
+            group = _language_info(code)[index]
+            by_group.setdefault(group, []).append(code)
+            groups.setdefault(group, None)
+        members.append(by_group)
+    columns = sorted(groups, key=lambda s: (s == "unknown", s))
+    rows = _ordered_configurations(r for g in grids for r in g.rows)
+    values = {}
+    for r in rows:
+        for group in columns:
+            per_table = [
+                _mean_if_complete([g.get(r, code) for code in by_group[group]])
+                for g, by_group in zip(grids, members, strict=True)
+                if group in by_group
+            ]
+            if (mean := _mean_if_complete(per_table)) is not None:
+                values[(r, group)] = mean
+    name = "families" if kind == "family" else "scripts"
+    title = f"Average primary metric per configuration by target-language {kind}"
+    return Grid(name, title, rows, columns, values, with_avg=False)
+
+
+def _build_tables(records: Iterable[Mapping[str, Any]]) -> _Tables:
+    records = merge_records(records)
+    if not records:
+        raise LangTransferError("no result records to report")
+    _check_comparable(records)
+    cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        cells.setdefault((r["task"], r["source_language"]), []).append(r)
+    tasks = [_task_grid(t, s, rs) for (t, s), rs in sorted(cells.items())]
+    deltas = [d for g in tasks if (d := _delta_grid(g)) is not None]
+    by_configuration = _summary_grid(
+        tasks, "configurations", "Average primary metric per configuration and task"
+    )
+    delta_summary = None
+    if deltas:
+        delta_summary = _summary_grid(
+            deltas,
+            "deltas",
+            "Average difference to base per task (negative = negative transfer)",
+        )
+    return _Tables(
+        records,
+        tasks,
+        deltas,
+        by_configuration,
+        delta_summary,
+        _group_grid(tasks, "script"),
+        _group_grid(tasks, "family"),
+    )
+
+
+# --- rendering ---------------------------------------------------------------------------
+
+
+def _cells(grid: Grid, signed: bool) -> list[list[str]]:
+    return [[_fmt(grid.get(r, c), signed) for c in grid.all_columns] for r in grid.rows]
+
+
+def to_markdown(grid: Grid, *, signed: bool = False, mark_best: bool = True) -> str:
+    """A Markdown table; the best value per column in bold."""
+    best = {c: grid.best(c) for c in grid.all_columns} if mark_best else {}
+    lines = [
+        "| configuration | " + " | ".join(grid.all_columns) + " |",
+        "|---|" + "---:|" * len(grid.all_columns),
+    ]
+    for r, row in zip(grid.rows, _cells(grid, signed), strict=True):
+        shown = [
+            f"**{text}**" if r in best.get(c, ()) else text
+            for c, text in zip(grid.all_columns, row, strict=True)
+        ]
+        lines.append(f"| {r} | " + " | ".join(shown) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(grid: Grid, *, signed: bool = False, mark_best: bool = True) -> str:
+    """CSV with empty fields for missing cells and a trailing ``best_in`` column."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["configuration", *grid.all_columns] + (["best_in"] if mark_best else []))
+    for r, row in zip(grid.rows, _cells(grid, signed), strict=True):
+        row = ["" if text == MISSING else text for text in row]
+        best_in = [c for c in grid.all_columns if r in grid.best(c)] if mark_best else None
+        writer.writerow([r, *row] + ([";".join(best_in)] if best_in is not None else []))
+    return buf.getvalue()
+
+
+def to_text(grid: Grid, *, signed: bool = False, mark_best: bool = True) -> str:
+    """An aligned plain-text table for terminals; the best value per column ends in ``*``."""
+    best = {c: grid.best(c) for c in grid.all_columns} if mark_best else {}
+    body = [
+        [r]
+        + [
+            text + ("*" if r in best.get(c, ()) else " " if mark_best else "")
+            for c, text in zip(grid.all_columns, row, strict=True)
+        ]
+        for r, row in zip(grid.rows, _cells(grid, signed), strict=True)
+    ]
+    header = ["configuration"] + [c + (" " if mark_best else "") for c in grid.all_columns]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        padded = [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join([cells[0].ljust(widths[0]), *padded]).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([grid.title, line(header), rule, *map(line, body)]) + "\n"
+
+
+def format_tables(records: Iterable[Mapping[str, Any]]) -> str:
+    """The per-task tables (and, with several tasks, the per-configuration summary) as text."""
+    tables = _build_tables(records)
+    parts = [to_text(g) for g in tables.tasks]
+    if len(tables.tasks) > 1:
+        parts.append(to_text(tables.by_configuration))
+    note = f"* best in column; {MISSING} not evaluated (averages need every cell)"
+    return "\n".join(parts) + note + "\n"
+
+
+def _heatmap(grid: Grid, path: Path) -> None:
+    """A configurations × languages heatmap with annotated values, written atomically.
+
+    Uses the Agg canvas directly rather than pyplot, so building a report never touches
+    the process-wide backend of a user's interactive session.
+    """
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    columns = grid.all_columns
+    data = np.array(
+        [[np.nan if (v := grid.get(r, c)) is None else v for c in columns] for r in grid.rows]
+    )
+    size = (1.6 + 0.75 * len(columns), 1.2 + 0.45 * len(grid.rows))
+    fig = Figure(figsize=size, dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    image = ax.imshow(np.ma.masked_invalid(data), cmap="viridis", aspect="auto")
+    ax.set_facecolor("0.85")
+    ax.set_xticks(range(len(columns)), labels=columns)
+    ax.set_yticks(range(len(grid.rows)), labels=grid.rows)
+    ax.set_title(grid.title, fontsize=10)
+    if grid.with_avg:
+        ax.axvline(len(grid.columns) - 0.5, color="white", linewidth=3)
+    finite = data[np.isfinite(data)]
+    mid = (finite.min() + finite.max()) / 2 if finite.size else 0.0
+    for i, r in enumerate(grid.rows):
+        for j, c in enumerate(columns):
+            value = data[i, j]
+            best = r in grid.best(c)
+            ax.text(
+                j,
+                i,
+                _fmt(None if np.isnan(value) else float(value)),
+                ha="center",
+                va="center",
+                fontsize=8,
+                fontweight="bold" if best else "normal",
+                color="black" if np.isnan(value) or value > mid else "white",
+            )
+    fig.colorbar(image, ax=ax, label=grid.metric or "")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+
+
+def _write_grid(
+    out: Path, sub: str, grid: Grid, files: list[Path], *, signed: bool = False
+) -> list[str]:
+    mark = not signed
+    md, csv_ = out / sub / f"{grid.name}.md", out / sub / f"{grid.name}.csv"
+    write_text(md, f"# {grid.title}\n\n" + to_markdown(grid, signed=signed, mark_best=mark))
+    write_text(csv_, to_csv(grid, signed=signed, mark_best=mark))
+    files += [md, csv_]
+    return [f"{sub}/{grid.name}.md", f"{sub}/{grid.name}.csv"]
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    """Only an empty directory or an earlier report may be replaced as a whole."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise OutputExistsError(f"report output {out_dir} exists and is not a directory")
+    if not any(out_dir.iterdir()):
+        return
+    try:
+        marker = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
+        if marker.get("generator") == GENERATOR:
+            return
+    except (OSError, ValueError, AttributeError):
+        pass
+    raise OutputExistsError(
+        f"report output {out_dir} is a non-empty directory that is not a langtransfer "
+        "report; choose another output directory"
+    )
+
+
+def build_report(records: Iterable[Mapping[str, Any]], out_dir: str | os.PathLike) -> ReportSummary:
+    """Write the full report for ``records`` into ``out_dir`` and return what was written.
+
+    The directory is built beside ``out_dir`` and swapped in at the end, so a report never
+    mixes files of two runs (a task that disappeared leaves no stale table) and a failed
+    run leaves the previous report intact. An existing ``out_dir`` is replaced only if it
+    is empty or an earlier report.
+    """
+    final = Path(out_dir)
+    _check_replaceable(final)
+    tables = _build_tables(records)
+    with atomic_dir(final) as out:
+        written: list[Path] = []
+        md = [
+            "# langtransfer report",
+            "",
+            f"{len(tables.records)} result records; base model "
+            f"`{tables.records[0]['model'].get('name')}`. Values are each task's primary "
+            "metric (higher is better); **bold** = best in column; "
+            f"{MISSING} = not evaluated; `avg` is over all target languages of the table and "
+            "is shown only when the row is complete.",
+            "",
+            "## Per task",
+            "",
+        ]
+        for g in tables.tasks:
+            links = _write_grid(out, "tables", g, written)
+            png = out / "heatmaps" / f"{g.name}.png"
+            _heatmap(g, png)
+            written.append(png)
+            links.append(f"heatmaps/{g.name}.png")
+            md += [
+                f"### {g.title}",
+                "",
+                to_markdown(g),
+                f"[Markdown]({links[0]}) · [CSV]({links[1]}) · [heatmap]({links[2]})",
+                "",
+                f"![{g.title}]({links[2]})",
+                "",
+            ]
+        summaries = [
+            ("summary", tables.by_configuration, False),
+            ("summary", tables.by_script, False),
+            ("summary", tables.by_family, False),
+        ]
+        md += ["## Summaries", ""]
+        for sub, g, signed in summaries:
+            links = _write_grid(out, sub, g, written, signed=signed)
+            md += [f"### {g.title}", "", to_markdown(g, signed=signed)]
+            md += [f"[Markdown]({links[0]}) · [CSV]({links[1]})", ""]
+        md += [
+            "## Difference to base (negative = negative transfer)",
+            "",
+            "Each value is the configuration's score minus `base` (the untouched model) in "
+            "the same cell; negative values mean the configuration hurts.",
+            "",
+        ]
+        if tables.delta_summary is not None:
+            links = _write_grid(out, "summary", tables.delta_summary, written, signed=True)
+            md += [f"### {tables.delta_summary.title}", ""]
+            md += [to_markdown(tables.delta_summary, signed=True, mark_best=False)]
+            md += [f"[Markdown]({links[0]}) · [CSV]({links[1]})", ""]
+        for g in tables.deltas:
+            links = _write_grid(out, "deltas", g, written, signed=True)
+            md += [f"### {g.title}", "", to_markdown(g, signed=True, mark_best=False)]
+            md += [f"[Markdown]({links[0]}) · [CSV]({links[1]})", ""]
+        no_base = [g.name for g in tables.tasks if "base" not in g.rows]
+        if no_base:
+            md.append(f"No `base` results, so no differences, for: {', '.join(no_base)}.")
+        write_text(out / "report.md", "\n".join(md).rstrip() + "\n")
+        data = {
+            "generator": GENERATOR,
+            "n_records": len(tables.records),
+            "model": tables.records[0]["model"],
+            "tables": [g.to_dict() for g in tables.tasks],
+            "deltas": [g.to_dict() for g in tables.deltas],
+            "summary": {
+                g.name: g.to_dict()
+                for g in (
+                    tables.by_configuration,
+                    tables.delta_summary,
+                    tables.by_script,
+                    tables.by_family,
+                )
+                if g is not None
+            },
+        }
+        write_json(out / "report.json", data)
+        relative = [p.relative_to(out) for p in written] + [Path("report.md"), Path("report.json")]
+    return ReportSummary(
+        out_dir=final,
+        index=final / "report.md",
+        files=tuple(final / f for f in relative),
+        n_records=len(tables.records),
+        tables=tuple(g.name for g in tables.tasks),
+        average_by_configuration=dict(tables.by_configuration.averages),
+    )
