@@ -17,9 +17,14 @@ from langtransfer.errors import LangTransferError
 
 # Verb modules, in the order --help lists them.
 VERBS = [
-    "train_language",
     "languages",
+    "train_language",
+    "train_task",
+    "evaluate",
+    "score",
+    "study",
     "report",
+    "demo",
 ]
 
 

@@ -1,0 +1,78 @@
+"""``langtransfer train-task``: a task adapter or soft task prompt on source-language data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from langtransfer.cli.common import (
+    adapter_from_args,
+    add_model_option,
+    add_training_options,
+    prompt_from_args,
+    settings_from_args,
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train-task",
+        help="train a task representation on labelled source-language data",
+        description=(
+            "Train a task adapter or soft task prompt on labelled data in the source "
+            "language, with that language's representation (--language-rep) attached "
+            "and frozen: this is how la+ta, la+stp, slp+ta and slp+stp are trained; "
+            "without --language-rep it trains ta or stp. Validates every --eval-steps "
+            "and keeps the best checkpoint (lowest validation loss)."
+        ),
+    )
+    p.add_argument("--task", required=True, help="qa, ner, nli, checkworthiness, or a registered task")
+    p.add_argument("--language", required=True, help="source language of the training data")
+    p.add_argument("--kind", required=True, choices=["prompt", "adapter"], help="soft task prompt or task adapter")
+    p.add_argument("--language-rep", help="the source language's representation directory (or hub id)")
+    p.add_argument(
+        "--data",
+        help="local file or directory of <language>.<split>.<ext> files, or 'fixtures' "
+        "(shipped samples); default: the paper's source on the hub",
+    )
+    p.add_argument("--output", required=True, help="representation directory to write")
+    add_model_option(p)
+    p.add_argument("--max-length", type=int, default=256, help="input tokens kept per example (default 256)")
+    p.add_argument("--max-target-length", type=int, default=128, help="target tokens kept (default 128)")
+    p.add_argument("--max-examples", type=int, help="use only the first N training examples")
+    add_training_options(p, "task")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from langtransfer.languages import get_language
+    from langtransfer.representations import read_manifest
+    from langtransfer.task_training import train_task
+    from langtransfer.tasks import get_task
+
+    task, lang = get_task(args.task), get_language(args.language)
+    label_words = list(task.label_words.values()) or None
+    out = train_task(
+        model=args.model,
+        task=task.name,
+        language=lang.code,
+        kind=args.kind,
+        output=args.output,
+        language_rep=args.language_rep,
+        data=args.data,
+        settings=settings_from_args(args, args.kind, "task"),
+        prompt=prompt_from_args(args, task.prompt_init(lang.name), label_words)
+        if args.kind == "prompt"
+        else None,
+        adapter=adapter_from_args(args) if args.kind == "adapter" else None,
+        max_length=args.max_length,
+        max_target_length=args.max_target_length,
+        max_examples=args.max_examples,
+        checkpoint_dir=args.checkpoint_dir,
+        resume=args.resume,
+        overwrite=args.overwrite,
+    )
+    training = read_manifest(out)["training"]
+    keys = ("configuration", "steps", "train_examples", "validation_examples", "validation_loss", "best_checkpoint")
+    print(json.dumps({"output": str(out), **{k: training.get(k) for k in keys}}, indent=2))
+    return 0

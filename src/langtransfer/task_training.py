@@ -1,0 +1,136 @@
+"""Training a task representation on source-language data.
+
+The source language's representation (if any) is attached frozen while the task adapter
+or soft task prompt trains, which is how ``la+ta``, ``la+stp``, ``slp+ta`` and
+``slp+stp`` are trained; ``ta`` and ``stp`` train on the bare model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from langtransfer.compose import compose, configuration_name
+from langtransfer.errors import LangTransferError, UnknownNameError
+from langtransfer.language_training import check_output
+from langtransfer.languages import get_language
+from langtransfer.models import load_base
+from langtransfer.representations import (
+    AdapterSpec,
+    PromptConfig,
+    load_representation,
+    new_adapter,
+    new_prompt,
+)
+from langtransfer.task_data import load_examples, tokenise
+from langtransfer.tasks import get_task
+from langtransfer.train import (
+    TrainSettings,
+    default_settings,
+    evaluation_loss,
+    train_representation,
+)
+
+VALIDATION_FRACTION = 0.1
+MAX_VALIDATION = 1000
+
+
+def train_task(
+    *,
+    model: str,
+    task: str,
+    language: str,
+    kind: str,
+    output: str | Path,
+    language_rep: str | Path | None = None,
+    data: str | Path | None = None,
+    validation_data: str | Path | None = None,
+    settings: TrainSettings | None = None,
+    prompt_tokens: int | None = None,
+    prompt: PromptConfig | None = None,
+    adapter: AdapterSpec | None = None,
+    max_length: int = 256,
+    max_target_length: int = 128,
+    max_examples: int | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    settings_hash: str | None = None,
+    show_progress: bool = True,
+) -> Path:
+    """Train a task adapter or soft task prompt on ``task`` in ``language`` and save it.
+
+    ``data``: None (the paper's hub source), ``"fixtures"`` or a local file/directory.
+    Validation uses the ``validation`` split where there is one, else a held-out 10% of
+    the training examples; the checkpoint with the lowest validation loss is kept.
+    """
+    if kind not in ("prompt", "adapter"):
+        raise UnknownNameError("representation kind", kind, ["adapter", "prompt"])
+    task_obj, lang = get_task(task), get_language(language)
+    output = Path(output)
+    check_output(output, overwrite, resume, kind=kind, role="task", task=task_obj.name)
+    settings = settings or default_settings(kind, "task")
+
+    train_examples = load_examples(task_obj, lang.code, "train", data, max_examples)
+    try:
+        val_examples = load_examples(task_obj, lang.code, "validation", validation_data or data)
+    except LangTransferError:
+        n_val = min(MAX_VALIDATION, max(1, int(len(train_examples) * VALIDATION_FRACTION)))
+        if len(train_examples) < 2:
+            raise LangTransferError(
+                f"{task_obj.name} {lang.code}: {len(train_examples)} training example(s) is too few"
+            ) from None
+        held = set(np.random.default_rng(settings.seed).permutation(len(train_examples))[:n_val].tolist())
+        val_examples = [ex for i, ex in enumerate(train_examples) if i in held]
+        train_examples = [ex for i, ex in enumerate(train_examples) if i not in held]
+
+    base, tokenizer = load_base(model)
+    language_repr = load_representation(language_rep) if language_rep else None
+    if language_repr is not None and (language_repr.role != "language" or language_repr.language != lang.code):
+        raise LangTransferError(
+            f"{language_rep} is a {language_repr.role} representation for "
+            f"{language_repr.language or language_repr.task!r}, but the task trains on {lang.code!r}: "
+            "pass the source language's representation"
+        )
+    if kind == "prompt":
+        prompt = prompt or PromptConfig(
+            num_tokens=prompt_tokens or 50, init_text=task_obj.prompt_init(lang.name), seed=settings.seed
+        )
+        task_repr = new_prompt("task", base, tokenizer, prompt, task=task_obj.name)
+    else:
+        task_repr = new_adapter("task", adapter, task=task_obj.name)
+    task_repr.settings_hash = settings_hash
+    configuration = configuration_name(language_repr, task_repr)
+    composed = compose(base, configuration, language=language_repr, task=task_repr, train="task")
+
+    train = tokenise(train_examples, tokenizer, max_length, max_target_length)
+    validation = tokenise(val_examples, tokenizer, max_length, max_target_length)
+    trainer, summary = train_representation(
+        composed,
+        tokenizer,
+        train.dataset,
+        settings,
+        checkpoint_dir or output.with_name(output.name + ".checkpoints"),
+        eval_dataset=validation.dataset,
+        resume=resume,
+        show_progress=show_progress,
+    )
+    summary.update(
+        configuration=configuration,
+        source_language=lang.code,
+        language_representation=None
+        if language_repr is None
+        else {"kind": language_repr.kind, "language": language_repr.language,
+              "path": str(language_rep), "settings_hash": language_repr.settings_hash},
+        data=str(data) if data is not None else "paper",
+        train_examples=len(train_examples),
+        validation_examples=len(val_examples),
+        truncated_inputs=train.n_truncated,
+        max_length=max_length,
+        validation_loss=evaluation_loss(composed, validation.dataset, tokenizer, settings.eval_batch_size or settings.batch_size),
+    )
+    if trainer.is_world_process_zero():
+        composed.save("task", output, training=summary, overwrite=True)
+    trainer.accelerator.wait_for_everyone()
+    return output
