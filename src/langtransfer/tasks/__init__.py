@@ -1,0 +1,42 @@
+"""Tasks: data sources, text-to-text formats, parsers and metrics, and their registry.
+
+The built-in tasks are ``qa``, ``ner``, ``nli`` and ``checkworthiness``; see
+:mod:`langtransfer.tasks.base` for the interface and how data is found.
+"""
+
+from langtransfer.tasks.base import (
+    FIXTURES_DIR,
+    SOURCE_NAMES,
+    SPLITS,
+    ClassificationTask,
+    DataSource,
+    Example,
+    Task,
+)
+from langtransfer.tasks.checkworthiness import CheckworthinessTask
+from langtransfer.tasks.ner import NERTask
+from langtransfer.tasks.nli import NLITask
+from langtransfer.tasks.qa import QATask
+from langtransfer.tasks.registry import all_tasks, get_task, register_task, task_names
+
+for _task in (QATask(), NERTask(), NLITask(), CheckworthinessTask()):
+    register_task(_task)
+del _task
+
+__all__ = [
+    "FIXTURES_DIR",
+    "SOURCE_NAMES",
+    "SPLITS",
+    "CheckworthinessTask",
+    "ClassificationTask",
+    "DataSource",
+    "Example",
+    "NERTask",
+    "NLITask",
+    "QATask",
+    "Task",
+    "all_tasks",
+    "get_task",
+    "register_task",
+    "task_names",
+]

@@ -1,0 +1,518 @@
+"""The task abstraction: data sources, text-to-text formats, parsers and metrics.
+
+A task turns a raw record (a row of a hub dataset or a local file) into an
+:class:`Example` with the model's ``input`` and ``target`` text and the ``gold`` value the
+metric compares against; it parses generated text back into a prediction and scores
+predictions against golds. Training and evaluation only go through this interface, so a
+user adds a task by subclassing :class:`Task` and calling
+:func:`langtransfer.tasks.register_task`, without editing the package.
+
+Where data comes from, for ``load(language, split, path=None, source=...)``:
+
+* ``path`` given: a local file (``.json``, ``.jsonl``, ``.csv``, ``.tsv``, ``.parquet``),
+  or a directory holding ``<language>.<split>.<ext>`` files.
+* ``source="paper"`` (default): the data the paper used, from the Hugging Face hub through
+  ``datasets.load_dataset`` where public; non-public sets need ``path``.
+* ``source="fixtures"``: the small original files shipped in ``langtransfer/data/tasks/
+  <task>/<language>.<split>.<ext>``, for tests and demos without network.
+
+Every metric is a percentage (0-100), as the paper reports them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langtransfer.errors import DataFormatError, LangTransferError, UnknownNameError
+
+#: Splits every built-in task knows. Not every language has every split.
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
+#: Where the shipped fixture files live: ``<FIXTURES_DIR>/<task>/<language>.<split>.<ext>``.
+FIXTURES_DIR = Path(__file__).resolve().parents[1] / "data" / "tasks"
+#: Names accepted for ``load(..., source=...)``.
+SOURCE_NAMES: tuple[str, ...] = ("paper", "fixtures")
+#: Column names a file may use to say which language a row is in (rows are filtered).
+LANGUAGE_COLUMNS: tuple[str, ...] = ("language", "lang")
+
+_EXTENSIONS = (".json", ".jsonl", ".csv", ".tsv", ".parquet")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One example: model input and target text plus the gold value the metric uses.
+
+    ``gold`` is task-specific: a tuple of answer strings (QA), a tuple of ``(type, text)``
+    spans (NER), or a class name (classification tasks).
+    """
+
+    id: str
+    language: str
+    input: str
+    target: str
+    gold: Any
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where one language/split of a task's data lives.
+
+    ``dataset`` is a Hugging Face hub id (loaded with ``load_dataset(dataset, config,
+    split=split)``); ``None`` means the data is not downloadable and must be given as a
+    local file, described by ``note``.
+    """
+
+    dataset: str | None = None
+    config: str | None = None
+    split: str | None = None
+    note: str = ""
+
+    def describe(self) -> str:
+        if self.dataset is None:
+            return f"local file only ({self.note})" if self.note else "local file only"
+        config = f"[{self.config}]" if self.config else ""
+        return f"hub:{self.dataset}{config}:{self.split}"
+
+
+@dataclass(frozen=True)
+class Row:
+    """A raw record and where it came from (``line``: 1-based line or row number)."""
+
+    data: dict[str, Any]
+    line: int | None = None
+
+
+class Task:
+    """Base class of tasks. Subclasses set the class attributes and implement the hooks.
+
+    Class attributes:
+        name: registry name (``qa``, ``ner``...).
+        prompt_init_text: text a soft task prompt is initialised from, with ``{Language}``.
+        label_words: class name -> target word, for classification tasks (empty otherwise).
+        primary_metric: the metric training keeps the best checkpoint by.
+        columns: canonical field -> accepted column names (first found wins); all required.
+        optional_columns: the same for fields that may be absent (``id``...).
+        file_types: local file extensions the task reads.
+        sources: language -> split -> :class:`DataSource`, the paper's data.
+        splits: the splits this task knows.
+        empty_prediction: the prediction used for a missing one (scores as wrong).
+    """
+
+    name: str = ""
+    prompt_init_text: str = ""
+    label_words: Mapping[str, str] = {}
+    primary_metric: str = ""
+    columns: Mapping[str, tuple[str, ...]] = {}
+    optional_columns: Mapping[str, tuple[str, ...]] = {"id": ("id",)}
+    file_types: tuple[str, ...] = _EXTENSIONS
+    sources: Mapping[str, Mapping[str, DataSource]] = {}
+    splits: tuple[str, ...] = SPLITS
+    empty_prediction: Any = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+    # ----------------------------------------------------------------- prompts
+    def prompt_init(self, language_name: str) -> str:
+        """The soft task prompt's init text for a language (its English name, ``Slovak``)."""
+        return self.prompt_init_text.replace("{Language}", language_name)
+
+    @property
+    def fixtures_dir(self) -> Path:
+        return FIXTURES_DIR / self.name
+
+    # ------------------------------------------------------------------ loading
+    def load(
+        self,
+        language: str,
+        split: str,
+        path: str | Path | None = None,
+        *,
+        source: str = "paper",
+    ) -> list[Example]:
+        """Examples of one language and split, from ``path``, the hub, or the fixtures."""
+        if split not in self.splits:
+            raise UnknownNameError(f"split of task {self.name}", split, self.splits)
+        if path is not None:
+            where, rows = self._read_path(Path(path), language, split)
+        elif source == "fixtures":
+            where, rows = self._read_path(self.fixtures_dir, language, split, fixtures=True)
+        elif source == "paper":
+            where, rows = self._read_source(self.data_source(language, split))
+        else:
+            raise UnknownNameError("data source", source, SOURCE_NAMES)
+        rows = self.select(rows, language, where)
+        if not rows:
+            raise DataFormatError(where, f"no {self.name} examples for language {language!r}")
+        return self._examples(rows, language, split, where)
+
+    def data_source(self, language: str, split: str) -> DataSource:
+        """The paper's source for a language and split; errors name what exists."""
+        if language not in self.sources:
+            raise UnknownNameError(f"language for task {self.name}", language, self.sources)
+        by_split = self.sources[language]
+        if split not in by_split:
+            raise LangTransferError(
+                f"task {self.name} has no {split} data for {language!r}; available splits: "
+                f"{', '.join(by_split) or 'none'} (or pass a local file with path=)"
+            )
+        return by_split[split]
+
+    def _read_source(self, src: DataSource) -> tuple[str, list[Row]]:
+        if src.dataset is None:
+            raise LangTransferError(
+                f"task {self.name}: this data is not downloadable ({src.note or 'local file'}); "
+                "pass a local file with path= (CLI: --data)"
+            )
+        import datasets
+
+        where = src.describe()
+        try:
+            data = datasets.load_dataset(src.dataset, src.config, split=src.split)
+        except Exception as e:  # network, missing config, offline mode: all user-fixable
+            raise LangTransferError(
+                f"cannot load {where} from the Hugging Face hub ({type(e).__name__}: {e}); "
+                "download it first or pass a local file with path="
+            ) from e
+        self.check_columns(data.column_names, where)
+        return where, [Row(dict(r), i + 1) for i, r in enumerate(data)]
+
+    def _read_path(
+        self, path: Path, language: str, split: str, fixtures: bool = False
+    ) -> tuple[str, list[Row]]:
+        if path.is_dir():
+            path = self._find_in_dir(path, language, split, fixtures)
+        elif not path.exists():
+            raise LangTransferError(f"data file {path} does not exist")
+        return str(path), self.read_records(path)
+
+    def _find_in_dir(self, directory: Path, language: str, split: str, fixtures: bool) -> Path:
+        """``<language>.<split>.<ext>`` in a directory; errors list what the directory has."""
+        found: dict[str, list[str]] = {}
+        for f in sorted(directory.iterdir()):
+            parts = f.name.split(".")
+            if len(parts) == 3 and f".{parts[2]}" in self.file_types:
+                found.setdefault(parts[0], []).append(parts[1])
+                if parts[0] == language and parts[1] == split:
+                    return f
+        what = f"{self.name} fixtures" if fixtures else f"{self.name} files in {directory}"
+        if language not in found:
+            raise UnknownNameError(f"language for {what}", language, found)
+        raise LangTransferError(
+            f"no {split} split for {language!r} in {what}; available splits: "
+            f"{', '.join(found[language])} (files are named <language>.<split>.<ext>)"
+        )
+
+    def read_records(self, path: Path) -> list[Row]:
+        """Rows of a local file, by extension. Subclasses add nested formats (SQuAD JSON)."""
+        ext = path.suffix.lower()
+        if ext not in self.file_types:
+            raise DataFormatError(
+                path, f"task {self.name} reads {', '.join(self.file_types)} files, not {ext!r}"
+            )
+        try:
+            if ext == ".jsonl":
+                return read_jsonl(path)
+            if ext == ".json":
+                return self._json_rows(path, read_json(path))
+            if ext in (".csv", ".tsv"):
+                return read_delimited(path, "\t" if ext == ".tsv" else ",")
+            return read_parquet(path)
+        except UnicodeDecodeError as e:
+            raise DataFormatError(path, f"not UTF-8 text: {e}") from e
+
+    def _json_rows(self, path: Path, obj: Any) -> list[Row]:
+        """A JSON file: a list of records, or ``{"data": [...]}``."""
+        if isinstance(obj, dict) and isinstance(obj.get("data"), list):
+            obj = obj["data"]
+        if not isinstance(obj, list) or not all(isinstance(r, dict) for r in obj):
+            raise DataFormatError(path, "expected a JSON list of records or {'data': [...]}")
+        return [Row(r, i + 1) for i, r in enumerate(obj)]
+
+    def select(self, rows: list[Row], language: str, where: str) -> list[Row]:
+        """Keep the rows in ``language`` when the file has a language column.
+
+        Files holding several languages (the original XNLI TSV, a multilingual CSV) are
+        filtered; a file without such a column is taken to be all in ``language``.
+        """
+        if not rows:
+            return rows
+        col = next((c for c in LANGUAGE_COLUMNS if isinstance(rows[0].data.get(c), str)), None)
+        if col is None:
+            return rows
+        kept = [r for r in rows if str(r.data.get(col, "")).strip().lower() == language.lower()]
+        if not kept:
+            found = {str(r.data.get(col, "")).strip() for r in rows}
+            raise UnknownNameError(f"language in {where} (column {col!r})", language, found)
+        return kept
+
+    def _examples(self, rows: list[Row], language: str, split: str, where: str) -> list[Example]:
+        examples: list[Example] = []
+        seen: dict[str, int] = {}
+        checked: set[frozenset[str]] = set()
+        for i, row in enumerate(rows):
+            keys = frozenset(row.data)
+            if keys not in checked:
+                self.check_columns(row.data, where, row.line)
+                checked.add(keys)
+            try:
+                raw = self.canonical(row.data)
+                ex_id = raw.get("id")
+                ex_id = str(i) if ex_id is None or str(ex_id) == "" else str(ex_id)
+                # Ids key predictions; a repeated id gets a suffix so none is lost.
+                seen[ex_id] = seen.get(ex_id, 0) + 1
+                if seen[ex_id] > 1:
+                    ex_id = f"{ex_id}#{seen[ex_id]}"
+                examples.append(
+                    Example(
+                        id=ex_id,
+                        language=language,
+                        input=self.format_input(raw),
+                        target=self.format_target(raw),
+                        gold=self.gold(raw),
+                    )
+                )
+            except ValueError as e:
+                if isinstance(e, DataFormatError):
+                    raise
+                raise DataFormatError(where, str(e), row.line) from e
+        return examples
+
+    # ------------------------------------------------------------------ columns
+    def missing_columns(self, columns: Iterable[str]) -> list[str]:
+        """Descriptions of the required fields none of whose accepted names is present."""
+        have = set(columns)
+        return [
+            field if names == (field,) else f"{field} (any of: {', '.join(names)})"
+            for field, names in self.columns.items()
+            if not have.intersection(names)
+        ]
+
+    def check_columns(self, columns: Iterable[str], where: str, line: int | None = None) -> None:
+        columns = list(columns)
+        missing = self.missing_columns(columns)
+        if missing:
+            raise DataFormatError(
+                where,
+                f"{self.name} data is missing column(s): {'; '.join(missing)} "
+                f"(found: {', '.join(map(str, columns)) or 'none'})",
+                line,
+            )
+
+    def fields(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """Raw record -> dict keyed by canonical field names (aliases resolved)."""
+        missing = self.missing_columns(raw)
+        if missing:
+            raise DataFormatError("<record>", f"missing column(s): {'; '.join(missing)}")
+        out: dict[str, Any] = {}
+        for field, names in {**self.optional_columns, **self.columns}.items():
+            for n in names:
+                if n in raw:
+                    out[field] = raw[n]
+                    break
+        return out
+
+    # ------------------------------------------------------------ task hooks
+    def canonical(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate and normalise a raw record (``ValueError`` naming a bad value).
+
+        The result is accepted again by every hook, so formatting is idempotent.
+        """
+        return self.fields(raw)
+
+    def format_input(self, raw: Mapping[str, Any]) -> str:
+        raise NotImplementedError
+
+    def format_target(self, raw: Mapping[str, Any]) -> str:
+        raise NotImplementedError
+
+    def gold(self, raw: Mapping[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def parse(self, generated: str) -> Any:
+        """Generated text -> prediction; unparseable text gives a value that scores wrong."""
+        raise NotImplementedError
+
+    def coerce(self, value: Any) -> Any:
+        """A predictions-file value -> prediction: strings are generated text, parsed."""
+        if value is None:
+            return self.empty_prediction
+        if isinstance(value, str):
+            return self.parse(value)
+        raise ValueError(f"expected the generated text (a string), got {value!r}")
+
+    def is_unparseable(self, prediction: Any) -> bool:
+        """Whether a parsed prediction came from text the parser could not read."""
+        return prediction is None
+
+    def score(self, predictions: Sequence[Any], golds: Sequence[Any]) -> dict[str, float]:
+        """Metrics (percentages) plus ``n_examples`` and ``n_unparseable``."""
+        raise NotImplementedError
+
+    def _check_lengths(self, predictions: Sequence[Any], golds: Sequence[Any]) -> None:
+        if len(predictions) != len(golds):
+            raise ValueError(
+                f"{len(predictions)} predictions for {len(golds)} gold values; they must align"
+            )
+
+
+# ---------------------------------------------------------------- file readers
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataFormatError(path, f"invalid JSON: {e.msg}", e.lineno) from e
+    except OSError as e:
+        raise LangTransferError(f"cannot read {path}: {e.strerror or e}") from e
+
+
+def read_jsonl(path: Path) -> list[Row]:
+    """One JSON object per line; blank lines are skipped; errors name the line."""
+    rows: list[Row] = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataFormatError(path, f"invalid JSON: {e.msg}", n) from e
+                if not isinstance(obj, dict):
+                    raise DataFormatError(path, f"expected a JSON object, got {obj!r:.60}", n)
+                rows.append(Row(obj, n))
+    except OSError as e:
+        raise LangTransferError(f"cannot read {path}: {e.strerror or e}") from e
+    return rows
+
+
+def read_delimited(path: Path, delimiter: str) -> list[Row]:
+    """CSV (quoted fields may span lines) or TSV (no quoting, as in XNLI and MNLI).
+
+    Row line numbers are the physical line each row starts on, so errors point there.
+    """
+    rows: list[Row] = []
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
+            header = next(reader, None)
+            if header is None:
+                raise DataFormatError(path, "empty file (expected a header row)")
+            header = [h.strip() for h in header]
+            start = reader.line_num + 1
+            for values in reader:
+                if any(v.strip() for v in values):
+                    if len(values) != len(header):
+                        raise DataFormatError(
+                            path,
+                            f"{len(values)} fields where the header has {len(header)}",
+                            start,
+                        )
+                    rows.append(Row(dict(zip(header, values, strict=True)), start))
+                start = reader.line_num + 1
+    except csv.Error as e:
+        raise DataFormatError(path, f"malformed {'TSV' if delimiter == chr(9) else 'CSV'}: {e}") from e
+    except OSError as e:
+        raise LangTransferError(f"cannot read {path}: {e.strerror or e}") from e
+    return rows
+
+
+def read_parquet(path: Path) -> list[Row]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as e:
+        raise DataFormatError(path, f"cannot read parquet: {e}") from e
+    return [Row(r, i + 1) for i, r in enumerate(table.to_pylist())]
+
+
+_WS = re.compile(r"\s+")
+
+
+def collapse_whitespace(text: str) -> str:
+    return _WS.sub(" ", text).strip()
+
+
+def percent(numerator: float, denominator: float) -> float:
+    """100 * n / d, and 0.0 for an empty denominator (metrics of nothing are 0)."""
+    return 100.0 * numerator / denominator if denominator else 0.0
+
+
+class ClassificationTask(Task):
+    """A task whose target is one word per class (NLI, check-worthiness).
+
+    ``classes`` are in label-id order (a data label ``i`` is ``classes[i]``); gold values
+    and predictions are class names, ``None`` for a generation naming no class.
+    Subclasses implement :meth:`parse` and may extend :meth:`label_from_data`.
+    """
+
+    classes: tuple[str, ...] = ()
+    primary_metric = "accuracy"
+    empty_prediction = None
+
+    def label_from_data(self, value: Any) -> str:
+        """A data label -> class name: an id (int or digit string), class name or word."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            if 0 <= value < len(self.classes):
+                return self.classes[value]
+        elif isinstance(value, str):
+            key = value.strip().lower()
+            if key.isascii() and key.isdigit() and int(key) < len(self.classes):
+                return self.classes[int(key)]
+            for cls in self.classes:
+                if key in (cls.lower(), self.label_words[cls].lower()):
+                    return cls
+        raise ValueError(
+            f"unknown {self.name} label {value!r}; valid: ids 0..{len(self.classes) - 1} "
+            f"({', '.join(self.classes)}) or words {', '.join(self.label_words.values())}"
+        )
+
+    def canonical(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        rec = self.fields(raw)
+        rec["label"] = self.label_from_data(rec["label"])
+        return rec
+
+    def format_target(self, raw: Mapping[str, Any]) -> str:
+        return self.label_words[self.canonical(raw)["label"]]
+
+    def gold(self, raw: Mapping[str, Any]) -> str:
+        return self.canonical(raw)["label"]
+
+    def coerce(self, value: Any) -> str | None:
+        """Generated text (parsed), ``null`` (no output), or a class id or name."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            return self.label_from_data(value)
+        if isinstance(value, str) and value in self.classes:
+            return value
+        return super().coerce(value)
+
+    def score(self, predictions: Sequence[Any], golds: Sequence[Any]) -> dict[str, float]:
+        """Accuracy and macro F1; ``None`` (unparseable) is wrong for its gold class.
+
+        Macro F1 averages per-class F1 over the classes occurring in the golds or the
+        parsed predictions (scikit-learn's default label set); an unparseable prediction
+        is a false negative of its gold class and a false positive of none.
+        """
+        self._check_lengths(predictions, golds)
+        pairs = list(zip(predictions, golds, strict=True))
+        present = {g for _, g in pairs} | {p for p, _ in pairs if p is not None}
+        f1s = []
+        for cls in sorted(present):
+            tp = sum(p == cls and g == cls for p, g in pairs)
+            fp = sum(p == cls and g != cls for p, g in pairs)
+            fn = sum(p != cls and g == cls for p, g in pairs)
+            f1s.append(percent(2 * tp, 2 * tp + fp + fn))
+        return {
+            "accuracy": percent(sum(p == g for p, g in pairs), len(pairs)),
+            "macro_f1": sum(f1s) / len(f1s) if f1s else 0.0,
+            "n_examples": len(pairs),
+            "n_unparseable": sum(p is None for p, _ in pairs),
+        }

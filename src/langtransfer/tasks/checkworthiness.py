@@ -1,0 +1,119 @@
+"""Check-worthy claim detection (MultiClaim-style data, local files only).
+
+Accepted shapes (CSV, TSV, JSONL, JSON list, parquet; column names case-insensitive):
+
+* one text column + a label: text in ``text``, ``claim``, ``tweet_text`` or ``sentence``;
+  an optional ``language``/``lang`` column filters the rows to the requested language;
+* a text column per language (MultiClaim style): ``text_<code>`` or just ``<code>``
+  (``text_sk``, ``sk``), chosen by the requested language; rows whose text for that
+  language is empty are skipped.
+
+The label is in ``label``, ``class_label``, ``checkworthy`` or ``check_worthy``: 0/1,
+true/false, yes/no (CheckThat! style), or ``checkworthy`` / ``not checkworthy``. Ids come
+from ``id``, ``tweet_id``, ``sentence_id`` or ``post_id`` when present.
+The input drops URLs and newlines, as the paper's preprocessing does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from langtransfer.errors import UnknownNameError
+from langtransfer.tasks.base import (
+    ClassificationTask,
+    DataSource,
+    Row,
+    collapse_whitespace,
+)
+
+_URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
+_NON_WORD = re.compile(r"[\W_]+")
+TEXT_COLUMNS = ("text", "claim", "tweet_text", "sentence")
+
+PAPER_LANGUAGES = (
+    "ar", "bg", "cs", "de", "el", "en", "es", "ml", "ro", "ru", "sl", "sk", "sw", "te", "ur",
+    "zh",
+)
+SOURCES: dict[str, dict[str, DataSource]] = {
+    lang: {split: DataSource(note="MultiClaim check-worthiness CSV, not public")
+           for split in ("train", "validation", "test")}
+    for lang in PAPER_LANGUAGES
+}
+
+_TRUE = {"1", "true", "yes", "checkworthy", "y"}
+_FALSE = {"0", "false", "no", "notcheckworthy", "n"}
+
+
+def clean_claim(text: str) -> str:
+    """Drop URLs, then collapse newlines and runs of spaces into one space."""
+    return collapse_whitespace(_URL.sub(" ", text))
+
+
+class CheckworthinessTask(ClassificationTask):
+    name = "checkworthiness"
+    prompt_init_text = "Determine whether a given claim in {Language} is checkworthy:"
+    classes = ("not_checkworthy", "checkworthy")
+    label_words = {"not_checkworthy": "Not checkworthy", "checkworthy": "Checkworthy"}
+    primary_metric = "macro_f1"
+    columns = {
+        "text": TEXT_COLUMNS,
+        "label": ("label", "class_label", "checkworthy", "check_worthy"),
+    }
+    optional_columns = {"id": ("id", "tweet_id", "sentence_id", "post_id")}
+    sources = SOURCES
+
+    def select(self, rows: list[Row], language: str, where: str) -> list[Row]:
+        """Lower-case column names; pick the language's own text column if there is one."""
+        rows = [Row({str(k).strip().lower(): v for k, v in r.data.items()}, r.line) for r in rows]
+        if rows:
+            lang = language.lower()
+            col = next((c for c in (f"text_{lang}", lang) if c in rows[0].data), None)
+            if col is not None:
+                rows = [
+                    Row({**{k: v for k, v in r.data.items() if k not in TEXT_COLUMNS},
+                         "text": r.data[col]}, r.line)
+                    for r in rows
+                    if isinstance(r.data.get(col), str) and r.data[col].strip()
+                ]
+            elif not set(TEXT_COLUMNS) & set(rows[0].data):
+                per_language = [c[5:] for c in rows[0].data if c.startswith("text_")]
+                if per_language:
+                    raise UnknownNameError(f"language in {where}", language, per_language)
+        return super().select(rows, language, where)
+
+    def missing_columns(self, columns):
+        return super().missing_columns(str(c).strip().lower() for c in columns)
+
+    def fields(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        return super().fields({str(k).strip().lower(): v for k, v in raw.items()})
+
+    def label_from_data(self, value: Any) -> str:
+        if isinstance(value, bool):
+            return self.classes[int(value)]
+        if isinstance(value, str):
+            key = _NON_WORD.sub("", value.lower())
+            if key in _TRUE:
+                return "checkworthy"
+            if key in _FALSE:
+                return "not_checkworthy"
+        return super().label_from_data(value)
+
+    def canonical(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        rec = super().canonical(raw)
+        if not isinstance(rec["text"], str):
+            raise ValueError(f"text must be text, got {rec['text']!r:.60}")
+        return rec
+
+    def format_input(self, raw: Mapping[str, Any]) -> str:
+        return f"checkworthiness claim: {clean_claim(self.canonical(raw)['text'])}"
+
+    def parse(self, generated: str) -> str | None:
+        """``Not checkworthy`` / ``Checkworthy`` (any case, spacing or hyphen), else None."""
+        key = _NON_WORD.sub("", generated.lower())
+        if key.startswith("notcheckworthy"):
+            return "not_checkworthy"
+        if key.startswith("checkworthy"):
+            return "checkworthy"
+        return None

@@ -1,0 +1,204 @@
+"""Named entity recognition as span generation (WikiANN), scored by span-level micro F1.
+
+Accepted data: WikiANN rows (``tokens`` + ``ner_tags``, IOB2 tags as ints over
+:data:`WIKIANN_TAGS` or as strings like ``B-PER``), or rows with ``tokens`` + ``spans``,
+each span ``{"type", "start", "end"}`` (token offsets, end exclusive), ``{"type",
+"text"}``, or a ``"TYPE: text"`` string (the hub's WikiANN ``spans`` column). When a row
+has both, ``ner_tags`` wins. An ``I-X`` tag not continuing an ``X`` span starts a new one
+(the conlleval convention), so slightly broken tagging still yields spans.
+
+Target: ``TYPE: text`` per entity joined by ``$$`` in sentence order (``PER: John
+Smith$$LOC: Paris``); a sentence without entities has the **empty target** ``""``.
+Entity text is the entity's tokens joined by single spaces, as in the input.
+
+Metric: micro precision, recall and F1 over ``(type, text)`` pairs, matched as
+multisets per example (each gold span at most once, a repeated prediction of one gold
+span counts once correct and then wrong). A piece of the generation that is not
+``TYPE: text`` is a false positive (type :data:`MALFORMED`), never an error.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from langtransfer.tasks.base import DataSource, Task, collapse_whitespace, percent
+
+#: WikiANN's label list, index = tag id.
+WIKIANN_TAGS: tuple[str, ...] = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
+ENTITY_TYPES: tuple[str, ...] = ("PER", "ORG", "LOC")
+#: Separator between entities in targets and generations.
+SEPARATOR = "$$"
+#: Type given to a generated piece that is not ``TYPE: text``; it never matches gold.
+MALFORMED = "<malformed>"
+
+Span = tuple[str, str]
+
+PAPER_LANGUAGES = (
+    "ar", "bg", "cs", "de", "el", "en", "es", "ml", "ro", "ru", "sl", "sk", "sw", "te", "ur",
+    "zh",
+)
+SOURCES: dict[str, dict[str, DataSource]] = {
+    lang: {split: DataSource("unimelb-nlp/wikiann", lang, split)
+           for split in ("train", "validation", "test")}
+    for lang in PAPER_LANGUAGES
+}
+
+
+def tags_to_spans(tokens: Sequence[str], tags: Sequence[Any]) -> list[Span]:
+    """IOB2 tags (ids into :data:`WIKIANN_TAGS` or strings) -> ``(type, text)`` spans."""
+    if len(tags) != len(tokens):
+        raise ValueError(f"{len(tags)} ner_tags for {len(tokens)} tokens")
+    spans: list[Span] = []
+    start, kind = None, None
+
+    def close(end: int) -> None:
+        text = collapse_whitespace(" ".join(tokens[start:end])) if start is not None else ""
+        if text:  # an entity of empty tokens has nothing to generate
+            spans.append((kind, text))
+
+    for i, tag in enumerate(tags):
+        if isinstance(tag, bool) or not isinstance(tag, (int, str)):
+            raise ValueError(f"ner_tags must be ints or strings like 'B-PER', got {tag!r}")
+        if isinstance(tag, int):
+            if not 0 <= tag < len(WIKIANN_TAGS):
+                raise ValueError(f"ner tag id {tag} outside 0..{len(WIKIANN_TAGS) - 1} "
+                                 f"({', '.join(WIKIANN_TAGS)})")
+            tag = WIKIANN_TAGS[tag]
+        tag = tag.strip().upper()
+        if tag == "O":
+            close(i)
+            start, kind = None, None
+            continue
+        prefix, _, label = tag.partition("-")
+        if prefix not in ("B", "I") or not label:
+            raise ValueError(f"ner tag {tag!r} is not O, B-<type> or I-<type>")
+        if prefix == "B" or kind != label:
+            close(i)
+            start, kind = i, label
+    close(len(tags))
+    return spans
+
+
+def _span_from_data(span: Any, tokens: Sequence[str]) -> Span:
+    if isinstance(span, str):
+        kind, sep, text = span.partition(":")
+        if not sep:
+            raise ValueError(f"span string {span!r} is not 'TYPE: text'")
+    elif isinstance(span, Mapping) and "type" in span:
+        kind = span["type"]
+        if "text" in span:
+            text = span["text"]
+        elif "start" in span and "end" in span:
+            s, e = span["start"], span["end"]
+            if not (isinstance(s, int) and isinstance(e, int) and 0 <= s < e <= len(tokens)):
+                raise ValueError(f"span offsets {s!r}..{e!r} outside the {len(tokens)} tokens")
+            text = " ".join(tokens[s:e])
+        else:
+            raise ValueError(f"span {dict(span)!r} needs 'text' or 'start' and 'end'")
+    elif isinstance(span, Sequence) and len(span) == 2:
+        kind, text = span
+    else:
+        raise ValueError(f"span {span!r:.60} is not {{type, start, end}}, {{type, text}} or "
+                         "'TYPE: text'")
+    if not isinstance(kind, str) or not isinstance(text, str):
+        raise ValueError(f"span type and text must be strings, got {span!r:.60}")
+    kind, text = kind.strip().upper(), collapse_whitespace(text)
+    if not kind or not text or SEPARATOR in text:
+        raise ValueError(f"span {span!r:.60} has an empty type or text, or contains '$$'")
+    return kind, text
+
+
+class NERTask(Task):
+    name = "ner"
+    prompt_init_text = "Identify ner tags (ORG, PER, LOC) in the text in {Language}:"
+    primary_metric = "f1"
+    columns = {"tokens": ("tokens",)}
+    optional_columns = {"id": ("id",), "ner_tags": ("ner_tags",), "spans": ("spans",)}
+    file_types = (".json", ".jsonl", ".parquet")
+    sources = SOURCES
+    empty_prediction: tuple[Span, ...] = ()
+
+    def missing_columns(self, columns):
+        missing = super().missing_columns(columns)
+        if not {"ner_tags", "spans"} & set(columns):
+            missing.append("ner_tags or spans")
+        return missing
+
+    def canonical(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        rec = self.fields(raw)
+        tokens = rec["tokens"]
+        if isinstance(tokens, str):
+            tokens = tokens.split()
+        if not isinstance(tokens, Sequence) or not all(isinstance(t, str) for t in tokens):
+            raise ValueError(f"tokens must be a list of strings, got {tokens!r:.60}")
+        if rec.get("ner_tags") is not None:
+            spans = tags_to_spans(tokens, rec["ner_tags"])
+        else:
+            spans = [_span_from_data(s, tokens) for s in rec.get("spans") or ()]
+        return {"id": rec.get("id"), "tokens": list(tokens), "spans": spans}
+
+    def format_input(self, raw: Mapping[str, Any]) -> str:
+        return "tag: " + " ".join(self.canonical(raw)["tokens"])
+
+    def format_target(self, raw: Mapping[str, Any]) -> str:
+        return SEPARATOR.join(f"{k}: {t}" for k, t in self.canonical(raw)["spans"])
+
+    def gold(self, raw: Mapping[str, Any]) -> tuple[Span, ...]:
+        return tuple(self.canonical(raw)["spans"])
+
+    def parse(self, generated: str) -> tuple[Span, ...]:
+        """``TYPE: text$$...`` -> spans; bad pieces become ``(MALFORMED, piece)``.
+
+        Empty pieces (a trailing ``$$``) are skipped; types are upper-cased and text
+        whitespace-collapsed, as gold spans are.
+        """
+        spans: list[Span] = []
+        for piece in generated.split(SEPARATOR):
+            piece = collapse_whitespace(piece)
+            if not piece:
+                continue
+            kind, sep, text = piece.partition(":")
+            kind, text = kind.strip().upper(), text.strip()
+            spans.append((kind, text) if sep and kind and text else (MALFORMED, piece))
+        return tuple(spans)
+
+    def coerce(self, value: Any) -> tuple[Span, ...]:
+        """Generated text, or already-parsed spans: ``[["PER", "Ann"], {"type", "text"}]``."""
+        if isinstance(value, list):
+            out: list[Span] = []
+            for s in value:
+                try:
+                    out.append(_span_from_data(s, ()))
+                except ValueError:
+                    out.append((MALFORMED, str(s)))
+            return tuple(out)
+        return super().coerce(value)
+
+    def is_unparseable(self, prediction: Any) -> bool:
+        return any(kind == MALFORMED for kind, _ in prediction)
+
+    def score(
+        self, predictions: Sequence[Sequence[Span]], golds: Sequence[Sequence[Span]]
+    ) -> dict[str, float]:
+        """Span-level micro P/R/F1 with per-example multiset matching."""
+        self._check_lengths(predictions, golds)
+        tp = n_pred = n_gold = n_bad = n_unparseable = 0
+        for pred, gold in zip(predictions, golds, strict=True):
+            p = Counter((k, collapse_whitespace(t)) for k, t in pred)
+            g = Counter((k, collapse_whitespace(t)) for k, t in gold)
+            tp += sum((p & g).values())
+            n_pred += len(pred)
+            n_gold += len(gold)
+            bad = sum(1 for k, _ in pred if k == MALFORMED)
+            n_bad += bad
+            n_unparseable += bad > 0
+        precision, recall = percent(tp, n_pred), percent(tp, n_gold)
+        f = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        return {
+            "precision": precision, "recall": recall, "f1": f,
+            "n_examples": len(golds), "n_unparseable": n_unparseable,
+            "n_gold_spans": n_gold, "n_predicted_spans": n_pred, "n_correct_spans": tp,
+            "n_malformed_spans": n_bad,
+        }

@@ -1,0 +1,75 @@
+"""Natural language inference (XNLI), as a Yes / Maybe / No answer to a question.
+
+Accepted data: rows with ``premise``, ``hypothesis`` and ``label`` (the hub's
+``facebook/xnli`` per-language configs; local JSONL, JSON, CSV, parquet), or the
+original XNLI/MNLI TSV columns ``sentence1``, ``sentence2``, ``gold_label`` with a
+``language`` column (rows are filtered to the requested language; TSV is read without
+quoting, as those files need). Labels: ids 0/1/2 = entailment/neutral/contradiction,
+the class names, or the words Yes/Maybe/No.
+
+A generation is read by its first word (``Yes.`` and ``yes, it does`` are entailment);
+anything else is unparseable and scores as wrong, never as a class.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from langtransfer.tasks.base import ClassificationTask, DataSource
+
+XNLI_LANGUAGES = ("ar", "bg", "de", "el", "en", "es", "ru", "sw", "ur", "zh")
+SOURCES: dict[str, dict[str, DataSource]] = {
+    **{
+        lang: {split: DataSource("facebook/xnli", lang, split)
+               for split in ("train", "validation", "test")}
+        for lang in XNLI_LANGUAGES
+    },
+    # The paper evaluates Czech and Slovak on machine-translated ANLI, not public on the hub.
+    "cs": {"test": DataSource(note="ANLI translated to Czech, premise/hypothesis/label rows")},
+    "sk": {"test": DataSource(note="ANLI translated to Slovak, premise/hypothesis/label rows")},
+}
+
+_WORD = re.compile(r"[^\W\d_]+")
+
+
+class NLITask(ClassificationTask):
+    name = "nli"
+    prompt_init_text = (
+        'Select "Yes", "No" or "Maybe" based on the implication of the premise on the '
+        "hypothesis in {Language}:"
+    )
+    classes = ("entailment", "neutral", "contradiction")
+    label_words = {"entailment": "Yes", "neutral": "Maybe", "contradiction": "No"}
+    primary_metric = "accuracy"
+    columns = {
+        "premise": ("premise", "sentence1"),
+        "hypothesis": ("hypothesis", "sentence2"),
+        "label": ("label", "gold_label"),
+    }
+    optional_columns = {"id": ("id", "pairID")}
+    sources = SOURCES
+
+    def canonical(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        rec = super().canonical(raw)
+        for key in ("premise", "hypothesis"):
+            if not isinstance(rec[key], str):
+                raise ValueError(f"{key} must be text, got {rec[key]!r:.60}")
+        return rec
+
+    def format_input(self, raw: Mapping[str, Any]) -> str:
+        rec = self.canonical(raw)
+        return (
+            f"{rec['premise']} \n\nQuestion: Does this imply that \"{rec['hypothesis']}\"? "
+            "Yes, no, or maybe?"
+        )
+
+    def parse(self, generated: str) -> str | None:
+        words = _WORD.findall(generated.lower())
+        if not words:
+            return None
+        for cls in self.classes:
+            if words[0] in (cls, self.label_words[cls].lower()):
+                return cls
+        return None
