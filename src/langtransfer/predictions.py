@@ -1,0 +1,121 @@
+"""Predictions files and scoring them against gold examples.
+
+A predictions file is JSONL, one object per example: ``{"id": ..., "prediction": ...}``
+(other keys, such as the ``target`` :func:`write_predictions` adds for reading, are
+ignored). ``prediction`` is normally the model's **raw generated text**, which the task's
+parser reads; since every task parses its own targets back to the gold value, a file of
+targets or plain answers works too. Already-parsed values are accepted where a string
+would be ambiguous: ``null`` (no output; scores as wrong), a class id or name for
+classification tasks, a list of ``[type, text]`` pairs for NER.
+
+:func:`score_predictions` is shared by ``langtransfer score`` and by evaluation with a
+model, so both report the same fields.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from langtransfer.errors import DataFormatError, LangTransferError
+from langtransfer.io import write_jsonl
+from langtransfer.tasks import Example, Task, get_task
+
+
+def read_predictions(path: str | os.PathLike) -> dict[str, Any]:
+    """``id -> prediction`` from a JSONL file; malformed lines raise with file and line."""
+    path = Path(path)
+    out: dict[str, Any] = {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataFormatError(path, f"invalid JSON: {e.msg}", n) from e
+                if not isinstance(obj, dict) or "id" not in obj or "prediction" not in obj:
+                    raise DataFormatError(
+                        path, f"expected an object with 'id' and 'prediction', got {line.strip():.80}", n
+                    )
+                ex_id = obj["id"]
+                if isinstance(ex_id, bool) or not isinstance(ex_id, (str, int)):
+                    raise DataFormatError(path, f"id must be a string or integer, got {ex_id!r}", n)
+                ex_id = str(ex_id)
+                if ex_id in out:
+                    raise DataFormatError(path, f"duplicate id {ex_id!r}", n)
+                out[ex_id] = obj["prediction"]
+    except FileNotFoundError:
+        raise LangTransferError(f"predictions file {path} does not exist") from None
+    except UnicodeDecodeError as e:
+        raise DataFormatError(path, f"not UTF-8 text: {e}") from e
+    except OSError as e:
+        raise LangTransferError(f"cannot read {path}: {e.strerror or e}") from e
+    return out
+
+
+def write_predictions(
+    path: str | os.PathLike, examples: Sequence[Example], generations: Sequence[str]
+) -> None:
+    """Write generated texts (aligned with ``examples``) as a predictions file, atomically."""
+    if len(examples) != len(generations):
+        raise ValueError(f"{len(generations)} generations for {len(examples)} examples")
+    write_jsonl(
+        path,
+        ({"id": ex.id, "prediction": gen, "target": ex.target}
+         for ex, gen in zip(examples, generations, strict=True)),
+    )
+
+
+def score_predictions(
+    task: Task | str,
+    examples: Sequence[Example],
+    predictions: Mapping[str, Any],
+    *,
+    language: str | None = None,
+) -> dict[str, Any]:
+    """Score ``id -> prediction`` against gold examples.
+
+    Every gold example counts: one without a prediction scores as the task's empty
+    prediction (wrong) and is counted in ``n_missing``; ``n_unparseable`` counts the
+    predictions present that the parser could not read; predictions for ids not in the
+    golds are ignored and counted in ``n_extra``. Returns ``task``, ``language``, the
+    task's metrics (percentages), ``n_examples``, ``n_unparseable``, ``n_missing``,
+    ``n_extra`` and any task-specific counts.
+    """
+    task = get_task(task)
+    gold_ids = {ex.id for ex in examples}
+    if examples and predictions and not gold_ids.intersection(predictions):
+        raise LangTransferError(
+            f"none of the {len(predictions)} prediction ids matches the {len(examples)} gold "
+            f"ids (e.g. {next(iter(predictions))!r} vs {examples[0].id!r}); wrong data, "
+            "language or split?"
+        )
+    parsed, n_missing, n_unparseable = [], 0, 0
+    for ex in examples:
+        if ex.id not in predictions:
+            n_missing += 1
+            parsed.append(task.empty_prediction)
+            continue
+        try:
+            pred = task.coerce(predictions[ex.id])
+        except ValueError as e:
+            raise LangTransferError(f"prediction for id {ex.id!r}: {e}") from e
+        n_unparseable += task.is_unparseable(pred)
+        parsed.append(pred)
+    metrics = task.score(parsed, [ex.gold for ex in examples])
+    if language is None:
+        langs = sorted({ex.language for ex in examples})
+        language = langs[0] if len(langs) == 1 else ",".join(langs)
+    counts = {
+        "n_examples": len(examples),
+        "n_unparseable": n_unparseable,
+        "n_missing": n_missing,
+        "n_extra": len(set(predictions) - gold_ids),
+    }
+    values = {k: v for k, v in metrics.items() if k not in counts}
+    return {"task": task.name, "language": language, **values, **counts}
