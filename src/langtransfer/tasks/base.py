@@ -290,7 +290,7 @@ class Task:
         return [
             field if names == (field,) else f"{field} (any of: {', '.join(names)})"
             for field, names in self.columns.items()
-            if not have.intersection(names)
+            if not have.intersection(names) and field not in have
         ]
 
     def check_columns(self, columns: Iterable[str], where: str, line: int | None = None) -> None:
@@ -311,7 +311,8 @@ class Task:
             raise DataFormatError("<record>", f"missing column(s): {'; '.join(missing)}")
         out: dict[str, Any] = {}
         for field, names in {**self.optional_columns, **self.columns}.items():
-            for n in names:
+            # The canonical name itself is always accepted, so canonical() is idempotent.
+            for n in (*names, field):
                 if n in raw:
                     out[field] = raw[n]
                     break
