@@ -153,11 +153,12 @@ def test_paper_sources_name_what_exists():
 
 @pytest.mark.parametrize(
     ("name", "lang", "split", "expected"),
-    [("qa", "en", "train", ("rajpurkar/squad", "plain_text", "train")),
-     ("qa", "de", "train", ("facebook/mlqa", "mlqa-translate-train.de", "train")),
-     ("qa", "ro", "test", ("google/xquad", "xquad.ro", "validation")),
-     ("ner", "sk", "test", ("unimelb-nlp/wikiann", "sk", "test")),
-     ("nli", "ru", "validation", ("facebook/xnli", "ru", "validation"))],
+    [("qa", "en", "train", ("rajpurkar/squad", "plain_text", "train", None)),
+     ("qa", "de", "train",
+      ("facebook/mlqa", "mlqa-translate-train.de", "train", "refs/convert/parquet")),
+     ("qa", "ro", "test", ("google/xquad", "xquad.ro", "validation", None)),
+     ("ner", "sk", "test", ("unimelb-nlp/wikiann", "sk", "test", None)),
+     ("nli", "ru", "validation", ("facebook/xnli", "ru", "validation", None))],
 )
 def test_hub_sources_are_loaded_with_the_right_ids(monkeypatch, name, lang, split, expected):
     rows = {
@@ -169,8 +170,8 @@ def test_hub_sources_are_loaded_with_the_right_ids(monkeypatch, name, lang, spli
     }[name]
     calls = []
 
-    def fake_load_dataset(path, name=None, split=None, **kw):
-        calls.append((path, name, split))
+    def fake_load_dataset(path, name=None, split=None, revision=None, **kw):
+        calls.append((path, name, split, revision))
         return datasets.Dataset.from_list(rows)
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)

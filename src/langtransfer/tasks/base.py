@@ -63,14 +63,17 @@ class DataSource:
     """Where one language/split of a task's data lives.
 
     ``dataset`` is a Hugging Face hub id (loaded with ``load_dataset(dataset, config,
-    split=split)``); ``None`` means the data is not downloadable and must be given as a
-    local file, described by ``note``.
+    split=split, revision=revision)``); ``None`` means the data is not downloadable and must
+    be given as a local file, described by ``note``. ``revision`` serves datasets whose main
+    branch still holds a loading script, which ``datasets`` >= 4 no longer runs: their
+    parquet export lives on ``refs/convert/parquet`` under the same config names.
     """
 
     dataset: str | None = None
     config: str | None = None
     split: str | None = None
     note: str = ""
+    revision: str | None = None
 
     def describe(self) -> str:
         if self.dataset is None:
@@ -173,7 +176,8 @@ class Task:
 
         where = src.describe()
         try:
-            data = datasets.load_dataset(src.dataset, src.config, split=src.split)
+            kwargs = {"revision": src.revision} if src.revision else {}
+            data = datasets.load_dataset(src.dataset, src.config, split=src.split, **kwargs)
         except Exception as e:  # network, missing config, offline mode: all user-fixable
             raise LangTransferError(
                 f"cannot load {where} from the Hugging Face hub ({type(e).__name__}: {e}); "

@@ -31,7 +31,9 @@ def _xquad(lang: str) -> DataSource:
 
 
 def _mlqa(lang: str, split: str) -> DataSource:
-    return DataSource("facebook/mlqa", f"mlqa-translate-train.{lang}", split)
+    # facebook/mlqa's main branch is a loading script; its parquet export has the same configs.
+    return DataSource("facebook/mlqa", f"mlqa-translate-train.{lang}", split,
+                      revision="refs/convert/parquet")
 
 
 def _local(note: str) -> DataSource:
