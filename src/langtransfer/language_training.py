@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
+from transformers import set_seed
 
 from langtransfer.compose import compose
 from langtransfer.corpora import load_corpus
@@ -115,6 +116,9 @@ def train_language(
     else:
         rep = new_adapter("language", adapter, language=lang.code)
     rep.settings_hash = settings_hash
+    # An adapter's weights are drawn from the global RNG when it is attached, before the
+    # Trainer seeds anything: seed here so the same seed gives the same representation.
+    set_seed(settings.seed)
     composed = compose(base, "slp" if kind == "prompt" else "la", language=rep, train="language")
     loss_initial = evaluation_loss(composed, validation, tokenizer)
     trainer, summary = train_representation(

@@ -9,7 +9,9 @@ representation kind, and a training summary for the representation's manifest.
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -25,10 +27,9 @@ from transformers import (
     TrainingArguments,
 )
 from transformers.trainer_callback import PrinterCallback
-from transformers.trainer_utils import get_last_checkpoint
 
 from langtransfer.compose import ComposedModel
-from langtransfer.errors import LangTransferError, UnknownNameError
+from langtransfer.errors import CorruptFileError, LangTransferError, UnknownNameError
 
 OPTIMIZERS = {"adafactor": "adafactor", "adamw": "adamw_torch"}
 
@@ -98,6 +99,19 @@ class RepresentationTrainer(Trainer):
         state_dict = {n: p.detach().cpu().contiguous() for n, p in model.trainable_parameters().items()}
         super()._save(output_dir, state_dict=state_dict)
 
+    def _issue_warnings_after_load(self, load_result) -> None:
+        # Called when a checkpoint is loaded (resume, keep-best). Checkpoints hold only the
+        # trainable tensors (see _save), so the frozen base's keys are missing by design;
+        # Trainer's own check would read PreTrainedModel attributes ComposedModel lacks.
+        model = self.accelerator.unwrap_model(self.model)
+        missing = sorted(set(model.trainable_parameters()) & set(load_result.missing_keys))
+        if missing or load_result.unexpected_keys:
+            raise CorruptFileError(
+                "the checkpoint does not hold the weights of the representation being trained "
+                f"(missing {missing[:3]}, unexpected {sorted(load_result.unexpected_keys)[:3]}); "
+                "it belongs to another run: use another --checkpoint-dir or drop --resume"
+            )
+
 
 class NonFiniteLossError(LangTransferError):
     """Training produced a NaN or infinite loss."""
@@ -117,6 +131,14 @@ class _StopOnNonFinite(TrainerCallback):
 def seq2seq_collator(tokenizer: PreTrainedTokenizerBase) -> DataCollatorForSeq2Seq:
     """Pads each batch to its own longest row (dynamic padding); labels padded with -100."""
     return DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=-100)
+
+
+def has_accelerator() -> bool:
+    """Whether torch sees a GPU (CUDA, MPS, XPU...) to train on."""
+    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6
+    if accelerator is not None:
+        return accelerator.is_available()
+    return torch.cuda.is_available() or torch.backends.mps.is_available()
 
 
 def training_arguments(settings: TrainSettings, checkpoint_dir: str | Path, has_eval: bool) -> TrainingArguments:
@@ -153,7 +175,37 @@ def training_arguments(settings: TrainSettings, checkpoint_dir: str | Path, has_
         remove_unused_columns=True,
         disable_tqdm=False,
         ddp_find_unused_parameters=False,
+        # Without a GPU, say so: several processes (`accelerate launch --multi_gpu`,
+        # torchrun) then form one gloo process group (Accelerate's MULTI_CPU) instead of
+        # each training alone on all the data and writing the same output.
+        use_cpu=not has_accelerator(),
     )
+
+
+_CHECKPOINT = re.compile(r"checkpoint-(\d+)")
+
+
+def last_complete_checkpoint(checkpoint_dir: str | Path) -> str | None:
+    """The newest checkpoint in ``checkpoint_dir`` that a kill did not cut short.
+
+    Trainer writes a checkpoint's files in place and ``trainer_state.json`` last, so a run
+    killed while saving leaves a newer directory without a readable state; resuming from
+    it would fail. Such directories are skipped (the next save overwrites them).
+    """
+    folder = Path(checkpoint_dir)
+    if not folder.is_dir():
+        return None
+    complete = []
+    for path in folder.iterdir():
+        match = _CHECKPOINT.fullmatch(path.name)
+        if not match or not path.is_dir():
+            continue
+        try:
+            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        complete.append((int(match.group(1)), path))
+    return str(max(complete)[1]) if complete else None
 
 
 @torch.no_grad()
@@ -222,7 +274,7 @@ def train_representation(
     )
     if not show_progress:  # inside a study: one overall progress bar, no per-run log lines
         trainer.remove_callback(PrinterCallback)
-    last = get_last_checkpoint(str(checkpoint_dir)) if resume and Path(checkpoint_dir).is_dir() else None
+    last = last_complete_checkpoint(checkpoint_dir) if resume else None
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=last)
     summary = {
@@ -230,6 +282,7 @@ def train_representation(
         "train_loss": result.training_loss,
         "runtime_seconds": round(time.perf_counter() - started, 2),
         "resumed_from": Path(last).name if last else None,
+        "world_size": trainer.args.world_size,  # processes (the global batch is batch × this)
         "best_checkpoint": Path(trainer.state.best_model_checkpoint).name
         if trainer.state.best_model_checkpoint
         else None,

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import sys
 
 from langtransfer.cli.common import (
     adapter_from_args,
@@ -22,7 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Train a soft language prompt or a language adapter on unlabelled text of one "
             "language with T5 span corruption (noise density 0.15, mean span 3), on a "
             "frozen base model. Runs on transformers' Trainer: checkpoints, --resume, and "
-            "multi-GPU through `accelerate launch -m langtransfer train-language ...`."
+            "multi-GPU through `accelerate launch -m langtransfer train-language ...` (several "
+            "CPU processes: `accelerate launch --multi_gpu --num_processes N`, which uses "
+            "gloo without a GPU; `--cpu` alone starts one process unless MPI is set up)."
         ),
     )
     p.add_argument("--language", required=True, help="language code or English name (see `langtransfer languages`)")
@@ -37,7 +42,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_option(p)
     p.add_argument("--sequence-length", type=int, default=256, help="corrupted input length (default 256)")
     p.add_argument("--max-documents", type=int, help="use only the first N documents")
-    p.add_argument("--validation-size", type=float, help="held-out documents: a count, or a fraction of a local file")
+    p.add_argument(
+        "--validation-size",
+        type=float,
+        help="held-out documents: a count, or a fraction of a local file (default: 10%% of "
+        "a local file, 1000 documents of a stream)",
+    )
     p.add_argument("--languages-file", help="YAML/JSON file registering extra languages")
     add_training_options(p, "language")
     p.set_defaults(func=run)
@@ -54,23 +64,27 @@ def run(args: argparse.Namespace) -> int:
     validation = args.validation_size
     if validation is not None and validation >= 1:
         validation = int(validation)
-    out = train_language(
-        model=args.model,
-        language=lang.code,
-        kind=args.kind,
-        corpus=args.corpus,
-        output=args.output,
-        settings=settings_from_args(args, args.kind, "language"),
-        prompt=prompt_from_args(args, lang.instruction) if args.kind == "prompt" else None,
-        adapter=adapter_from_args(args) if args.kind == "adapter" else None,
-        sequence_length=args.sequence_length,
-        max_documents=args.max_documents,
-        validation_size=validation,
-        checkpoint_dir=args.checkpoint_dir,
-        resume=args.resume,
-        overwrite=args.overwrite,
-    )
+    # Trainer prints its log lines to stdout; keep stdout for the JSON summary alone.
+    with contextlib.redirect_stdout(sys.stderr):
+        out = train_language(
+            model=args.model,
+            language=lang.code,
+            kind=args.kind,
+            corpus=args.corpus,
+            output=args.output,
+            settings=settings_from_args(args, args.kind, "language"),
+            prompt=prompt_from_args(args, lang.instruction) if args.kind == "prompt" else None,
+            adapter=adapter_from_args(args) if args.kind == "adapter" else None,
+            sequence_length=args.sequence_length,
+            max_documents=args.max_documents,
+            validation_size=validation,
+            checkpoint_dir=args.checkpoint_dir,
+            resume=args.resume,
+            overwrite=args.overwrite,
+        )
     training = read_manifest(out)["training"]
     keys = ("steps", "validation_loss_without", "validation_loss_initial", "validation_loss")
+    if int(os.environ.get("RANK", "0")) != 0:  # one summary from a multi-process run
+        return 0
     print(json.dumps({"output": str(out), **{k: training.get(k) for k in keys}}, indent=2))
     return 0
