@@ -96,7 +96,8 @@ def test_score_cli_end_to_end(tmp_path, capsys):
     assert (metrics["task"], metrics["language"]) == ("ner", "ru")  # language from file name
     n_gold = metrics["n_gold_spans"]
     assert metrics["n_correct_spans"] == n_gold - len(examples[0].gold)
-    assert metrics["recall"] == pytest.approx(100 * (n_gold - 2) / n_gold)
+    assert metrics["metrics"]["recall"] == pytest.approx(100 * (n_gold - 2) / n_gold)
+    assert metrics["primary_metric"] == "f1" and "f1" in metrics["metrics"]
     assert not list(out.glob(".*tmp"))  # written atomically, no temporary left
     assert "f1" in capsys.readouterr().out
 
@@ -116,7 +117,7 @@ def test_score_cli_on_real_xquad_and_fixtures(tmp_path, xquad_dir, capsys):
     assert main(["score", "--task", "checkworthiness", "--source", "fixtures", "--language",
                  "sk", "--predictions", str(preds), "--output", str(tmp_path / "cw")]) == 0
     metrics = json.loads((tmp_path / "cw" / "metrics.json").read_text(encoding="utf-8"))
-    assert metrics["accuracy"] == 50.0  # half the fixture claims are check-worthy
+    assert metrics["metrics"]["accuracy"] == 50.0  # half the fixture claims are check-worthy
 
 
 def test_score_cli_errors_are_one_line(tmp_path, capsys):

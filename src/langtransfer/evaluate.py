@@ -5,27 +5,36 @@ the task representation trained on the source, generates for every example in
 length-sorted batches (each padded to its own longest row), parses the generations with
 the task's parser and scores them with the task's metric (shared with
 ``langtransfer score``).
+
+Classification tasks can instead be scored by **label ranking** (``scoring="rank"``):
+the log-likelihood of each label word (with its end token) is computed with the
+encoder run once per batch and one decoder pass per label, and the most likely label
+is the prediction. Ranking never yields an unparseable prediction. The evaluation batch
+size is independent of the training batch size; batches are length-sorted and padded
+to their own longest row for both kinds of scoring.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from langtransfer.compose import compose, configuration_name
-from langtransfer.errors import LangTransferError
+from langtransfer.compose import ComposedModel, compose, configuration_name
+from langtransfer.errors import LangTransferError, UnknownNameError
 from langtransfer.io import write_json, write_jsonl
 from langtransfer.languages import get_language
 from langtransfer.models import fingerprint, load_base
-from langtransfer.predictions import score_predictions
+from langtransfer.predictions import metrics_record, score_predictions
 from langtransfer.representations import Representation, load_representation
 from langtransfer.task_data import load_examples, tokenise
 from langtransfer.tasks import get_task
 
 DEFAULT_MAX_NEW_TOKENS = 64
+SCORING = ("generate", "rank")
 
 
 def _summary(rep: Representation | None, path: str | Path | None) -> dict[str, Any] | None:
@@ -50,6 +59,124 @@ def _max_new_tokens(task, tokenizer) -> int:
     return DEFAULT_MAX_NEW_TOKENS
 
 
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Row indices in batches of ``batch_size``, shortest rows first (so padding is small)."""
+    if batch_size < 1:
+        raise LangTransferError(f"batch size must be >= 1, got {batch_size}")
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+
+
+def pad_rows(rows: Sequence[Sequence[int]], pad_id: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id rows -> (ids, attention mask), right-padded to the longest row (or ``width``)."""
+    width = width or max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for j, r in enumerate(rows):
+        ids[j, : len(r)] = torch.as_tensor(r, dtype=torch.long)
+        mask[j, : len(r)] = 1
+    return ids, mask
+
+
+def _row_languages(language_ids: Sequence[int] | None, idx: list[int], device) -> torch.Tensor | None:
+    if language_ids is None:
+        return None
+    return torch.tensor([language_ids[i] for i in idx], dtype=torch.long, device=device)
+
+
+@torch.no_grad()
+def generate_texts(
+    composed: ComposedModel,
+    tokenizer,
+    rows: Sequence[Sequence[int]],
+    *,
+    batch_size: int = 64,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    num_beams: int = 1,
+    language_ids: Sequence[int] | None = None,
+    pad_to: int | None = None,
+    progress=None,
+    **generate_kwargs: Any,
+) -> list[str]:
+    """Greedy (or beam) generations for token id ``rows``, in length-sorted batches each
+    padded to its own longest row (``pad_to`` pads every batch to that width instead: the
+    slow reference behaviour, for benchmarks). ``language_ids``: bank index per row."""
+    device = composed.base.device
+    out_texts: list[str] = [""] * len(rows)
+    for idx in length_sorted_batches([len(r) for r in rows], batch_size):
+        ids, mask = pad_rows([rows[i] for i in idx], tokenizer.pad_token_id, pad_to)
+        out = composed.generate(
+            ids.to(device), mask.to(device), language_ids=_row_languages(language_ids, idx, device),
+            max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False, **generate_kwargs,
+        )
+        for i, text in zip(idx, tokenizer.batch_decode(out, skip_special_tokens=True), strict=True):
+            out_texts[i] = text.strip()
+        if progress is not None:
+            progress.update(len(idx))
+    return out_texts
+
+
+@torch.no_grad()
+def label_log_likelihoods(
+    composed: ComposedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    candidates: Sequence[Sequence[int]],
+    language_ids: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``[B, K]`` log-likelihood (sum over tokens) of each candidate target (token ids,
+    end token included) given each row's input. The encoder runs once; the decoder once
+    per candidate."""
+    scores = torch.empty(input_ids.shape[0], len(candidates))
+    device = input_ids.device
+    if composed._uses_adapter_bank(language_ids):  # BatchSplit: one full forward per label
+        encoded = None
+    else:
+        composed._check_language_ids(language_ids, input_ids.shape[0])
+        inputs = composed.encoder_inputs(input_ids, attention_mask, language_ids)
+        encoded = composed.base.get_encoder()(**inputs, return_dict=True)
+    for k, cand in enumerate(candidates):
+        labels = torch.as_tensor(cand, dtype=torch.long, device=device).expand(input_ids.shape[0], -1)
+        if encoded is None:
+            logits = composed(input_ids, attention_mask, labels=labels, language_ids=language_ids).logits
+        else:
+            logits = composed.base(
+                encoder_outputs=encoded, attention_mask=inputs["attention_mask"], labels=labels
+            ).logits
+        logp = logits.float().log_softmax(-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+        scores[:, k] = logp.sum(-1).cpu()
+    return scores
+
+
+def rank_labels(
+    composed: ComposedModel,
+    tokenizer,
+    rows: Sequence[Sequence[int]],
+    label_words: Sequence[str],
+    *,
+    batch_size: int = 64,
+    language_ids: Sequence[int] | None = None,
+    pad_to: int | None = None,
+    progress=None,
+) -> list[str]:
+    """The most likely of ``label_words`` for every row (label ranking), length-sorted
+    batches as in :func:`generate_texts`. Ties go to the earlier label."""
+    candidates = [tokenizer(w).input_ids for w in label_words]
+    device = composed.base.device
+    chosen: list[str] = [""] * len(rows)
+    for idx in length_sorted_batches([len(r) for r in rows], batch_size):
+        ids, mask = pad_rows([rows[i] for i in idx], tokenizer.pad_token_id, pad_to)
+        scores = label_log_likelihoods(
+            composed, ids.to(device), mask.to(device), candidates,
+            _row_languages(language_ids, idx, device),
+        )
+        for i, k in zip(idx, scores.argmax(-1).tolist(), strict=True):
+            chosen[i] = label_words[k]
+        if progress is not None:
+            progress.update(len(idx))
+    return chosen
+
+
 def evaluate(
     *,
     model: str,
@@ -65,14 +192,25 @@ def evaluate(
     max_length: int = 256,
     max_examples: int | None = None,
     num_beams: int = 1,
+    scoring: str = "generate",
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate one configuration on one task and target language; return the metrics record.
+
+    ``scoring``: ``"generate"`` (free generation, parsed) or ``"rank"`` (label ranking,
+    classification tasks only: the most likely label word is the prediction).
 
     With ``output``, writes ``predictions.jsonl`` (id, input, generated text as
     ``prediction``, parsed prediction, gold) and ``metrics.json`` there, atomically.
     """
     task_obj, lang = get_task(task), get_language(language)
+    if scoring not in SCORING:
+        raise UnknownNameError("scoring", scoring, SCORING)
+    if scoring == "rank" and not task_obj.label_words:
+        raise LangTransferError(
+            f"scoring 'rank' needs a classification task with label words; {task_obj.name!r} "
+            "has none (use --scoring generate)"
+        )
     examples = load_examples(task_obj, lang.code, split, data, max_examples)
     base, tokenizer = load_base(model)
     lang_repr = load_representation(language_rep) if language_rep else None
@@ -88,39 +226,25 @@ def evaluate(
     composed.eval()
 
     tokenised = tokenise(examples, tokenizer, max_length, with_labels=False)
-    order = sorted(range(len(examples)), key=lambda i: tokenised.dataset[i]["length"])
-    generated: list[str] = [""] * len(examples)
+    rows = list(tokenised.dataset["input_ids"])
     limit = max_new_tokens or _max_new_tokens(task_obj, tokenizer)
-    device = composed.base.device
-    pad = tokenizer.pad_token_id
     bar = tqdm(total=len(examples), desc=f"{task_obj.name}/{lang.code}/{configuration}",
                disable=not show_progress, unit="ex")
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        rows = [tokenised.dataset[i]["input_ids"] for i in idx]
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for j, r in enumerate(rows):
-            ids[j, : len(r)] = torch.tensor(r)
-            mask[j, : len(r)] = 1
-        out = composed.generate(
-            ids.to(device), mask.to(device), max_new_tokens=limit, num_beams=num_beams, do_sample=False
-        )
-        for i, text in zip(idx, tokenizer.batch_decode(out, skip_special_tokens=True), strict=True):
-            generated[i] = text.strip()
-        bar.update(len(idx))
+    if scoring == "rank":
+        generated = rank_labels(composed, tokenizer, rows, list(task_obj.label_words.values()),
+                                batch_size=batch_size, progress=bar)
+    else:
+        generated = generate_texts(composed, tokenizer, rows, batch_size=batch_size,
+                                   max_new_tokens=limit, num_beams=num_beams, progress=bar)
     bar.close()
 
     predictions = {ex.id: gen for ex, gen in zip(examples, generated, strict=True)}
     scores = score_predictions(task_obj, examples, predictions, language=lang.code)
     record = {
-        **scores,
-        "task": task_obj.name,
+        **metrics_record(scores, task_obj),
         "language": lang.code,
         "split": split,
         "configuration": configuration,
-        "primary_metric": task_obj.primary_metric,
         "n_truncated": tokenised.n_truncated,
         "data": str(data) if data is not None else "paper",
         "model": fingerprint(base),
@@ -128,15 +252,18 @@ def evaluate(
             "language": _summary(lang_repr, language_rep),
             "task": _summary(task_repr, task_rep),
         },
-        "generation": {"max_new_tokens": limit, "num_beams": num_beams, "batch_size": batch_size},
+        "scoring": scoring,
+        "generation": {"max_new_tokens": limit, "num_beams": num_beams, "batch_size": batch_size}
+        if scoring == "generate"
+        else {"label_words": list(task_obj.label_words.values()), "batch_size": batch_size},
     }
     if output is not None:
         output = Path(output)
-        rows = []
+        out_rows = []
         for ex, gen in zip(examples, generated, strict=True):
             parsed = task_obj.coerce(gen)
-            rows.append({"id": ex.id, "input": ex.input, "prediction": gen,
+            out_rows.append({"id": ex.id, "input": ex.input, "prediction": gen,
                          "parsed": parsed, "gold": ex.gold, "target": ex.target})
-        write_jsonl(output / "predictions.jsonl", rows)
+        write_jsonl(output / "predictions.jsonl", out_rows)
         write_json(output / "metrics.json", record)
     return record

@@ -119,3 +119,18 @@ def score_predictions(
     }
     values = {k: v for k, v in metrics.items() if k not in counts}
     return {"task": task.name, "language": language, **values, **counts}
+
+
+def metrics_record(scores: Mapping[str, Any], task: Task | str) -> dict[str, Any]:
+    """The ``metrics.json`` shape shared by ``score`` and ``evaluate``: metric values under
+    ``metrics`` (percentages), the task's ``primary_metric``, and the ``n_*`` counts."""
+    task = get_task(task)
+    counts = {k: v for k, v in scores.items() if k.startswith("n_")}
+    metrics = {k: v for k, v in scores.items() if k not in counts and k not in ("task", "language")}
+    return {
+        "task": task.name,
+        "language": scores.get("language"),
+        "metrics": metrics,
+        "primary_metric": task.primary_metric,
+        **counts,
+    }

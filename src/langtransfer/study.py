@@ -338,7 +338,8 @@ def run_study(
     """Build every missing or stale artefact of this shard; return counts built/skipped."""
     artefacts = shard_plan(plan(config), *shard)
     prepare_output(config, overwrite=overwrite)
-    logging.getLogger("transformers").setLevel(logging.ERROR)
+    for noisy in ("transformers", "adapters"):  # one progress bar, not per-run chatter
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     counts = {"built": 0, "skipped": 0}
     bar = tqdm(artefacts, desc="study", unit="artefact", disable=not progress, dynamic_ncols=True)
     for art in bar:

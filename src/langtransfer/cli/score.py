@@ -65,7 +65,7 @@ def guess_language(path: Path) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     from langtransfer.io import write_json
-    from langtransfer.predictions import read_predictions, score_predictions
+    from langtransfer.predictions import metrics_record, read_predictions, score_predictions
     from langtransfer.tasks import get_task
 
     task = get_task(args.task)
@@ -83,6 +83,6 @@ def run(args: argparse.Namespace) -> int:
         shown = f"{value:.2f}" if isinstance(value, float) else value
         print(f"{key:<{width}}  {shown}")
     if args.output:
-        write_json(Path(args.output) / "metrics.json", metrics)
+        write_json(Path(args.output) / "metrics.json", metrics_record(metrics, task))
         print(f"wrote {Path(args.output) / 'metrics.json'}")
     return 0
