@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from transformers import set_seed
 
 from langtransfer.compose import compose, configuration_name
 from langtransfer.errors import LangTransferError, UnknownNameError
@@ -86,6 +87,7 @@ def train_task(
         train_examples = [ex for i, ex in enumerate(train_examples) if i not in held]
 
     base, tokenizer = load_base(model)
+    set_seed(settings.seed)  # a fresh adapter's initial weights come from the global RNG
     language_repr = load_representation(language_rep) if language_rep else None
     if language_repr is not None and (language_repr.role != "language" or language_repr.language != lang.code):
         raise LangTransferError(

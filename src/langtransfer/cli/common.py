@@ -31,8 +31,8 @@ def add_training_options(parser: argparse.ArgumentParser, role: str) -> None:
     g.add_argument("--learning-rate", type=float, help="prompt 0.5 (Adafactor), adapter 5e-5 (AdamW)")
     g.add_argument("--weight-decay", type=float, help="prompt 1e-5, adapter 0")
     g.add_argument("--optimizer", help="adafactor or adamw (prompt adafactor, adapter adamw)")
-    g.add_argument("--warmup-steps", type=int)
-    g.add_argument("--gradient-accumulation-steps", type=int)
+    g.add_argument("--warmup-steps", type=int, help="learning-rate warm-up steps (default 0)")
+    g.add_argument("--gradient-accumulation-steps", type=int, help="batches per optimiser step (default 1)")
     g.add_argument("--save-steps", type=int, help="checkpoint every N steps (default 1000)")
     g.add_argument("--logging-steps", type=int, help="log the loss every N steps (default 50)")
     if role == "task":
