@@ -21,16 +21,22 @@ Prompts are prepended to the encoder input as ``[language][task][input]`` with t
 attention mask extended; they never touch the decoder. Adapters stack language -> task
 in every layer (the `adapters` library's ``Stack``). Swapping the language
 representation leaves the task representation as it is.
+
+Mixed-language batches: :meth:`ComposedModel.set_languages` holds several language
+representations at once (a *bank*) and ``forward``/``generate`` take ``language_ids``,
+one bank index per row. Prompt banks gather each row's prompt from the stacked bank
+embeddings inside one forward; adapter banks run through the `adapters` library's
+``Stack(BatchSplit(lang_a, lang_b, ...), task)`` with the rows grouped by language.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from adapters.composition import Stack
+from adapters.composition import BatchSplit, Stack
 from torch import nn
 from transformers import PreTrainedModel
 
@@ -86,6 +92,10 @@ class ComposedModel(nn.Module):
         super().__init__()
         self.base = base
         self.prompts = nn.ModuleDict()
+        # Mixed-language batches: code -> SoftPrompt, and the codes in bank-index order.
+        self.language_prompts = nn.ModuleDict()
+        self.language_bank: dict[str, Representation] = {}
+        self._bank_cache: tuple[tuple, torch.Tensor] | None = None
         self.language: Representation | None = None
         self.task: Representation | None = None
         self.trained_role: str | None = None
@@ -98,7 +108,8 @@ class ComposedModel(nn.Module):
 
     @property
     def configuration(self) -> str:
-        return configuration_name(self.language, self.task)
+        language = self.language or next(iter(self.language_bank.values()), None)
+        return configuration_name(language, self.task)
 
     @property
     def config(self):  # Trainer and generation utilities look for model.config
@@ -107,6 +118,7 @@ class ComposedModel(nn.Module):
     def set_language(self, rep: Representation | None) -> None:
         """Swap the language representation (e.g. source -> target language)."""
         role = self.trained_role
+        self._clear_bank()
         self._detach("language")
         self._attach("language", rep)
         self.set_trainable(role if role != "language" or rep is not None else None)
@@ -126,30 +138,36 @@ class ComposedModel(nn.Module):
         if rep.base_model is not None:
             check_compatible(rep.base_model, self.base, what)
         if rep.kind == "prompt":
-            if rep.prompt.dim != self.base.config.d_model:
-                raise LangTransferError(
-                    f"{what} has width {rep.prompt.dim} but base model "
-                    f"{fingerprint(self.base)['name']!r} has d_model {self.base.config.d_model}"
-                )
+            self._check_prompt_width(rep)
             device = self.base.get_input_embeddings().weight.device
             self.prompts[role] = rep.prompt.to(device)
         else:
-            ensure_adapter_support(self.base)
-            if rep.name in self.base.adapters_config:
-                self.base.delete_adapter(rep.name)
-            if rep.path is not None:
-                if not (Path(rep.path) / ADAPTER_WEIGHTS).is_file():
-                    raise CorruptFileError(f"{rep.path}: missing {ADAPTER_WEIGHTS}")
-                self.base.load_adapter(
-                    str(rep.path), load_as=rep.name, with_head=False, use_safetensors=True
-                )
-            else:
-                self.base.add_adapter(rep.name, config=rep.adapter.to_adapters_config())
-                if rep.base_model is None:
-                    rep.base_model = fingerprint(self.base)
-            self.base.to(self.base.device)
+            self._load_adapter(rep)
         setattr(self, role, rep)
         self._activate_adapters()
+
+    def _check_prompt_width(self, rep: Representation) -> None:
+        if rep.prompt.dim != self.base.config.d_model:
+            raise LangTransferError(
+                f"{rep.role} {rep.kind} {rep.name} has width {rep.prompt.dim} but base model "
+                f"{fingerprint(self.base)['name']!r} has d_model {self.base.config.d_model}"
+            )
+
+    def _load_adapter(self, rep: Representation) -> None:
+        ensure_adapter_support(self.base)
+        if rep.name in self.base.adapters_config:
+            self.base.delete_adapter(rep.name)
+        if rep.path is not None:
+            if not (Path(rep.path) / ADAPTER_WEIGHTS).is_file():
+                raise CorruptFileError(f"{rep.path}: missing {ADAPTER_WEIGHTS}")
+            self.base.load_adapter(
+                str(rep.path), load_as=rep.name, with_head=False, use_safetensors=True
+            )
+        else:
+            self.base.add_adapter(rep.name, config=rep.adapter.to_adapters_config())
+            if rep.base_model is None:
+                rep.base_model = fingerprint(self.base)
+        self.base.to(self.base.device)
 
     def _detach(self, role: str) -> None:
         rep = getattr(self, role)
@@ -162,11 +180,125 @@ class ComposedModel(nn.Module):
         setattr(self, role, None)
         self._activate_adapters()
 
-    def _activate_adapters(self) -> None:
+    def _activate_adapters(self, rows: list[tuple[str, int]] | None = None) -> None:
+        """Activate the attached adapters: language -> task. ``rows`` (adapter name, row
+        count), for an adapter bank, puts a ``BatchSplit`` over those language adapters in
+        the language slot."""
         if not hasattr(self.base, "adapters_config"):
             return
-        names = [r.name for r in (self.language, self.task) if r is not None and r.kind == "adapter"]
+        names: list[Any] = []
+        if rows is not None:
+            split = BatchSplit(*[n for n, _ in rows], batch_sizes=[k for _, k in rows])
+            names.append(split if len(rows) > 1 else rows[0][0])
+        elif self.language is not None and self.language.kind == "adapter":
+            names.append(self.language.name)
+        if self.task is not None and self.task.kind == "adapter":
+            names.append(self.task.name)
         self.base.set_active_adapters(Stack(*names) if names else None)
+
+    # -- mixed-language batches --------------------------------------------------------
+
+    def set_languages(self, reps: Mapping[str, Representation] | None) -> None:
+        """Hold several language representations at once (``{code: rep}``, all prompts or
+        all adapters) for mixed-language batches; ``None`` drops them.
+
+        Rows then name their language by index into :attr:`language_codes` through
+        ``language_ids`` in :meth:`forward` and :meth:`generate` (see :meth:`language_ids`).
+        The single language representation, if any, is detached; the task representation
+        stays. Language prompts in a bank must have the same length.
+        """
+        role = self.trained_role
+        self._clear_bank()
+        self._detach("language")
+        if reps:
+            reps = dict(reps)
+            kinds = {r.kind for r in reps.values()}
+            if len(kinds) > 1:
+                raise LangTransferError("a language bank holds only prompts or only adapters")
+            lengths = {r.prompt.num_tokens for r in reps.values() if r.kind == "prompt"}
+            if len(lengths) > 1:
+                raise LangTransferError(
+                    f"language prompts in one bank must have the same length, got {sorted(lengths)}"
+                )
+            device = self.base.get_input_embeddings().weight.device
+            for code, rep in reps.items():
+                if rep.role != "language":
+                    raise LangTransferError(f"{rep.name} is a {rep.role} representation, not a language one")
+                if rep.base_model is not None:
+                    check_compatible(rep.base_model, self.base, f"language {rep.kind} {rep.name}")
+                if rep.kind == "prompt":
+                    self._check_prompt_width(rep)
+                    self.language_prompts[code] = rep.prompt.to(device)
+                else:
+                    self._load_adapter(rep)
+            self.language_bank = reps
+            self._activate_adapters()
+        self.set_trainable(role if role != "language" else None)
+
+    def _clear_bank(self) -> None:
+        for rep in self.language_bank.values():
+            if rep.kind == "adapter":
+                self.base.delete_adapter(rep.name)
+        self.language_prompts = nn.ModuleDict()
+        self.language_bank = {}
+        self._bank_cache = None
+
+    @property
+    def language_codes(self) -> list[str]:
+        """The bank's language codes; a row's ``language_ids`` entry indexes this list."""
+        return list(self.language_bank)
+
+    def language_ids(self, codes: Sequence[str]) -> torch.Tensor:
+        """``language_ids`` for rows in languages ``codes`` (bank codes)."""
+        index = {c: i for i, c in enumerate(self.language_bank)}
+        missing = sorted({c for c in codes if c not in index})
+        if missing:
+            raise UnknownNameError("language in the bank", missing[0], list(index))
+        device = self.base.get_input_embeddings().weight.device
+        return torch.tensor([index[c] for c in codes], dtype=torch.long, device=device)
+
+    def _bank_embeddings(self) -> torch.Tensor:
+        """The bank's prompts stacked (languages × tokens × dim); frozen banks are stacked
+        once and reused until a prompt's weights change."""
+        weights = [self.language_prompts[c].embedding for c in self.language_bank]
+        if any(w.requires_grad for w in weights):
+            return torch.stack(weights)
+        key = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in weights)
+        if self._bank_cache is None or self._bank_cache[0] != key:
+            self._bank_cache = (key, torch.stack(weights))
+        return self._bank_cache[1]
+
+    def _check_language_ids(self, language_ids: torch.Tensor | None, batch: int) -> None:
+        if language_ids is None:
+            if self.language_bank:
+                raise LangTransferError(
+                    f"this model holds a language bank ({', '.join(self.language_bank)}): "
+                    "pass language_ids, one bank index per row"
+                )
+            return
+        if not self.language_bank:
+            raise LangTransferError("language_ids needs a language bank: call set_languages first")
+        if language_ids.shape != (batch,):
+            raise LangTransferError(
+                f"language_ids must have one entry per row ({batch}), got shape {tuple(language_ids.shape)}"
+            )
+        if int(language_ids.min()) < 0 or int(language_ids.max()) >= len(self.language_bank):
+            raise LangTransferError(
+                f"language_ids must lie in 0..{len(self.language_bank) - 1} "
+                f"(bank: {', '.join(self.language_bank)})"
+            )
+
+    def _adapter_bank_rows(self, language_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Group rows by language for ``BatchSplit``: activate the split, return the row
+        order and its inverse."""
+        order = torch.argsort(language_ids, stable=True)
+        counts = torch.bincount(language_ids, minlength=len(self.language_bank)).tolist()
+        reps = list(self.language_bank.values())
+        self._activate_adapters([(reps[i].name, k) for i, k in enumerate(counts) if k])
+        return order, torch.argsort(order)
+
+    def _uses_adapter_bank(self, language_ids: torch.Tensor | None) -> bool:
+        return language_ids is not None and next(iter(self.language_bank.values())).kind == "adapter"
 
     def set_trainable(self, role: str | None) -> None:
         """Give gradients to exactly the ``role`` representation; freeze all else."""
@@ -191,24 +323,37 @@ class ComposedModel(nn.Module):
     # -- running -----------------------------------------------------------------------
 
     def prompt_length(self) -> int:
-        return sum(p.num_tokens for p in self.prompts.values())
+        bank = next(iter(self.language_prompts.values()), None)
+        own = sum(p.num_tokens for p in self.prompts.values())
+        return own + (bank.num_tokens if bank is not None else 0)
 
     def encoder_inputs(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        language_ids: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Encoder inputs with the prompts prepended: ``[language][task][input]``."""
+        """Encoder inputs with the prompts prepended: ``[language][task][input]``.
+
+        With a prompt bank, row ``i`` gets bank prompt ``language_ids[i]`` (a gather). The
+        prompts enter as broadcast views; the one copy made is the concatenation the
+        encoder reads (and autograd keeps).
+        """
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        prompts = [self.prompts[r]() for r in ("language", "task") if r in self.prompts]
-        if not prompts:
+        batch = input_ids.shape[0]
+        prefixes: list[torch.Tensor] = []
+        if language_ids is not None and self.language_prompts:
+            prefixes.append(self._bank_embeddings()[language_ids])
+        prefixes += [self.prompts[r]().unsqueeze(0).expand(batch, -1, -1)
+                     for r in ("language", "task") if r in self.prompts]
+        if not prefixes:
             return {"input_ids": input_ids, "attention_mask": attention_mask}
         embeds = self.base.get_input_embeddings()(input_ids)
-        batch = embeds.shape[0]
-        prefix = torch.cat(prompts, 0) if len(prompts) > 1 else prompts[0]
-        prefix = prefix.to(embeds.dtype).unsqueeze(0).expand(batch, -1, -1)
-        mask = attention_mask.new_ones(batch, prefix.shape[1])
+        width = sum(p.shape[1] for p in prefixes)
+        mask = attention_mask.new_ones(batch, width)
         return {
-            "inputs_embeds": torch.cat([prefix, embeds], 1),
+            "inputs_embeds": torch.cat([p.to(embeds.dtype) for p in prefixes] + [embeds], 1),
             "attention_mask": torch.cat([mask, attention_mask], 1),
         }
 
@@ -219,21 +364,75 @@ class ComposedModel(nn.Module):
         labels: torch.Tensor | None = None,
         decoder_input_ids: torch.Tensor | None = None,
         decoder_attention_mask: torch.Tensor | None = None,
+        language_ids: torch.Tensor | None = None,
     ):
-        """The base model's forward on the composed input; returns loss when given labels."""
-        return self.base(
-            **self.encoder_inputs(input_ids, attention_mask),
-            labels=labels,
-            decoder_input_ids=decoder_input_ids,
-            decoder_attention_mask=decoder_attention_mask,
-        )
+        """The base model's forward on the composed input; returns loss when given labels.
+
+        ``language_ids`` (LongTensor[B], with a bank from :meth:`set_languages`): row ``i``
+        runs with bank language ``language_ids[i]``; outputs keep the input row order.
+        """
+        self._check_language_ids(language_ids, input_ids.shape[0])
+        if not self._uses_adapter_bank(language_ids):
+            return self.base(
+                **self.encoder_inputs(input_ids, attention_mask, language_ids),
+                labels=labels,
+                decoder_input_ids=decoder_input_ids,
+                decoder_attention_mask=decoder_attention_mask,
+            )
+        order, inverse = self._adapter_bank_rows(language_ids)
+
+        def rows(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t[order]
+
+        try:
+            out = self.base(
+                **self.encoder_inputs(input_ids[order], rows(attention_mask)),
+                labels=rows(labels),
+                decoder_input_ids=rows(decoder_input_ids),
+                decoder_attention_mask=rows(decoder_attention_mask),
+                use_cache=False,
+            )
+        finally:
+            self._activate_adapters()
+        for key, value in list(out.items()):
+            if isinstance(value, torch.Tensor) and value.dim() > 0:
+                out[key] = value[inverse]
+            elif isinstance(value, tuple) and all(isinstance(v, torch.Tensor) for v in value):
+                out[key] = tuple(v[inverse] for v in value)
+        return out
 
     @torch.no_grad()
     def generate(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs: Any
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        language_ids: torch.Tensor | None = None,
+        **kwargs: Any,
     ) -> torch.Tensor:
-        """Generate decoder token ids (the prompts shape only the encoder input)."""
-        return self.base.generate(**self.encoder_inputs(input_ids, attention_mask), **kwargs)
+        """Generate decoder token ids (the prompts shape only the encoder input).
+
+        ``language_ids`` as in :meth:`forward`: one ``generate`` call for a batch whose
+        rows are in different languages. With an adapter bank only greedy/sampled
+        decoding of one sequence per row is supported (``BatchSplit`` needs fixed row
+        counts, which beam search changes).
+        """
+        self._check_language_ids(language_ids, input_ids.shape[0])
+        if not self._uses_adapter_bank(language_ids):
+            return self.base.generate(
+                **self.encoder_inputs(input_ids, attention_mask, language_ids), **kwargs
+            )
+        if kwargs.get("num_beams", 1) != 1 or kwargs.get("num_return_sequences", 1) != 1:
+            raise LangTransferError(
+                "mixed-language generation with language adapters supports num_beams=1 and "
+                "num_return_sequences=1 only (use one language per batch for beam search)"
+            )
+        order, inverse = self._adapter_bank_rows(language_ids)
+        try:
+            mask = None if attention_mask is None else attention_mask[order]
+            out = self.base.generate(**self.encoder_inputs(input_ids[order], mask), **kwargs)
+        finally:
+            self._activate_adapters()
+        return out[inverse]
 
     # -- saving ------------------------------------------------------------------------
 

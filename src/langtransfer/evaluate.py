@@ -136,7 +136,7 @@ def label_log_likelihoods(
         inputs = composed.encoder_inputs(input_ids, attention_mask, language_ids)
         encoded = composed.base.get_encoder()(**inputs, return_dict=True)
     for k, cand in enumerate(candidates):
-        labels = torch.as_tensor(cand, dtype=torch.long, device=device).expand(input_ids.shape[0], -1)
+        labels = torch.as_tensor(cand, dtype=torch.long, device=device).repeat(input_ids.shape[0], 1)
         if encoded is None:
             logits = composed(input_ids, attention_mask, labels=labels, language_ids=language_ids).logits
         else:

@@ -34,6 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-length", type=int, default=256, help="input tokens kept (longer are cut and counted)")
     p.add_argument("--max-examples", type=int, help="evaluate only the first N examples")
     p.add_argument("--num-beams", type=int, default=1, help="beam search width (default greedy)")
+    p.add_argument(
+        "--scoring", choices=("generate", "rank"), default="generate",
+        help="generate: free generation, parsed (default); rank: label ranking for "
+        "classification tasks (the most likely label word; never unparseable)",
+    )
     p.set_defaults(func=run)
 
 
@@ -54,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         max_length=args.max_length,
         max_examples=args.max_examples,
         num_beams=args.num_beams,
+        scoring=args.scoring,
     )
-    keys = ("task", "language", "configuration", "metrics", "n_examples", "n_unparseable", "n_truncated")
+    keys = ("task", "language", "configuration", "scoring", "metrics", "n_examples", "n_unparseable", "n_truncated")
     print(json.dumps({k: record.get(k) for k in keys}, indent=2, ensure_ascii=False))
     return 0
