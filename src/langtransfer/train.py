@@ -10,8 +10,9 @@ representation kind, and a training summary for the representation's manifest.
 from __future__ import annotations
 
 import json
-import math
+import logging
 import re
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -27,11 +28,17 @@ from transformers import (
     TrainingArguments,
 )
 from transformers.trainer_callback import PrinterCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from langtransfer.compose import ComposedModel
 from langtransfer.errors import CorruptFileError, LangTransferError, UnknownNameError
+from langtransfer.io import fsync_tree, replace_dir, write_error, write_json
 
 OPTIMIZERS = {"adafactor": "adafactor", "adamw": "adamw_torch"}
+#: Our own per-checkpoint state (skipped batches), beside Trainer's trainer_state.json.
+RUN_STATE = "langtransfer_state.json"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,6 +64,8 @@ class TrainSettings:
     group_by_length: bool = True
     report_to: list[str] = field(default_factory=lambda: ["none"])
     dataloader_num_workers: int = 0
+    #: Skip a batch whose loss is NaN or infinite (counted) instead of stopping.
+    skip_nonfinite: bool = False
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -68,7 +77,12 @@ class TrainSettings:
             self.report_to = [self.report_to]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not d["skip_nonfinite"]:
+            # Omitted at its default, so the settings hashes of studies run before the
+            # option existed stay valid (their artefacts are not rebuilt).
+            del d["skip_nonfinite"]
+        return d
 
 
 def default_settings(kind: str, role: str, **overrides: Any) -> TrainSettings:
@@ -85,6 +99,10 @@ def default_settings(kind: str, role: str, **overrides: Any) -> TrainSettings:
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
+class NonFiniteLossError(LangTransferError):
+    """Training produced a NaN or infinite loss (or weights)."""
+
+
 class RepresentationTrainer(Trainer):
     """A ``Trainer`` whose checkpoints hold only the trainable representation's weights.
 
@@ -92,12 +110,105 @@ class RepresentationTrainer(Trainer):
     loads it back with ``strict=False``, so saving just the trainable tensors keeps
     resume and keep-best working while a checkpoint of mT0-base shrinks from ~2.3 GB
     to the representation's size.
+
+    Checkpoints are written to ``.checkpoint-N.partial`` and renamed to ``checkpoint-N``
+    when complete, so a kill never leaves a half-written ``checkpoint-N``. Every training
+    step's loss is checked: a NaN or infinite loss stops training before the optimiser
+    applies it (no checkpoint with broken weights is ever written), or with
+    ``skip_nonfinite`` its batch's gradients are dropped and the step is counted.
     """
+
+    def __init__(self, *args: Any, skip_nonfinite: bool = False, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.skip_nonfinite = skip_nonfinite
+        self.skipped_nonfinite: list[int] = []  # optimiser steps whose batch was skipped
+
+    # -- non-finite losses -------------------------------------------------------------
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        bad = ~torch.isfinite(loss.detach()).all()
+        if self.args.world_size > 1:  # every process must take the same decision
+            bad = self.accelerator.reduce(bad.float().reshape(1), reduction="sum")[0] > 0
+        if not bool(bad):
+            return loss
+        step = self.state.global_step + 1  # the optimiser step in progress
+        if not self.skip_nonfinite:
+            last = last_complete_checkpoint(self.args.output_dir)
+            kept = f"the last good checkpoint is {last}" if last else "no checkpoint was saved yet"
+            raise NonFiniteLossError(
+                f"non-finite training loss ({loss.detach().float().mean().item()}) at step "
+                f"{step}; training stopped before applying it and no representation was "
+                f"written; {kept} (lower the learning rate, use fp32 instead of fp16, or pass "
+                "--skip-nonfinite-batches to skip such batches)"
+            )
+        # The NaN has reached this accumulation window's gradients: drop them all, so the
+        # optimiser step leaves the weights unchanged. Trainer's logging_nan_inf_filter
+        # keeps the NaN out of the logged loss.
+        model.zero_grad(set_to_none=True)
+        if not self.skipped_nonfinite or self.skipped_nonfinite[-1] != step:
+            self.skipped_nonfinite.append(step)
+            logger.warning("skipped a batch with a non-finite loss at step %d (%d so far)",
+                           step, len(self.skipped_nonfinite))
+        return loss
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        if self.skipped_nonfinite:
+            logs = {**logs, "skipped_nonfinite_batches": len(self.skipped_nonfinite)}
+        super().log(logs, *args, **kwargs)
+
+    def check_finite_weights(self, when: str) -> None:
+        """Raise if a trainable weight is NaN or infinite (a finite loss can still blow them up)."""
+        model = self.accelerator.unwrap_model(self.model)
+        bad = [n for n, p in model.trainable_parameters().items() if not torch.isfinite(p).all()]
+        if bad:
+            last = last_complete_checkpoint(self.args.output_dir)
+            kept = f"the last good checkpoint is {last}" if last else "no checkpoint was saved yet"
+            raise NonFiniteLossError(
+                f"non-finite weights ({bad[0]}) after step {self.state.global_step}, {when}; "
+                f"training stopped and nothing was written; {kept} (lower the learning rate)"
+            )
+
+    # -- checkpoints -----------------------------------------------------------------------
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         model = self.accelerator.unwrap_model(self.model)
         state_dict = {n: p.detach().cpu().contiguous() for n, p in model.trainable_parameters().items()}
         super()._save(output_dir, state_dict=state_dict)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        self.check_finite_weights("before saving a checkpoint")
+        run_dir = Path(self._get_output_dir(trial=trial))
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        final, staging = run_dir / name, run_dir / f".{name}.partial"
+        if self.args.should_save:
+            shutil.rmtree(staging, ignore_errors=True)  # left by a killed run
+        self.accelerator.wait_for_everyone()
+        # Trainer writes `<run dir>/checkpoint-N` in place and then rotates old ones: point
+        # it at the staging directory, and rotate here once the checkpoint is in place.
+        self._get_output_dir = lambda trial=None: str(staging)
+        self._rotate_checkpoints = lambda *a, **k: None
+        try:
+            super()._save_checkpoint(model, trial)
+            self.accelerator.wait_for_everyone()  # every process's rng state is written
+            if self.args.should_save:
+                staged = staging / name
+                best = self.state.best_model_checkpoint
+                if best is not None and Path(best).parent == staging:
+                    self.state.best_model_checkpoint = str(run_dir / Path(best).name)
+                self.state.save_to_json(str(staged / "trainer_state.json"))
+                write_json(staged / RUN_STATE, {"skipped_nonfinite_steps": self.skipped_nonfinite})
+                fsync_tree(staged)
+                replace_dir(staged, final)
+                shutil.rmtree(staging, ignore_errors=True)
+        except OSError as e:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise write_error(final, e, "write checkpoint") from e
+        finally:
+            del self._get_output_dir, self._rotate_checkpoints  # back to the class's methods
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            self._rotate_checkpoints(use_mtime=True, output_dir=str(run_dir))
 
     def _issue_warnings_after_load(self, load_result) -> None:
         # Called when a checkpoint is loaded (resume, keep-best). Checkpoints hold only the
@@ -110,21 +221,6 @@ class RepresentationTrainer(Trainer):
                 "the checkpoint does not hold the weights of the representation being trained "
                 f"(missing {missing[:3]}, unexpected {sorted(load_result.unexpected_keys)[:3]}); "
                 "it belongs to another run: use another --checkpoint-dir or drop --resume"
-            )
-
-
-class NonFiniteLossError(LangTransferError):
-    """Training produced a NaN or infinite loss."""
-
-
-class _StopOnNonFinite(TrainerCallback):
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(loss):
-            raise NonFiniteLossError(
-                f"non-finite training loss {loss} at step {state.global_step}; the last good "
-                f"checkpoint is kept in {args.output_dir} (lower the learning rate, or use "
-                "fp32 instead of fp16)"
             )
 
 
@@ -186,11 +282,13 @@ _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 
 
 def last_complete_checkpoint(checkpoint_dir: str | Path) -> str | None:
-    """The newest checkpoint in ``checkpoint_dir`` that a kill did not cut short.
+    """The newest complete checkpoint in ``checkpoint_dir``.
 
-    Trainer writes a checkpoint's files in place and ``trainer_state.json`` last, so a run
-    killed while saving leaves a newer directory without a readable state; resuming from
-    it would fail. Such directories are skipped (the next save overwrites them).
+    :class:`RepresentationTrainer` renames a checkpoint into place only when it is
+    complete, but a directory written by plain ``Trainer`` (which writes in place, with
+    ``trainer_state.json`` last), or one a kill cut short while an old checkpoint was being
+    deleted, can lack files; resuming from it would fail. Such directories are skipped
+    (the next save at that step replaces them).
     """
     folder = Path(checkpoint_dir)
     if not folder.is_dir():
@@ -198,7 +296,7 @@ def last_complete_checkpoint(checkpoint_dir: str | Path) -> str | None:
     complete = []
     for path in folder.iterdir():
         match = _CHECKPOINT.fullmatch(path.name)
-        if not match or not path.is_dir():
+        if not match or not path.is_dir() or not (path / "model.safetensors").is_file():
             continue
         try:
             json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
@@ -206,6 +304,15 @@ def last_complete_checkpoint(checkpoint_dir: str | Path) -> str | None:
             continue
         complete.append((int(match.group(1)), path))
     return str(max(complete)[1]) if complete else None
+
+
+def _skipped_steps(checkpoint: Path) -> list[int]:
+    """The steps whose batch a resumed run had skipped (non-finite loss), from its checkpoint."""
+    try:
+        state = json.loads((checkpoint / RUN_STATE).read_text(encoding="utf-8"))
+        return [int(s) for s in state.get("skipped_nonfinite_steps", [])]
+    except (OSError, ValueError, TypeError, AttributeError):
+        return []  # a checkpoint written before the option existed
 
 
 @torch.no_grad()
@@ -270,16 +377,22 @@ def train_representation(
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         data_collator=seq2seq_collator(tokenizer),
-        callbacks=[_StopOnNonFinite(), *(callbacks or [])],
+        callbacks=callbacks,
+        skip_nonfinite=settings.skip_nonfinite,
     )
     if not show_progress:  # inside a study: one overall progress bar, no per-run log lines
         trainer.remove_callback(PrinterCallback)
     last = last_complete_checkpoint(checkpoint_dir) if resume else None
+    if last is not None:
+        trainer.skipped_nonfinite = _skipped_steps(Path(last))
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=last)
+    trainer.check_finite_weights("at the end of training")  # keep-best may have reloaded
     summary = {
         "steps": trainer.state.global_step,
         "train_loss": result.training_loss,
+        "skipped_nonfinite_batches": len(trainer.skipped_nonfinite),
+        "skipped_nonfinite_steps": trainer.skipped_nonfinite[:100],
         "runtime_seconds": round(time.perf_counter() - started, 2),
         "resumed_from": Path(last).name if last else None,
         "world_size": trainer.args.world_size,  # processes (the global batch is batch × this)
