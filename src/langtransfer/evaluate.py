@@ -194,6 +194,7 @@ def evaluate(
     num_beams: int = 1,
     scoring: str = "generate",
     show_progress: bool = True,
+    trust_remote_code: bool = False,
 ) -> dict[str, Any]:
     """Evaluate one configuration on one task and target language; return the metrics record.
 
@@ -212,7 +213,7 @@ def evaluate(
             "has none (use --scoring generate)"
         )
     examples = load_examples(task_obj, lang.code, split, data, max_examples)
-    base, tokenizer = load_base(model)
+    base, tokenizer = load_base(model, trust_remote_code=trust_remote_code)
     lang_repr = load_representation(language_rep) if language_rep else None
     task_repr = load_representation(task_rep) if task_rep else None
     if lang_repr is not None and lang_repr.role != "language":

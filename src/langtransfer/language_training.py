@@ -77,6 +77,7 @@ def train_language(
     overwrite: bool = False,
     settings_hash: str | None = None,
     show_progress: bool = True,
+    trust_remote_code: bool = False,
 ) -> Path:
     """Train a language representation of ``kind`` (prompt|adapter) and save it to ``output``.
 
@@ -91,7 +92,7 @@ def train_language(
     output = Path(output)
     check_output(output, overwrite, resume, kind=kind, role="language", language=lang.code)
     settings = settings or default_settings(kind, "language")
-    base, tokenizer = load_base(model)
+    base, tokenizer = load_base(model, trust_remote_code=trust_remote_code)
     text = load_corpus(
         corpus, lang, max_documents=max_documents, validation_size=validation_size, seed=settings.seed
     )

@@ -59,6 +59,7 @@ def train_task(
     overwrite: bool = False,
     settings_hash: str | None = None,
     show_progress: bool = True,
+    trust_remote_code: bool = False,
 ) -> Path:
     """Train a task adapter or soft task prompt on ``task`` in ``language`` and save it.
 
@@ -86,7 +87,7 @@ def train_task(
         val_examples = [ex for i, ex in enumerate(train_examples) if i in held]
         train_examples = [ex for i, ex in enumerate(train_examples) if i not in held]
 
-    base, tokenizer = load_base(model)
+    base, tokenizer = load_base(model, trust_remote_code=trust_remote_code)
     set_seed(settings.seed)  # a fresh adapter's initial weights come from the global RNG
     language_repr = load_representation(language_rep) if language_rep else None
     if language_repr is not None and (language_repr.role != "language" or language_repr.language != lang.code):

@@ -19,6 +19,12 @@ def add_model_option(parser: argparse.ArgumentParser) -> None:
         help=f"base model: a hub id or local directory (safetensors weights), or 'tiny' "
         f"for the embedded test model (default: {DEFAULT_MODEL})",
     )
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow a hub model to run its own Python code when loading (off by default: "
+        "only pass it for a model whose code you have read)",
+    )
 
 
 def add_training_options(parser: argparse.ArgumentParser, role: str) -> None:
@@ -41,6 +47,11 @@ def add_training_options(parser: argparse.ArgumentParser, role: str) -> None:
     g.add_argument("--bf16", action="store_true", default=None, help="bfloat16 mixed precision (GPU)")
     g.add_argument("--fp16", action="store_true", default=None, help="float16 mixed precision (GPU)")
     g.add_argument("--report-to", nargs="+", help="logging integrations, e.g. tensorboard wandb (default none)")
+    g.add_argument(
+        "--skip-nonfinite-batches", action="store_true", default=None,
+        help="skip a batch whose loss is NaN or infinite (counted in the log and the manifest) "
+        "instead of stopping training at it",
+    )
     g.add_argument("--checkpoint-dir", help="where checkpoints go (default: <output>.checkpoints)")
     g.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     g.add_argument("--overwrite", action="store_true", help="replace an existing representation in --output")
@@ -76,6 +87,7 @@ def settings_from_args(args: argparse.Namespace, kind: str, role: str) -> TrainS
         bf16=args.bf16,
         fp16=args.fp16,
         report_to=args.report_to,
+        skip_nonfinite=args.skip_nonfinite_batches,
     )
 
 

@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         max_examples=args.max_examples,
         num_beams=args.num_beams,
         scoring=args.scoring,
+        trust_remote_code=args.trust_remote_code,
     )
     keys = ("task", "language", "configuration", "scoring", "metrics", "n_examples", "n_unparseable", "n_truncated")
     print(json.dumps({k: record.get(k) for k in keys}, indent=2, ensure_ascii=False))

@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
             checkpoint_dir=args.checkpoint_dir,
             resume=args.resume,
             overwrite=args.overwrite,
+            trust_remote_code=args.trust_remote_code,
         )
     training = read_manifest(out)["training"]
     keys = ("steps", "validation_loss_without", "validation_loss_initial", "validation_loss")

@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_dir=args.checkpoint_dir,
         resume=args.resume,
         overwrite=args.overwrite,
+        trust_remote_code=args.trust_remote_code,
     )
     training = read_manifest(out)["training"]
     keys = ("configuration", "steps", "train_examples", "validation_examples", "validation_loss", "best_checkpoint")
