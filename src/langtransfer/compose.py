@@ -160,9 +160,16 @@ class ComposedModel(nn.Module):
         if rep.path is not None:
             if not (Path(rep.path) / ADAPTER_WEIGHTS).is_file():
                 raise CorruptFileError(f"{rep.path}: missing {ADAPTER_WEIGHTS}")
-            self.base.load_adapter(
-                str(rep.path), load_as=rep.name, with_head=False, use_safetensors=True
-            )
+            try:
+                self.base.load_adapter(
+                    str(rep.path), load_as=rep.name, with_head=False, use_safetensors=True
+                )
+            except (RuntimeError, ValueError, KeyError, TypeError, OSError) as e:
+                # Shapes or config that do not fit this base model: a lying or broken file.
+                raise CorruptFileError(
+                    f"{rep.path}: the adapter files do not load onto base model "
+                    f"{fingerprint(self.base)['name']!r} ({str(e).strip().splitlines()[0][:300]})"
+                ) from e
         else:
             self.base.add_adapter(rep.name, config=rep.adapter.to_adapters_config())
             if rep.base_model is None:

@@ -9,6 +9,7 @@ for a prompt, or the `adapters` library's AdapterHub files (``adapter_config.jso
 from __future__ import annotations
 
 import json
+import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +22,7 @@ from transformers import PreTrainedModel
 
 from langtransfer import __version__
 from langtransfer.errors import CorruptFileError, LangTransferError, OutputExistsError
-from langtransfer.io import atomic_dir, write_json
+from langtransfer.io import atomic_dir, recover, write_json
 from langtransfer.representations.adapter import AdapterSpec
 from langtransfer.representations.base import KINDS, ROLES, Representation
 from langtransfer.representations.prompt import PromptConfig, SoftPrompt
@@ -56,7 +57,12 @@ def manifest_of(rep: Representation, training: dict[str, Any] | None = None) -> 
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:
-    """The manifest of a representation directory, checked for the fields loading needs."""
+    """The manifest of a representation directory, checked for the fields loading needs.
+
+    A directory whose replacement a kill interrupted is first put back (see
+    :func:`langtransfer.io.recover`).
+    """
+    recover(directory)
     path = Path(directory) / MANIFEST
     if not path.is_file():
         raise CorruptFileError(f"{directory} is not a langtransfer representation: no {MANIFEST}")
@@ -64,16 +70,35 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CorruptFileError(f"{path}: not valid JSON ({e})") from e
+    except OSError as e:
+        raise CorruptFileError(f"{path}: cannot read ({e.strerror or e})") from e
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CorruptFileError(f"{path}: not a {FORMAT} manifest")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
+        raise CorruptFileError(
+            f"{path}: format_version {version!r} is not one this langtransfer reads "
+            f"(up to {FORMAT_VERSION}); a newer langtransfer wrote it?"
+        )
     if manifest.get("kind") not in KINDS or manifest.get("role") not in ROLES:
         raise CorruptFileError(
             f"{path}: kind {manifest.get('kind')!r} / role {manifest.get('role')!r} must be "
             f"one of {KINDS} / {ROLES}"
         )
-    if not isinstance(manifest.get("base_model"), dict):
+    base = manifest.get("base_model")
+    if not isinstance(base, dict):
         raise CorruptFileError(f"{path}: no base_model fingerprint")
+    if not _positive_int(base.get("d_model")):
+        raise CorruptFileError(f"{path}: base_model.d_model must be a positive integer, got "
+                               f"{base.get('d_model')!r:.40}")
+    for key in ("language", "task"):
+        if manifest.get(key) is not None and not isinstance(manifest[key], str):
+            raise CorruptFileError(f"{path}: {key} must be a string, got {manifest[key]!r:.40}")
     return manifest
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def save_representation(
@@ -99,7 +124,10 @@ def save_representation(
     with atomic_dir(directory, overwrite=True) as tmp:
         if rep.kind == "prompt":
             weights = rep.prompt.embedding.detach().to("cpu", torch.float32).contiguous()
-            save_file({"embedding": weights}, str(tmp / PROMPT_WEIGHTS))
+            try:
+                save_file({"embedding": weights}, str(tmp / PROMPT_WEIGHTS))
+            except SafetensorError as e:  # an I/O error (no space...) as safetensors reports it
+                raise _as_os_error(e) from e
         else:
             if model is None or rep.name not in getattr(model, "adapters_config", {}):
                 raise LangTransferError(f"adapter {rep.name} is not attached to the given model")
@@ -132,7 +160,13 @@ def resolve_location(location: str | Path) -> Path:
     raise LangTransferError(f"representation directory {location} does not exist")
 
 
+def _as_os_error(e: SafetensorError) -> OSError:
+    code = re.search(r"code: (\d+)", str(e))
+    return OSError(int(code.group(1)), os.strerror(int(code.group(1)))) if code else OSError(str(e))
+
+
 def _check_safetensors(path: Path, expected: dict[str, tuple[int, ...]] | None = None) -> None:
+    """The file is safetensors, holds ``expected`` shapes, and only finite numbers."""
     if not path.is_file():
         raise CorruptFileError(
             f"{path.parent}: missing {path.name} (weights are loaded from safetensors only)"
@@ -140,8 +174,13 @@ def _check_safetensors(path: Path, expected: dict[str, tuple[int, ...]] | None =
     try:
         with safe_open(str(path), framework="pt") as f:
             shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError, ValueError) as e:
+            broken = [k for k in shapes if not torch.isfinite(f.get_tensor(k)).all()]
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as e:
         raise CorruptFileError(f"{path}: not a readable safetensors file ({e})") from e
+    if not shapes:
+        raise CorruptFileError(f"{path}: holds no tensors")
+    if broken:
+        raise CorruptFileError(f"{path}: tensor {broken[0]!r} holds NaN or infinite values")
     for key, shape in (expected or {}).items():
         if key not in shapes:
             raise CorruptFileError(f"{path}: no tensor {key!r} (has {sorted(shapes)})")
@@ -156,16 +195,19 @@ def load_representation(location: str | Path) -> Representation:
     """Load a representation from a directory or a hub id; weights are checked, not trusted."""
     directory = resolve_location(location)
     m = read_manifest(directory)
-    common = dict(
-        kind=m["kind"],
-        role=m["role"],
-        language=m.get("language"),
-        task=m.get("task"),
-        base_model=m["base_model"],
-        training=m.get("training") or {},
-        settings_hash=m.get("settings_hash"),
-    )
     try:
+        training = m.get("training") or {}
+        if not isinstance(training, dict):
+            raise CorruptFileError(f"{directory / MANIFEST}: training must be a mapping")
+        common = dict(
+            kind=m["kind"],
+            role=m["role"],
+            language=m.get("language"),
+            task=m.get("task"),
+            base_model=m["base_model"],
+            training=training,
+            settings_hash=m.get("settings_hash"),
+        )
         if m["kind"] == "prompt":
             config = PromptConfig(**(m.get("prompt") or {}))
             shape = (config.num_tokens, int(m["base_model"]["d_model"]))
@@ -176,9 +218,31 @@ def load_representation(location: str | Path) -> Representation:
                 prompt.embedding.copy_(f.get_tensor("embedding"))
             return Representation(prompt=prompt, prompt_config=config, **common)
         _check_safetensors(directory / ADAPTER_WEIGHTS)
-        if not (directory / ADAPTER_CONFIG).is_file():
-            raise CorruptFileError(f"{directory}: missing {ADAPTER_CONFIG}")
+        _check_adapter_config(directory, m)
         spec = AdapterSpec(**(m.get("adapter") or {}))
         return Representation(adapter=spec, path=directory, **common)
-    except (TypeError, KeyError) as e:
+    except CorruptFileError:
+        raise
+    except LangTransferError as e:  # a bad value in the manifest (unknown init, no language...)
+        raise CorruptFileError(f"{directory / MANIFEST}: {e}") from e
+    except (TypeError, KeyError, ValueError, AttributeError) as e:
         raise CorruptFileError(f"{directory / MANIFEST}: malformed manifest ({e})") from e
+
+
+def _check_adapter_config(directory: Path, manifest: dict[str, Any]) -> None:
+    """The `adapters` config must be readable and made for the manifest's base model width."""
+    path = directory / ADAPTER_CONFIG
+    if not path.is_file():
+        raise CorruptFileError(f"{directory}: missing {ADAPTER_CONFIG}")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise CorruptFileError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
+        raise CorruptFileError(f"{path}: not an `adapters` adapter config (no 'config' mapping)")
+    hidden, d_model = config.get("hidden_size"), manifest["base_model"]["d_model"]
+    if hidden is not None and hidden != d_model:
+        raise CorruptFileError(
+            f"{path}: the adapter is for hidden size {hidden!r} but the manifest says its base "
+            f"model has d_model {d_model}; the manifest does not describe these weights"
+        )
