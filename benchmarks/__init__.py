@@ -1,0 +1,1 @@
+"""Benchmarks for langtransfer: ``python -m benchmarks.run [--quick]`` (see docs/performance.md)."""
