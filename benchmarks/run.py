@@ -39,12 +39,12 @@ PLANS = {
     "quick": {
         "tiny": {"configs": ("ta", "slp+ta"), "batch": 32, "steps": 6, "repeats": 3, "eval_n": 128,
                  "eval_batch": 64, "eval_repeats": 3, "mixed_batch": 32},
-        "mt0": {"train": [("slp+ta", "ner")], "batch": 4, "steps": 1, "repeats": 1, "eval": []},
+        "mt0": {"train": [("slp+ta", "ner")], "batch": 8, "steps": 1, "repeats": 1, "eval": []},
     },
     "full": {
-        "tiny": {"configs": CONFIGS, "batch": 32, "steps": 12, "repeats": 5, "eval_n": 256,
+        "tiny": {"configs": CONFIGS, "batch": 32, "steps": 10, "repeats": 5, "eval_n": 192,
                  "eval_batch": 64, "eval_repeats": 3, "mixed_batch": 32},
-        "mt0": {"train": [("slp+ta", "ner"), ("slp+ta", "qa"), ("ta", "qa")], "batch": 8, "steps": 2,
+        "mt0": {"train": [("slp+ta", "ner"), ("slp+ta", "qa"), ("ta", "qa")], "batch": 16, "steps": 2,
                 "repeats": 1, "eval": [("slp+ta", "ner"), ("slp+ta", "qa")], "eval_n": 8,
                 "mixed_batch": 8},
     },
