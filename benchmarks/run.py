@@ -38,12 +38,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 PLANS = {
     "quick": {
         "tiny": {"configs": ("ta", "slp+ta"), "batch": 32, "steps": 6, "repeats": 3, "eval_n": 128,
-                 "eval_batch": 64, "eval_repeats": 3, "mixed_batch": 32},
+                 "eval_batch": 64, "eval_repeats": 2, "mixed_batch": 32},
         "mt0": {"train": [("slp+ta", "ner")], "batch": 8, "steps": 1, "repeats": 1, "eval": []},
     },
     "full": {
-        "tiny": {"configs": CONFIGS, "batch": 32, "steps": 10, "repeats": 5, "eval_n": 192,
-                 "eval_batch": 64, "eval_repeats": 3, "mixed_batch": 32},
+        "tiny": {"configs": CONFIGS, "batch": 32, "steps": 8, "repeats": 3, "eval_n": 128,
+                 "eval_batch": 64, "eval_repeats": 2, "mixed_batch": 32},
         "mt0": {"train": [("slp+ta", "ner"), ("slp+ta", "qa"), ("ta", "qa")], "batch": 16, "steps": 2,
                 "repeats": 1, "eval": [("slp+ta", "ner"), ("slp+ta", "qa")], "eval_n": 8,
                 "mixed_batch": 8},
@@ -233,19 +233,25 @@ def main(argv: list[str] | None = None) -> int:
         },
         "train": [], "eval": [], "mixed": [],
     }
-    if "tiny" in shapes:
-        run_tiny(plan["tiny"], workloads, out)
+    path = Path(args.output) if args.output else RESULTS / f"{time.strftime('%Y%m%d-%H%M')}-{mode}.json"
+
+    def save() -> None:  # after each shape, so a long run that is stopped keeps its figures
+        out["meta"]["load_average_end"] = os.getloadavg()
+        out["meta"]["seconds"] = round(time.time() - started)
+        summarise(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        tmp.replace(path)
+
+    # The mT0 shape first: it holds the headline figures and takes the longest.
     if "mt0" in shapes:
         run_mt0(plan["mt0"], workloads, out)
-    out["meta"]["load_average_end"] = os.getloadavg()
-    out["meta"]["seconds"] = round(time.time() - started)
-    summarise(out)
+        save()
+    if "tiny" in shapes:
+        run_tiny(plan["tiny"], workloads, out)
+    save()
     print_tables(out)
-    path = Path(args.output) if args.output else RESULTS / f"{time.strftime('%Y%m%d-%H%M')}-{mode}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
     print(f"\nwritten: {path} ({out['meta']['seconds']} s)")
     return 0
 
