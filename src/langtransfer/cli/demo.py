@@ -19,8 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run the demo study on the embedded tiny model (minutes on a CPU)",
         description=(
             "Run the small transfer study on the embedded tiny model with the shipped "
-            "fixtures: 3 target languages (en, sk, ru; Latin and Cyrillic), 2 tasks (QA, "
-            "NLI), all seven configurations. Prints the tables and writes the report. "
+            "fixtures: 4 target languages (en, de, sk, ru; Latin and Cyrillic), 2 tasks "
+            "(NLI, check-worthiness), all seven configurations. Prints the tables and writes the report. "
             "Rerunning continues or reuses the finished work. " + DISCLAIMER.replace("\n", " ")
         ),
     )
