@@ -288,6 +288,8 @@ def _read_jsonl(path: Path, text_field: str) -> Iterator[str]:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
                 raise DataFormatError(path, f"invalid JSON: {e.msg}", lineno) from e
+            except (ValueError, RecursionError) as e:  # 5000-digit integers, deep nesting
+                raise DataFormatError(path, f"invalid JSON: {e or 'nested too deeply'}", lineno) from e
             if not isinstance(obj, dict):
                 raise DataFormatError(
                     path, f"expected a JSON object with a {text_field!r} field", lineno

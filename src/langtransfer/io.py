@@ -57,6 +57,16 @@ def write_error(path: str | os.PathLike, e: OSError, what: str = "write") -> Lan
     return LangTransferError(f"cannot {what} {path}: {reason}{hint}")
 
 
+def os_error_from(e: Exception) -> OSError:
+    """An ``OSError`` for a library's wrapped I/O error (safetensors reports ``code: 28``)."""
+    if isinstance(e, OSError):
+        return e
+    code = re.search(r"code: (\d+)", str(e))
+    if code:
+        return OSError(int(code.group(1)), os.strerror(int(code.group(1))))
+    return OSError(str(e))
+
+
 def _host_hash() -> str:
     return f"{zlib.crc32(socket.gethostname().encode()):08x}"
 

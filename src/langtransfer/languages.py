@@ -197,6 +197,8 @@ def _read_language_file(path: Path) -> Any:
             return json.loads(text)
         except json.JSONDecodeError as e:
             raise DataFormatError(path, f"invalid JSON: {e.msg}", e.lineno) from e
+        except (ValueError, RecursionError) as e:  # 5000-digit integers, deep nesting
+            raise DataFormatError(path, f"invalid JSON: {e or 'nested too deeply'}") from e
     if suffix in (".yaml", ".yml"):
         import yaml
 
@@ -206,6 +208,8 @@ def _read_language_file(path: Path) -> Any:
             mark = getattr(e, "problem_mark", None)
             line = mark.line + 1 if mark is not None else None
             raise DataFormatError(path, f"invalid YAML: {e}", line) from e
+        except RecursionError as e:
+            raise DataFormatError(path, "invalid YAML: nested too deeply") from e
     raise DataFormatError(path, "unsupported extension; use .yaml, .yml or .json")
 
 
@@ -230,7 +234,7 @@ def load_language_file(path: str | Path, *, replace: bool = False) -> list[Langu
         if not isinstance(entry, dict):
             raise DataFormatError(path, f"{label}: expected a mapping, got {entry!r}")
         missing = [k for k in ("code", "name", "script") if k not in entry]
-        unknown = sorted(set(entry) - set(_FILE_KEYS))
+        unknown = sorted(map(str, set(entry) - set(_FILE_KEYS)))
         if missing or unknown:
             problems = [f"missing {', '.join(missing)}"] if missing else []
             problems += [f"unknown key(s) {', '.join(map(str, unknown))}"] if unknown else []

@@ -25,34 +25,50 @@ from langtransfer.io import write_jsonl
 from langtransfer.tasks import Example, Task, get_task
 
 
-def read_predictions(path: str | os.PathLike) -> dict[str, Any]:
-    """``id -> prediction`` from a JSONL file; malformed lines raise with file and line."""
+def read_predictions(path: str | os.PathLike, task: Task | str | None = None) -> dict[str, Any]:
+    """``id -> prediction`` from a JSONL file; malformed lines raise with file and line.
+
+    With ``task``, every prediction is also checked to be a value the task can score
+    (:meth:`Task.coerce`), so a bad one is reported with its file and line.
+    """
     path = Path(path)
+    task = get_task(task) if task is not None else None
     out: dict[str, Any] = {}
     try:
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, start=1):
+        with open(path, "rb") as f:
+            for n, raw in enumerate(f, start=1):
+                try:
+                    line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
+                except UnicodeDecodeError as e:
+                    raise DataFormatError(path, f"not UTF-8 text ({e.reason})", n) from e
                 if not line.strip():
                     continue
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise DataFormatError(path, f"invalid JSON: {e.msg}", n) from e
+                except (ValueError, RecursionError) as e:  # digits beyond the int limit, deep nesting
+                    raise DataFormatError(path, f"invalid JSON: {e}", n) from e
                 if not isinstance(obj, dict) or "id" not in obj or "prediction" not in obj:
                     raise DataFormatError(
                         path, f"expected an object with 'id' and 'prediction', got {line.strip():.80}", n
                     )
                 ex_id = obj["id"]
                 if isinstance(ex_id, bool) or not isinstance(ex_id, (str, int)):
-                    raise DataFormatError(path, f"id must be a string or integer, got {ex_id!r}", n)
+                    raise DataFormatError(path, f"id must be a string or integer, got {ex_id!r:.80}", n)
                 ex_id = str(ex_id)
                 if ex_id in out:
                     raise DataFormatError(path, f"duplicate id {ex_id!r}", n)
+                if task is not None:
+                    try:
+                        task.coerce(obj["prediction"])
+                    except ValueError as e:
+                        raise DataFormatError(path, f"prediction for id {ex_id!r}: {e}", n) from e
                 out[ex_id] = obj["prediction"]
     except FileNotFoundError:
         raise LangTransferError(f"predictions file {path} does not exist") from None
-    except UnicodeDecodeError as e:
-        raise DataFormatError(path, f"not UTF-8 text: {e}") from e
+    except IsADirectoryError:
+        raise LangTransferError(f"predictions file {path} is a directory") from None
     except OSError as e:
         raise LangTransferError(f"cannot read {path}: {e.strerror or e}") from e
     return out
@@ -77,6 +93,7 @@ def score_predictions(
     predictions: Mapping[str, Any],
     *,
     language: str | None = None,
+    source: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Score ``id -> prediction`` against gold examples.
 
@@ -85,13 +102,15 @@ def score_predictions(
     predictions present that the parser could not read; predictions for ids not in the
     golds are ignored and counted in ``n_extra``. Returns ``task``, ``language``, the
     task's metrics (percentages), ``n_examples``, ``n_unparseable``, ``n_missing``,
-    ``n_extra`` and any task-specific counts.
+    ``n_extra`` and any task-specific counts. ``source`` (the predictions file) is named
+    in errors.
     """
     task = get_task(task)
     gold_ids = {ex.id for ex in examples}
     if examples and predictions and not gold_ids.intersection(predictions):
+        where = f" in {source}" if source is not None else ""
         raise LangTransferError(
-            f"none of the {len(predictions)} prediction ids matches the {len(examples)} gold "
+            f"none of the {len(predictions)} prediction ids{where} matches the {len(examples)} gold "
             f"ids (e.g. {next(iter(predictions))!r} vs {examples[0].id!r}); wrong data, "
             "language or split?"
         )
@@ -104,7 +123,8 @@ def score_predictions(
         try:
             pred = task.coerce(predictions[ex.id])
         except ValueError as e:
-            raise LangTransferError(f"prediction for id {ex.id!r}: {e}") from e
+            where = f"{source}: " if source is not None else ""
+            raise LangTransferError(f"{where}prediction for id {ex.id!r}: {e}") from e
         n_unparseable += task.is_unparseable(pred)
         parsed.append(pred)
     metrics = task.score(parsed, [ex.gold for ex in examples])

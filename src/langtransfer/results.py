@@ -129,7 +129,7 @@ def record_problems(record: object) -> list[str]:
         bad = [k for k, v in metrics.items() if not _is_number(v)]
         if bad:
             problems.append(f"metrics must be finite numbers; not so: {', '.join(bad)}")
-        if record["primary_metric"] not in metrics:
+        if not isinstance(record["primary_metric"], str) or record["primary_metric"] not in metrics:
             problems.append(
                 f"primary_metric {record['primary_metric']!r} is not among the metrics "
                 f"({', '.join(map(str, metrics))})"
@@ -244,6 +244,8 @@ def _load(path: Path) -> dict[str, Any]:
         record = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise CorruptFileError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from e
+    except (ValueError, RecursionError) as e:  # 5000-digit integers, nesting too deep
+        raise CorruptFileError(f"{path}: not valid JSON ({e or 'nested too deeply'})") from e
     except UnicodeDecodeError as e:
         raise CorruptFileError(f"{path}: not UTF-8 text") from e
     except OSError as e:

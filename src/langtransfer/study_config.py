@@ -85,21 +85,94 @@ class StudyConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _check_kind_tables(name: str, value: Any, where: str) -> None:
     if not isinstance(value, dict):
         raise LangTransferError(f"{where}: {name} must be a mapping of prompt/adapter settings")
     for kind, settings in value.items():
         if kind not in KIND_KEYS:
             raise UnknownNameError(f"representation kind in {name}", kind, KIND_KEYS)
-        for key in settings or {}:
+        if settings is None:
+            continue
+        if not isinstance(settings, dict):
+            raise LangTransferError(f"{where}: {name}.{kind} must be a mapping of settings")
+        for key, item in settings.items():
             if key not in KIND_KEYS[kind]:
                 raise UnknownNameError(f"key in {name}.{kind}", key, KIND_KEYS[kind])
+            if key in ("num_tokens", "reduction_factor") and not (
+                (_is_int(item) and item >= 1) or (item is None and key == "reduction_factor")
+            ):
+                raise LangTransferError(f"{where}: {name}.{kind}.{key} must be a positive integer, got {item!r:.40}")
+            if key in ("init", "config") and not isinstance(item, str):
+                raise LangTransferError(f"{where}: {name}.{kind}.{key} must be a string, got {item!r:.40}")
+
+
+#: evaluate() keywords a study may set in ``evaluation`` (the rest the study decides).
+EVALUATION_KEYS = {"batch_size": int, "max_new_tokens": int, "max_length": int, "num_beams": int,
+                   "scoring": str}
+
+
+def _string_tree(value: Any, depth: int) -> bool:
+    """A string, or (``depth`` levels of) mappings of strings to such trees."""
+    if isinstance(value, str):
+        return True
+    return depth > 0 and isinstance(value, dict) and all(
+        isinstance(k, str) and _string_tree(v, depth - 1) for k, v in value.items()
+    )
+
+
+def check_types(config: StudyConfig, where: str) -> None:
+    """Each key holds a value of its type, so nothing later trips over a list given for a
+    number (and no YAML alias bomb survives into hashing: values are shallow trees)."""
+
+    def fail(key: str, wanted: str) -> None:
+        value = getattr(config, key)
+        raise LangTransferError(f"{where}: {key!r} must be {wanted}, got {value!r:.60}")
+
+    for key in ("output", "model"):
+        if not isinstance(getattr(config, key), str) or not getattr(config, key):
+            fail(key, "a non-empty string")
+    for key in ("sources", "targets", "tasks", "configurations"):
+        value = getattr(config, key)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            fail(key, "a list of names")
+    for key in ("seed", "sequence_length"):
+        if not _is_int(getattr(config, key)):
+            fail(key, "an integer")
+    for key in ("max_documents", "max_train_examples", "max_eval_examples"):
+        value = getattr(config, key)
+        if value is not None and not (_is_int(value) and value >= 1):
+            fail(key, "a positive integer or null")
+    value = config.validation_documents
+    if not ((_is_int(value) and value >= 1) or (isinstance(value, float) and 0 < value < 1)):
+        fail("validation_documents", "a document count (>= 1) or a fraction in (0, 1)")
+    if not _string_tree(config.corpus, 1) or (
+        isinstance(config.corpus, str) and config.corpus not in ("wikipedia", "fixtures")
+    ):
+        fail("corpus", "'wikipedia', 'fixtures' or a mapping language -> file")
+    if not _string_tree(config.data, 3):
+        fail("data", "'hub', 'fixtures', a path, or a mapping task -> language -> split -> file")
+    if not isinstance(config.evaluation, dict):
+        fail("evaluation", "a mapping of evaluation settings")
+    for key, item in config.evaluation.items():
+        if key not in EVALUATION_KEYS:
+            raise UnknownNameError("key in evaluation", key, EVALUATION_KEYS)
+        wanted = EVALUATION_KEYS[key]
+        if not isinstance(item, wanted) or isinstance(item, bool) or (wanted is int and item < 1):
+            raise LangTransferError(
+                f"{where}: evaluation.{key} must be a {'positive integer' if wanted is int else 'string'}, "
+                f"got {item!r:.40}"
+            )
 
 
 def validate(config: StudyConfig, where: str = "study config") -> StudyConfig:
     """Check names and value shapes; normalise language codes. Raises before any work."""
     from langtransfer.tasks.registry import get_task
 
+    check_types(config, where)
     if not config.targets:
         raise LangTransferError(f"{where}: 'targets' lists no target language")
     if not config.tasks:
@@ -125,28 +198,51 @@ def validate(config: StudyConfig, where: str = "study config") -> StudyConfig:
 
 
 def load_study_config(path: str | Path, **overrides: Any) -> StudyConfig:
-    """Read and validate a study YAML file; ``overrides`` replace top-level keys."""
+    """Read and validate a study YAML file; ``overrides`` replace top-level keys.
+
+    Every problem raises a :class:`LangTransferError` whose message starts with the file
+    (and names the line of a YAML syntax error).
+    """
     path = Path(path)
     if not path.is_file():
         raise LangTransferError(f"study config {path} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw_bytes = path.read_bytes()
+    except OSError as e:
+        raise LangTransferError(f"cannot read {path}: {e.strerror or e}") from e
+    try:
+        text = raw_bytes.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw_bytes[: e.start].count(b"\n") + 1
+        raise DataFormatError(path, f"not UTF-8 text ({e.reason})", line) from e
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
         line = getattr(getattr(e, "problem_mark", None), "line", None)
         raise DataFormatError(path, f"not valid YAML ({e})", None if line is None else line + 1) from e
+    except RecursionError as e:
+        raise DataFormatError(path, "not valid YAML (nested too deeply)") from e
     if not isinstance(raw, dict):
         raise DataFormatError(path, "a study config is a mapping of keys to values")
     raw.update({k: v for k, v in overrides.items() if v is not None})
     valid = [f.name for f in fields(StudyConfig)]
-    for key in raw:
-        if key not in valid:
-            raise UnknownNameError(f"key in {path}", key, valid)
-    if "output" not in raw:
-        raise DataFormatError(path, "missing 'output' (the study directory)")
-    if not Path(raw["output"]).is_absolute():
+    try:
+        for key in raw:
+            if key not in valid:
+                raise UnknownNameError(f"key in {path}", key, valid)
+        if "output" not in raw:
+            raise DataFormatError(path, "missing 'output' (the study directory)")
+        for key in ("sources", "targets", "tasks", "configurations"):
+            if isinstance(raw.get(key), str):
+                raw[key] = [raw[key]]
+        config = validate(StudyConfig(**raw), str(path))
+        from langtransfer.study import plan
+
+        plan(config)  # every artefact can be planned: corpora and data for each language
         # Relative outputs are relative to the working directory, as on the command line.
-        raw["output"] = str(Path(raw["output"]))
-    for key in ("sources", "targets", "tasks", "configurations"):
-        if isinstance(raw.get(key), str):
-            raw[key] = [raw[key]]
-    return validate(StudyConfig(**raw), str(path))
+        config.output = str(Path(config.output))
+        return config
+    except LangTransferError as e:
+        if str(path) not in str(e):  # e.g. an unknown language: say which file names it
+            e.args = (f"{path}: {e}", *e.args[1:])
+        raise

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from datasets import Dataset
+from safetensors import SafetensorError
 from transformers import (
     DataCollatorForSeq2Seq,
     PreTrainedTokenizerBase,
@@ -32,13 +34,24 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from langtransfer.compose import ComposedModel
 from langtransfer.errors import CorruptFileError, LangTransferError, UnknownNameError
-from langtransfer.io import fsync_tree, replace_dir, write_error, write_json
+from langtransfer.io import fsync_tree, os_error_from, replace_dir, write_error, write_json
 
 OPTIMIZERS = {"adafactor": "adafactor", "adamw": "adamw_torch"}
 #: Our own per-checkpoint state (skipped batches), beside Trainer's trainer_state.json.
 RUN_STATE = "langtransfer_state.json"
 
 logger = logging.getLogger(__name__)
+
+
+#: The type of each TrainSettings field, by its annotation (None: may be null).
+_FIELD_TYPES: dict[str, tuple] = {
+    "int": (int,),
+    "int | None": (int, None),
+    "float": (int, float),
+    "str": (str,),
+    "bool": (bool,),
+    "list[str]": (list, str),
+}
 
 
 @dataclass
@@ -68,11 +81,27 @@ class TrainSettings:
     skip_nonfinite: bool = False
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # values from YAML or JSON: check their types first
+            value, wanted = getattr(self, f.name), _FIELD_TYPES[f.type]
+            if value is None and None in wanted:
+                continue
+            ok = any(isinstance(value, t) for t in wanted if t is not None)
+            if not ok or (isinstance(value, bool) and bool not in wanted):
+                names = " or ".join("null" if t is None else t.__name__ for t in wanted)
+                raise LangTransferError(f"{f.name} must be {names}, got {value!r:.40}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise LangTransferError(f"{f.name} must be a finite number, got {value}")
+        if isinstance(self.report_to, list) and not all(isinstance(r, str) for r in self.report_to):
+            raise LangTransferError(f"report_to must list integration names, got {self.report_to!r:.40}")
         if self.optimizer not in OPTIMIZERS:
             raise UnknownNameError("optimizer", self.optimizer, OPTIMIZERS)
-        for name in ("max_steps", "batch_size", "save_steps", "logging_steps"):
-            if getattr(self, name) < 1:
+        for name in ("max_steps", "batch_size", "save_steps", "logging_steps",
+                     "gradient_accumulation_steps", "eval_batch_size", "eval_steps", "save_total_limit"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise LangTransferError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup_steps", "dataloader_num_workers", "learning_rate", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise LangTransferError(f"{name} must be >= 0, got {getattr(self, name)}")
         if isinstance(self.report_to, str):
             self.report_to = [self.report_to]
 
@@ -201,9 +230,9 @@ class RepresentationTrainer(Trainer):
                 fsync_tree(staged)
                 replace_dir(staged, final)
                 shutil.rmtree(staging, ignore_errors=True)
-        except OSError as e:
+        except (OSError, SafetensorError) as e:  # no space, read-only...
             shutil.rmtree(staging, ignore_errors=True)
-            raise write_error(final, e, "write checkpoint") from e
+            raise write_error(final, os_error_from(e), "write checkpoint") from e
         finally:
             del self._get_output_dir, self._rotate_checkpoints  # back to the class's methods
         self.accelerator.wait_for_everyone()

@@ -76,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
     if language is None:
         raise LangTransferError("cannot tell the data's language; pass --language CODE")
     examples = task.load(language, args.split, data, source=args.source)
-    metrics = score_predictions(task, examples, read_predictions(args.predictions),
-                                language=language)
+    metrics = score_predictions(task, examples, read_predictions(args.predictions, task),
+                                language=language, source=args.predictions)
     width = max(map(len, metrics))
     for key, value in metrics.items():
         shown = f"{value:.2f}" if isinstance(value, float) else value

@@ -9,7 +9,6 @@ for a prompt, or the `adapters` library's AdapterHub files (``adapter_config.jso
 from __future__ import annotations
 
 import json
-import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +21,7 @@ from transformers import PreTrainedModel
 
 from langtransfer import __version__
 from langtransfer.errors import CorruptFileError, LangTransferError, OutputExistsError
-from langtransfer.io import atomic_dir, recover, write_json
+from langtransfer.io import atomic_dir, os_error_from, recover, write_json
 from langtransfer.representations.adapter import AdapterSpec
 from langtransfer.representations.base import KINDS, ROLES, Representation
 from langtransfer.representations.prompt import PromptConfig, SoftPrompt
@@ -127,7 +126,7 @@ def save_representation(
             try:
                 save_file({"embedding": weights}, str(tmp / PROMPT_WEIGHTS))
             except SafetensorError as e:  # an I/O error (no space...) as safetensors reports it
-                raise _as_os_error(e) from e
+                raise os_error_from(e) from e
         else:
             if model is None or rep.name not in getattr(model, "adapters_config", {}):
                 raise LangTransferError(f"adapter {rep.name} is not attached to the given model")
@@ -141,6 +140,7 @@ def save_representation(
 def resolve_location(location: str | Path) -> Path:
     """A local directory as is; ``org/name`` that is not a local path from the Hugging Face Hub."""
     path = Path(location)
+    recover(path)  # a directory whose replacement a kill interrupted
     if path.exists():
         if not path.is_dir():
             raise LangTransferError(f"{location} is a file; a representation is a directory")
@@ -158,11 +158,6 @@ def resolve_location(location: str | Path) -> Path:
                 f"Hugging Face Hub: {e}"
             ) from e
     raise LangTransferError(f"representation directory {location} does not exist")
-
-
-def _as_os_error(e: SafetensorError) -> OSError:
-    code = re.search(r"code: (\d+)", str(e))
-    return OSError(int(code.group(1)), os.strerror(int(code.group(1)))) if code else OSError(str(e))
 
 
 def _check_safetensors(path: Path, expected: dict[str, tuple[int, ...]] | None = None) -> None:

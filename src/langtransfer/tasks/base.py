@@ -22,6 +22,7 @@ Every metric is a percentage (0-100), as the paper reports them.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -281,7 +282,7 @@ class Task:
                         gold=self.gold(raw),
                     )
                 )
-            except ValueError as e:
+            except (ValueError, TypeError) as e:
                 if isinstance(e, DataFormatError):
                     raise
                 raise DataFormatError(where, str(e), row.line) from e
@@ -367,32 +368,52 @@ class Task:
 
 
 # ---------------------------------------------------------------- file readers
-def read_json(path: Path) -> Any:
+def _decode(path: Path, raw: bytes, encoding: str = "utf-8-sig") -> str:
+    """Bytes -> text; invalid UTF-8 is a DataFormatError naming the line it is on."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataFormatError(path, f"invalid JSON: {e.msg}", e.lineno) from e
+        return raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataFormatError(path, f"not UTF-8 text ({e.reason})", line) from e
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
     except OSError as e:
         raise LangTransferError(f"cannot read {path}: {e.strerror or e}") from e
+
+
+def _json_error(path: Path, e: ValueError | RecursionError, line: int | None = None) -> DataFormatError:
+    if isinstance(e, json.JSONDecodeError):
+        return DataFormatError(path, f"invalid JSON: {e.msg}", line if line is not None else e.lineno)
+    if isinstance(e, RecursionError):  # nesting deeper than Python's recursion limit
+        return DataFormatError(path, "invalid JSON: nested too deeply", line)
+    return DataFormatError(path, f"invalid JSON: {e}", line)  # e.g. an integer of 5000 digits
+
+
+def read_json(path: Path) -> Any:
+    text = _decode(path, _read_bytes(path))
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise _json_error(path, e) from e
 
 
 def read_jsonl(path: Path) -> list[Row]:
     """One JSON object per line; blank lines are skipped; errors name the line."""
     rows: list[Row] = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataFormatError(path, f"invalid JSON: {e.msg}", n) from e
-                if not isinstance(obj, dict):
-                    raise DataFormatError(path, f"expected a JSON object, got {obj!r:.60}", n)
-                rows.append(Row(obj, n))
-    except OSError as e:
-        raise LangTransferError(f"cannot read {path}: {e.strerror or e}") from e
+    for n, raw in enumerate(_read_bytes(path).split(b"\n"), start=1):
+        line = _decode(path, raw, "utf-8-sig" if n == 1 else "utf-8")
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except (ValueError, RecursionError) as e:
+            raise _json_error(path, e, n) from e
+        if not isinstance(obj, dict):
+            raise DataFormatError(path, f"expected a JSON object, got {obj!r:.60}", n)
+        rows.append(Row(obj, n))
     return rows
 
 
@@ -403,28 +424,28 @@ def read_delimited(path: Path, delimiter: str) -> list[Row]:
     """
     rows: list[Row] = []
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    kind = "TSV" if delimiter == "\t" else "CSV"
+    text = _decode(path, _read_bytes(path))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
+    start = 1
     try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
-            header = next(reader, None)
-            if header is None:
-                raise DataFormatError(path, "empty file (expected a header row)")
-            header = [h.strip() for h in header]
+        header = next(reader, None)
+        if header is None:
+            raise DataFormatError(path, "empty file (expected a header row)")
+        header = [h.strip() for h in header]
+        start = reader.line_num + 1
+        for values in reader:
+            if any(v.strip() for v in values):
+                if len(values) != len(header):
+                    raise DataFormatError(
+                        path,
+                        f"{len(values)} fields where the header has {len(header)}",
+                        start,
+                    )
+                rows.append(Row(dict(zip(header, values, strict=True)), start))
             start = reader.line_num + 1
-            for values in reader:
-                if any(v.strip() for v in values):
-                    if len(values) != len(header):
-                        raise DataFormatError(
-                            path,
-                            f"{len(values)} fields where the header has {len(header)}",
-                            start,
-                        )
-                    rows.append(Row(dict(zip(header, values, strict=True)), start))
-                start = reader.line_num + 1
     except csv.Error as e:
-        raise DataFormatError(path, f"malformed {'TSV' if delimiter == chr(9) else 'CSV'}: {e}") from e
-    except OSError as e:
-        raise LangTransferError(f"cannot read {path}: {e.strerror or e}") from e
+        raise DataFormatError(path, f"malformed {kind}: {e}", start) from e
     return rows
 
 
