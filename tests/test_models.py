@@ -47,3 +47,28 @@ def test_remote_code_is_off_by_default(monkeypatch):
     with pytest.raises(LangTransferError, match="bigscience/mt0-base"):
         load_base()
     assert seen["bigscience/mt0-base"]["trust_remote_code"] is False
+
+
+@pytest.mark.parametrize("verb", ["train-language", "train-task", "evaluate"])
+def test_trust_remote_code_only_with_the_flag(monkeypatch, verb):
+    """--trust-remote-code reaches load_base; without it remote code stays off."""
+    from langtransfer import evaluate, language_training, task_training
+    from langtransfer.cli import main
+
+    seen = []
+
+    def fake(name, **kwargs):
+        seen.append(kwargs.get("trust_remote_code", False))
+        raise LangTransferError("stop here")
+
+    for module in (evaluate, language_training, task_training):
+        monkeypatch.setattr(module, "load_base", fake)
+    args = {"train-language": ["--language", "sk", "--kind", "prompt", "--corpus", "fixture",
+                               "--output", "/nonexistent/x"],
+            "train-task": ["--task", "nli", "--language", "en", "--kind", "prompt", "--data",
+                           "fixtures", "--output", "/nonexistent/x"],
+            "evaluate": ["--task", "nli", "--language", "en", "--data", "fixtures",
+                         "--output", "/nonexistent/x"]}[verb]
+    assert main([verb, *args, "--model", "someone/model"]) == 2
+    assert main([verb, *args, "--model", "someone/model", "--trust-remote-code"]) == 2
+    assert seen == [False, True]

@@ -136,3 +136,115 @@ def test_hub_ids_resolve_through_the_hub_cache(tiny, tmp_path, monkeypatch):
     assert torch.equal(rep.prompt.embedding, composed.language.prompt.embedding)
     with pytest.raises(Exception, match="someone/missing.*Hugging Face Hub"):
         load_representation("someone/missing")
+
+
+# --- hostile and broken files (issue 7) --------------------------------------------------
+
+
+def _edit_manifest(directory, **changes):
+    path = directory / "manifest.json"
+    manifest = json.loads(path.read_text())
+    for key, value in changes.items():
+        target = manifest
+        *parents, last = key.split(".")
+        for p in parents:
+            target = target[p]
+        target[last] = value
+    path.write_text(json.dumps(manifest))
+
+
+def test_manifest_that_lies_about_kind_is_rejected(tiny, tmp_path):
+    model, tok = tiny
+    composed = build(model, tok, "slp+ta")
+    composed.save("language", tmp_path / "slp")
+    composed.save("task", tmp_path / "ta")
+    _edit_manifest(tmp_path / "slp", kind="adapter")
+    with pytest.raises(CorruptFileError, match="missing adapter.safetensors.*safetensors only"):
+        load_representation(tmp_path / "slp")
+    _edit_manifest(tmp_path / "ta", kind="prompt", prompt={"num_tokens": 8, "init_text": "x"})
+    with pytest.raises(CorruptFileError, match="missing prompt.safetensors"):
+        load_representation(tmp_path / "ta")
+    _edit_manifest(tmp_path / "ta", kind="lora")
+    with pytest.raises(CorruptFileError, match="kind 'lora'"):
+        load_representation(tmp_path / "ta")
+
+
+def test_manifest_that_lies_about_the_base_model_is_rejected(tiny, tmp_path):
+    model, tok = tiny
+    # An adapter trained on a 32-wide model whose manifest claims the 64-wide tiny model.
+    build(_other_base(), tok, "ta").save("task", tmp_path / "ta")
+    _edit_manifest(tmp_path / "ta", base_model=fingerprint(model))
+    with pytest.raises(CorruptFileError, match=r"adapter_config.json: the adapter is for hidden "
+                       r"size 32 but the manifest says its base model has d_model 64"):
+        load_representation(tmp_path / "ta")
+    # A prompt whose manifest claims another width.
+    build(model, tok, "slp").save("language", tmp_path / "slp")
+    _edit_manifest(tmp_path / "slp", **{"base_model.d_model": 32})
+    with pytest.raises(CorruptFileError, match=r"shape \[8, 64\] but the manifest says \[8, 32\]"):
+        load_representation(tmp_path / "slp")
+    _edit_manifest(tmp_path / "slp", **{"base_model.d_model": "64"})
+    with pytest.raises(CorruptFileError, match="d_model must be a positive integer"):
+        load_representation(tmp_path / "slp")
+
+
+def test_adapter_config_that_lies_about_the_weights_is_rejected(tiny, tmp_path):
+    model, tok = tiny
+    build(model, tok, "ta").save("task", tmp_path / "ta")
+    path = tmp_path / "ta" / "adapter_config.json"
+    config = json.loads(path.read_text())
+    config["config"]["reduction_factor"] = 2  # the weights were made with 16
+    path.write_text(json.dumps(config))
+    rep = load_representation(tmp_path / "ta")  # the shapes are only known to the library
+    fresh, _ = load_base("tiny")
+    with pytest.raises(CorruptFileError, match=r"ta: the adapter files do not load onto base "
+                       r"model 'tiny' \(.*size mismatch"):
+        compose(fresh, "ta", task=rep)
+    path.write_text("{not json")
+    with pytest.raises(CorruptFileError, match="adapter_config.json: not valid JSON"):
+        load_representation(tmp_path / "ta")
+
+
+def test_non_finite_weights_and_newer_formats_are_rejected(tiny, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model, tok = tiny
+    build(model, tok, "slp").save("language", tmp_path / "slp")
+    weights = tmp_path / "slp" / "prompt.safetensors"
+    tensors = load_file(weights)
+    tensors["embedding"][3, 5] = float("nan")
+    save_file(tensors, weights)
+    with pytest.raises(CorruptFileError, match="'embedding' holds NaN or infinite values"):
+        load_representation(tmp_path / "slp")
+    _edit_manifest(tmp_path / "slp", format_version=99)
+    with pytest.raises(CorruptFileError, match="format_version 99.*a newer langtransfer"):
+        load_representation(tmp_path / "slp")
+
+
+def test_source_never_unpickles_nor_runs_remote_code():
+    """Audit: weights are read through safetensors only (Trainer's own resume state, the
+    optimizer and RNG files of our checkpoints, is loaded by transformers with
+    ``weights_only``), and remote code is never switched on by default."""
+    import ast
+    from pathlib import Path
+
+    import langtransfer
+
+    src = Path(langtransfer.__file__).parent
+    found = []
+    for path in src.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in ("load", "loads") and \
+                    isinstance(node.value, ast.Name) and node.value.id in ("torch", "pickle", "dill"):
+                found.append(f"{path.name}:{node.lineno} {node.value.id}.{node.attr}")
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+                if any(n.split(".")[0] in ("pickle", "dill", "joblib") for n in names):
+                    found.append(f"{path.name}:{node.lineno} imports pickle")
+            if isinstance(node, ast.keyword) and node.arg == "trust_remote_code" and \
+                    isinstance(node.value, ast.Constant) and node.value.value is True:
+                found.append(f"{path.name}:{node.lineno} trust_remote_code=True")
+            if isinstance(node, ast.keyword) and node.arg == "use_safetensors" and \
+                    not (isinstance(node.value, ast.Constant) and node.value.value is True):
+                found.append(f"{path.name}:{node.lineno} use_safetensors not True")
+    assert found == []

@@ -166,9 +166,11 @@ class ComposedModel(nn.Module):
                 )
             except (RuntimeError, ValueError, KeyError, TypeError, OSError) as e:
                 # Shapes or config that do not fit this base model: a lying or broken file.
+                lines = [line.strip() for line in str(e).strip().splitlines()] or [repr(e)]
+                detail = next((line for line in lines if "mismatch" in line), lines[0])
                 raise CorruptFileError(
                     f"{rep.path}: the adapter files do not load onto base model "
-                    f"{fingerprint(self.base)['name']!r} ({str(e).strip().splitlines()[0][:300]})"
+                    f"{fingerprint(self.base)['name']!r} ({detail[:300]})"
                 ) from e
         else:
             self.base.add_adapter(rep.name, config=rep.adapter.to_adapters_config())
