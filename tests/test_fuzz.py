@@ -499,21 +499,27 @@ def language_files(draw) -> tuple[str, bytes]:
     valid = st.fixed_dictionaries(
         {"code": st.sampled_from(["qq", "qq-x", "zz"]), "name": st.sampled_from(["Qqish", "Zzish"]),
          "script": st.just("Latin")},
-        optional={"family": st.text(max_size=5), "wikipedia_max_articles": st.integers(-1, 5) | st.none()},
+        optional={"family": st.text(min_size=1, max_size=5),
+                  "wikipedia_max_articles": st.integers(1, 5) | st.none()},
     )
     data = draw(st.lists(valid | entry, max_size=3) | json_values)
-    suffix = draw(st.sampled_from([".yaml", ".json", ".txt"]))
+    suffix = draw(st.sampled_from([".yaml", ".json", ".yml", ".yaml", ".json", ".txt"]))
     text = json.dumps(data) if suffix == ".json" else yaml.safe_dump(data)
-    return suffix, draw(mutated(text))
+    return suffix, text.encode() if draw(st.booleans()) else draw(mutated(text))
 
 
 def test_language_files(workdir, language_registry):
+    from langtransfer import languages
     from langtransfer.languages import load_language_file
+
+    saved = dict(languages._REGISTRY)
 
     @FUZZ
     @given(file=language_files())
     def run(file):
         suffix, content = file
+        languages._REGISTRY.clear()  # each example starts from the built-in languages
+        languages._REGISTRY.update(saved)
         expect_clean("language file", load_language_file, put(workdir, suffix, content))
 
     run()
@@ -541,7 +547,11 @@ VALID_RECORD = {
 
 @FUZZ
 @given(content=st.builds(json.dumps, json_values) | st.sampled_from(HOSTILE_JSON)
-       | st.just(json.dumps(VALID_RECORD))
+       | st.builds(lambda m, n, u: json.dumps({**VALID_RECORD, "metrics": m, "n_examples": n,
+                                               "n_unparseable": u}),
+                   st.dictionaries(st.sampled_from(["accuracy", "f1", "macro_f1"]),
+                                   st.floats(0, 100), min_size=1).map(lambda m: {"accuracy": 1.0, **m}),
+                   st.integers(0, 9), st.integers(0, 9))
        | st.builds(lambda r: json.dumps({**VALID_RECORD, **r}),
                    st.dictionaries(st.sampled_from(sorted(
                        ["task", "configuration", "metrics", "primary_metric", "n_examples",
@@ -553,3 +563,58 @@ def test_result_records(workdir, content):
     path.parent.mkdir(parents=True)
     path.write_text(content, encoding="utf-8")
     expect_clean("result record", read_records, study, names=str(path))
+
+
+# --- representation manifests ---------------------------------------------------------------
+
+MANIFEST_KEYS = ["format", "format_version", "kind", "role", "language", "task", "base_model",
+                 "base_model.d_model", "base_model.model_type", "prompt", "prompt.num_tokens",
+                 "prompt.init", "adapter", "adapter.config", "adapter.reduction_factor",
+                 "training", "settings_hash"]
+
+
+@pytest.fixture(scope="module")
+def saved_representations(tmp_path_factory):
+    from langtransfer.compose import compose
+    from langtransfer.models import load_base
+    from langtransfer.representations import PromptConfig, new_adapter, new_prompt
+
+    root = tmp_path_factory.mktemp("reps")
+    base, tok = load_base("tiny")
+    slp = new_prompt("language", base, tok, PromptConfig(num_tokens=4, init_text="x"), language="sk")
+    composed = compose(base, "slp+ta", language=slp, task=new_adapter("task", task="nli"))
+    composed.save("language", root / "slp")
+    composed.save("task", root / "ta")
+    fresh, _ = load_base("tiny")
+    return root, fresh
+
+
+@FUZZ
+@given(which=st.sampled_from(["slp", "ta"]),
+       changes=st.lists(st.tuples(st.sampled_from(MANIFEST_KEYS), json_values | scalars), max_size=3))
+def test_representation_manifests(saved_representations, which, changes):
+    import shutil
+
+    from langtransfer.compose import compose
+    from langtransfer.representations import load_representation
+
+    root, base = saved_representations
+    directory = root / f"case{next(_names)}"
+    shutil.copytree(root / which, directory)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    for key, value in changes:
+        target, *rest = key.split(".")
+        if rest and isinstance(manifest.get(target), dict):
+            manifest[target][rest[0]] = value
+        else:
+            manifest[target] = value
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    rep = expect_clean("representation manifest", load_representation, directory)
+    if isinstance(rep, LangTransferError):
+        return
+    configuration = rep.short
+    with hard_time_limit():
+        try:  # what loads must compose, or fail as the project's own error
+            compose(base, configuration, **{rep.role: rep})
+        except LangTransferError as e:
+            assert str(directory) in str(e) or "base model" in str(e), e

@@ -186,11 +186,16 @@ _FILE_KEYS = tuple(f.name for f in fields(Language))
 
 def _read_language_file(path: Path) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise LangTransferError(f"language file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataFormatError(path, f"cannot read: {e}") from e
+    except OSError as e:
+        raise DataFormatError(path, f"cannot read: {e.strerror or e}") from e
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataFormatError(path, f"not UTF-8 text ({e.reason})", line) from e
     suffix = path.suffix.lower()
     if suffix == ".json":
         try:
