@@ -53,7 +53,7 @@ STATS: Counter = Counter()
 def report_counts():
     yield
     total = sum(STATS.values())
-    lines = [f"fuzzed files: {total}"]
+    lines = [f"fuzzed inputs: {total}"]
     for loader in sorted({k for k, _ in STATS}):
         lines.append(f"  {loader}: {STATS[loader, 'parsed']} parsed, "
                      f"{STATS[loader, 'rejected']} rejected")
