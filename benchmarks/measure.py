@@ -128,6 +128,18 @@ def reset_peak() -> bool:
         return False
 
 
+def rss_mib() -> float:
+    """The process's resident set size now (what a reset peak starts from)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 def peak_rss_mib() -> float:
     try:
         with open("/proc/self/status") as f:
@@ -148,11 +160,13 @@ class Timing:
     examples_per_s: float  # median over repeats
     runs: list[float]
     peak_rss_mib: float
+    start_rss_mib: float
     steps: int
 
     def to_dict(self) -> dict:
         return {"examples_per_s": round(self.examples_per_s, 3), "runs": [round(r, 3) for r in self.runs],
-                "peak_rss_mib": round(self.peak_rss_mib), "steps": self.steps}
+                "peak_rss_mib": round(self.peak_rss_mib), "start_rss_mib": round(self.start_rss_mib),
+                "steps": self.steps}
 
 
 def timed(fn_batches: list[Callable[[], int]], repeats: int, warmup: int = 1) -> Timing:
@@ -161,13 +175,14 @@ def timed(fn_batches: list[Callable[[], int]], repeats: int, warmup: int = 1) ->
     for _ in range(warmup):
         fn_batches[0]()
     reset_peak()
+    start = rss_mib()
     runs = []
     for _ in range(repeats):
         n, start = 0, time.perf_counter()
         for fn in fn_batches:
             n += fn()
         runs.append(n / (time.perf_counter() - start))
-    return Timing(statistics.median(runs), runs, peak_rss_mib(), len(fn_batches))
+    return Timing(statistics.median(runs), runs, peak_rss_mib(), start, len(fn_batches))
 
 
 # -- training -----------------------------------------------------------------------------

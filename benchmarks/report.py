@@ -14,6 +14,13 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def _mem(r: dict) -> str:
+    """Peak RSS, and its rise during the measurement where recorded."""
+    if "start_rss_mib" in r:
+        return f"{r['peak_rss_mib']} (+{r['peak_rss_mib'] - r['start_rss_mib']})"
+    return str(r["peak_rss_mib"])
+
+
 def markdown(out: dict) -> str:
     meta = out["meta"]
     parts = [
@@ -45,7 +52,7 @@ def markdown(out: dict) -> str:
             table.append([s["shape"], s["configuration"], s["workload"], f"{ours['examples_per_s']:.2f}",
                           f"{ref['examples_per_s']:.2f}", f"**{s['speedup']}×**", f"{best:.2f}×",
                           ours.get("padding_efficiency", ""), ref.get("padding_efficiency", ""),
-                          f"{ours['peak_rss_mib']} / {ref['peak_rss_mib']}"])
+                          f"{_mem(ours)} / {_mem(ref)}"])
         header = ["shape", "config", "workload", "ours ex/s", "pad-256 ex/s", "speed-up (medians)",
                   "speed-up (best runs)", "pad. eff. ours", "pad. eff. pad-256", "peak RSS MiB ours / pad-256"]
         if kind == "eval":
