@@ -16,9 +16,8 @@ def _table(header: list[str], rows: list[list]) -> str:
 
 def _mem(r: dict) -> str:
     """Peak RSS, and its rise during the measurement where recorded."""
-    if "start_rss_mib" in r:
-        return f"{r['peak_rss_mib']} (+{r['peak_rss_mib'] - r['start_rss_mib']})"
-    return str(r["peak_rss_mib"])
+    rise = r["peak_rss_mib"] - r.get("start_rss_mib", r["peak_rss_mib"])
+    return f"{r['peak_rss_mib']} (+{rise})" if rise > 0 else str(r["peak_rss_mib"])
 
 
 def markdown(out: dict) -> str:
