@@ -49,6 +49,14 @@ class Artefact:
         return f"{self.stage}:{'/'.join(self.key)}"
 
 
+def language_rep_path(study_dir: str | Path, kind: str, language: str) -> Path:
+    return Path(study_dir) / "representations" / "language" / kind / language
+
+
+def task_rep_path(study_dir: str | Path, task: str, source: str, configuration: str) -> Path:
+    return Path(study_dir) / "representations" / "task" / task / source / configuration
+
+
 def _hash(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
@@ -118,7 +126,7 @@ def plan(config: StudyConfig) -> list[Artefact]:
             else None,
             "adapter": config.adapter_spec("language").to_dict() if kind == "adapter" else None,
         }
-        return add("language", (kind, lang), out / "representations" / "language" / kind / lang, settings, ())
+        return add("language", (kind, lang), language_rep_path(out, kind, lang), settings, ())
 
     def task_rep(task: str, source: str, configuration: str) -> Artefact:
         lang_kind, task_kind = configuration_kinds(configuration)
@@ -137,7 +145,7 @@ def plan(config: StudyConfig) -> list[Artefact]:
             "adapter": config.adapter_spec("task").to_dict() if task_kind == "adapter" else None,
             "seed": config.seed,
         }
-        path = out / "representations" / "task" / task / source / configuration
+        path = task_rep_path(out, task, source, configuration)
         return add("task", (task, source, configuration), path, settings, deps)
 
     for task in config.tasks:
@@ -168,7 +176,7 @@ def plan(config: StudyConfig) -> list[Artefact]:
 
 
 def parse_shard(text: str) -> tuple[int, int]:
-    """``"k/n"`` with 1 <= k <= n (SLURM arrays count from 1 or 0: both are accepted as k/n)."""
+    """``"k/n"`` with 1 <= k <= n (a 0-based SLURM array passes ``$((ID+1))/n``)."""
     try:
         k, n = (int(x) for x in text.split("/"))
     except ValueError:
@@ -184,11 +192,16 @@ def shard_plan(artefacts: list[Artefact], k: int, n: int) -> list[Artefact]:
     Cells are grouped by task representation (task, source, configuration) and the
     groups dealt round-robin, so a task representation is needed by one shard only.
     """
+    def group(a: Artefact) -> tuple[str, ...]:  # (task, source, configuration) of a cell
+        task, configuration, source, _ = a.key
+        return task, source, configuration
+
     by_id = {a.id: a for a in artefacts}
-    groups = sorted({a.key[0:1] + a.key[2:3] + a.key[1:2] for a in artefacts if a.stage == "evaluation"})
+    cells = [a for a in artefacts if a.stage == "evaluation"]
+    groups = sorted({group(a) for a in cells})
     mine = {g for i, g in enumerate(groups) if i % n == k - 1}
     needed: set[str] = set()
-    stack = [a.id for a in artefacts if a.stage == "evaluation" and a.key[0:1] + a.key[2:3] + a.key[1:2] in mine]
+    stack = [a.id for a in cells if group(a) in mine]
     while stack:
         aid = stack.pop()
         if aid not in needed:
@@ -286,7 +299,7 @@ def build_artefact(art: Artefact, config: StudyConfig) -> None:
             language=s["source"],
             kind=s["kind"],
             output=art.path,
-            language_rep=Path(config.output) / "representations" / "language" / lang_kind / s["source"]
+            language_rep=language_rep_path(config.output, lang_kind, s["source"])
             if lang_kind
             else None,
             data=s["train_data"],
@@ -304,13 +317,12 @@ def build_artefact(art: Artefact, config: StudyConfig) -> None:
     else:
         task, configuration, source, target = art.key
         lang_kind, task_kind = configuration_kinds(configuration)
-        reps = Path(config.output) / "representations"
         record = evaluate(
             model=s["model"],
             task=task,
             language=target,
-            language_rep=reps / "language" / lang_kind / target if lang_kind else None,
-            task_rep=reps / "task" / task / source / configuration if task_kind else None,
+            language_rep=language_rep_path(config.output, lang_kind, target) if lang_kind else None,
+            task_rep=task_rep_path(config.output, task, source, configuration) if task_kind else None,
             data=s["test_data"],
             output=Path(config.output) / "predictions" / task / configuration / f"{source}__{target}",
             max_examples=s["max_eval_examples"],
