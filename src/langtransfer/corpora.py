@@ -23,7 +23,6 @@ training starts.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from langtransfer.errors import DataFormatError, LangTransferError, UnknownNameError
+from langtransfer.jsonl import iter_json_lines
 from langtransfer.languages import WIKIPEDIA_DATASET, Language, get_language
 
 SUPPORTED_EXTENSIONS = (".txt", ".jsonl", ".parquet")
@@ -276,36 +276,23 @@ def _read_txt(path: Path, text_field: str) -> Iterator[str]:
 
 
 def _read_jsonl(path: Path, text_field: str) -> Iterator[str]:
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
-            except UnicodeDecodeError as e:
-                raise DataFormatError(path, f"not UTF-8 text ({e.reason})", lineno) from e
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataFormatError(path, f"invalid JSON: {e.msg}", lineno) from e
-            except (ValueError, RecursionError) as e:  # 5000-digit integers, deep nesting
-                raise DataFormatError(path, f"invalid JSON: {e or 'nested too deeply'}", lineno) from e
-            if not isinstance(obj, dict):
-                raise DataFormatError(
-                    path, f"expected a JSON object with a {text_field!r} field", lineno
-                )
-            if text_field not in obj:
-                raise DataFormatError(
-                    path, f"no {text_field!r} field (fields: {', '.join(obj) or 'none'})", lineno
-                )
-            value = obj[text_field]
-            if value is None:
-                continue
-            if not isinstance(value, str):
-                raise DataFormatError(
-                    path, f"{text_field!r} must be a string, got {type(value).__name__}", lineno
-                )
-            yield value
+    for lineno, obj in iter_json_lines(path):
+        if not isinstance(obj, dict):
+            raise DataFormatError(
+                path, f"expected a JSON object with a {text_field!r} field", lineno
+            )
+        if text_field not in obj:
+            raise DataFormatError(
+                path, f"no {text_field!r} field (fields: {', '.join(obj) or 'none'})", lineno
+            )
+        value = obj[text_field]
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise DataFormatError(
+                path, f"{text_field!r} must be a string, got {type(value).__name__}", lineno
+            )
+        yield value
 
 
 def _read_parquet(path: Path, text_field: str) -> Iterator[str]:

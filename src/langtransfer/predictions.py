@@ -14,7 +14,6 @@ model, so both report the same fields.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 from langtransfer.errors import DataFormatError, LangTransferError
 from langtransfer.io import write_jsonl
+from langtransfer.jsonl import iter_json_lines
 from langtransfer.tasks import Example, Task, get_task
 
 
@@ -35,36 +35,23 @@ def read_predictions(path: str | os.PathLike, task: Task | str | None = None) ->
     task = get_task(task) if task is not None else None
     out: dict[str, Any] = {}
     try:
-        with open(path, "rb") as f:
-            for n, raw in enumerate(f, start=1):
+        for n, obj in iter_json_lines(path):
+            if not isinstance(obj, dict) or "id" not in obj or "prediction" not in obj:
+                raise DataFormatError(
+                    path, f"expected an object with 'id' and 'prediction', got {obj!r:.80}", n
+                )
+            ex_id = obj["id"]
+            if isinstance(ex_id, bool) or not isinstance(ex_id, (str, int)):
+                raise DataFormatError(path, f"id must be a string or integer, got {ex_id!r:.80}", n)
+            ex_id = str(ex_id)
+            if ex_id in out:
+                raise DataFormatError(path, f"duplicate id {ex_id!r}", n)
+            if task is not None:
                 try:
-                    line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
-                except UnicodeDecodeError as e:
-                    raise DataFormatError(path, f"not UTF-8 text ({e.reason})", n) from e
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataFormatError(path, f"invalid JSON: {e.msg}", n) from e
-                except (ValueError, RecursionError) as e:  # digits beyond the int limit, deep nesting
-                    raise DataFormatError(path, f"invalid JSON: {e}", n) from e
-                if not isinstance(obj, dict) or "id" not in obj or "prediction" not in obj:
-                    raise DataFormatError(
-                        path, f"expected an object with 'id' and 'prediction', got {line.strip():.80}", n
-                    )
-                ex_id = obj["id"]
-                if isinstance(ex_id, bool) or not isinstance(ex_id, (str, int)):
-                    raise DataFormatError(path, f"id must be a string or integer, got {ex_id!r:.80}", n)
-                ex_id = str(ex_id)
-                if ex_id in out:
-                    raise DataFormatError(path, f"duplicate id {ex_id!r}", n)
-                if task is not None:
-                    try:
-                        task.coerce(obj["prediction"])
-                    except ValueError as e:
-                        raise DataFormatError(path, f"prediction for id {ex_id!r}: {e}", n) from e
-                out[ex_id] = obj["prediction"]
+                    task.coerce(obj["prediction"])
+                except ValueError as e:
+                    raise DataFormatError(path, f"prediction for id {ex_id!r}: {e}", n) from e
+            out[ex_id] = obj["prediction"]
     except FileNotFoundError:
         raise LangTransferError(f"predictions file {path} does not exist") from None
     except IsADirectoryError:

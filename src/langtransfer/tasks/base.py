@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from langtransfer.errors import DataFormatError, LangTransferError, UnknownNameError
+from langtransfer.jsonl import iter_json_lines, json_error
 
 #: Splits every built-in task knows. Not every language has every split.
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
@@ -384,36 +385,24 @@ def _read_bytes(path: Path) -> bytes:
         raise LangTransferError(f"cannot read {path}: {e.strerror or e}") from e
 
 
-def _json_error(path: Path, e: ValueError | RecursionError, line: int | None = None) -> DataFormatError:
-    if isinstance(e, json.JSONDecodeError):
-        return DataFormatError(path, f"invalid JSON: {e.msg}", line if line is not None else e.lineno)
-    if isinstance(e, RecursionError):  # nesting deeper than Python's recursion limit
-        return DataFormatError(path, "invalid JSON: nested too deeply", line)
-    return DataFormatError(path, f"invalid JSON: {e}", line)  # e.g. an integer of 5000 digits
-
-
 def read_json(path: Path) -> Any:
     text = _decode(path, _read_bytes(path))
     try:
         return json.loads(text)
     except (ValueError, RecursionError) as e:
-        raise _json_error(path, e) from e
+        raise json_error(path, e) from e
 
 
 def read_jsonl(path: Path) -> list[Row]:
     """One JSON object per line; blank lines are skipped; errors name the line."""
     rows: list[Row] = []
-    for n, raw in enumerate(_read_bytes(path).split(b"\n"), start=1):
-        line = _decode(path, raw, "utf-8-sig" if n == 1 else "utf-8")
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except (ValueError, RecursionError) as e:
-            raise _json_error(path, e, n) from e
-        if not isinstance(obj, dict):
-            raise DataFormatError(path, f"expected a JSON object, got {obj!r:.60}", n)
-        rows.append(Row(obj, n))
+    try:
+        for n, obj in iter_json_lines(path):
+            if not isinstance(obj, dict):
+                raise DataFormatError(path, f"expected a JSON object, got {obj!r:.60}", n)
+            rows.append(Row(obj, n))
+    except OSError as e:
+        raise LangTransferError(f"cannot read {path}: {e.strerror or e}") from e
     return rows
 
 
