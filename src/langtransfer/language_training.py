@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
-from transformers import set_seed
+from transformers import PreTrainedTokenizerBase, set_seed
 
-from langtransfer.compose import compose
-from langtransfer.configurations import check_kind
+from langtransfer.compose import ComposedModel
+from langtransfer.configurations import check_kind, configuration_for
 from langtransfer.corpora import load_corpus
 from langtransfer.errors import LangTransferError, OutputExistsError
 from langtransfer.languages import get_language
-from langtransfer.models import load_base
+from langtransfer.loaded_base import LoadedBase
 from langtransfer.objectives import span_corruption_dataset
 from langtransfer.representations import (
     AdapterSpec,
@@ -27,6 +27,7 @@ from langtransfer.representations import (
     new_prompt,
     read_manifest,
 )
+from langtransfer.representations.base import representation_id
 from langtransfer.train import (
     TrainSettings,
     default_settings,
@@ -62,7 +63,7 @@ def check_output(output: Path, overwrite: bool, resume: bool = False, **expected
 
 def train_language(
     *,
-    model: str,
+    model: str | LoadedBase,
     language: str,
     kind: str,
     corpus: str,
@@ -82,6 +83,7 @@ def train_language(
 ) -> Path:
     """Train a language representation of ``kind`` (prompt|adapter) and save it to ``output``.
 
+    ``model`` is a :class:`LoadedBase` (shared, left as it was) or a name, which loads one.
     ``corpus`` is ``wikipedia``, ``fixture`` or a local file. The prompt defaults to 50
     tokens initialised from ``Generate the output in {Language}:``; training defaults to
     the paper's settings for the kind. Checkpoints go to ``checkpoint_dir`` (default
@@ -92,7 +94,8 @@ def train_language(
     output = Path(output)
     check_output(output, overwrite, resume, kind=kind, role="language", language=lang.code)
     settings = settings or default_settings(kind, "language")
-    base, tokenizer = load_base(model, trust_remote_code=trust_remote_code)
+    loaded = LoadedBase.of(model, trust_remote_code=trust_remote_code)
+    base, tokenizer = loaded.model, loaded.tokenizer
     text = load_corpus(
         corpus, lang, max_documents=max_documents, validation_size=validation_size, seed=settings.seed
     )
@@ -110,17 +113,46 @@ def train_language(
             f"the validation slice of {text.source} is too short for one sequence of "
             f"{sequence_length} tokens; raise --validation-size or lower --sequence-length"
         )
-    loss_without = evaluation_loss(compose(base, "base"), validation, tokenizer)
+    with loaded.compose("base") as bare:
+        loss_without = evaluation_loss(bare, validation, tokenizer)
+    # One id per trained artefact, the same in every process (a resumed run's checkpoints
+    # fit); the slot is given back when training ends.
+    rep_id = representation_id("language", kind, lang.code, "training")
     if kind == "prompt":
         prompt = prompt or PromptConfig(init_text=lang.instruction, seed=settings.seed)
-        rep = new_prompt("language", base, tokenizer, prompt, language=lang.code)
+        rep = new_prompt("language", base, tokenizer, prompt, language=lang.code,
+                         settings_hash=settings_hash, id=rep_id)
     else:
-        rep = new_adapter("language", adapter, language=lang.code)
-    rep.settings_hash = settings_hash
+        rep = new_adapter("language", adapter, language=lang.code, settings_hash=settings_hash,
+                          id=rep_id)
     # An adapter's weights are drawn from the global RNG when it is attached, before the
     # Trainer seeds anything: seed here so the same seed gives the same representation.
     set_seed(settings.seed)
-    composed = compose(base, "slp" if kind == "prompt" else "la", language=rep, train="language")
+    composed = loaded.compose(configuration_for(kind, None).name, language=rep, train="language")
+    try:
+        return _train(composed, tokenizer, train, validation, text, settings, output,
+                      checkpoint_dir, resume, show_progress, max_documents, sequence_length,
+                      loss_without)
+    finally:
+        composed.close()  # the shared base keeps nothing of this run
+
+
+def _train(
+    composed: ComposedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    train: Any,
+    validation: Any,
+    text: Any,
+    settings: TrainSettings,
+    output: Path,
+    checkpoint_dir: str | Path | None,
+    resume: bool,
+    show_progress: bool,
+    max_documents: int | None,
+    sequence_length: int,
+    loss_without: float,
+) -> Path:
+    """Train the composed model's language representation, then save it with a summary."""
     loss_initial = evaluation_loss(composed, validation, tokenizer)
     trainer, summary = train_representation(
         composed,
