@@ -371,3 +371,28 @@ def test_shipped_fixture_splits_are_disjoint(task):
         train = {e.input for e in t.load(lang, "train", source="fixtures")}
         test = {e.input for e in t.load(lang, "test", source="fixtures")}
         assert train and test and not train & test, (task, lang)
+
+
+def _disjoint(a, b) -> bool:
+    """Two sources share no row: other files/splits, or picks that part at some step."""
+    if (a.dataset, a.config, a.split, a.local) != (b.dataset, b.config, b.split, b.local):
+        return True
+    return any(x != y for x, y in zip(a.pick, b.pick, strict=False))
+
+
+def test_the_paper_config_never_reads_one_file_for_train_and_test():
+    from importlib.resources import files
+
+    import yaml
+
+    config = yaml.safe_load(files("langtransfer").joinpath("configs/paper.yaml").read_text())
+    for task_name in config["tasks"]:
+        task, entry = get_task(task_name), config["data"].get(task_name)
+        for lang in config["sources"]:
+            value = entry.get(lang) if isinstance(entry, dict) else entry
+            # a directory of the set's release (or the hub): the source table decides
+            assert value is None or not value.rsplit("/", 1)[-1].count("."), value
+            splits = task.sources[lang]
+            assert _disjoint(splits["train"], splits["test"]), (task_name, lang)
+            assert _disjoint(splits["validation"], splits["test"]), (task_name, lang)
+            assert _disjoint(splits["train"], splits["validation"]), (task_name, lang)

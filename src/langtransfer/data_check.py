@@ -62,7 +62,10 @@ def check_data(task: str, language: str, split: str, data: str | Path | None) ->
         return DataCheck(t.name, language, split, t.resolve(language, split, path), True)
     except LangTransferError as e:
         if not path.exists():
-            fix = f"create {path} or point {key} at the data"
+            src = t.sources.get(language, {}).get(split)
+            what = (f"{src.note}: {', '.join(src.local)}; see docs/data.md"
+                    if src is not None and src.local else "the data")
+            fix = f"put {what} in {path}, or point {key} at it"
         else:
             fix = f"put the {split} data there or point {key}.{split} at another file"
         return missing(str(path), str(e), fix)
