@@ -71,14 +71,10 @@ class LoadedBase:
         """The representation at ``location`` (a directory or a hub id), checked against
         this base. Cached while its files stay the same (a retrained artefact, written
         to a new directory by an atomic swap, is read again)."""
-        from langtransfer.representations.store import (
-            MANIFEST,
-            load_representation,
-            resolve_location,
-        )
+        from langtransfer.representations.store import load_representation, resolve_location
 
         directory = resolve_location(location)
-        key = (str(directory.resolve()), *_identity(directory / MANIFEST))
+        key = (str(directory.resolve()), *_identity(directory))
         cached = self._cache.pop(key, None)
         if cached is None:
             cached = load_representation(directory)
@@ -140,7 +136,8 @@ class LoadedBase:
         return f"LoadedBase({self.name!r}, {len(self.loaded())} representations loaded)"
 
 
-def _identity(path: Path) -> tuple[int, int, int]:
-    """What changes when a file is replaced or rewritten: inode, size, mtime."""
-    stat = path.stat()
-    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+def _identity(directory: Path) -> tuple[tuple[str, int, int, int], ...]:
+    """What changes when a directory's files are replaced or rewritten: each file's name,
+    inode, size and mtime."""
+    stats = ((p.name, p.stat()) for p in sorted(directory.iterdir()) if p.is_file())
+    return tuple((name, s.st_ino, s.st_size, s.st_mtime_ns) for name, s in stats)
