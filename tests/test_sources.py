@@ -396,3 +396,19 @@ def test_the_paper_config_never_reads_one_file_for_train_and_test():
             assert _disjoint(splits["train"], splits["test"]), (task_name, lang)
             assert _disjoint(splits["validation"], splits["test"]), (task_name, lang)
             assert _disjoint(splits["train"], splits["validation"]), (task_name, lang)
+
+
+def test_docs_data_md_names_every_source():
+    from conftest import REPO
+
+    text = (REPO / "docs" / "data.md").read_text(encoding="utf-8")
+    for task in (QA, get_task("ner"), NLI, CW):
+        for by_split in task.sources.values():
+            for src in by_split.values():
+                # TeQuAD's four files per split are written as one pattern per directory
+                names = [src.dataset] if src.dataset else [
+                    n.rsplit("/", 1)[0] + "/" if n.endswith("_tel.txt") else n.rsplit("/", 1)[-1]
+                    for n in src.local]
+                for name in names:
+                    assert name in text, (task.name, name)
+    assert "no source" in text and "mlqa-translate-train.bg" in text
