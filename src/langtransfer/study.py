@@ -21,7 +21,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from langtransfer.compose import configuration_kinds
+from langtransfer.configurations import configuration_kinds
 from langtransfer.errors import CorruptFileError, LangTransferError, OutputExistsError
 from langtransfer.io import write_json
 from langtransfer.languages import get_language

@@ -13,7 +13,8 @@ import numpy as np
 from transformers import set_seed
 
 from langtransfer.compose import compose, configuration_name
-from langtransfer.errors import LangTransferError, UnknownNameError
+from langtransfer.configurations import check_kind
+from langtransfer.errors import LangTransferError
 from langtransfer.language_training import check_output
 from langtransfer.languages import get_language
 from langtransfer.models import load_base
@@ -69,8 +70,7 @@ def train_task(
     Targets are cut to ``max_target_length`` tokens, by default the task's
     ``target_length`` (the reference's: 30 for QA and NER, 3 for NLI, 4 for CW).
     """
-    if kind not in ("prompt", "adapter"):
-        raise UnknownNameError("representation kind", kind, ["adapter", "prompt"])
+    check_kind(kind)
     task_obj, lang = get_task(task), get_language(language)
     output = Path(output)
     check_output(output, overwrite, resume, kind=kind, role="task", task=task_obj.name)
