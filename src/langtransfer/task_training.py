@@ -113,6 +113,9 @@ def train_task(
 
     train = tokenise(train_examples, tokenizer, max_length, max_target_length)
     validation = tokenise(val_examples, tokenizer, max_length, max_target_length)
+    eval_batch_size = settings.eval_batch_size or settings.batch_size
+    # Before training (the fresh representation): what "the loss fell" is measured against.
+    loss_initial = evaluation_loss(composed, validation.dataset, tokenizer, eval_batch_size)
     trainer, summary = train_representation(
         composed,
         tokenizer,
@@ -137,7 +140,8 @@ def train_task(
         truncated_targets=train.n_truncated_targets,
         max_length=max_length,
         max_target_length=max_target_length,
-        validation_loss=evaluation_loss(composed, validation.dataset, tokenizer, settings.eval_batch_size or settings.batch_size),
+        validation_loss_initial=loss_initial,
+        validation_loss=evaluation_loss(composed, validation.dataset, tokenizer, eval_batch_size),
     )
     if trainer.is_world_process_zero():
         composed.save("task", output, training=summary, overwrite=True)
