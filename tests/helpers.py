@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from langtransfer.compose import ComposedModel, compose, configuration_kinds
+from langtransfer.compose import ComposedModel, compose
+from langtransfer.configurations import configuration_kinds
 from langtransfer.representations import (
     PromptConfig,
     Representation,

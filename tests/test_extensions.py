@@ -10,12 +10,11 @@ import json
 import re
 import shlex
 import shutil
-from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO
+
 from langtransfer.cli import main
 from langtransfer.errors import LangTransferError, UnknownNameError
 from langtransfer.study_config import load_study_config

@@ -198,7 +198,8 @@ def test_mixed_language_loss_and_gradients_match_per_language_runs(tmp_path):
     feats = examples(tok)
     batch = seq2seq_collator(tok)(feats)
     row_langs = ["sk", "de", "cs", "sk", "cs", "de"]
-    composed(**batch, language_ids=composed.language_ids(row_langs)).loss.backward()
+    mixed_loss = composed(**batch, language_ids=composed.language_ids(row_langs)).loss
+    mixed_loss.backward()
     grads = {n: p.grad.clone() for n, p in composed.trainable_parameters().items()}
     # The per-row loss sum over token-weighted per-language batches equals the mixed loss.
     composed.zero_grad()
@@ -211,6 +212,7 @@ def test_mixed_language_loss_and_gradients_match_per_language_runs(tmp_path):
         loss = composed(**sub, language_ids=composed.language_ids([code] * len(rows))).loss * k / n_tokens
         loss.backward()
         total += loss.item()
+    assert total == pytest.approx(mixed_loss.item(), rel=1e-5)
     for n, g in grads.items():
         torch.testing.assert_close(composed.trainable_parameters()[n].grad, g, atol=1e-5, rtol=1e-4)
 

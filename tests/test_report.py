@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import ast
 import csv
-import importlib.util
 import json
 import re
 import shutil
@@ -141,20 +139,23 @@ def test_records_live_one_file_per_cell_and_read_back(study):
     assert [r["configuration"] for r in records[:21:3]] == list(CONFIGURATIONS)
 
 
-def test_configuration_order_is_the_one_compose_defines():
-    """Read compose.py's CONFIGURATIONS statically: importing it costs seconds of torch."""
-    source = Path(importlib.util.find_spec("langtransfer.compose").origin).read_text()
-    (node,) = [
-        n.value
-        for n in ast.parse(source).body
-        if isinstance(n, ast.AnnAssign | ast.Assign)
-        and any(
-            isinstance(t, ast.Name) and t.id == "CONFIGURATIONS"
-            for t in (n.targets if isinstance(n, ast.Assign) else [n.target])
-        )
-    ]
-    assert tuple(ast.literal_eval(k) for k in node.keys) == CONFIGURATIONS
-    assert "STUDY_CONFIGURATIONS = tuple(CONFIGURATIONS)" in source
+def test_configuration_order_is_the_papers_and_reading_results_imports_no_torch():
+    """The store and the report read the one table in configurations.py; none of the
+    three imports torch (a subprocess: this one has imported it already)."""
+    import subprocess
+    import sys
+
+    from langtransfer.configurations import CONFIGURATIONS as TABLE
+
+    assert CONFIGURATIONS == tuple(TABLE) == (
+        "base", "ta", "stp", "la+ta", "la+stp", "slp+ta", "slp+stp"
+    )
+    code = (
+        "import sys, langtransfer.configurations, langtransfer.results, langtransfer.report; "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_shards_merge_to_the_same_records_and_report_as_one_directory(tmp_path, report):

@@ -88,8 +88,10 @@ def test_task_prompt_is_initialised_from_the_task_instruction(tmp_path):
     [
         (["--task", "pos"], "unknown task 'pos'.*checkworthiness.*ner.*nli.*qa"),
         (["--task", "nli", "--split", "dev"], "unknown split.*'dev'.*test.*train.*validation"),
-        (["--task", "nli", "--language", "te", "--data", "fixtures"], "no nli examples|te"),
-        (["--task", "qa", "--language", "bg", "--data", None], "language for task qa 'bg'|'bg'"),
+        (["--task", "nli", "--language", "te", "--data", "fixtures"],
+         "unknown language for nli fixtures 'te'; valid: de, en, ru, sk"),
+        (["--task", "qa", "--language", "bg", "--data", None],
+         "unknown language for task qa 'bg'; valid: ar, "),
     ],
 )
 def test_evaluate_bad_input_names_the_valid_values(tmp_path, capsys, args, pattern):
@@ -113,3 +115,25 @@ def test_wrong_language_representation_for_the_source_is_refused(tmp_path, slp_s
     assert main(["train-task", "--task", "nli", "--language", "en", "--kind", "adapter",
                  "--language-rep", str(slp_sk_en / "sk"), "--output", str(tmp_path / "x"), *FAST]) == 2
     assert "'sk'" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_another_languages_representation(tmp_path, slp_sk_en, capsys):
+    """Zero-shot transfer swaps in the target's representation: evaluating sk with en's
+    would score the source's representation under the target's name."""
+    from langtransfer.errors import LangTransferError
+    from langtransfer.evaluate import evaluate
+
+    expected = (f"{slp_sk_en / 'en'} is a language representation for 'en', but the evaluation "
+                "language is 'sk': pass the 'sk' representation")
+    out = tmp_path / "o"
+    assert main(["evaluate", "--task", "nli", "--language", "sk", "--language-rep",
+                 str(slp_sk_en / "en"), "--model", "tiny", "--data", "fixtures",
+                 "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"langtransfer evaluate: error: {expected}\n"
+    assert not out.exists()
+    with pytest.raises(LangTransferError) as caught:
+        evaluate(model="tiny", task="nli", language="Slovak", language_rep=slp_sk_en / "en",
+                 data="fixtures", output=out, show_progress=False)
+    assert str(caught.value) == expected
+    assert not out.exists()

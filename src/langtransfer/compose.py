@@ -1,21 +1,7 @@
 """Composing a frozen base model with a language and a task representation.
 
-The seven configurations of the paper, plus the two language-only set-ups used to train
-language representations (``la``, ``slp``):
-
-==========  ==============  ================
-name        language rep    task rep
-==========  ==============  ================
-base        —               —
-ta          —               adapter
-stp         —               prompt
-la+ta       adapter         adapter
-la+stp      adapter         prompt
-slp+ta      prompt          adapter
-slp+stp     prompt          prompt
-la          adapter         —
-slp         prompt          —
-==========  ==============  ================
+What each configuration composes (``slp+ta``: a soft language prompt and a task
+adapter) is the table in :mod:`langtransfer.configurations`; this module builds it.
 
 Prompts are prepended to the encoder input as ``[language][task][input]`` with the
 attention mask extended; they never touch the decoder. Adapters stack language -> task
@@ -40,38 +26,25 @@ from adapters.composition import BatchSplit, Stack
 from torch import nn
 from transformers import PreTrainedModel
 
+from langtransfer.configurations import (  # noqa: F401  (re-exported: old import paths)
+    ALL_CONFIGURATIONS,
+    CONFIGURATIONS,
+    LANGUAGE_ONLY,
+    STUDY_CONFIGURATIONS,
+    configuration_for,
+    configuration_kinds,
+    get_configuration,
+)
 from langtransfer.errors import CorruptFileError, LangTransferError, UnknownNameError
 from langtransfer.models import check_compatible, fingerprint
 from langtransfer.representations.adapter import ensure_adapter_support
 from langtransfer.representations.base import Representation
 from langtransfer.representations.store import ADAPTER_WEIGHTS, save_representation
 
-# name -> (language kind, task kind)
-CONFIGURATIONS: dict[str, tuple[str | None, str | None]] = {
-    "base": (None, None),
-    "ta": (None, "adapter"),
-    "stp": (None, "prompt"),
-    "la+ta": ("adapter", "adapter"),
-    "la+stp": ("adapter", "prompt"),
-    "slp+ta": ("prompt", "adapter"),
-    "slp+stp": ("prompt", "prompt"),
-}
-STUDY_CONFIGURATIONS = tuple(CONFIGURATIONS)
-LANGUAGE_ONLY = {"la": ("adapter", None), "slp": ("prompt", None)}
-ALL_CONFIGURATIONS = {**CONFIGURATIONS, **LANGUAGE_ONLY}
-
-
-def configuration_kinds(name: str) -> tuple[str | None, str | None]:
-    """(language kind, task kind) of a configuration name such as ``slp+ta``."""
-    try:
-        return ALL_CONFIGURATIONS[name]
-    except KeyError:
-        raise UnknownNameError("configuration", name, ALL_CONFIGURATIONS) from None
-
 
 def configuration_name(language: Representation | None, task: Representation | None) -> str:
-    kinds = (language.kind if language else None, task.kind if task else None)
-    return next(n for n, k in ALL_CONFIGURATIONS.items() if k == kinds)
+    """The configuration that composes ``language`` and ``task`` (either may be None)."""
+    return configuration_for(language.kind if language else None, task.kind if task else None).name
 
 
 class ComposedModel(nn.Module):
@@ -474,8 +447,9 @@ def compose(
     train: str | None = None,
 ) -> ComposedModel:
     """Build a :class:`ComposedModel` and check the representations fit ``configuration``."""
-    lang_kind, task_kind = configuration_kinds(configuration)
-    for role, rep, kind in (("language", language, lang_kind), ("task", task, task_kind)):
+    wanted = get_configuration(configuration)
+    for role, rep in (("language", language), ("task", task)):
+        kind = wanted.kind(role)
         got = rep.kind if rep is not None else None
         if got != kind:
             raise LangTransferError(

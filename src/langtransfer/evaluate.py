@@ -218,6 +218,13 @@ def evaluate(
     task_repr = load_representation(task_rep) if task_rep else None
     if lang_repr is not None and lang_repr.role != "language":
         raise LangTransferError(f"{language_rep} is a {lang_repr.role} representation, not a language one")
+    if lang_repr is not None and lang_repr.language != lang.code:
+        # Zero-shot transfer swaps in the *target's* representation; scoring another
+        # language's under this language's name would silently mislabel the result.
+        raise LangTransferError(
+            f"{language_rep} is a language representation for {lang_repr.language!r}, but the "
+            f"evaluation language is {lang.code!r}: pass the {lang.code!r} representation"
+        )
     if task_repr is not None and task_repr.role != "task":
         raise LangTransferError(f"{task_rep} is a {task_repr.role} representation, not a task one")
     if task_repr is not None and task_repr.task != task_obj.name:

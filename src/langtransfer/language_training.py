@@ -14,8 +14,9 @@ from datasets import Dataset
 from transformers import set_seed
 
 from langtransfer.compose import compose
+from langtransfer.configurations import check_kind
 from langtransfer.corpora import load_corpus
-from langtransfer.errors import LangTransferError, OutputExistsError, UnknownNameError
+from langtransfer.errors import LangTransferError, OutputExistsError
 from langtransfer.languages import get_language
 from langtransfer.models import load_base
 from langtransfer.objectives import span_corruption_dataset
@@ -86,8 +87,7 @@ def train_language(
     the paper's settings for the kind. Checkpoints go to ``checkpoint_dir`` (default
     ``<output>.checkpoints``) so a killed run resumes with ``resume``.
     """
-    if kind not in ("prompt", "adapter"):
-        raise UnknownNameError("representation kind", kind, ["adapter", "prompt"])
+    check_kind(kind)
     lang = get_language(language)
     output = Path(output)
     check_output(output, overwrite, resume, kind=kind, role="language", language=lang.code)

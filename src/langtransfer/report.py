@@ -41,10 +41,11 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
+from langtransfer.configurations import STUDY_CONFIGURATIONS
 from langtransfer.errors import LangTransferError, OutputExistsError, UnknownNameError
 from langtransfer.io import atomic_dir, atomic_path, write_json, write_text
 from langtransfer.languages import all_languages, get_language
-from langtransfer.results import CONFIGURATIONS, cell_name, merge_records, record_key
+from langtransfer.results import cell_name, merge_records, record_key
 from langtransfer.study_failures import Failure
 
 MISSING = "–"
@@ -143,7 +144,7 @@ def _language_order(codes: Iterable[str]) -> list[str]:
 
 def _ordered_configurations(names: Iterable[str]) -> list[str]:
     present = set(names)
-    return [c for c in CONFIGURATIONS if c in present]
+    return [c for c in STUDY_CONFIGURATIONS if c in present]
 
 
 # --- building the tables ---------------------------------------------------------------

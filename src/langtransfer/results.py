@@ -31,13 +31,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from langtransfer.configurations import STUDY_CONFIGURATIONS, get_configuration
 from langtransfer.errors import CorruptFileError, LangTransferError, OutputExistsError
 from langtransfer.io import write_json
 
-#: The seven configurations in the paper's order (the order of report rows). A copy of
-#: ``langtransfer.compose.STUDY_CONFIGURATIONS``, kept here so reading results and
-#: building reports does not import torch; a test checks that the two agree.
-CONFIGURATIONS: tuple[str, ...] = ("base", "ta", "stp", "la+ta", "la+stp", "slp+ta", "slp+stp")
+#: The seven configurations in the paper's order (the order of report rows).
+CONFIGURATIONS: tuple[str, ...] = STUDY_CONFIGURATIONS
 
 #: Fields every record must have.
 RECORD_FIELDS: tuple[str, ...] = (
@@ -161,9 +160,10 @@ def _representation_problems(reps: object, configuration: object) -> list[str]:
     for role in ("language", "task"):
         if reps[role] is not None and not isinstance(reps[role], dict):
             problems.append(f"representations.{role} must be an object or null")
-    if configuration in CONFIGURATIONS:
-        uses = {"language": "+" in configuration, "task": configuration != "base"}
-        for role, used in uses.items():
+    if isinstance(configuration, str) and configuration in CONFIGURATIONS:
+        used_kinds = get_configuration(configuration)
+        for role in ("language", "task"):
+            used = used_kinds.kind(role) is not None
             if used and reps[role] is None:
                 problems.append(f"{configuration} uses a {role} representation but it is null")
             if not used and reps[role] is not None:

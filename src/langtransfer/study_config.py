@@ -14,7 +14,11 @@ from typing import Any
 
 import yaml
 
-from langtransfer.compose import STUDY_CONFIGURATIONS, configuration_kinds
+from langtransfer.configurations import (
+    STUDY_CONFIGURATIONS,
+    configuration_kinds,
+    get_configuration,
+)
 from langtransfer.errors import DataFormatError, LangTransferError, UnknownNameError
 from langtransfer.evaluate import SCORING
 from langtransfer.languages import get_language
@@ -298,8 +302,7 @@ def validate(config: StudyConfig, where: str = "study config") -> StudyConfig:
     for task in config.tasks:
         get_task(task)
     for c in config.configurations:
-        if c not in STUDY_CONFIGURATIONS:
-            raise UnknownNameError("configuration", c, STUDY_CONFIGURATIONS)
+        get_configuration(c, study=True)
     if not config.sources:
         raise LangTransferError(f"{where}: 'sources' lists no source language")
     _check_kind_tables("language_training", config.language_training, where)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from langtransfer.compose import configuration_kinds
+from langtransfer.configurations import get_configuration
 from langtransfer.languages import get_language
 
 if TYPE_CHECKING:
@@ -143,7 +143,7 @@ def task_job(config: StudyConfig, task: str, source: str, configuration: str) ->
     from langtransfer.tasks import get_task
 
     task_obj, lang = get_task(task), get_language(source)
-    language_kind, kind = configuration_kinds(configuration)
+    language_kind, kind = get_configuration(configuration, study=True).kinds
     assert kind is not None, f"{configuration} trains no task representation"
     train = config.train_settings("task", kind)
     prompt = None
@@ -175,7 +175,7 @@ def task_job(config: StudyConfig, task: str, source: str, configuration: str) ->
 def evaluation_job(
     config: StudyConfig, task: str, configuration: str, source: str, target: str
 ) -> EvaluationJob:
-    language_kind, task_kind = configuration_kinds(configuration)
+    language_kind, task_kind = get_configuration(configuration, study=True).kinds
     return EvaluationJob(
         model=config.model,
         task=task,

@@ -13,7 +13,8 @@ import numpy as np
 from transformers import set_seed
 
 from langtransfer.compose import compose, configuration_name
-from langtransfer.errors import LangTransferError, UnknownNameError
+from langtransfer.configurations import check_kind
+from langtransfer.errors import LangTransferError
 from langtransfer.language_training import check_output
 from langtransfer.languages import get_language
 from langtransfer.models import load_base
@@ -67,8 +68,7 @@ def train_task(
     Validation uses the ``validation`` split where there is one, else a held-out 10% of
     the training examples; the checkpoint with the lowest validation loss is kept.
     """
-    if kind not in ("prompt", "adapter"):
-        raise UnknownNameError("representation kind", kind, ["adapter", "prompt"])
+    check_kind(kind)
     task_obj, lang = get_task(task), get_language(language)
     output = Path(output)
     check_output(output, overwrite, resume, kind=kind, role="task", task=task_obj.name)
@@ -109,6 +109,9 @@ def train_task(
 
     train = tokenise(train_examples, tokenizer, max_length, max_target_length)
     validation = tokenise(val_examples, tokenizer, max_length, max_target_length)
+    eval_batch_size = settings.eval_batch_size or settings.batch_size
+    # Before training (the fresh representation): what "the loss fell" is measured against.
+    loss_initial = evaluation_loss(composed, validation.dataset, tokenizer, eval_batch_size)
     trainer, summary = train_representation(
         composed,
         tokenizer,
@@ -131,7 +134,8 @@ def train_task(
         validation_examples=len(val_examples),
         truncated_inputs=train.n_truncated,
         max_length=max_length,
-        validation_loss=evaluation_loss(composed, validation.dataset, tokenizer, settings.eval_batch_size or settings.batch_size),
+        validation_loss_initial=loss_initial,
+        validation_loss=evaluation_loss(composed, validation.dataset, tokenizer, eval_batch_size),
     )
     if trainer.is_world_process_zero():
         composed.save("task", output, training=summary, overwrite=True)

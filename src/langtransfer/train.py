@@ -33,6 +33,7 @@ from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from langtransfer.compose import ComposedModel
+from langtransfer.configurations import check_kind
 from langtransfer.errors import CorruptFileError, LangTransferError, UnknownNameError
 from langtransfer.io import fsync_tree, os_error_from, replace_dir, write_error, write_json
 
@@ -119,10 +120,9 @@ def default_settings(kind: str, role: str, **overrides: Any) -> TrainSettings:
     100k steps for language representations, 50k (evaluated every 1000, best kept) for task."""
     if kind == "prompt":
         base = TrainSettings(optimizer="adafactor", learning_rate=0.5, weight_decay=1e-5)
-    elif kind == "adapter":
-        base = TrainSettings(optimizer="adamw", learning_rate=5e-5, weight_decay=0.0)
     else:
-        raise UnknownNameError("representation kind", kind, ["adapter", "prompt"])
+        check_kind(kind)
+        base = TrainSettings(optimizer="adamw", learning_rate=5e-5, weight_decay=0.0)
     if role == "task":
         base = replace(base, max_steps=50_000, eval_steps=1000, keep_best=True)
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})

@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--task", required=True, help="qa, ner, nli, checkworthiness, or a registered task")
     p.add_argument("--language", required=True, help="target language")
-    p.add_argument("--language-rep", help="target language representation directory (or hub id)")
+    p.add_argument("--language-rep", help="target language representation directory (or hub id); "
+                   "it must be trained for --language")
     p.add_argument("--task-rep", help="task representation directory (or hub id)")
     p.add_argument("--data", help="local file/directory or 'fixtures'; default: the paper's source on the hub")
     p.add_argument("--split", default="test", help="split to evaluate (default test)")

@@ -9,13 +9,13 @@ from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from langtransfer.configurations import REPRESENTATION_KINDS, ROLES, short_name
 from langtransfer.errors import LangTransferError, UnknownNameError
 from langtransfer.models import fingerprint
 from langtransfer.representations.adapter import AdapterSpec
 from langtransfer.representations.prompt import PromptConfig, SoftPrompt
 
-KINDS = ("adapter", "prompt")
-ROLES = ("language", "task")
+KINDS = REPRESENTATION_KINDS  # the old name
 
 
 @dataclass
@@ -63,12 +63,7 @@ class Representation:
     @property
     def short(self) -> str:
         """``la``/``slp`` for language, ``ta``/``stp`` for task representations."""
-        return {
-            ("language", "adapter"): "la",
-            ("language", "prompt"): "slp",
-            ("task", "adapter"): "ta",
-            ("task", "prompt"): "stp",
-        }[(self.role, self.kind)]
+        return short_name(self.role, self.kind)
 
 
 def new_prompt(
