@@ -46,7 +46,9 @@ def test_train_task_then_evaluate_writes_documented_files(tmp_path, slp_sk_en, c
                   "n_unparseable", "n_truncated", "model", "representations"):
         assert field in metrics, field
     assert (metrics["task"], metrics["language"], metrics["configuration"]) == ("nli", "sk", "slp+ta")
-    assert set(metrics["metrics"]) == {"accuracy", "macro_f1"}
+    # The reference reading unprefixed (primary), the strict reading beside it.
+    assert set(metrics["metrics"]) == {"accuracy", "macro_f1", "strict_accuracy", "strict_macro_f1"}
+    assert metrics["primary_metric"] == "accuracy"
     assert metrics["model"]["name"] == "tiny"
     assert metrics["representations"]["language"]["language"] == "sk"
     assert metrics["representations"]["task"]["task"] == "nli"
