@@ -58,6 +58,7 @@ EXTENSIONS = {"task_modules", "languages_file"}
 NAMED = {
     "model": ["tiny", "some/other-base"],
     "optimizer": ["adamw", "adafactor"],
+    "lr_scheduler": ["linear", "constant"],
     "init": ["text", "vocab", "random"],
     "config": ["seq_bn", "double_seq_bn"],
     "scoring": ["generate", "rank"],
