@@ -206,7 +206,8 @@ class Task:
         """The paper's source for a language and split; errors name what exists."""
         if language in self.unavailable:
             raise LangTransferError(
-                f"task {self.name} has no source for {language!r}: {self.unavailable[language]}"
+                f"task {self.name} has no source for {language!r}: {self.unavailable[language]}; "
+                f"languages with a {self.name} source: {', '.join(sorted(self.sources))}"
             )
         if language not in self.sources:
             raise UnknownNameError(f"language for task {self.name}", language, self.sources)
