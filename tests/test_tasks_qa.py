@@ -119,7 +119,7 @@ def test_broken_squad_json_and_answerless_questions(tmp_path):
     unanswerable = tmp_path / "v2.json"
     unanswerable.write_text(json.dumps({"data": [{"paragraphs": [{"context": "c", "qas": [
         {"id": "x", "question": "q", "answers": []}]}]}]}), encoding="utf-8")
-    with pytest.raises(DataFormatError, match="no gold answer"):
+    with pytest.raises(DataFormatError, match=r"v2.json: all 1 questions are unanswerable"):
         QA.load("en", "test", unanswerable)
     truncated = tmp_path / "cut.json"
     truncated.write_text('{"data": [', encoding="utf-8")

@@ -9,10 +9,14 @@ user adds a task by subclassing :class:`Task` and calling
 
 Where data comes from, for ``load(language, split, path=None, source=...)``:
 
-* ``path`` given: a local file (``.json``, ``.jsonl``, ``.csv``, ``.tsv``, ``.parquet``),
-  or a directory holding ``<language>.<split>.<ext>`` files.
-* ``source="paper"`` (default): the data the paper used, from the Hugging Face hub through
-  ``datasets.load_dataset`` where public; non-public sets need ``path``.
+* ``path`` given: a directory holding ``<language>.<split>.<ext>`` files, or a set's own
+  release as the reference read it (``squad-2.0-cs/dev-v2.0.json``, MultiClaim's
+  ``train-all.csv``...: the source's ``local`` files); or one file (``.json``, ``.jsonl``,
+  ``.csv``, ``.tsv``, ``.parquet``), cut so no two splits overlap
+  (:func:`~langtransfer.tasks.sources.single_file_pick`).
+* ``source="paper"`` (default): the data the paper's reference implementation used, from the
+  Hugging Face hub by file (:mod:`langtransfer.tasks.sources`) where public, with the
+  reference's splits; non-public sets need ``path``.
 * ``source="fixtures"``: the small original files shipped in ``langtransfer/data/tasks/
   <task>/<language>.<split>.<ext>``, for tests and demos without network.
 
@@ -32,6 +36,14 @@ from typing import Any
 
 from langtransfer.errors import DataFormatError, LangTransferError, UnknownNameError
 from langtransfer.jsonl import iter_json_lines, json_error
+from langtransfer.tasks.sources import (
+    DataSource,
+    apply_pick,
+    describe_pick,
+    hub_files,
+    read_parquet_files,
+    single_file_pick,
+)
 
 #: Splits every built-in task knows. Not every language has every split.
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
@@ -61,30 +73,6 @@ class Example:
 
 
 @dataclass(frozen=True)
-class DataSource:
-    """Where one language/split of a task's data lives.
-
-    ``dataset`` is a Hugging Face hub id (loaded with ``load_dataset(dataset, config,
-    split=split, revision=revision)``); ``None`` means the data is not downloadable and must
-    be given as a local file, described by ``note``. ``revision`` serves datasets whose main
-    branch still holds a loading script, which ``datasets`` >= 4 no longer runs: their
-    parquet export lives on ``refs/convert/parquet`` under the same config names.
-    """
-
-    dataset: str | None = None
-    config: str | None = None
-    split: str | None = None
-    note: str = ""
-    revision: str | None = None
-
-    def describe(self) -> str:
-        if self.dataset is None:
-            return f"local file only ({self.note})" if self.note else "local file only"
-        config = f"[{self.config}]" if self.config else ""
-        return f"hub:{self.dataset}{config}:{self.split}"
-
-
-@dataclass(frozen=True)
 class Row:
     """A raw record and where it came from (``line``: 1-based line or row number)."""
 
@@ -104,6 +92,8 @@ class Task:
         optional_columns: the same for fields that may be absent (``id``...).
         file_types: local file extensions the task reads.
         sources: language -> split -> :class:`DataSource`, the paper's data.
+        unavailable: language -> why the reference has no valid source for it (the cell
+            is left out of a study rather than failing mid-run; see ``data_check``).
         splits: the splits this task knows.
         empty_prediction: the prediction used for a missing one (scores as wrong).
     """
@@ -116,6 +106,7 @@ class Task:
     optional_columns: Mapping[str, tuple[str, ...]] = {"id": ("id",)}
     file_types: tuple[str, ...] = _EXTENSIONS
     sources: Mapping[str, Mapping[str, DataSource]] = {}
+    unavailable: Mapping[str, str] = {}
     splits: tuple[str, ...] = SPLITS
     empty_prediction: Any = None
 
@@ -152,12 +143,51 @@ class Task:
         else:
             raise UnknownNameError("data source", source, SOURCE_NAMES)
         rows = self.select(rows, language, where)
+        rows = self._usable_rows(rows, where)
         if not rows:
             raise DataFormatError(where, f"no {self.name} examples for language {language!r}")
         return self._examples(rows, language, split, where)
 
+    def resolve(
+        self, language: str, split: str, path: str | Path | None = None, *, source: str = "paper"
+    ) -> str:
+        """Where :meth:`load` would read this language and split, without reading or
+        downloading anything; a :class:`LangTransferError` says what is missing."""
+        if split not in self.splits:
+            raise UnknownNameError(f"split of task {self.name}", split, self.splits)
+        if path is None and source == "paper":
+            return self.data_source(language, split).describe()
+        if path is None and source != "fixtures":
+            raise UnknownNameError("data source", source, SOURCE_NAMES)
+        directory = self.fixtures_dir if path is None else Path(path)
+        if not directory.exists():
+            raise LangTransferError(f"local path {directory} does not exist")
+        if directory.is_file():
+            return str(directory) + describe_pick(single_file_pick(directory, split))
+        release = None if path is None else self._release_source(directory, language, split)
+        if release is None:
+            return str(self._find_in_dir(directory, language, split, path is None))
+        missing = [str(directory / n) for n in release.local if not (directory / n).exists()]
+        if missing:
+            raise LangTransferError(
+                f"not found: {', '.join(missing)} (task {self.name} reads "
+                f"{release.note or 'this set'} from {', '.join(release.local)} under {directory})"
+            )
+        return ", ".join(str(directory / n) for n in release.local) + describe_pick(release.pick)
+
+    def _usable_rows(self, rows: list[Row], where: str) -> list[Row]:
+        """Drop the rows :meth:`usable` rejects (unanswerable questions); all gone: an error."""
+        kept = [r for r in rows if self.usable(r.data)]
+        if rows and not kept:
+            raise DataFormatError(where, self.unusable_message(len(rows)))
+        return kept
+
     def data_source(self, language: str, split: str) -> DataSource:
         """The paper's source for a language and split; errors name what exists."""
+        if language in self.unavailable:
+            raise LangTransferError(
+                f"task {self.name} has no source for {language!r}: {self.unavailable[language]}"
+            )
         if language not in self.sources:
             raise UnknownNameError(f"language for task {self.name}", language, self.sources)
         by_split = self.sources[language]
@@ -169,33 +199,80 @@ class Task:
         return by_split[split]
 
     def _read_source(self, src: DataSource) -> tuple[str, list[Row]]:
+        """The paper's source: hub files (or a local-only set's error), prepared and cut."""
+        where = src.describe()
         if src.dataset is None:
             raise LangTransferError(
                 f"task {self.name}: this data is not downloadable ({src.note or 'local file'}); "
-                "pass a local file with path= (CLI: --data)"
+                f"pass the directory holding {', '.join(src.local) or 'it'} with path= "
+                "(CLI: --data; study: data.<task>.<language>)"
             )
-        import datasets
-
-        where = src.describe()
         try:
-            kwargs = {"revision": src.revision} if src.revision else {}
-            data = datasets.load_dataset(src.dataset, src.config, split=src.split, **kwargs)
-        except Exception as e:  # network, missing config, offline mode: all user-fixable
+            files = hub_files(src)
+            if all(f.suffix == ".parquet" for f in files):
+                records = read_parquet_files(files)
+            else:
+                records = [r.data for f in files for r in self.read_records(f)]
+        except LangTransferError:
+            raise
+        except Exception as e:  # network, missing revision, offline mode: all user-fixable
             raise LangTransferError(
                 f"cannot load {where} from the Hugging Face hub ({type(e).__name__}: {e}); "
                 "download it first or pass a local file with path="
             ) from e
-        self.check_columns(data.column_names, where)
-        return where, [Row(dict(r), i + 1) for i, r in enumerate(data)]
+        return where, self._prepared([Row(r, i + 1) for i, r in enumerate(records)], src, where)
+
+    def _prepared(self, rows: list[Row], src: DataSource, where: str) -> list[Row]:
+        """The source's schema mapping (on the whole set, keeping its order), then its pick."""
+        if src.prepare is not None:
+            records = [r.data for r in rows]
+            try:
+                records = src.prepare(records)
+            except KeyError as e:
+                found = ", ".join(map(str, records[0])) if records else "none"
+                raise DataFormatError(
+                    where, f"{self.name} data is missing column {e} (found: {found})"
+                ) from e
+            except ValueError as e:
+                raise DataFormatError(where, str(e)) from e
+            rows = [Row(r, i + 1) for i, r in enumerate(records)]
+        return apply_pick(rows, src.pick, where)
 
     def _read_path(
         self, path: Path, language: str, split: str, fixtures: bool = False
     ) -> tuple[str, list[Row]]:
         if path.is_dir():
+            release = None if fixtures else self._release_source(path, language, split)
+            if release is not None:
+                return self._read_release(path, release, language, split)
             path = self._find_in_dir(path, language, split, fixtures)
-        elif not path.exists():
+            return str(path), self.read_records(path)
+        if not path.exists():
             raise LangTransferError(f"data file {path} does not exist")
-        return str(path), self.read_records(path)
+        pick = single_file_pick(path, split)
+        return str(path) + describe_pick(pick), apply_pick(self.read_records(path), pick, str(path))
+
+    def _release_source(self, directory: Path, language: str, split: str) -> DataSource | None:
+        """The paper's local source for this cell when ``directory`` holds that set's release."""
+        src = self.sources.get(language, {}).get(split)
+        if src is None or not src.local:
+            return None
+        if not any(f.name.startswith(f"{language}.") for f in directory.iterdir()) or all(
+            (directory / name).exists() for name in src.local
+        ):
+            return src
+        return None
+
+    def _read_release(
+        self, directory: Path, src: DataSource, language: str, split: str
+    ) -> tuple[str, list[Row]]:
+        where = self.resolve(language, split, directory)  # names any missing file
+        files = [directory / name for name in src.local]
+        if src.reader is not None:
+            rows = [Row(r, i + 1) for i, r in enumerate(src.reader(files))]
+        else:
+            rows = [r for f in files for r in self.read_records(f)]
+        return where, self._prepared(rows, src, where)
 
     def _find_in_dir(self, directory: Path, language: str, split: str, fixtures: bool) -> Path:
         """``<language>.<split>.<ext>`` in a directory; errors list what the directory has."""
@@ -331,6 +408,13 @@ class Task:
         The result is accepted again by every hook, so formatting is idempotent.
         """
         return self.fields(raw)
+
+    def usable(self, raw: Mapping[str, Any]) -> bool:
+        """Whether a record can be an example; the rest are dropped (unanswerable questions)."""
+        return True
+
+    def unusable_message(self, n: int) -> str:
+        return f"none of the {n} records can be used"
 
     def format_input(self, raw: Mapping[str, Any]) -> str:
         raise NotImplementedError

@@ -1,12 +1,14 @@
-"""Check-worthy claim detection (MultiClaim-style data, local files only).
+"""Check-worthy claim detection (MultiClaim data, local files only).
 
 Accepted shapes (CSV, TSV, JSONL, JSON list, parquet; column names case-insensitive):
 
+* a text column per language (MultiClaim, as the reference reads ``train-all.csv``,
+  ``dev-all.csv``, ``test-all.csv``): ``<code>`` or ``text_<code>`` (``sk``, ``text_sk``),
+  chosen by the requested language, with the label in ``claim`` (0 or 1, nothing else);
+  rows whose text for that language is empty are skipped. A file with language columns
+  but none for the requested language is an error naming the columns it has;
 * one text column + a label: text in ``text``, ``claim``, ``tweet_text`` or ``sentence``;
-  an optional ``language``/``lang`` column filters the rows to the requested language;
-* a text column per language (MultiClaim style): ``text_<code>`` or just ``<code>``
-  (``text_sk``, ``sk``), chosen by the requested language; rows whose text for that
-  language is empty are skipped.
+  an optional ``language``/``lang`` column filters the rows to the requested language.
 
 The label is in ``label``, ``class_label``, ``checkworthy`` or ``check_worthy``: 0/1,
 true/false, yes/no (CheckThat! style), or ``checkworthy`` / ``not checkworthy``. Ids come
@@ -20,30 +22,27 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from langtransfer.errors import UnknownNameError
-from langtransfer.tasks.base import (
-    ClassificationTask,
-    DataSource,
-    Row,
-    collapse_whitespace,
-)
+from langtransfer.errors import DataFormatError
+from langtransfer.languages import all_languages
+from langtransfer.tasks.base import ClassificationTask, Row, collapse_whitespace
+from langtransfer.tasks.paper_data import CHECKWORTHINESS_SOURCES
 
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _NON_WORD = re.compile(r"[\W_]+")
 TEXT_COLUMNS = ("text", "claim", "tweet_text", "sentence")
 
-PAPER_LANGUAGES = (
-    "ar", "bg", "cs", "de", "el", "en", "es", "ml", "ro", "ru", "sl", "sk", "sw", "te", "ur",
-    "zh",
-)
-SOURCES: dict[str, dict[str, DataSource]] = {
-    lang: {split: DataSource(note="MultiClaim check-worthiness CSV, not public")
-           for split in ("train", "validation", "test")}
-    for lang in PAPER_LANGUAGES
-}
-
 _TRUE = {"1", "true", "yes", "checkworthy", "y"}
 _FALSE = {"0", "false", "no", "notcheckworthy", "n"}
+
+
+def _claim(row: Row, where: str) -> int:
+    """MultiClaim's label column ``claim``: 0 or 1 (the reference casts it to int)."""
+    value = row.data.get("claim")
+    key = value.strip() if isinstance(value, str) else value
+    if isinstance(key, bool) or key not in (0, 1, "0", "1"):
+        found = "missing" if value is None else repr(value)
+        raise DataFormatError(where, f"column 'claim' holds {found}; valid: 0, 1", row.line)
+    return int(key)
 
 
 def clean_claim(text: str) -> str:
@@ -62,25 +61,36 @@ class CheckworthinessTask(ClassificationTask):
         "label": ("label", "class_label", "checkworthy", "check_worthy"),
     }
     optional_columns = {"id": ("id", "tweet_id", "sentence_id", "post_id")}
-    sources = SOURCES
+    sources = CHECKWORTHINESS_SOURCES
 
     def select(self, rows: list[Row], language: str, where: str) -> list[Row]:
         """Lower-case column names; pick the language's own text column if there is one."""
         rows = [Row({str(k).strip().lower(): v for k, v in r.data.items()}, r.line) for r in rows]
-        if rows:
-            lang = language.lower()
-            col = next((c for c in (f"text_{lang}", lang) if c in rows[0].data), None)
-            if col is not None:
-                rows = [
-                    Row({**{k: v for k, v in r.data.items() if k not in TEXT_COLUMNS},
-                         "text": r.data[col]}, r.line)
-                    for r in rows
-                    if isinstance(r.data.get(col), str) and r.data[col].strip()
-                ]
-            elif not set(TEXT_COLUMNS) & set(rows[0].data):
-                per_language = [c[5:] for c in rows[0].data if c.startswith("text_")]
-                if per_language:
-                    raise UnknownNameError(f"language in {where}", language, per_language)
+        if not rows:
+            return rows
+        lang = language.lower()
+        columns = list(rows[0].data)
+        col = next((c for c in (f"text_{lang}", lang) if c in columns), None)
+        if col is not None:
+            label_col = next((c for c in self.columns["label"] if c in columns), None)
+            rows = [
+                Row({**{k: v for k, v in r.data.items() if k not in TEXT_COLUMNS},
+                     "text": r.data[col],
+                     **({} if label_col else {"label": _claim(r, where)})}, r.line)
+                for r in rows
+                if isinstance(r.data.get(col), str) and r.data[col].strip()
+            ]
+        else:
+            codes = {c.code for c in all_languages()}
+            per_language = sorted(
+                c[5:] if c.startswith("text_") else c
+                for c in columns if c.startswith("text_") or c in codes
+            )
+            if per_language:
+                raise DataFormatError(
+                    where, f"no text column for language {language!r} (column {lang!r}); "
+                    f"language columns: {', '.join(per_language)}"
+                )
         return super().select(rows, language, where)
 
     def missing_columns(self, columns):

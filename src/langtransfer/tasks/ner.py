@@ -23,7 +23,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from langtransfer.tasks.base import DataSource, Task, collapse_whitespace, percent
+from langtransfer.tasks.base import Task, collapse_whitespace, percent
+from langtransfer.tasks.paper_data import NER_SOURCES
 
 #: WikiANN's label list, index = tag id.
 WIKIANN_TAGS: tuple[str, ...] = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
@@ -34,17 +35,6 @@ SEPARATOR = "$$"
 MALFORMED = "<malformed>"
 
 Span = tuple[str, str]
-
-PAPER_LANGUAGES = (
-    "ar", "bg", "cs", "de", "el", "en", "es", "ml", "ro", "ru", "sl", "sk", "sw", "te", "ur",
-    "zh",
-)
-SOURCES: dict[str, dict[str, DataSource]] = {
-    lang: {split: DataSource("unimelb-nlp/wikiann", lang, split)
-           for split in ("train", "validation", "test")}
-    for lang in PAPER_LANGUAGES
-}
-
 
 def tags_to_spans(tokens: Sequence[str], tags: Sequence[Any]) -> list[Span]:
     """IOB2 tags (ids into :data:`WIKIANN_TAGS` or strings) -> ``(type, text)`` spans."""
@@ -117,7 +107,7 @@ class NERTask(Task):
     columns = {"tokens": ("tokens",)}
     optional_columns = {"id": ("id",), "ner_tags": ("ner_tags",), "spans": ("spans",)}
     file_types = (".json", ".jsonl", ".parquet")
-    sources = SOURCES
+    sources = NER_SOURCES
     empty_prediction: tuple[Span, ...] = ()
 
     def missing_columns(self, columns):

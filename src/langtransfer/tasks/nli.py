@@ -4,7 +4,8 @@ Accepted data: rows with ``premise``, ``hypothesis`` and ``label`` (the hub's
 ``facebook/xnli`` per-language configs; local JSONL, JSON, CSV, parquet), or the
 original XNLI/MNLI TSV columns ``sentence1``, ``sentence2``, ``gold_label`` with a
 ``language`` column (rows are filtered to the requested language; TSV is read without
-quoting, as those files need). Labels: ids 0/1/2 = entailment/neutral/contradiction,
+quoting, as those files need), or ANLI-style ``evidence`` (premise) and ``claim``
+(hypothesis), as ``ctu-aic/anli_cs`` and SK-ANLI have them. Labels: ids 0/1/2 = entailment/neutral/contradiction,
 the class names, or the words Yes/Maybe/No.
 
 A generation is read by its first word (``Yes.`` and ``yes, it does`` are entailment);
@@ -17,19 +18,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from langtransfer.tasks.base import ClassificationTask, DataSource
-
-XNLI_LANGUAGES = ("ar", "bg", "de", "el", "en", "es", "ru", "sw", "ur", "zh")
-SOURCES: dict[str, dict[str, DataSource]] = {
-    **{
-        lang: {split: DataSource("facebook/xnli", lang, split)
-               for split in ("train", "validation", "test")}
-        for lang in XNLI_LANGUAGES
-    },
-    # The paper evaluates Czech and Slovak on machine-translated ANLI, not public on the hub.
-    "cs": {"test": DataSource(note="ANLI translated to Czech, premise/hypothesis/label rows")},
-    "sk": {"test": DataSource(note="ANLI translated to Slovak, premise/hypothesis/label rows")},
-}
+from langtransfer.tasks.base import ClassificationTask
+from langtransfer.tasks.paper_data import NLI_SOURCES
 
 _WORD = re.compile(r"[^\W\d_]+")
 
@@ -44,12 +34,12 @@ class NLITask(ClassificationTask):
     label_words = {"entailment": "Yes", "neutral": "Maybe", "contradiction": "No"}
     primary_metric = "accuracy"
     columns = {
-        "premise": ("premise", "sentence1"),
-        "hypothesis": ("hypothesis", "sentence2"),
+        "premise": ("premise", "sentence1", "evidence"),
+        "hypothesis": ("hypothesis", "sentence2", "claim"),
         "label": ("label", "gold_label"),
     }
     optional_columns = {"id": ("id", "pairID")}
-    sources = SOURCES
+    sources = NLI_SOURCES
 
     def canonical(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         rec = super().canonical(raw)

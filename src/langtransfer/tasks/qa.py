@@ -20,53 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from langtransfer.errors import DataFormatError
-from langtransfer.tasks.base import DataSource, Row, Task, percent, read_json
-
-_SQUAD = DataSource("rajpurkar/squad", "plain_text", "train")
-
-
-def _xquad(lang: str) -> DataSource:
-    # XQuAD is evaluation-only: its one split on the hub is "validation".
-    return DataSource("google/xquad", f"xquad.{lang}", "validation")
-
-
-def _mlqa(lang: str, split: str) -> DataSource:
-    # facebook/mlqa's main branch is a loading script; its parquet export has the same configs.
-    return DataSource("facebook/mlqa", f"mlqa-translate-train.{lang}", split,
-                      revision="refs/convert/parquet")
-
-
-def _local(note: str) -> DataSource:
-    return DataSource(note=note)
-
-
-SOURCES: dict[str, dict[str, DataSource]] = {
-    "en": {
-        "train": _SQUAD,
-        "validation": DataSource("rajpurkar/squad", "plain_text", "validation"),
-        "test": _xquad("en"),
-    },
-    **{
-        lang: {"train": _mlqa(lang, "train"), "validation": _mlqa(lang, "validation"),
-               "test": _xquad(lang)}
-        for lang in ("ar", "de", "es", "zh")
-    },
-    "ru": {
-        "train": _local("SberQuAD train, SQuAD v1.1 JSON"),
-        "validation": _local("SberQuAD dev, SQuAD v1.1 JSON"),
-        "test": _xquad("ru"),
-    },
-    "el": {"test": _xquad("el")},
-    "ro": {"test": _xquad("ro")},
-    "cs": {"test": _local("Czech SQuAD (SQAD), SQuAD v1.1 JSON")},
-    "sk": {"test": _local("SK-QuAD, SQuAD v1.1 JSON")},
-    "sl": {"test": _local("Slovenian SQuAD translation, SQuAD v1.1 JSON")},
-    "te": {"test": _local("TeQuAD, SQuAD v1.1 JSON")},
-    "sw": {"test": _local("KenSwQuAD, SQuAD v1.1 JSON")},
-    "ur": {"test": _local("UQA, SQuAD v1.1 JSON")},
-    "ml": {"test": _local("IndicQA (ml), SQuAD v1.1 JSON")},
-}
-
+from langtransfer.tasks.base import Row, Task, percent, read_json
+from langtransfer.tasks.paper_data import QA_SOURCES, QA_UNAVAILABLE
 
 # --------------------------------------------------------------- SQuAD metric
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -101,7 +56,8 @@ class QATask(Task):
     columns = {"question": ("question",), "context": ("context",), "answers": ("answers",)}
     optional_columns = {"id": ("id",)}
     file_types = (".json", ".jsonl", ".parquet")
-    sources = SOURCES
+    sources = QA_SOURCES
+    unavailable = QA_UNAVAILABLE
     empty_prediction = ""
 
     def _json_rows(self, path: Path, obj: Any) -> list[Row]:
@@ -129,6 +85,19 @@ class QATask(Task):
         if path.suffix.lower() == ".json":
             return self._json_rows(path, read_json(path))
         return super().read_records(path)
+
+    def usable(self, raw: Mapping[str, Any]) -> bool:
+        """A question with no non-empty answer text (SQuAD 2.0's unanswerable) is dropped,
+        as the reference drops questions without answers from its validation and test sets."""
+        answers = raw.get("answers")
+        try:
+            return any(t.strip() for t in _answer_texts(answers))
+        except ValueError:
+            return True  # malformed: canonical() names the problem
+
+    def unusable_message(self, n: int) -> str:
+        return (f"all {n} questions are unanswerable (column 'answers' is empty); valid: "
+                "questions with at least one answer text (SQuAD 2.0 is_impossible ones are dropped)")
 
     def canonical(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         rec = self.fields(raw)

@@ -1,0 +1,197 @@
+"""Where task data comes from: hub files, the reference's splits, and single local files.
+
+Hub data is fetched **by file**, never through ``load_dataset(<hub id>, <config>)``.
+Several of the paper's sets (``facebook/mlqa``, ``unimelb-nlp/wikiann``,
+``kuznetsoffandrey/sberquad``, ``Divyanshu/indicxnli``, ``cjvt/si_nli``) keep a loading
+script on their main branch, which ``datasets`` >= 4 refuses to run. Their parquet export
+(revision ``refs/convert/parquet``) has no script and no README config metadata, so
+``datasets`` (5.0.1, ``load.py`` ``HubDatasetModuleFactory``) infers the data files from
+the directory layout alone: one ``default`` config whose ``train`` split globs
+``**/train/**`` across *every* config, and a config name such as
+``mlqa-translate-train.de`` raises "BuilderConfig ... not found". So every hub source here
+names its files: ``huggingface_hub.snapshot_download(repo_type="dataset", revision=...,
+allow_patterns=...)`` fetches ``<config>/<split>/*.parquet`` of the export (or a named
+raw file), and ``datasets.load_dataset("parquet", data_files=...)`` reads them in shard
+order, which is the order the reference's ``load_dataset`` produced.
+
+The reference carves validation (and for single-split sets, test) out of a split with
+``Dataset.train_test_split(test_size=0.15, seed=42)``; :func:`carve` calls exactly that on
+an index dataset of the same length, so the rows chosen are the reference's whenever the
+rows come in the reference's order.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langtransfer.errors import DataFormatError, LangTransferError
+
+#: The revision holding the dataset viewer's parquet export of a hub dataset.
+PARQUET_EXPORT = "refs/convert/parquet"
+#: The reference's ``train_test_split`` arguments (``ref:src/tasks/tasks.py``).
+REFERENCE_TEST_SIZE = 0.15
+REFERENCE_SEED = 42
+
+Records = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where one language/split of a task's data lives, and how the reference cut it.
+
+    Hub: ``dataset`` (id), ``config`` and ``split`` of the set, read from ``revision``
+    (the parquet export by default) through the files matching ``patterns`` (default
+    ``<config or "default">/<split>/*.parquet``, the export's layout).
+    Local (``dataset`` None): ``local`` names the files of the set's own release, relative
+    to the directory the user passes; ``note`` says what the set is and where to get it.
+    ``pick``: the reference's 85/15 ``train_test_split`` picks applied in turn to the
+    whole set (``("test",)`` is the 15% part, ``("train", "test")`` 15% of the other 85%).
+    ``prepare``: the reference's schema mapping of the whole set, before any pick.
+    """
+
+    dataset: str | None = None
+    config: str | None = None
+    split: str | None = None
+    note: str = ""
+    revision: str | None = PARQUET_EXPORT
+    patterns: tuple[str, ...] = ()
+    local: tuple[str, ...] = ()
+    pick: tuple[str, ...] = ()
+    prepare: Callable[[Records], Records] | None = None
+    reader: Callable[[list[Path]], Records] | None = None
+
+    @property
+    def file_patterns(self) -> tuple[str, ...]:
+        if self.patterns:
+            return self.patterns
+        return (f"{self.config or 'default'}/{self.split}/*.parquet",)
+
+    def describe(self) -> str:
+        if self.dataset is None:
+            what = f"local {', '.join(self.local)}" if self.local else "local file only"
+            text = f"{what} ({self.note})" if self.note else what
+        else:
+            config = f"[{self.config}]" if self.config else ""
+            text = f"hub:{self.dataset}{config}:{self.split}"
+            if self.revision:
+                text += f"@{self.revision}"
+        return text + describe_pick(self.pick)
+
+
+def describe_pick(pick: Sequence[str]) -> str:
+    """`` (85% train part, seed 42)``-style description of a carve."""
+    if not pick:
+        return ""
+    names = {"train": "85%", "test": "15%"}
+    parts = " of the ".join(names[p] for p in reversed(pick))
+    return f" ({parts} part of train_test_split(test_size=0.15, seed=42))"
+
+
+# ------------------------------------------------------------------- the carve
+def carve(n: int, pick: Sequence[str], where: str = "<data>") -> list[int]:
+    """Indices of the rows ``pick`` keeps out of ``n``, chosen by ``datasets`` itself."""
+    import datasets
+
+    index = datasets.Dataset.from_dict({"i": list(range(n))})
+    for part in pick:
+        if part not in ("train", "test"):
+            raise ValueError(f"a pick is 'train' or 'test', not {part!r}")
+        try:
+            index = index.train_test_split(
+                test_size=REFERENCE_TEST_SIZE, seed=REFERENCE_SEED
+            )[part]
+        except ValueError as e:  # fewer rows than a split needs
+            raise DataFormatError(where, f"{len(index)} rows are too few to split 85/15: {e}") from e
+    return list(index["i"])
+
+
+def apply_pick(records: Sequence[Any], pick: Sequence[str], where: str) -> list[Any]:
+    if not pick:
+        return list(records)
+    return [records[i] for i in carve(len(records), pick, where)]
+
+
+# -------------------------------------------------------------- single files
+_SPLIT_WORDS = {
+    "train": "train", "training": "train",
+    "dev": "validation", "validation": "validation", "valid": "validation", "val": "validation",
+    "test": "test",
+}
+
+
+def named_split(path: Path) -> str | None:
+    """The split a file's name says it holds (``dev-v2.0.json``: validation), if one."""
+    words = {_SPLIT_WORDS[w] for w in re.split(r"[^a-z0-9]+", path.name.lower()) if w in _SPLIT_WORDS}
+    return words.pop() if len(words) == 1 else None
+
+
+def single_file_pick(path: Path, split: str) -> tuple[str, ...]:
+    """How one file given for ``split`` is used so that no two splits share a row.
+
+    The file's name says which split it is (``train``, ``dev``/``validation``/``val``,
+    ``test`` as a word of the name). A train file serves training and validation, as the
+    reference uses SQuAD's train split: validation is its 15% part, training the other 85%.
+    A dev file serves validation or test (the reference tests on dev files), a test file
+    test only. A file whose name names no split is taken as test data only: training on
+    the file one evaluates on is the leak this refuses. Any other use raises.
+    """
+    named = named_split(path)
+    if named == "train" and split in ("train", "validation"):
+        return ("train",) if split == "train" else ("test",)
+    if named == split or (named == "validation" and split == "test"):
+        return ()
+    if named is None and split == "test":
+        return ()
+    said = f"its name says it is the {named} split" if named else (
+        "its name names no split, so it is taken as test data only")
+    raise LangTransferError(
+        f"refusing {path} as {split} data: {said}, and using it for {split} as well could "
+        f"put the same rows in training and test; give a file named for the {split} split "
+        "(a train file also gives validation, its 15% part) or a directory of "
+        "<language>.<split>.<ext> files"
+    )
+
+
+# ----------------------------------------------------------------- hub files
+def hub_files(src: DataSource) -> list[Path]:
+    """Local paths of the source's files, fetched into (or found in) the hub cache."""
+    from huggingface_hub import snapshot_download
+
+    assert src.dataset is not None
+    patterns = list(src.file_patterns)
+    root = Path(
+        snapshot_download(
+            src.dataset, repo_type="dataset", revision=src.revision, allow_patterns=patterns
+        )
+    )
+    files = sorted({p for pattern in patterns for p in root.glob(pattern) if p.is_file()})
+    if not files:
+        raise LangTransferError(
+            f"{src.describe()}: no file matching {', '.join(patterns)} in the repository"
+        )
+    return files
+
+
+def read_parquet_files(files: Sequence[Path]) -> Records:
+    """Rows of parquet files in order, read by ``datasets`` as the hub path does."""
+    import datasets
+
+    data = datasets.load_dataset("parquet", data_files=[str(f) for f in files], split="train")
+    return data.to_list()
+
+
+# ------------------------------------------------------------- text readers
+def read_lines(path: Path) -> list[str]:
+    """Lines as Python's ``readlines`` splits them (``\\n``, ``\\r``, ``\\r\\n``), ends dropped."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as e:
+        raise LangTransferError(f"cannot read {path}: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise DataFormatError(path, f"not UTF-8 text ({e.reason})") from e
+    return [line.rstrip("\n") for line in io.StringIO(text, newline=None).readlines()]

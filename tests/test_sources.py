@@ -1,0 +1,398 @@
+"""The paper's data sources: hub loading by file, the reference's splits, schemas, leakage.
+
+Hub sources are loaded from a local mirror laid out exactly as the hub serves the
+repository and revision (the parquet export's ``<config>/<split>/*.parquet`` on
+``refs/convert/parquet``), pre-filled offline in huggingface_hub's cache, so the code path
+is the real one: ``snapshot_download`` then ``load_dataset("parquet", data_files=...)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+
+import datasets
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from langtransfer.errors import DataFormatError, LangTransferError
+from langtransfer.tasks import get_task
+from langtransfer.tasks.paper_data import QA_SOURCES
+from langtransfer.tasks.sources import PARQUET_EXPORT, carve
+
+QA, NLI, CW = get_task("qa"), get_task("nli"), get_task("checkworthiness")
+
+
+# ------------------------------------------------------------------ the mirror
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """``hub(repo, {path: rows or text}, revision)`` writes a repository snapshot into an
+    offline huggingface_hub cache (parquet for row lists) and returns the snapshot dir."""
+    import huggingface_hub.constants as hf_constants
+
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets")
+
+    def write(repo: str, files: dict, revision: str = PARQUET_EXPORT):
+        root = cache / f"datasets--{repo.replace('/', '--')}"
+        sha = hashlib.sha1(f"{repo}@{revision}".encode()).hexdigest()
+        snapshot = root / "snapshots" / sha
+        for rel, content in files.items():
+            path = snapshot / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, str):
+                path.write_text(content, encoding="utf-8")
+            else:
+                pq.write_table(pa.Table.from_pylist(content), path)
+        ref = root / "refs" / revision
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        ref.write_text(sha)
+        return snapshot
+
+    return write
+
+
+def squad_rows(n, prefix="q"):
+    return [{"id": f"{prefix}{i}", "title": "t", "context": f"Oslo {i} is cold.",
+             "question": f"Which {i}?", "answers": {"text": [f"Oslo {i}"], "answer_start": [0]}}
+            for i in range(n)]
+
+
+def test_parquet_export_by_config_name_fails_in_datasets_itself(tmp_path):
+    """Why the hub path goes by files: on the export's layout, ``datasets`` infers one
+    ``default`` config from the directories, so a config name is not found and the
+    default config mixes every config's rows."""
+    for config in ("mlqa-translate-train.de", "mlqa-translate-train.es"):
+        (tmp_path / config / "train").mkdir(parents=True)
+        pq.write_table(pa.Table.from_pylist(squad_rows(3, config)),
+                       tmp_path / config / "train" / "0000.parquet")
+    with pytest.raises(ValueError, match="BuilderConfig 'mlqa-translate-train.de' not found"):
+        datasets.load_dataset(str(tmp_path), "mlqa-translate-train.de", split="train",
+                              cache_dir=str(tmp_path / "cache"))
+    mixed = datasets.load_dataset(str(tmp_path), split="train", cache_dir=str(tmp_path / "c2"))
+    assert {i[:-1] for i in mixed["id"]} == {"mlqa-translate-train.de", "mlqa-translate-train.es"}
+
+
+# --------------------------------------------------------- the reference split
+def reference_split(frame: pd.DataFrame, picks):
+    """The reference's own calls: ``HFDataset.from_pandas(df).train_test_split(0.15, 42)``."""
+    data = datasets.Dataset.from_pandas(frame)
+    for part in picks:
+        data = data.train_test_split(test_size=0.15, seed=42)[part]
+    return list(data["id"])
+
+
+@pytest.mark.parametrize("n", [7, 20, 101])
+def test_carve_is_the_references_train_test_split(n):
+    frame = pd.DataFrame({"id": [f"x{i}" for i in range(n)], "v": range(n)})
+    for picks in (("test",), ("train",), ("train", "test"), ("train", "train")):
+        assert [f"x{i}" for i in carve(n, picks)] == reference_split(frame, picks)
+    # and what that is: the first ceil(15%) of a seed-42 permutation is the test part
+    perm = np.random.default_rng(42).permutation(n)
+    assert carve(n, ("test",)) == perm[: math.ceil(0.15 * n)].tolist()
+
+
+def test_mlqa_translate_train_splits_as_the_reference(hub):
+    train = squad_rows(40, "tr")
+    hub("facebook/mlqa", {
+        "mlqa-translate-train.de/train/0000.parquet": train[:25],
+        "mlqa-translate-train.de/train/0001.parquet": train[25:],  # shards, read in order
+        "mlqa-translate-train.de/validation/0000.parquet": squad_rows(6, "va"),
+        "mlqa-translate-train.es/train/0000.parquet": squad_rows(5, "es"),
+    })
+    got = {split: [e.id for e in QA.load("de", split)] for split in ("train", "validation", "test")}
+    frame = pd.DataFrame(train)
+    assert got["validation"] == reference_split(frame, ("test",))
+    assert got["train"] == reference_split(frame, ("train",))
+    assert got["test"] == [f"va{i}" for i in range(6)]  # MLQA translate-train validation
+    assert not set(got["train"]) & set(got["validation"])
+    assert len(got["train"]) + len(got["validation"]) == 40
+
+
+def test_english_validation_comes_from_squad_train_not_dev(hub):
+    """XQuAD-en is drawn from SQuAD dev, so dev never selects checkpoints."""
+    hub("rajpurkar/squad", {"plain_text/train/0000.parquet": squad_rows(30, "tr"),
+                            "plain_text/validation/0000.parquet": squad_rows(8, "dev")})
+    validation = [e.id for e in QA.load("en", "validation")]
+    test = [e.id for e in QA.load("en", "test")]
+    assert validation and all(i.startswith("tr") for i in validation)
+    assert test == [f"dev{i}" for i in range(8)]
+    assert QA_SOURCES["en"]["validation"].split == "train"
+
+
+# ------------------------------------------------------- every hub source
+def _schema_rows(dataset: str, split: str, n: int = 20):
+    """Rows in the real schema of each hub set (HUB-SOURCES.md and the reference's reads)."""
+    if dataset in ("rajpurkar/squad", "facebook/mlqa", "google/xquad"):
+        return squad_rows(n)
+    if dataset == "kuznetsoffandrey/sberquad":
+        return [{**r, "id": i} for i, r in enumerate(squad_rows(n))]  # int ids
+    if dataset == "Mostafa3zazi/Arabic_SQuAD":
+        return [{"index": i, "question": "Which?", "context": f"Oslo {i} is cold.",
+                 "text": f"Oslo {i}", "answer_start": 0, "c_id": 1} for i in range(n)]
+    if dataset == "lightblue/KenSwQuAD":
+        return [{"Story_ID": 1, "context": f"Oslo {i}.", "question": "Which?",
+                 "answers": {"text": [f"Oslo {i}"]}} for i in range(n)]
+    if dataset == "uqa/UQA":
+        return [{"id": f"u{i}", "title": "t", "context": f"Oslo {i}.", "question": "Which?",
+                 "is_impossible": False, "answer": f"Oslo {i}", "answer_start": 0}
+                for i in range(n)]
+    if dataset == "unimelb-nlp/wikiann":
+        return [{"tokens": ["Oslo", "!"], "ner_tags": [5, 0], "langs": ["x", "x"],
+                 "spans": ["LOC: Oslo"]} for _ in range(n)]
+    if dataset == "ctu-aic/anli_cs":
+        return [{"id": str(i), "claim": "h", "evidence": "p", "label": i % 3} for i in range(n)]
+    if dataset == "cjvt/si_nli":
+        label = "" if split == "test" else "neutral"  # the public test split has no labels
+        return [{"pair_id": str(i), "premise": "p", "hypothesis": "h", "label": label}
+                for i in range(n)]
+    return [{"premise": "p", "hypothesis": "h", "label": i % 3} for i in range(n)]
+
+
+HUB_CELLS = [
+    (task.name, lang, split)
+    for task in (QA, get_task("ner"), NLI)
+    for lang, by_split in task.sources.items()
+    for split, src in by_split.items()
+    if src.dataset is not None and src.revision == PARQUET_EXPORT
+]
+
+
+@pytest.mark.parametrize(("task", "lang", "split"), HUB_CELLS)
+def test_every_parquet_export_source_loads_from_a_mirror(hub, task, lang, split):
+    src = get_task(task).sources[lang][split]
+    (pattern,) = src.file_patterns
+    assert pattern == f"{src.config or 'default'}/{src.split}/*.parquet"
+    hub(src.dataset, {pattern.replace("*", "0000"): _schema_rows(src.dataset, src.split)})
+    examples = get_task(task).load(lang, split)
+    expected = {(): 20, ("test",): 3, ("train",): 17, ("train", "test"): 3,
+                ("train", "train"): 14}[src.pick]
+    assert len(examples) == expected
+    assert examples[0].target in ("Yes", "Maybe", "No", "LOC: Oslo") or examples[0].target.startswith(
+        "Oslo")
+    if (task, lang, split) == ("nli", "sl", "test"):  # the reference's mapping of no label
+        assert {e.gold for e in examples} == {"contradiction"}
+    if (task, lang) == ("nli", "cs"):  # claim/evidence read as hypothesis/premise
+        assert examples[0].input.startswith('p \n\nQuestion: Does this imply that "h"?')
+
+
+def test_all_cells_of_the_paper_grid_have_a_source_or_a_reason():
+    for task in (QA, get_task("ner"), NLI, CW):
+        for lang in ("ar", "bg", "cs", "de", "el", "en", "es", "ml", "ro", "ru", "sl", "sk",
+                     "sw", "te", "ur", "zh"):
+            assert "test" in task.sources.get(lang, {}) or lang in task.unavailable, (task, lang)
+        for lang in ("en", "de", "es", "ar", "ru", "zh"):
+            assert {"train", "validation"} <= set(task.sources[lang]), (task.name, lang)
+    assert set(QA.unavailable) == {"bg"}
+
+
+def test_uqa_rows_are_grouped_by_id_and_unanswerable_ones_dropped(hub):
+    rows = [{"id": f"u{i}", "title": "t", "context": "Oslo and Bergen.", "question": f"Q{i}?",
+             "is_impossible": False, "answer": "Oslo", "answer_start": 0} for i in range(12)]
+    rows.insert(3, {**rows[2], "answer": "Bergen", "answer_start": 9})  # a second answer
+    rows.append({**rows[0], "id": "gone", "is_impossible": True, "answer": "",
+                 "answer_start": -1})
+    hub("uqa/UQA", {"default/train/0000.parquet": rows, "default/validation/0000.parquet": rows})
+    test = {e.id: e for e in QA.load("ur", "test")}
+    assert len(test) == 12 and "gone" not in test
+    assert test["u2"].gold == ("Oslo", "Bergen")
+    # the 85/15 split is over the 13 grouped questions, the impossible one included
+    frame = pd.DataFrame([{"id": r["id"]} for r in rows if r is not rows[3]])
+    assert [e.id for e in QA.load("ur", "train")] == [
+        i for i in reference_split(frame, ("train",)) if i != "gone"]
+
+
+def test_kenswquad_and_arabic_squad_cut_one_split_three_ways(hub):
+    hub("lightblue/KenSwQuAD", {"default/train/0000.parquet": _schema_rows(
+        "lightblue/KenSwQuAD", "train", 50)})
+    ids = {split: [e.id for e in QA.load("sw", split)] for split in ("train", "validation", "test")}
+    frame = pd.DataFrame({"id": [str(i) for i in range(50)]})
+    assert ids["test"] == reference_split(frame, ("test",))
+    assert ids["validation"] == reference_split(frame, ("train", "test"))
+    assert ids["train"] == reference_split(frame, ("train", "train"))
+    assert sorted(sum(ids.values(), []), key=int) == [str(i) for i in range(50)]
+
+
+def test_indicqa_raw_json_from_main(hub):
+    squad = {"data": [{"title": "t", "paragraphs": [{"context": "Oslo is cold.", "qas": [
+        {"id": "a", "question": "Where?", "answers": [{"text": "Oslo", "answer_start": 0}]},
+        {"id": "b", "question": "Why?", "answers": [{"text": "", "answer_start": -1}]}]}]}]}
+    hub("ai4bharat/IndicQA", {"data/indicqa.ml.json": json.dumps(squad)}, revision="main")
+    assert [e.id for e in QA.load("ml", "test")] == ["a"]
+
+
+def test_a_missing_mirror_is_a_clear_error(hub):
+    with pytest.raises(LangTransferError, match=r"cannot load hub:facebook/xnli\[de\]:test"
+                       r"@refs/convert/parquet.*path="):
+        NLI.load("de", "test")
+    hub("facebook/xnli", {"de/test/0000.parquet": [{"premise": "p", "text": "t"}]})
+    with pytest.raises(DataFormatError, match=r"hub:facebook/xnli\[de\]:test.*hypothesis"):
+        NLI.load("de", "test")
+
+
+# ------------------------------------------------------------ local releases
+def squad2(questions):
+    return {"version": "v2.0", "data": [{"title": "t", "paragraphs": [{
+        "context": "Oslo is cold.", "qas": questions}]}]}
+
+
+def answered(i):
+    return {"id": f"a{i}", "question": f"Q{i}?",
+            "answers": [{"text": "Oslo", "answer_start": 0}], "is_impossible": False}
+
+
+def unanswerable(i):
+    return {"id": f"n{i}", "question": f"N{i}?", "answers": [], "is_impossible": True,
+            "plausible_answers": [{"text": "cold", "answer_start": 8}]}
+
+
+def test_squad2_release_dir_splits_and_filters_as_the_reference(tmp_path):
+    root = tmp_path / "CSSQuAD"
+    (root / "squad-2.0-cs").mkdir(parents=True)
+    train_qs = [answered(i) if i % 4 else unanswerable(i) for i in range(40)]
+    (root / "squad-2.0-cs" / "train-v2.0.json").write_text(json.dumps(squad2(train_qs)))
+    (root / "squad-2.0-cs" / "dev-v2.0.json").write_text(json.dumps(squad2(
+        [answered(100), unanswerable(101)])))
+    assert [e.id for e in QA.load("cs", "test", root)] == ["a100"]
+    frame = pd.DataFrame([{"id": q["id"]} for q in train_qs])
+    validation = [e.id for e in QA.load("cs", "validation", root)]
+    assert validation == [i for i in reference_split(frame, ("test",)) if i.startswith("a")]
+    train = [e.id for e in QA.load("cs", "train", root)]
+    assert not set(train) & set(validation)
+    (root / "squad-2.0-cs" / "dev-v2.0.json").write_text(json.dumps(squad2([unanswerable(1)])))
+    with pytest.raises(DataFormatError, match=r"dev-v2.0.json: all 1 questions are "
+                       r"unanswerable \(column 'answers' is empty\); valid:"):
+        QA.load("cs", "test", root)
+
+
+def test_slovenian_flat_json_and_chinese_squad(tmp_path):
+    (tmp_path / "squad2-slo-mt-dev.json").write_text(json.dumps({"data": [
+        {"id": "s1", "context": "Oslo.", "question": "Q?",
+         "answers": {"text": ["Oslo"], "answer_start": [0]}},
+        {"id": "s2", "context": "Oslo.", "question": "N?", "answers": {"text": [],
+                                                                     "answer_start": []}}]}))
+    assert [e.id for e in QA.load("sl", "test", tmp_path)] == ["s1"]
+    (tmp_path / "dev-v1.1-zh.json").write_text(json.dumps(squad2([answered(1)])))
+    assert [e.target for e in QA.load("zh", "test", tmp_path)] == ["Oslo"]
+
+
+def test_tequad_text_files(tmp_path):
+    test = tmp_path / "Test" / "Corrected"
+    test.mkdir(parents=True)
+    (test / "corrected_ans_tel.txt").write_text(" Oslo \nBergen\n", encoding="utf-8")
+    (test / "que_tel.txt").write_text("Where?\nWhich?\n", encoding="utf-8")
+    (test / "real_con_tel.txt").write_text("Oslo is cold.\r\nIn Bergen.\n", encoding="utf-8")
+    (test / "span_tel.txt").write_text("0\t4\n3\t9\n", encoding="utf-8")
+    got = QA.load("te", "test", tmp_path)
+    assert [(e.id, e.input, e.target) for e in got] == [
+        ("0", "question: Where? context: Oslo is cold.", "Oslo"),
+        ("1", "question: Which? context: In Bergen.", "Bergen")]
+    (test / "span_tel.txt").write_text("0\t4\n", encoding="utf-8")
+    with pytest.raises(DataFormatError, match="different line counts.*span_tel.txt 1"):
+        QA.load("te", "test", tmp_path)
+    with pytest.raises(LangTransferError, match="not found: .*Train/real_ans_tel.txt"):
+        QA.load("te", "train", tmp_path)
+
+
+def test_ronli_labels_are_mapped_and_skanli_columns_renamed(tmp_path):
+    rows = [{"sentence1": "p", "sentence2": f"h{i}", "label": i} for i in range(4)]
+    (tmp_path / "test.json").write_text(json.dumps(rows))
+    got = NLI.load("ro", "test", tmp_path)
+    assert [(e.input.split('"')[1], e.gold) for e in got] == [
+        ("h0", "contradiction"), ("h1", "entailment"), ("h3", "neutral")]
+    (tmp_path / "test.json").write_text(json.dumps([{**rows[0], "label": 7}]))
+    with pytest.raises(DataFormatError, match=r"test.json: RONLI label 7 in column 'label'; "
+                       "valid: 0, 1, 2, 3"):
+        NLI.load("ro", "test", tmp_path)
+    (tmp_path / "anli_sk_test.csv").write_text(
+        "uid,claim,evidence,label,translated\n1,h,p,2,True\n", encoding="utf-8")
+    (ex,) = NLI.load("sk", "test", tmp_path)
+    assert ex.gold == "contradiction" and ex.input.startswith("p \n\nQuestion")
+
+
+def multiclaim(root, header="en,de,claim", rows=("Taxes rose,Steuern,1", "Hello,Hallo,0")):
+    root.mkdir(exist_ok=True)
+    for i, name in enumerate(("train-all.csv", "dev-all.csv", "test-all.csv")):
+        body = "\n".join(f"{r}" for r in rows)
+        (root / name).write_text(f"{header}\n{body}\nExtra {i},Noch {i},0\n", encoding="utf-8")
+    return root
+
+
+def test_multiclaim_dir_reads_the_language_column_and_claim_label(tmp_path):
+    root = multiclaim(tmp_path / "MultiClaim")
+    de = CW.load("de", "test", root)
+    assert [(e.input, e.gold) for e in de] == [
+        ("checkworthiness claim: Steuern", "checkworthy"),
+        ("checkworthiness claim: Hallo", "not_checkworthy"),
+        ("checkworthiness claim: Noch 2", "not_checkworthy")]
+    assert [e.input for e in CW.load("en", "validation", root)][-1].endswith("Extra 1")
+    with pytest.raises(DataFormatError, match=r"train-all.csv: no text column for language "
+                       r"'sk' \(column 'sk'\); language columns: de, en"):
+        CW.load("sk", "train", root)
+    multiclaim(root, rows=("Taxes rose,Steuern,2",))
+    with pytest.raises(DataFormatError, match=r"test-all.csv:2: column 'claim' holds '2'; "
+                       "valid: 0, 1"):
+        CW.load("en", "test", root)
+
+
+# ------------------------------------------------------------------ leakage
+def test_single_files_never_serve_train_and_test(tmp_path):
+    squad = squad2([answered(i) for i in range(30)])
+    train = tmp_path / "sk.train.json"
+    train.write_text(json.dumps(squad))
+    t = [e.id for e in QA.load("sk", "train", train)]
+    v = [e.id for e in QA.load("sk", "validation", train)]
+    assert not set(t) & set(v) and len(t) + len(v) == 30 and len(v) == 5
+    with pytest.raises(LangTransferError, match="refusing .*sk.train.json as test data"):
+        QA.load("sk", "test", train)
+    plain = tmp_path / "squad-shaped.json"
+    plain.write_text(json.dumps(squad))
+    assert len(QA.load("sk", "test", plain)) == 30
+    for split in ("train", "validation"):
+        with pytest.raises(LangTransferError, match=f"refusing .* as {split} data: its name "
+                           "names no split"):
+            QA.load("sk", split, plain)
+    dev = tmp_path / "sk-quad-dev.json"
+    dev.write_text(json.dumps(squad))
+    with pytest.raises(LangTransferError, match="dev.json as train data"):
+        QA.load("sk", "train", dev)
+
+
+@pytest.mark.parametrize("task", ["qa", "ner", "nli", "checkworthiness"])
+def test_shipped_fixture_splits_are_disjoint(task):
+    t = get_task(task)
+    for lang in ("en", "de"):
+        train = {e.input for e in t.load(lang, "train", source="fixtures")}
+        test = {e.input for e in t.load(lang, "test", source="fixtures")}
+        assert train and test and not train & test, (task, lang)
+
+
+def _disjoint(a, b) -> bool:
+    """Two sources share no row: other files/splits, or picks that part at some step."""
+    if (a.dataset, a.config, a.split, a.local) != (b.dataset, b.config, b.split, b.local):
+        return True
+    return any(x != y for x, y in zip(a.pick, b.pick, strict=False))
+
+
+def test_the_paper_config_never_reads_one_file_for_train_and_test():
+    from importlib.resources import files
+
+    import yaml
+
+    config = yaml.safe_load(files("langtransfer").joinpath("configs/paper.yaml").read_text())
+    for task_name in config["tasks"]:
+        task, entry = get_task(task_name), config["data"].get(task_name)
+        for lang in config["sources"]:
+            value = entry.get(lang) if isinstance(entry, dict) else entry
+            # a directory of the set's release (or the hub): the source table decides
+            assert value is None or not value.rsplit("/", 1)[-1].count("."), value
+            splits = task.sources[lang]
+            assert _disjoint(splits["train"], splits["test"]), (task_name, lang)
+            assert _disjoint(splits["validation"], splits["test"]), (task_name, lang)
+            assert _disjoint(splits["train"], splits["validation"]), (task_name, lang)
