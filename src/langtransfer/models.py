@@ -76,12 +76,16 @@ def fingerprint(model: PreTrainedModel) -> dict[str, Any]:
 
 
 def check_compatible(expected: dict[str, Any], model: PreTrainedModel, what: str) -> None:
-    """Raise if a representation trained on ``expected`` does not fit ``model``."""
+    """Raise if a representation trained on ``expected`` does not fit ``model``.
+
+    Only the fields ``expected`` records are compared: a prompt imported from PEFT knows
+    just its width (``d_model``).
+    """
     actual = fingerprint(model)
     diffs = [
-        f"{k} {expected.get(k)} vs {actual[k]}"
+        f"{k} {expected[k]} vs {actual[k]}"
         for k in FINGERPRINT_KEYS
-        if expected.get(k) != actual[k]
+        if k in expected and expected[k] != actual[k]
     ]
     if diffs:
         raise IncompatibleModelError(

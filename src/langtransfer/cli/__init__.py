@@ -24,6 +24,9 @@ VERBS = [
     "score",
     "study",
     "report",
+    "import_peft",
+    "export_peft",
+    "convert_peft",
     "demo",
 ]
 

@@ -8,6 +8,11 @@ from langtransfer.representations.base import (
     new_adapter,
     new_prompt,
 )
+from langtransfer.representations.peft_format import (
+    convert_peft_bin,
+    export_peft_prompt,
+    load_peft_prompt,
+)
 from langtransfer.representations.prompt import INIT_STRATEGIES, PromptConfig, SoftPrompt
 from langtransfer.representations.store import (
     load_representation,
@@ -23,6 +28,9 @@ __all__ = [
     "PromptConfig",
     "Representation",
     "SoftPrompt",
+    "convert_peft_bin",
+    "export_peft_prompt",
+    "load_peft_prompt",
     "load_representation",
     "new_adapter",
     "new_prompt",

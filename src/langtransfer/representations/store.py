@@ -137,8 +137,14 @@ def save_representation(
     return directory
 
 
-def resolve_location(location: str | Path) -> Path:
-    """A local directory as is; ``org/name`` that is not a local path from the Hugging Face Hub."""
+HUB_PATTERNS = ("*.json", "*.safetensors")
+
+
+def resolve_location(location: str | Path, *, patterns: tuple[str, ...] = HUB_PATTERNS) -> Path:
+    """A local directory as is; ``org/name`` that is not a local path from the Hugging Face Hub.
+
+    From the hub only files matching ``patterns`` are fetched (never pickles by default).
+    """
     path = Path(location)
     recover(path)  # a directory whose replacement a kill interrupted
     if path.exists():
@@ -150,7 +156,7 @@ def resolve_location(location: str | Path) -> Path:
 
         try:
             return Path(
-                snapshot_download(location, allow_patterns=["*.json", "*.safetensors"])
+                snapshot_download(location, allow_patterns=list(patterns))
             )
         except Exception as e:  # network, auth, missing repo: all reported the same way
             raise LangTransferError(
@@ -187,8 +193,17 @@ def _check_safetensors(path: Path, expected: dict[str, tuple[int, ...]] | None =
 
 
 def load_representation(location: str | Path) -> Representation:
-    """Load a representation from a directory or a hub id; weights are checked, not trusted."""
+    """Load a representation from a directory or a hub id; weights are checked, not trusted.
+
+    A PEFT prompt-tuning directory (no manifest) loads through
+    :func:`~langtransfer.representations.peft_format.load_peft_prompt`.
+    """
     directory = resolve_location(location)
+    # peft_format builds on this module, hence imported here.
+    from langtransfer.representations import peft_format
+
+    if peft_format.is_peft_dir(directory):
+        return peft_format.load_peft_prompt(directory)
     m = read_manifest(directory)
     try:
         training = m.get("training") or {}
