@@ -346,11 +346,10 @@ def test_single_files_never_serve_train_and_test(tmp_path):
     squad = squad2([answered(i) for i in range(30)])
     train = tmp_path / "sk.train.json"
     train.write_text(json.dumps(squad))
-    t = [e.id for e in QA.load("sk", "train", train)]
-    v = [e.id for e in QA.load("sk", "validation", train)]
-    assert not set(t) & set(v) and len(t) + len(v) == 30 and len(v) == 5
-    with pytest.raises(LangTransferError, match="refusing .*sk.train.json as test data"):
-        QA.load("sk", "test", train)
+    assert len(QA.load("sk", "train", train)) == 30
+    for split in ("validation", "test"):  # validation: train_task holds out its own part
+        with pytest.raises(LangTransferError, match=f"refusing .*sk.train.json as {split} data"):
+            QA.load("sk", split, train)
     plain = tmp_path / "squad-shaped.json"
     plain.write_text(json.dumps(squad))
     assert len(QA.load("sk", "test", plain)) == 30
@@ -360,8 +359,37 @@ def test_single_files_never_serve_train_and_test(tmp_path):
             QA.load("sk", split, plain)
     dev = tmp_path / "sk-quad-dev.json"
     dev.write_text(json.dumps(squad))
+    assert len(QA.load("sk", "test", dev)) == len(QA.load("sk", "validation", dev)) == 30
     with pytest.raises(LangTransferError, match="dev.json as train data"):
         QA.load("sk", "train", dev)
+
+
+def test_train_task_on_one_train_file_validates_on_a_disjoint_part(tmp_path, monkeypatch):
+    """The study passes the train data for validation too: the file refuses, and training
+    holds out its own part, so the checkpoint is never chosen on training rows."""
+    from langtransfer import task_training
+
+    rows = [{"premise": f"p{i}", "hypothesis": "h", "label": i % 3} for i in range(40)]
+    train = tmp_path / "en.train.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    seen = {}
+
+    def stop(model, **kw):
+        raise LangTransferError("stop before the model")
+
+    real = task_training.load_examples
+
+    def spy(task, language, split, data=None, max_examples=None):
+        out = real(task, language, split, data, max_examples)
+        seen[split] = out
+        return out
+
+    monkeypatch.setattr(task_training, "load_examples", spy)
+    monkeypatch.setattr(task_training, "load_base", stop)
+    with pytest.raises(LangTransferError, match="stop before the model"):
+        task_training.train_task(model="tiny", task="nli", language="en", kind="adapter",
+                                 data=train, output=tmp_path / "out")
+    assert set(seen) == {"train"}  # validation refused the train file
 
 
 @pytest.mark.parametrize("task", ["qa", "ner", "nli", "checkworthiness"])
@@ -396,3 +424,19 @@ def test_the_paper_config_never_reads_one_file_for_train_and_test():
             assert _disjoint(splits["train"], splits["test"]), (task_name, lang)
             assert _disjoint(splits["validation"], splits["test"]), (task_name, lang)
             assert _disjoint(splits["train"], splits["validation"]), (task_name, lang)
+
+
+def test_docs_data_md_names_every_source():
+    from conftest import REPO
+
+    text = (REPO / "docs" / "data.md").read_text(encoding="utf-8")
+    for task in (QA, get_task("ner"), NLI, CW):
+        for by_split in task.sources.values():
+            for src in by_split.values():
+                # TeQuAD's four files per split are written as one pattern per directory
+                names = [src.dataset] if src.dataset else [
+                    n.rsplit("/", 1)[0] + "/" if n.endswith("_tel.txt") else n.rsplit("/", 1)[-1]
+                    for n in src.local]
+                for name in names:
+                    assert name in text, (task.name, name)
+    assert "no source" in text and "mlqa-translate-train.bg" in text

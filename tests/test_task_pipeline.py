@@ -46,7 +46,9 @@ def test_train_task_then_evaluate_writes_documented_files(tmp_path, slp_sk_en, c
                   "n_unparseable", "n_truncated", "model", "representations"):
         assert field in metrics, field
     assert (metrics["task"], metrics["language"], metrics["configuration"]) == ("nli", "sk", "slp+ta")
-    assert set(metrics["metrics"]) == {"accuracy", "macro_f1"}
+    # The reference reading unprefixed (primary), the strict reading beside it.
+    assert set(metrics["metrics"]) == {"accuracy", "macro_f1", "strict_accuracy", "strict_macro_f1"}
+    assert metrics["primary_metric"] == "accuracy"
     assert metrics["model"]["name"] == "tiny"
     assert metrics["representations"]["language"]["language"] == "sk"
     assert metrics["representations"]["task"]["task"] == "nli"
@@ -91,7 +93,7 @@ def test_task_prompt_is_initialised_from_the_task_instruction(tmp_path):
         (["--task", "nli", "--language", "te", "--data", "fixtures"],
          "unknown language for nli fixtures 'te'; valid: de, en, ru, sk"),
         (["--task", "qa", "--language", "bg", "--data", None],
-         "unknown language for task qa 'bg'; valid: ar, "),
+         "task qa has no source for 'bg'.*; languages with a qa source: ar, "),
     ],
 )
 def test_evaluate_bad_input_names_the_valid_values(tmp_path, capsys, args, pattern):

@@ -23,7 +23,11 @@ def test_nli_format_is_the_papers():
         'It rains. \n\nQuestion: Does this imply that "It is wet."? Yes, no, or maybe?'
     )
     assert [NLI.format_target({**raw, "label": i}) for i in range(3)] == ["Yes", "Maybe", "No"]
-    assert NLI.prompt_init("Slovak").endswith("hypothesis in Slovak:")
+    # The text the reference's shell passed (its quote marks stripped by the shell).
+    assert NLI.prompt_init("Slovak") == (
+        "Select Yes, No or Maybe based on the implication of the premise on the hypothesis "
+        "in Slovak:"
+    )
 
 
 @pytest.mark.parametrize(
@@ -122,7 +126,9 @@ def test_checkworthiness_macro_f1_by_hand():
     # cw: tp 1, fn 1 -> 2/3; not: tp 1, fp 1, fn 1 -> 1/2
     assert m["accuracy"] == 50.0
     assert m["macro_f1"] == pytest.approx((200 / 3 + 50) / 2)
-    assert CW.primary_metric == "macro_f1"
+    # The primary metric is the reference's: binary F1 of Checkworthy (2 / (2 + 0 + 1)).
+    assert CW.primary_metric == "f1_checkworthy"
+    assert m["f1_checkworthy"] == pytest.approx(200 / 3)
 
 
 def test_checkworthiness_shapes(tmp_path):

@@ -33,7 +33,16 @@ from langtransfer.representations import Representation, load_representation
 from langtransfer.task_data import load_examples, tokenise
 from langtransfer.tasks import get_task
 
-DEFAULT_MAX_NEW_TOKENS = 64
+#: The generation budget of the paper's reference code, the default for every task. Its
+#: ``trainer.predict`` passes no generation arguments (ref: src/task_modeling/run.py,
+#: trainer_seq2seq_qa.py), so the model's generation config applies. mT0-base ships no
+#: ``generation_config.json`` and (as far as could be checked offline) no ``max_length``
+#: in its config, so transformers' default ``max_length=20`` holds; the reference's
+#: transformers 4.36 counts the decoder start token in it: at most 19 new tokens.
+#: (transformers 4.57 turns the same default into 20 *new* tokens, see
+#: ``GenerationMixin._prepare_generated_length``, hence an explicit budget here.) Longer
+#: NER and QA outputs are cut there, as in the paper; a larger ``max_new_tokens`` lifts it.
+REFERENCE_MAX_NEW_TOKENS = 19
 SCORING = ("generate", "rank")
 
 
@@ -50,13 +59,6 @@ def _summary(rep: Representation | None, path: str | Path | None) -> dict[str, A
         "base_model": rep.base_model,
         "steps": rep.training.get("steps"),
     }
-
-
-def _max_new_tokens(task, tokenizer) -> int:
-    """Classification: the longest label plus its end token; otherwise a fixed cap."""
-    if task.label_words:
-        return max(len(tokenizer(w).input_ids) for w in task.label_words.values()) + 1
-    return DEFAULT_MAX_NEW_TOKENS
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -91,7 +93,7 @@ def generate_texts(
     rows: Sequence[Sequence[int]],
     *,
     batch_size: int = 64,
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    max_new_tokens: int = REFERENCE_MAX_NEW_TOKENS,
     num_beams: int = 1,
     language_ids: Sequence[int] | None = None,
     pad_to: int | None = None,
@@ -200,6 +202,9 @@ def evaluate(
 
     ``scoring``: ``"generate"`` (free generation, parsed) or ``"rank"`` (label ranking,
     classification tasks only: the most likely label word is the prediction).
+    ``max_new_tokens`` defaults to :data:`REFERENCE_MAX_NEW_TOKENS` (the paper's budget).
+    Metrics follow :func:`langtransfer.predictions.score_predictions` with the base's
+    tokenizer (the reference reading primary, the strict one beside it).
 
     With ``output``, writes ``predictions.jsonl`` (id, input, generated text as
     ``prediction``, parsed prediction, gold) and ``metrics.json`` there, atomically.
@@ -235,7 +240,7 @@ def evaluate(
 
     tokenised = tokenise(examples, tokenizer, max_length, with_labels=False)
     rows = list(tokenised.dataset["input_ids"])
-    limit = max_new_tokens or _max_new_tokens(task_obj, tokenizer)
+    limit = max_new_tokens or REFERENCE_MAX_NEW_TOKENS
     bar = tqdm(total=len(examples), desc=f"{task_obj.name}/{lang.code}/{configuration}",
                disable=not show_progress, unit="ex")
     if scoring == "rank":
@@ -247,7 +252,8 @@ def evaluate(
     bar.close()
 
     predictions = {ex.id: gen for ex, gen in zip(examples, generated, strict=True)}
-    scores = score_predictions(task_obj, examples, predictions, language=lang.code)
+    scores = score_predictions(task_obj, examples, predictions, language=lang.code,
+                               tokenizer=tokenizer)
     record = {
         **metrics_record(scores, task_obj),
         "language": lang.code,
@@ -269,9 +275,11 @@ def evaluate(
         output = Path(output)
         out_rows = []
         for ex, gen in zip(examples, generated, strict=True):
-            parsed = task_obj.coerce(gen)
-            out_rows.append({"id": ex.id, "input": ex.input, "prediction": gen,
-                         "parsed": parsed, "gold": ex.gold, "target": ex.target})
+            row = {"id": ex.id, "input": ex.input, "prediction": gen,
+                   "parsed": task_obj.coerce(gen), "gold": ex.gold, "target": ex.target}
+            if task_obj.reference_reading:
+                row["parsed_reference"] = task_obj.coerce(gen, reference=True)
+            out_rows.append(row)
         write_jsonl(output / "predictions.jsonl", out_rows)
         write_json(output / "metrics.json", record)
     return record

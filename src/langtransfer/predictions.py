@@ -81,6 +81,7 @@ def score_predictions(
     *,
     language: str | None = None,
     source: str | os.PathLike | None = None,
+    tokenizer: Any = None,
 ) -> dict[str, Any]:
     """Score ``id -> prediction`` against gold examples.
 
@@ -90,7 +91,10 @@ def score_predictions(
     golds are ignored and counted in ``n_extra``. Returns ``task``, ``language``, the
     task's metrics (percentages), ``n_examples``, ``n_unparseable``, ``n_missing``,
     ``n_extra`` and any task-specific counts. ``source`` (the predictions file) is named
-    in errors.
+    in errors. Tasks with a reference reading report it unprefixed and the strict
+    reading prefixed ``strict_`` (:meth:`Task.score_examples`); ``tokenizer`` (the base
+    model's) lets NER read its reference golds as the reference did, cut to the target
+    length.
     """
     task = get_task(task)
     gold_ids = {ex.id for ex in examples}
@@ -101,11 +105,11 @@ def score_predictions(
             f"ids (e.g. {next(iter(predictions))!r} vs {examples[0].id!r}); wrong data, "
             "language or split?"
         )
-    parsed, n_missing, n_unparseable = [], 0, 0
+    values, n_missing, n_unparseable = [], 0, 0
     for ex in examples:
         if ex.id not in predictions:
             n_missing += 1
-            parsed.append(task.empty_prediction)
+            values.append(None)  # scores as the task's empty prediction in every reading
             continue
         try:
             pred = task.coerce(predictions[ex.id])
@@ -113,8 +117,8 @@ def score_predictions(
             where = f"{source}: " if source is not None else ""
             raise LangTransferError(f"{where}prediction for id {ex.id!r}: {e}") from e
         n_unparseable += task.is_unparseable(pred)
-        parsed.append(pred)
-    metrics = task.score(parsed, [ex.gold for ex in examples])
+        values.append(predictions[ex.id])
+    metrics = task.score_examples(values, examples, tokenizer=tokenizer)
     if language is None:
         langs = sorted({ex.language for ex in examples})
         language = langs[0] if len(langs) == 1 else ",".join(langs)
@@ -130,7 +134,8 @@ def score_predictions(
 
 def metrics_record(scores: Mapping[str, Any], task: Task | str) -> dict[str, Any]:
     """The ``metrics.json`` shape shared by ``score`` and ``evaluate``: metric values under
-    ``metrics`` (percentages), the task's ``primary_metric``, and the ``n_*`` counts."""
+    ``metrics`` (percentages), the task's ``primary_metric`` (the reference's figure),
+    ``metric_definitions`` (what each name means), and the ``n_*`` counts."""
     task = get_task(task)
     counts = {k: v for k, v in scores.items() if k.startswith("n_")}
     metrics = {k: v for k, v in scores.items() if k not in counts and k not in ("task", "language")}
@@ -139,5 +144,6 @@ def metrics_record(scores: Mapping[str, Any], task: Task | str) -> dict[str, Any
         "language": scores.get("language"),
         "metrics": metrics,
         "primary_metric": task.primary_metric,
+        "metric_definitions": task.metric_definitions(metrics),
         **counts,
     }

@@ -33,26 +33,32 @@ def load_examples(
 class Tokenised:
     dataset: Dataset
     n_truncated: int
+    n_truncated_targets: int = 0
 
 
 def tokenise(
     examples: list[Example],
     tokenizer: PreTrainedTokenizerBase,
     max_length: int = 256,
-    max_target_length: int | None = 128,
+    max_target_length: int | None = None,
     with_labels: bool = True,
 ) -> Tokenised:
     """Token ids per example, inputs cut at ``max_length`` (counted), no padding:
-    batches are padded to their own longest row by the collator."""
+    batches are padded to their own longest row by the collator. Labels are cut to
+    ``max_target_length`` tokens, end token kept, as tokenizer truncation does (the
+    reference cuts them to the task's :attr:`~langtransfer.tasks.Task.target_length`);
+    ``None`` keeps them whole."""
     enc = tokenizer([ex.input for ex in examples], truncation=False)["input_ids"]
     n_truncated = sum(len(ids) > max_length for ids in enc)
     # Keep the end token when cutting, as tokenizer truncation does.
     rows = {"input_ids": [ids if len(ids) <= max_length else ids[: max_length - 1] + ids[-1:] for ids in enc]}
+    n_truncated_targets = 0
     if with_labels:
-        rows["labels"] = tokenizer(
-            [ex.target for ex in examples],
-            truncation=max_target_length is not None,
-            max_length=max_target_length,
-        )["input_ids"]
+        labels = tokenizer([ex.target for ex in examples])["input_ids"]
+        if max_target_length is not None:
+            n_truncated_targets = sum(len(ids) > max_target_length for ids in labels)
+            labels = [ids if len(ids) <= max_target_length
+                      else ids[: max_target_length - 1] + ids[-1:] for ids in labels]
+        rows["labels"] = labels
     rows["length"] = [len(ids) for ids in rows["input_ids"]]
-    return Tokenised(Dataset.from_dict(rows), n_truncated)
+    return Tokenised(Dataset.from_dict(rows), n_truncated, n_truncated_targets)

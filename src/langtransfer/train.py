@@ -38,6 +38,9 @@ from langtransfer.errors import CorruptFileError, LangTransferError, UnknownName
 from langtransfer.io import fsync_tree, os_error_from, replace_dir, write_error, write_json
 
 OPTIMIZERS = {"adafactor": "adafactor", "adamw": "adamw_torch"}
+#: Learning-rate schedules (transformers' names). The reference sets none, so both kinds
+#: get transformers' default: linear decay to 0 over ``max_steps`` after the warm-up.
+LR_SCHEDULERS = ("linear", "constant")
 #: Our own per-checkpoint state (skipped batches), beside Trainer's trainer_state.json.
 RUN_STATE = "langtransfer_state.json"
 
@@ -66,6 +69,7 @@ class TrainSettings:
     weight_decay: float = 0.0
     optimizer: str = "adamw"
     warmup_steps: int = 0
+    lr_scheduler: str = "linear"
     gradient_accumulation_steps: int = 1
     save_steps: int = 1000
     save_total_limit: int | None = 2
@@ -96,6 +100,8 @@ class TrainSettings:
             raise LangTransferError(f"report_to must list integration names, got {self.report_to!r:.40}")
         if self.optimizer not in OPTIMIZERS:
             raise UnknownNameError("optimizer", self.optimizer, OPTIMIZERS)
+        if self.lr_scheduler not in LR_SCHEDULERS:
+            raise UnknownNameError("lr_scheduler", self.lr_scheduler, LR_SCHEDULERS)
         for name in ("max_steps", "batch_size", "save_steps", "logging_steps",
                      "gradient_accumulation_steps", "eval_batch_size", "eval_steps", "save_total_limit"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
@@ -116,8 +122,9 @@ class TrainSettings:
 
 
 def default_settings(kind: str, role: str, **overrides: Any) -> TrainSettings:
-    """The paper's settings: prompts Adafactor lr 0.5 wd 1e-5, adapters AdamW lr 5e-5;
-    100k steps for language representations, 50k (evaluated every 1000, best kept) for task."""
+    """The paper's settings: prompts Adafactor lr 0.5 wd 1e-5, adapters AdamW lr 5e-5, both
+    with linear decay to 0 and no warm-up (the reference's transformers defaults); 100k
+    steps for language representations, 50k (evaluated every 1000, best kept) for task."""
     if kind == "prompt":
         base = TrainSettings(optimizer="adafactor", learning_rate=0.5, weight_decay=1e-5)
     else:
@@ -278,7 +285,7 @@ def training_arguments(settings: TrainSettings, checkpoint_dir: str | Path, has_
         weight_decay=settings.weight_decay,
         optim=OPTIMIZERS[settings.optimizer],
         warmup_steps=settings.warmup_steps,
-        lr_scheduler_type="linear" if settings.optimizer == "adamw" else "constant",
+        lr_scheduler_type=settings.lr_scheduler,
         save_strategy="steps",
         save_steps=settings.eval_steps if evaluate and settings.keep_best else settings.save_steps,
         save_total_limit=settings.save_total_limit,

@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="directory for predictions.jsonl and metrics.json")
     add_model_option(p)
     p.add_argument("--batch-size", type=int, default=64, help="generation batch size (default 64)")
-    p.add_argument("--max-new-tokens", type=int, help="generation cap (default: longest label + 1, or 64)")
+    p.add_argument("--max-new-tokens", type=int, help="new tokens generated at most (default 19, the paper's reference "
+                   "budget: transformers' default max_length 20 with the start token)")
     p.add_argument("--max-length", type=int, default=256, help="input tokens kept (longer are cut and counted)")
     p.add_argument("--max-examples", type=int, help="evaluate only the first N examples")
     p.add_argument("--num-beams", type=int, default=1, help="beam search width (default greedy)")

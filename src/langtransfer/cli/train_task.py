@@ -38,7 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="representation directory to write")
     add_model_option(p)
     p.add_argument("--max-length", type=int, default=256, help="input tokens kept per example (default 256)")
-    p.add_argument("--max-target-length", type=int, default=128, help="target tokens kept (default 128)")
+    p.add_argument(
+        "--max-target-length", type=int,
+        help="target tokens kept, end token included (default: the task's, as the paper's "
+        "reference: 30 for qa and ner, 3 for nli, 4 for checkworthiness)",
+    )
     p.add_argument("--max-examples", type=int, help="use only the first N training examples")
     add_training_options(p, "task")
     p.set_defaults(func=run)

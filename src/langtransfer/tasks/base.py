@@ -21,6 +21,13 @@ Where data comes from, for ``load(language, split, path=None, source=...)``:
   <task>/<language>.<split>.<ext>``, for tests and demos without network.
 
 Every metric is a percentage (0-100), as the paper reports them.
+
+Readings: where the paper's reference code reads generated text more leniently than a
+careful evaluation would (an unrecognised NLI answer counted as ``Maybe``, NER pieces
+that are not ``TYPE: text`` dropped), a task has two readings. The **reference** reading
+gives the unprefixed metrics and the primary metric, the figures the paper reports; the
+**strict** reading (unrecognised text is wrong) gives the same metrics prefixed
+``strict_``. ``n_unparseable`` always counts what the strict parser could not read.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langtransfer.errors import DataFormatError, LangTransferError, UnknownNameError
 from langtransfer.jsonl import iter_json_lines, json_error
@@ -45,6 +52,9 @@ from langtransfer.tasks.sources import (
     single_file_pick,
 )
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
 #: Splits every built-in task knows. Not every language has every split.
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 #: Where the shipped fixture files live: ``<FIXTURES_DIR>/<task>/<language>.<split>.<ext>``.
@@ -55,6 +65,8 @@ SOURCE_NAMES: tuple[str, ...] = ("paper", "fixtures")
 LANGUAGE_COLUMNS: tuple[str, ...] = ("language", "lang")
 
 _EXTENSIONS = (".json", ".jsonl", ".csv", ".tsv", ".parquet")
+#: Prefix of the metrics of the strict reading, for tasks that also have a reference reading.
+STRICT_PREFIX = "strict_"
 
 
 @dataclass(frozen=True)
@@ -96,6 +108,11 @@ class Task:
             is left out of a study rather than failing mid-run; see ``data_check``).
         splits: the splits this task knows.
         empty_prediction: the prediction used for a missing one (scores as wrong).
+        target_length: target (label) length in tokens, end token included, that training
+            cuts labels to (the reference's ``max_answer_length``); ``None``: not cut.
+        reference_reading: whether :meth:`parse_reference` reads generations differently
+            from :meth:`parse` (then both readings are scored, see the module docstring).
+        metric_notes: metric name -> what it is, written into ``metrics.json``.
     """
 
     name: str = ""
@@ -109,6 +126,9 @@ class Task:
     unavailable: Mapping[str, str] = {}
     splits: tuple[str, ...] = SPLITS
     empty_prediction: Any = None
+    target_length: int | None = None
+    reference_reading: bool = False
+    metric_notes: Mapping[str, str] = {}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -186,7 +206,8 @@ class Task:
         """The paper's source for a language and split; errors name what exists."""
         if language in self.unavailable:
             raise LangTransferError(
-                f"task {self.name} has no source for {language!r}: {self.unavailable[language]}"
+                f"task {self.name} has no source for {language!r}: {self.unavailable[language]}; "
+                f"languages with a {self.name} source: {', '.join(sorted(self.sources))}"
             )
         if language not in self.sources:
             raise UnknownNameError(f"language for task {self.name}", language, self.sources)
@@ -426,16 +447,66 @@ class Task:
         raise NotImplementedError
 
     def parse(self, generated: str) -> Any:
-        """Generated text -> prediction; unparseable text gives a value that scores wrong."""
+        """Generated text -> prediction (the strict reading); unparseable text gives a value
+        that scores wrong."""
         raise NotImplementedError
 
-    def coerce(self, value: Any) -> Any:
-        """A predictions-file value -> prediction: strings are generated text, parsed."""
+    def parse_reference(self, generated: str) -> Any:
+        """Generated text -> prediction as the paper's reference code read it."""
+        return self.parse(generated)
+
+    def coerce(self, value: Any, *, reference: bool = False) -> Any:
+        """A predictions-file value -> prediction: strings are generated text, parsed (by
+        the reference reading with ``reference``); ``None`` (no prediction) scores wrong."""
         if value is None:
             return self.empty_prediction
         if isinstance(value, str):
-            return self.parse(value)
+            return self.parse_reference(value) if reference else self.parse(value)
         raise ValueError(f"expected the generated text (a string), got {value!r}")
+
+    def reference_golds(
+        self, examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase | None = None
+    ) -> list[Any]:
+        """The gold values the reference reading is scored against (by default the golds)."""
+        return [ex.gold for ex in examples]
+
+    def score_examples(
+        self,
+        values: Sequence[Any],
+        examples: Sequence[Example],
+        *,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+    ) -> dict[str, float]:
+        """Every metric for raw prediction values (generated text, parsed values, ``None``
+        for a missing one) aligned with ``examples``: the reference reading unprefixed, the
+        strict reading prefixed ``strict_`` (tasks with one reading: just its metrics).
+
+        ``tokenizer`` serves tasks whose reference golds went through the tokenizer (NER).
+        """
+        golds = [ex.gold for ex in examples]
+        strict = self.score([self.coerce(v) for v in values], golds)
+        if not self.reference_reading:
+            return strict
+        ref_golds = self.reference_golds(examples, tokenizer)
+        ref = self.score([self.coerce(v, reference=True) for v in values], ref_golds)
+        out = {k: v for k, v in ref.items() if not k.startswith("n_")}
+        out.update({STRICT_PREFIX + k: v for k, v in strict.items() if not k.startswith("n_")})
+        out.update({k: v for k, v in strict.items() if k.startswith("n_")})
+        return out
+
+    def metric_definitions(self, names: Iterable[str]) -> dict[str, str]:
+        """What each of ``names`` is (from :attr:`metric_notes`; ``strict_`` names too)."""
+        out = {}
+        for name in names:
+            base = name.removeprefix(STRICT_PREFIX) if self.reference_reading else name
+            note = self.metric_notes.get(base)
+            if note is None:
+                continue
+            if self.reference_reading:
+                reading = "strict reading" if name != base else "reference reading"
+                note = f"{note} ({reading})"
+            out[name] = note
+        return out
 
     def is_unparseable(self, prediction: Any) -> bool:
         """Whether a parsed prediction came from text the parser could not read."""
@@ -556,6 +627,9 @@ class ClassificationTask(Task):
     classes: tuple[str, ...] = ()
     primary_metric = "accuracy"
     empty_prediction = None
+    #: A class whose binary F1 is also reported (``f1_<class>``), as scikit-learn's
+    #: ``f1_score(average="binary")`` with that class as the positive label computes it.
+    positive_class: str | None = None
 
     def label_from_data(self, value: Any) -> str:
         """A data label -> class name: an id (int or digit string), class name or word."""
@@ -585,13 +659,13 @@ class ClassificationTask(Task):
     def gold(self, raw: Mapping[str, Any]) -> str:
         return self.canonical(raw)["label"]
 
-    def coerce(self, value: Any) -> str | None:
+    def coerce(self, value: Any, *, reference: bool = False) -> str | None:
         """Generated text (parsed), ``null`` (no output), or a class id or name."""
         if isinstance(value, int) and not isinstance(value, bool):
             return self.label_from_data(value)
         if isinstance(value, str) and value in self.classes:
             return value
-        return super().coerce(value)
+        return super().coerce(value, reference=reference)
 
     def score(self, predictions: Sequence[Any], golds: Sequence[Any]) -> dict[str, float]:
         """Accuracy and macro F1; ``None`` (unparseable) is wrong for its gold class.
@@ -603,15 +677,20 @@ class ClassificationTask(Task):
         self._check_lengths(predictions, golds)
         pairs = list(zip(predictions, golds, strict=True))
         present = {g for _, g in pairs} | {p for p, _ in pairs if p is not None}
-        f1s = []
-        for cls in sorted(present):
-            tp = sum(p == cls and g == cls for p, g in pairs)
-            fp = sum(p == cls and g != cls for p, g in pairs)
-            fn = sum(p != cls and g == cls for p, g in pairs)
-            f1s.append(percent(2 * tp, 2 * tp + fp + fn))
-        return {
+        f1s = [class_f1(pairs, cls) for cls in sorted(present)]
+        out = {
             "accuracy": percent(sum(p == g for p, g in pairs), len(pairs)),
             "macro_f1": sum(f1s) / len(f1s) if f1s else 0.0,
-            "n_examples": len(pairs),
-            "n_unparseable": sum(p is None for p, _ in pairs),
         }
+        if self.positive_class is not None:
+            out[f"f1_{self.positive_class}"] = class_f1(pairs, self.positive_class)
+        return {**out, "n_examples": len(pairs), "n_unparseable": sum(p is None for p, _ in pairs)}
+
+
+def class_f1(pairs: Sequence[tuple[Any, Any]], cls: str) -> float:
+    """F1 of one class over (prediction, gold) pairs: 2TP / (2TP + FP + FN), 0 when the
+    class is neither predicted nor gold (scikit-learn's ``zero_division`` default)."""
+    tp = sum(p == cls and g == cls for p, g in pairs)
+    fp = sum(p == cls and g != cls for p, g in pairs)
+    fn = sum(p != cls and g == cls for p, g in pairs)
+    return percent(2 * tp, 2 * tp + fp + fn)

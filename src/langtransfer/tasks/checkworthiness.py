@@ -14,6 +14,16 @@ The label is in ``label``, ``class_label``, ``checkworthy`` or ``check_worthy``:
 true/false, yes/no (CheckThat! style), or ``checkworthy`` / ``not checkworthy``. Ids come
 from ``id``, ``tweet_id``, ``sentence_id`` or ``post_id`` when present.
 The input drops URLs and newlines, as the paper's preprocessing does.
+
+Metrics: ``f1_checkworthy`` (primary) is the binary F1 of the ``Checkworthy`` class, what
+the reference's ``evaluate.load("f1")`` computes with its defaults; macro F1 and accuracy
+are reported beside it. Two readings of a generation (see :mod:`langtransfer.tasks.base`):
+
+* reference (the paper's code, primary): exactly ``Checkworthy`` or ``Not checkworthy``;
+  any other output is ``Not checkworthy`` if it contains ``No`` (case-sensitive), else
+  ``Checkworthy``;
+* strict (``strict_*`` metrics): ``Not checkworthy`` / ``Checkworthy`` in any case,
+  spacing or hyphenation at the start of the output; anything else is wrong.
 """
 
 from __future__ import annotations
@@ -55,7 +65,15 @@ class CheckworthinessTask(ClassificationTask):
     prompt_init_text = "Determine whether a given claim in {Language} is checkworthy:"
     classes = ("not_checkworthy", "checkworthy")
     label_words = {"not_checkworthy": "Not checkworthy", "checkworthy": "Checkworthy"}
-    primary_metric = "macro_f1"
+    primary_metric = "f1_checkworthy"
+    positive_class = "checkworthy"
+    target_length = 4  # ref: src/scripts/checkworthy.py (--max_answer_length 4)
+    reference_reading = True
+    metric_notes = {
+        "f1_checkworthy": "binary F1 of the Checkworthy class (the reference's evaluate 'f1')",
+        "macro_f1": "mean F1 of the classes present in golds or predictions",
+        "accuracy": "share of examples whose class is the gold one",
+    }
     columns = {
         "text": TEXT_COLUMNS,
         "label": ("label", "class_label", "checkworthy", "check_worthy"),
@@ -118,6 +136,13 @@ class CheckworthinessTask(ClassificationTask):
 
     def format_input(self, raw: Mapping[str, Any]) -> str:
         return f"checkworthiness claim: {clean_claim(self.canonical(raw)['text'])}"
+
+    def parse_reference(self, generated: str) -> str:
+        """The reference: a label word exactly, else ``No`` in it -> not check-worthy."""
+        for cls, word in self.label_words.items():
+            if generated == word:
+                return cls
+        return "not_checkworthy" if "No" in generated else "checkworthy"
 
     def parse(self, generated: str) -> str | None:
         """``Not checkworthy`` / ``Checkworthy`` (any case, spacing or hyphen), else None."""

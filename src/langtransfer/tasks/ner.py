@@ -13,18 +13,30 @@ Entity text is the entity's tokens joined by single spaces, as in the input.
 
 Metric: micro precision, recall and F1 over ``(type, text)`` pairs, matched as
 multisets per example (each gold span at most once, a repeated prediction of one gold
-span counts once correct and then wrong). A piece of the generation that is not
-``TYPE: text`` is a false positive (type :data:`MALFORMED`), never an error.
+span counts once correct and then wrong). Two readings (see :mod:`langtransfer.tasks.base`):
+
+* reference (the paper's ``span_f1``, primary): the generation and the gold target are
+  split at ``$$``; a piece that does not split at ``:`` into exactly two parts is
+  **ignored** (in predictions and golds); type and text are stripped, nothing else. The
+  gold is the target as the model was trained on it: tokenised, cut to
+  :attr:`NERTask.target_length` tokens and decoded (when scoring with a tokenizer, as
+  :func:`langtransfer.evaluate.evaluate` does; without one the full target is read);
+* strict (``strict_*``): gold spans in full; a piece that is not ``TYPE: text`` is a
+  false positive (type :data:`MALFORMED`); types are upper-cased and whitespace
+  collapsed on both sides.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from langtransfer.tasks.base import Task, collapse_whitespace, percent
+from langtransfer.tasks.base import Example, Task, collapse_whitespace, percent
 from langtransfer.tasks.paper_data import NER_SOURCES
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 #: WikiANN's label list, index = tag id.
 WIKIANN_TAGS: tuple[str, ...] = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
@@ -104,6 +116,13 @@ class NERTask(Task):
     name = "ner"
     prompt_init_text = "Identify ner tags (ORG, PER, LOC) in the text in {Language}:"
     primary_metric = "f1"
+    target_length = 30  # ref: src/task_modeling/args.py (max_answer_length 30)
+    reference_reading = True
+    metric_notes = {
+        "f1": "micro span F1 over (type, text) pairs, multiset-matched per example",
+        "precision": "correct predicted spans / predicted spans",
+        "recall": "correct predicted spans / gold spans",
+    }
     columns = {"tokens": ("tokens",)}
     optional_columns = {"id": ("id",), "ner_tags": ("ner_tags",), "spans": ("spans",)}
     file_types = (".json", ".jsonl", ".parquet")
@@ -154,7 +173,28 @@ class NERTask(Task):
             spans.append((kind, text) if sep and kind and text else (MALFORMED, piece))
         return tuple(spans)
 
-    def coerce(self, value: Any) -> tuple[Span, ...]:
+    def parse_reference(self, generated: str) -> tuple[Span, ...]:
+        """The reference's reading: ``$$`` pieces splitting at ``:`` into exactly two
+        parts, each stripped; other pieces are dropped."""
+        spans: list[Span] = []
+        for piece in generated.split(SEPARATOR):
+            parts = piece.strip().split(":")
+            if len(parts) == 2:
+                spans.append((parts[0].strip(), parts[1].strip()))
+        return tuple(spans)
+
+    def reference_golds(
+        self, examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase | None = None
+    ) -> list[tuple[Span, ...]]:
+        """Targets read as the reference read its labels: with ``tokenizer``, tokenised, cut
+        to :attr:`target_length` tokens (end token kept) and decoded first."""
+        targets = [ex.target for ex in examples]
+        if tokenizer is not None and targets:
+            ids = tokenizer(targets, max_length=self.target_length, truncation=True)["input_ids"]
+            targets = tokenizer.batch_decode(ids, skip_special_tokens=True)
+        return [self.parse_reference(t) for t in targets]
+
+    def coerce(self, value: Any, *, reference: bool = False) -> tuple[Span, ...]:
         """Generated text, or already-parsed spans: ``[["PER", "Ann"], {"type", "text"}]``."""
         if isinstance(value, list):
             out: list[Span] = []
@@ -164,7 +204,7 @@ class NERTask(Task):
                 except ValueError:
                     out.append((MALFORMED, str(s)))
             return tuple(out)
-        return super().coerce(value)
+        return super().coerce(value, reference=reference)
 
     def is_unparseable(self, prediction: Any) -> bool:
         return any(kind == MALFORMED for kind, _ in prediction)
@@ -172,12 +212,13 @@ class NERTask(Task):
     def score(
         self, predictions: Sequence[Sequence[Span]], golds: Sequence[Sequence[Span]]
     ) -> dict[str, float]:
-        """Span-level micro P/R/F1 with per-example multiset matching."""
+        """Span-level micro P/R/F1 with per-example multiset matching of the spans as given
+        (the parsers and the data loaders normalise them)."""
         self._check_lengths(predictions, golds)
         tp = n_pred = n_gold = n_bad = n_unparseable = 0
         for pred, gold in zip(predictions, golds, strict=True):
-            p = Counter((k, collapse_whitespace(t)) for k, t in pred)
-            g = Counter((k, collapse_whitespace(t)) for k, t in gold)
+            p = Counter((k, t) for k, t in pred)
+            g = Counter((k, t) for k, t in gold)
             tp += sum((p & g).values())
             n_pred += len(pred)
             n_gold += len(gold)

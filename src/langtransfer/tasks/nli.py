@@ -8,8 +8,12 @@ quoting, as those files need), or ANLI-style ``evidence`` (premise) and ``claim`
 (hypothesis), as ``ctu-aic/anli_cs`` and SK-ANLI have them. Labels: ids 0/1/2 = entailment/neutral/contradiction,
 the class names, or the words Yes/Maybe/No.
 
-A generation is read by its first word (``Yes.`` and ``yes, it does`` are entailment);
-anything else is unparseable and scores as wrong, never as a class.
+Two readings of a generation (see :mod:`langtransfer.tasks.base`):
+
+* reference (the paper's code, primary): the whole output lower-cased must be ``yes``,
+  ``maybe`` or ``no``; anything else counts as ``Maybe`` (neutral);
+* strict (``strict_*`` metrics): the first word is read (``Yes.`` and ``yes, it does`` are
+  entailment); anything else is unparseable and scores as wrong, never as a class.
 """
 
 from __future__ import annotations
@@ -26,13 +30,21 @@ _WORD = re.compile(r"[^\W\d_]+")
 
 class NLITask(ClassificationTask):
     name = "nli"
+    # The reference passes this text through a shell, which strips the quote marks it
+    # writes around Yes, No and Maybe (ref: src/scripts/xnli.py); this is what it got.
     prompt_init_text = (
-        'Select "Yes", "No" or "Maybe" based on the implication of the premise on the '
+        "Select Yes, No or Maybe based on the implication of the premise on the "
         "hypothesis in {Language}:"
     )
     classes = ("entailment", "neutral", "contradiction")
     label_words = {"entailment": "Yes", "neutral": "Maybe", "contradiction": "No"}
     primary_metric = "accuracy"
+    target_length = 3  # ref: src/scripts/xnli.py (--max_answer_length 3)
+    reference_reading = True
+    metric_notes = {
+        "accuracy": "share of examples whose class is the gold one",
+        "macro_f1": "mean F1 over the classes present in golds or predictions",
+    }
     columns = {
         "premise": ("premise", "sentence1", "evidence"),
         "hypothesis": ("hypothesis", "sentence2", "claim"),
@@ -54,6 +66,14 @@ class NLITask(ClassificationTask):
             f"{rec['premise']} \n\nQuestion: Does this imply that \"{rec['hypothesis']}\"? "
             "Yes, no, or maybe?"
         )
+
+    def parse_reference(self, generated: str) -> str:
+        """The reference: ``yes``/``maybe``/``no`` (whole output, any case), else neutral."""
+        text = generated.lower()
+        for cls in self.classes:
+            if text == self.label_words[cls].lower():
+                return cls
+        return "neutral"
 
     def parse(self, generated: str) -> str | None:
         words = _WORD.findall(generated.lower())

@@ -5,23 +5,39 @@ Accepted data: the nested SQuAD v1.1 JSON (``{"data": [{"paragraphs": [{"context
 most language-specific SQuADs ship), or flattened rows (JSONL, parquet, a JSON list, a
 hub dataset) with ``id``, ``question``, ``context`` and ``answers`` as in the hub's
 ``squad`` (``{"text": [...], "answer_start": [...]}``), a list of ``{"text", ...}`` or a
-list of strings. The metric follows the official SQuAD v1.1 evaluation script exactly
-(normalisation, whitespace tokens, max over gold answers), so numbers compare with
-published ones; it therefore treats unsegmented scripts (Chinese) as single tokens.
+list of strings.
+
+Metrics, each the mean over examples of the max over their gold answers:
+
+* ``exact_match`` and ``f1`` (primary): the official SQuAD v1.1 evaluation script exactly
+  (lower-case, ASCII punctuation and English articles removed, whitespace tokens), what
+  the reference's ``evaluate.load("squad")`` computes, so numbers compare with published
+  ones; it treats unsegmented scripts (Chinese) as single tokens and leaves non-ASCII
+  punctuation (``«»``, ``،``, ``。``) in;
+* ``mlqa_exact_match`` and ``mlqa_f1``: language-aware, by the official MLQA evaluation
+  script's normalisation for its languages (every Unicode punctuation character removed,
+  the language's articles removed, Chinese split into characters); for languages MLQA
+  does not cover, Unicode punctuation removed and whitespace tokens (no articles).
 """
 
 from __future__ import annotations
 
 import re
 import string
+import sys
+import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langtransfer.errors import DataFormatError
-from langtransfer.tasks.base import Row, Task, percent, read_json
+from langtransfer.tasks.base import Example, Row, Task, percent, read_json
 from langtransfer.tasks.paper_data import QA_SOURCES, QA_UNAVAILABLE
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 # --------------------------------------------------------------- SQuAD metric
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -40,8 +56,77 @@ def exact_match(prediction: str, gold: str) -> float:
 
 def f1(prediction: str, gold: str) -> float:
     """Token-overlap F1 of the official script (0 when nothing overlaps, even both empty)."""
-    pred_tokens = normalize_answer(prediction).split()
-    gold_tokens = normalize_answer(gold).split()
+    return _overlap_f1(normalize_answer(prediction).split(), normalize_answer(gold).split())
+
+
+# ------------------------------------------------- MLQA (language-aware) metric
+#: Articles the MLQA evaluation script removes, per language (its seven languages; hi and
+#: zh have none). Arabic: every "ال" is replaced, inside words too, as the script does.
+MLQA_ARTICLES: dict[str, re.Pattern[str] | None] = {
+    "en": re.compile(r"\b(a|an|the)\b"),
+    "es": re.compile(r"\b(un|una|unos|unas|el|la|los|las)\b"),
+    "de": re.compile(r"\b(ein|eine|einen|einem|eines|einer|der|die|das|den|dem|des)\b"),
+    "vi": re.compile(r"\b(của|là|cái|chiếc|những)\b"),
+    "ar": re.compile(r"\sال^|ال"),
+    "hi": None,
+    "zh": None,
+}
+#: Languages whose text MLQA's script segments into characters (CJK ideographs) and words.
+MLQA_MIXED_SEGMENTATION = frozenset({"zh"})
+_HAN = re.compile("[\u4e00-\u9fa5]")
+
+
+@cache
+def unicode_punctuation() -> frozenset[str]:
+    """Every character of a Unicode punctuation category (P*) plus ASCII punctuation."""
+    chars = (chr(i) for i in range(sys.maxunicode))
+    return frozenset(c for c in chars if unicodedata.category(c).startswith("P")) | _PUNCT
+
+
+def _mixed_segmentation(text: str, punct: frozenset[str]) -> list[str]:
+    """Han characters (and punctuation) one token each, other runs split at whitespace."""
+    tokens: list[str] = []
+    run = ""
+    for ch in text:
+        if _HAN.match(ch) or ch in punct:
+            tokens.extend(run.split())
+            run = ""
+            tokens.append(ch)
+        else:
+            run += ch
+    tokens.extend(run.split())
+    return tokens
+
+
+def normalize_answer_mlqa(text: str, language: str) -> str:
+    """MLQA's normalisation: lower-case, drop Unicode punctuation, then the language's
+    articles, then re-join the tokens (characters for Chinese) with single spaces.
+    Languages outside MLQA get no article removal and whitespace tokens."""
+    punct = unicode_punctuation()
+    text = "".join(ch for ch in text.lower() if ch not in punct)
+    articles = MLQA_ARTICLES.get(language)
+    if articles is not None:
+        text = articles.sub(" ", text)
+    if language in MLQA_MIXED_SEGMENTATION:
+        tokens = _mixed_segmentation(text, punct)
+    else:
+        tokens = text.split()
+    return " ".join(t for t in tokens if t.strip())
+
+
+def exact_match_mlqa(prediction: str, gold: str, language: str) -> float:
+    return float(normalize_answer_mlqa(prediction, language) == normalize_answer_mlqa(gold, language))
+
+
+def f1_mlqa(prediction: str, gold: str, language: str) -> float:
+    """Token-overlap F1 on MLQA-normalised text (0 when nothing overlaps)."""
+    return _overlap_f1(
+        normalize_answer_mlqa(prediction, language).split(),
+        normalize_answer_mlqa(gold, language).split(),
+    )
+
+
+def _overlap_f1(pred_tokens: list[str], gold_tokens: list[str]) -> float:
     same = sum((Counter(pred_tokens) & Counter(gold_tokens)).values())
     if same == 0:
         return 0.0
@@ -53,6 +138,13 @@ class QATask(Task):
     name = "qa"
     prompt_init_text = "Answer the question in {Language} language:"
     primary_metric = "f1"
+    target_length = 30  # ref: src/task_modeling/args.py (max_answer_length 30)
+    metric_notes = {
+        "exact_match": "SQuAD v1.1 exact match (official script; the reference's)",
+        "f1": "SQuAD v1.1 token F1 (official script; the reference's)",
+        "mlqa_exact_match": "exact match after MLQA's language-aware normalisation",
+        "mlqa_f1": "token F1 after MLQA's language-aware normalisation (Chinese: characters)",
+    }
     columns = {"question": ("question",), "context": ("context",), "answers": ("answers",)}
     optional_columns = {"id": ("id",)}
     file_types = (".json", ".jsonl", ".parquet")
@@ -137,6 +229,25 @@ class QATask(Task):
         n = len(golds)
         return {"exact_match": percent(em, n), "f1": percent(f, n),
                 "n_examples": n, "n_unparseable": 0}
+
+    def score_examples(
+        self,
+        values: Sequence[Any],
+        examples: Sequence[Example],
+        *,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+    ) -> dict[str, float]:
+        """SQuAD v1.1 EM/F1 plus the language-aware (MLQA) EM/F1 of each example's language."""
+        squad = super().score_examples(values, examples, tokenizer=tokenizer)
+        preds = [self.coerce(v) for v in values]
+        em = f = 0.0
+        for p, ex in zip(preds, examples, strict=True):
+            em += max((exact_match_mlqa(p, g, ex.language) for g in ex.gold), default=0.0)
+            f += max((f1_mlqa(p, g, ex.language) for g in ex.gold), default=0.0)
+        n = len(examples)
+        counts = {k: v for k, v in squad.items() if k.startswith("n_")}
+        metrics = {k: v for k, v in squad.items() if k not in counts}
+        return {**metrics, "mlqa_exact_match": percent(em, n), "mlqa_f1": percent(f, n), **counts}
 
 
 def _answer_texts(answers: Any) -> list[str]:

@@ -134,15 +134,14 @@ def single_file_pick(path: Path, split: str) -> tuple[str, ...]:
     """How one file given for ``split`` is used so that no two splits share a row.
 
     The file's name says which split it is (``train``, ``dev``/``validation``/``val``,
-    ``test`` as a word of the name). A train file serves training and validation, as the
-    reference uses SQuAD's train split: validation is its 15% part, training the other 85%.
-    A dev file serves validation or test (the reference tests on dev files), a test file
-    test only. A file whose name names no split is taken as test data only: training on
-    the file one evaluates on is the leak this refuses. Any other use raises.
+    ``test`` as a word of the name), and it serves that split only, whole; a dev file may
+    also serve test (the reference tests on dev files). A file whose name names no split is
+    test data only: training on the file one evaluates on is the leak this refuses. Any
+    other use raises, so asking a train file for validation falls back to training's own
+    held-out part (``train_task`` carves it from the training examples).
+    Returns the pick to apply (always whole here; the type is the carve's).
     """
     named = named_split(path)
-    if named == "train" and split in ("train", "validation"):
-        return ("train",) if split == "train" else ("test",)
     if named == split or (named == "validation" and split == "test"):
         return ()
     if named is None and split == "test":
@@ -150,9 +149,8 @@ def single_file_pick(path: Path, split: str) -> tuple[str, ...]:
     said = f"its name says it is the {named} split" if named else (
         "its name names no split, so it is taken as test data only")
     raise LangTransferError(
-        f"refusing {path} as {split} data: {said}, and using it for {split} as well could "
-        f"put the same rows in training and test; give a file named for the {split} split "
-        "(a train file also gives validation, its 15% part) or a directory of "
+        f"refusing {path} as {split} data: {said}, and one file serving two splits could put "
+        f"the same rows in both; give a file named for the {split} split or a directory of "
         "<language>.<split>.<ext> files"
     )
 
