@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 
 from langtransfer import languages
-from langtransfer.cli import languages as cli_languages
 from langtransfer.errors import DataFormatError, LangTransferError, UnknownNameError
 from langtransfer.languages import (
     PAPER_LANGUAGES,
@@ -162,10 +160,9 @@ def test_language_file_missing_or_wrong_extension(tmp_path):
 
 
 def _run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    cli_languages.register(parser.add_subparsers(dest="verb"))
-    args = parser.parse_args(["languages", *argv])
-    return args.func(args)
+    from langtransfer.cli import main
+
+    return main(["languages", *argv])  # main loads --languages-file/--register first
 
 
 def test_cli_table(capsys):

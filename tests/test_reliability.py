@@ -303,7 +303,8 @@ def comparable(study_dir: Path) -> dict:
 
 def test_study_killed_at_seeded_points_ends_like_an_uninterrupted_run(tmp_path):
     reference = study_config(tmp_path, "reference")
-    assert run_study(reference, progress=False) == {"built": 7, "skipped": 0}
+    assert run_study(reference, progress=False).counts == {
+        "built": 7, "skipped": 0, "failed": 0, "blocked": 0}
     expected = comparable(tmp_path / "reference")
     assert len(expected) == 4
 
@@ -343,7 +344,7 @@ def test_study_killed_at_seeded_points_ends_like_an_uninterrupted_run(tmp_path):
     assert progress[-1] < len(arts)  # the last kill still interrupted the study
 
     # The killed children left their lock files behind (dead pids): the rerun breaks them.
-    counts = run_study(config, progress=False)
+    counts = run_study(config, progress=False).counts
     assert counts["built"] + counts["skipped"] == 7 and counts["built"] >= 1
     assert comparable(out) == expected
     check_tree(out)
@@ -496,7 +497,7 @@ def test_stale_and_live_locks(tmp_path):
 
 
 def _slow_fake_builder(log: Path):
-    def build(art, config):
+    def build(art):
         with open(log, "a") as f:
             f.write(f"{art.id} {os.getpid()}\n")
         time.sleep(0.05)
@@ -511,7 +512,7 @@ def _slow_fake_builder(log: Path):
                                     "task": {} if configuration != "base" else None},
                 "settings_hash": art.hash, "seed": 42,
             }
-            write_record(config.output, record)
+            write_record(art.path.parents[3], record)  # <study>/results/<task>/<conf>/<cell>
         else:
             with ltio.atomic_dir(art.path) as tmp:
                 ltio.write_json(tmp / "manifest.json", {

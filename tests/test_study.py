@@ -139,12 +139,12 @@ def test_bad_configs_fail_before_any_work(tmp_path, capsys, values, pattern):
 def test_output_of_a_different_study_is_refused(tmp_path):
     config = load_study_config(small(tmp_path))
     built = []
-    run_study(config, builder=lambda a, c: built.append(a.id), progress=False)
+    run_study(config, builder=lambda a: built.append(a.id), progress=False)
     other = load_study_config(small(tmp_path, "b.yaml", seed=7))
     with pytest.raises(OutputExistsError, match="different settings.*--overwrite"):
-        run_study(other, builder=lambda a, c: None, progress=False)
+        run_study(other, builder=lambda a: None, progress=False)
     assert json.loads((tmp_path / "out" / "study.json").read_text())["config"]["seed"] == 42
-    run_study(other, builder=lambda a, c: None, progress=False, overwrite=True)
+    run_study(other, builder=lambda a: None, progress=False, overwrite=True)
     assert json.loads((tmp_path / "out" / "study.json").read_text())["config"]["seed"] == 7
 
 
@@ -177,11 +177,12 @@ def reference(tmp_path_factory):
     """One uninterrupted run of the small study."""
     tmp = tmp_path_factory.mktemp("reference")
     config = load_study_config(small(tmp))
-    counts = run_study(config, progress=False)
-    assert counts == {"built": 10, "skipped": 0}
+    run = run_study(config, progress=False)
+    assert run.counts == {"built": 10, "skipped": 0, "failed": 0, "blocked": 0}
+    assert run.base_loads == 10  # every training and evaluation call loads the base
     assert all(is_done(a) for a in plan(config))
     again = run_study(config, progress=False)
-    assert again == {"built": 0, "skipped": 10}  # nothing repeated
+    assert again.counts == {"built": 0, "skipped": 10, "failed": 0, "blocked": 0}
     return _records(tmp / "out")
 
 

@@ -46,6 +46,7 @@ from langtransfer.errors import LangTransferError, OutputExistsError, UnknownNam
 from langtransfer.io import atomic_dir, atomic_path, write_json, write_text
 from langtransfer.languages import all_languages, get_language
 from langtransfer.results import cell_name, merge_records, record_key
+from langtransfer.study_failures import Failure
 
 MISSING = "–"
 AVG = "avg"
@@ -444,8 +445,15 @@ def _check_replaceable(out_dir: Path) -> None:
     )
 
 
-def build_report(records: Iterable[Mapping[str, Any]], out_dir: str | os.PathLike) -> ReportSummary:
+def build_report(
+    records: Iterable[Mapping[str, Any]],
+    out_dir: str | os.PathLike,
+    failures: Sequence[Failure] = (),
+) -> ReportSummary:
     """Write the full report for ``records`` into ``out_dir`` and return what was written.
+
+    ``failures``: the study's failed and blocked artefacts, listed in their own section
+    (their cells show as not evaluated in the tables).
 
     The directory is built beside ``out_dir`` and swapped in at the end, so a report never
     mixes files of two runs (a task that disappeared leaves no stale table) and a failed
@@ -513,6 +521,10 @@ def build_report(records: Iterable[Mapping[str, Any]], out_dir: str | os.PathLik
         no_base = [g.name for g in tables.tasks if "base" not in g.rows]
         if no_base:
             md.append(f"No `base` results, so no differences, for: {', '.join(no_base)}.")
+        if failures:
+            md += ["", "## Failures", "", "Artefacts that were not built, so their cells are "
+                   f"{MISSING} above; rerunning the study retries them.", ""]
+            md += [f"- {f.status}: {f.line()}" for f in failures]
         write_text(out / "report.md", "\n".join(md).rstrip() + "\n")
         data = {
             "generator": GENERATOR,
@@ -531,6 +543,11 @@ def build_report(records: Iterable[Mapping[str, Any]], out_dir: str | os.PathLik
                 if g is not None
             },
         }
+        data["failures"] = [
+            {"artefact": f.artefact, "status": f.status, "error": f.error,
+             "blocked_by": list(f.blocked_by)}
+            for f in failures
+        ]
         write_json(out / "report.json", data)
         relative = [p.relative_to(out) for p in written] + [Path("report.md"), Path("report.json")]
     return ReportSummary(

@@ -1,178 +1,65 @@
-"""The transfer study as a plan of artefacts: language reps -> task reps -> evaluations.
+"""Running the transfer study: language reps -> task reps -> evaluations.
 
-Each artefact is a directory or file with a hash of the settings that produced it. The
-runner builds what is missing or stale in dependency order and skips what exists with a
-matching hash, so a killed study rerun continues where it stopped. ``shard=(k, n)`` gives
-machine ``k`` of ``n`` its own evaluation cells (grouped by task representation) plus
-whatever they depend on; artefacts shared by several shards are built once under a lock
-file, so shards on a shared file system complete the grid together.
+The plan (:mod:`langtransfer.study_jobs`) lists every artefact with a hash of the job
+that builds it. The runner builds what is missing or stale in dependency order and skips
+what exists with a matching hash, so a killed study rerun continues where it stopped. An
+artefact that raises is recorded (:mod:`langtransfer.study_failures`) and the study goes
+on with everything that does not need it; what needs it is recorded as blocked.
+``shard=(k, n)`` gives machine ``k`` of ``n`` its own evaluation cells (grouped by task
+representation) plus whatever they depend on; artefacts shared by several shards are
+built once under a lock file, so shards on a shared file system complete the grid
+together.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from tqdm.auto import tqdm
 
-from langtransfer.configurations import configuration_kinds
 from langtransfer.errors import CorruptFileError, LangTransferError, OutputExistsError
 from langtransfer.io import write_json
-from langtransfer.languages import get_language
 from langtransfer.locks import file_lock
 from langtransfer.representations import read_manifest
 from langtransfer.study_config import StudyConfig
+from langtransfer.study_failures import (
+    BLOCKED,
+    FAILED,
+    Failure,
+    clear_failure,
+    one_line,
+    write_failure,
+)
+from langtransfer.study_jobs import (  # re-exported: the plan is part of the study's API
+    STAGES,
+    Artefact,
+    language_rep_path,
+    plan,
+    task_rep_path,
+)
 
-STAGES = ("language", "task", "evaluation")
+__all__ = [
+    "STAGES",
+    "Artefact",
+    "StudyRun",
+    "describe",
+    "is_done",
+    "language_rep_path",
+    "parse_shard",
+    "plan",
+    "prepare_output",
+    "run_study",
+    "shard_plan",
+    "task_rep_path",
+]
+
 STUDY_FILE = "study.json"
-
-
-@dataclass(frozen=True)
-class Artefact:
-    """One unit of work: its stage, its key within the stage, where it goes, what it needs."""
-
-    stage: str
-    key: tuple[str, ...]
-    path: Path
-    settings: dict[str, Any] = field(compare=False, hash=False)
-    deps: tuple[str, ...] = ()
-    hash: str = ""
-
-    @property
-    def id(self) -> str:
-        return f"{self.stage}:{'/'.join(self.key)}"
-
-
-def language_rep_path(study_dir: str | Path, kind: str, language: str) -> Path:
-    return Path(study_dir) / "representations" / "language" / kind / language
-
-
-def task_rep_path(study_dir: str | Path, task: str, source: str, configuration: str) -> Path:
-    return Path(study_dir) / "representations" / "task" / task / source / configuration
-
-
-def _hash(payload: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
-def _corpus_for(config: StudyConfig, language: str) -> str:
-    if isinstance(config.corpus, dict):
-        if language not in config.corpus:
-            raise LangTransferError(
-                f"corpus lists no file for language {language!r}; it has {sorted(config.corpus)}"
-            )
-        return str(config.corpus[language])
-    if config.corpus == "fixtures":
-        from langtransfer.corpora import fixture_path
-
-        return str(fixture_path(language))
-    if config.corpus == "wikipedia":
-        return "wikipedia"
-    raise LangTransferError(
-        f"corpus {config.corpus!r} must be 'wikipedia', 'fixtures' or a mapping language -> file"
-    )
-
-
-def _data_for(config: StudyConfig, task: str, language: str, split: str) -> str | None:
-    """What ``train_task``/``evaluate`` take as ``data``: None (hub), 'fixtures', or a path.
-
-    ``data`` is one value for everything, or a mapping task -> value, where a value is
-    ``hub``, ``fixtures``, or a mapping language -> (value, or split -> file). Whatever is
-    not listed comes from the hub.
-    """
-    value: Any = config.data
-    for key in (task, language, split):
-        if not isinstance(value, dict):
-            break
-        value = value.get(key, "hub")
-    if value in ("hub", None):
-        return None
-    if isinstance(value, dict):
-        raise LangTransferError(
-            f"data for task {task!r}, language {language!r} lists no {split!r} split; "
-            f"it has {sorted(value)}"
-        )
-    return str(value)
-
-
-def plan(config: StudyConfig) -> list[Artefact]:
-    """Every artefact of the study in dependency order, each listed once."""
-    out = Path(config.output)
-    arts: dict[str, Artefact] = {}
-
-    def add(stage: str, key: tuple[str, ...], path: Path, settings: dict, deps: tuple[Artefact, ...]):
-        payload = {"stage": stage, "key": key, "settings": settings, "deps": [d.hash for d in deps]}
-        art = Artefact(stage, key, path, settings, tuple(d.id for d in deps), _hash(payload))
-        return arts.setdefault(art.id, art)
-
-    def language_rep(lang: str, kind: str) -> Artefact:
-        settings = {
-            "model": config.model,
-            "language": lang,
-            "kind": kind,
-            "corpus": _corpus_for(config, lang),
-            "max_documents": config.max_documents,
-            "validation_documents": config.validation_documents,
-            "sequence_length": config.sequence_length,
-            "train": config.train_settings("language", kind).to_dict(),
-            "prompt": config.prompt_config("language", get_language(lang).instruction).to_dict()
-            if kind == "prompt"
-            else None,
-            "adapter": config.adapter_spec("language").to_dict() if kind == "adapter" else None,
-        }
-        return add("language", (kind, lang), language_rep_path(out, kind, lang), settings, ())
-
-    def task_rep(task: str, source: str, configuration: str) -> Artefact:
-        lang_kind, task_kind = configuration_kinds(configuration)
-        deps = (language_rep(source, lang_kind),) if lang_kind else ()
-        settings = {
-            "model": config.model,
-            "task": task,
-            "source": source,
-            "configuration": configuration,
-            "kind": task_kind,
-            "train_data": _data_for(config, task, source, "train"),
-            "max_train_examples": config.max_train_examples,
-            "sequence_length": config.sequence_length,
-            "train": config.train_settings("task", task_kind).to_dict(),
-            "prompt_tokens": config.task_training.get("prompt", {}).get("num_tokens"),
-            "adapter": config.adapter_spec("task").to_dict() if task_kind == "adapter" else None,
-            "seed": config.seed,
-        }
-        path = task_rep_path(out, task, source, configuration)
-        return add("task", (task, source, configuration), path, settings, deps)
-
-    for task in config.tasks:
-        for source in config.sources:
-            for configuration in config.configurations:
-                lang_kind, task_kind = configuration_kinds(configuration)
-                for target in config.targets:
-                    deps: list[Artefact] = []
-                    if task_kind:
-                        deps.append(task_rep(task, source, configuration))
-                    if lang_kind:
-                        deps.append(language_rep(target, lang_kind))
-                    settings = {
-                        "model": config.model,
-                        "task": task,
-                        "configuration": configuration,
-                        "source": source,
-                        "target": target,
-                        "test_data": _data_for(config, task, target, "test"),
-                        "max_eval_examples": config.max_eval_examples,
-                        "evaluation": config.evaluation,
-                        "seed": config.seed,
-                    }
-                    path = out / "results" / task / configuration / f"{source}__{target}.json"
-                    add("evaluation", (task, configuration, source, target), path, settings, tuple(deps))
-    order = {s: i for i, s in enumerate(STAGES)}
-    return sorted(arts.values(), key=lambda a: order[a.stage])
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -250,7 +137,7 @@ def prepare_output(config: StudyConfig, overwrite: bool = False) -> Path:
                     f"{fingerprint}); use another output directory or pass --overwrite to "
                     "discard its results"
                 )
-            for sub in ("results", "predictions", "report"):
+            for sub in ("results", "predictions", "report", "failures"):
                 shutil.rmtree(out / sub, ignore_errors=True)
     elif out.is_dir() and any(out.iterdir()) and not overwrite:
         raise OutputExistsError(f"{out} is not empty and holds no {STUDY_FILE}; pass --overwrite")
@@ -258,85 +145,43 @@ def prepare_output(config: StudyConfig, overwrite: bool = False) -> Path:
     return out
 
 
-Builder = Callable[[Artefact, StudyConfig], None]
+Builder = Callable[[Artefact], None]
 
 
-def build_artefact(art: Artefact, config: StudyConfig) -> None:
-    """Build one artefact with the library's own training and evaluation functions."""
-    from langtransfer.evaluate import evaluate
-    from langtransfer.language_training import train_language
-    from langtransfer.results import write_record
-    from langtransfer.task_training import train_task
+@dataclass
+class StudyRun:
+    """What one run of a study (shard) did. ``base_loads``: how often the builder loaded
+    the base model (None when the builder does not count)."""
 
-    s = art.settings
-    checkpoints = Path(config.output) / "checkpoints" / art.stage / "/".join(art.key)
-    if art.stage == "language":
-        train_language(
-            model=s["model"],
-            language=s["language"],
-            kind=s["kind"],
-            corpus=s["corpus"],
-            output=art.path,
-            settings=config.train_settings("language", s["kind"]),
-            prompt=config.prompt_config("language", get_language(s["language"]).instruction)
-            if s["kind"] == "prompt"
-            else None,
-            adapter=config.adapter_spec("language") if s["kind"] == "adapter" else None,
-            sequence_length=s["sequence_length"],
-            max_documents=s["max_documents"],
-            validation_size=s["validation_documents"],
-            checkpoint_dir=checkpoints,
-            resume=True,
-            overwrite=True,
-            settings_hash=art.hash,
-            show_progress=False,
-        )
-    elif art.stage == "task":
-        lang_kind, _ = configuration_kinds(s["configuration"])
-        train_task(
-            model=s["model"],
-            task=s["task"],
-            language=s["source"],
-            kind=s["kind"],
-            output=art.path,
-            language_rep=language_rep_path(config.output, lang_kind, s["source"])
-            if lang_kind
-            else None,
-            data=s["train_data"],
-            settings=config.train_settings("task", s["kind"]),
-            prompt_tokens=s["prompt_tokens"],
-            adapter=config.adapter_spec("task") if s["kind"] == "adapter" else None,
-            max_length=s["sequence_length"],
-            max_examples=s["max_train_examples"],
-            checkpoint_dir=checkpoints,
-            resume=True,
-            overwrite=True,
-            settings_hash=art.hash,
-            show_progress=False,
-        )
-    else:
-        task, configuration, source, target = art.key
-        lang_kind, task_kind = configuration_kinds(configuration)
-        record = evaluate(
-            model=s["model"],
-            task=task,
-            language=target,
-            language_rep=language_rep_path(config.output, lang_kind, target) if lang_kind else None,
-            task_rep=task_rep_path(config.output, task, source, configuration) if task_kind else None,
-            data=s["test_data"],
-            output=Path(config.output) / "predictions" / task / configuration / f"{source}__{target}",
-            max_examples=s["max_eval_examples"],
-            show_progress=False,
-            **config.evaluation,
-        )
-        record.update(
-            source_language=source,
-            target_language=target,
-            configuration=configuration,
-            settings_hash=art.hash,
-            seed=config.seed,
-        )
-        write_record(Path(config.output), record)
+    built: int = 0
+    skipped: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    base_loads: int | None = None
+
+    @property
+    def failed(self) -> list[Failure]:
+        return [f for f in self.failures if f.status == FAILED]
+
+    @property
+    def blocked(self) -> list[Failure]:
+        return [f for f in self.failures if f.status == BLOCKED]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {"built": self.built, "skipped": self.skipped, "failed": len(self.failed),
+                "blocked": len(self.blocked)}
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def summary(self, study_dir: str | Path) -> str:
+        c = self.counts
+        text = (f"study {study_dir}: {c['built']} artefacts built, {c['skipped']} already done, "
+                f"{c['failed']} failed, {c['blocked']} blocked")
+        if self.base_loads is not None:
+            text += f"\nbase loads: {self.base_loads}"
+        return text
 
 
 def run_study(
@@ -345,24 +190,52 @@ def run_study(
     shard: tuple[int, int] = (1, 1),
     overwrite: bool = False,
     progress: bool = True,
-    builder: Builder = build_artefact,
-) -> dict[str, int]:
-    """Build every missing or stale artefact of this shard; return counts built/skipped."""
+    builder: Builder | None = None,
+) -> StudyRun:
+    """Build every missing or stale artefact of this shard and return what happened.
+
+    An artefact whose builder raises is recorded as failed and the run goes on; an
+    artefact needing a failed (or blocked) one is recorded as blocked and not attempted.
+    ``KeyboardInterrupt`` (and any kill) stops the run: a rerun continues it.
+    """
+    from langtransfer.study_build import StudyBuilder
+
     artefacts = shard_plan(plan(config), *shard)
-    prepare_output(config, overwrite=overwrite)
+    out = prepare_output(config, overwrite=overwrite)
+    build = builder if builder is not None else StudyBuilder(out)
     for noisy in ("transformers", "adapters"):  # one progress bar, not per-run chatter
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    counts = {"built": 0, "skipped": 0}
+    run = StudyRun()
+    not_built: set[str] = set()
     bar = tqdm(artefacts, desc="study", unit="artefact", disable=not progress, dynamic_ncols=True)
     for art in bar:
         bar.set_postfix_str(art.id, refresh=True)
-        if is_done(art):
-            counts["skipped"] += 1
+        missing = tuple(d for d in art.deps if d in not_built)
+        if missing:
+            failure = Failure(art.id, BLOCKED, f"needs {', '.join(missing)}, which were not built",
+                              missing, art.hash)
+            write_failure(out, failure)
+            run.failures.append(failure)
+            not_built.add(art.id)
             continue
-        with file_lock(art.path.parent / f".{art.path.name}.lock"):
-            if is_done(art):  # another shard built it while we waited
-                counts["skipped"] += 1
-                continue
-            builder(art, config)
-        counts["built"] += 1
-    return counts
+        if is_done(art):
+            clear_failure(out, art.id)
+            run.skipped += 1
+            continue
+        try:
+            with file_lock(art.path.parent / f".{art.path.name}.lock"):
+                if is_done(art):  # another shard built it while we waited
+                    run.skipped += 1
+                else:
+                    build(art)
+                    run.built += 1
+        except Exception as e:  # recorded; KeyboardInterrupt and kills stop the run
+            failure = Failure(art.id, FAILED, one_line(e), (), art.hash,
+                              traceback=traceback.format_exc())
+            write_failure(out, failure)
+            run.failures.append(failure)
+            not_built.add(art.id)
+            continue
+        clear_failure(out, art.id)
+    run.base_loads = getattr(build, "base_loads", None)
+    return run

@@ -20,14 +20,53 @@ from langtransfer.configurations import (
     get_configuration,
 )
 from langtransfer.errors import DataFormatError, LangTransferError, UnknownNameError
+from langtransfer.evaluate import SCORING
 from langtransfer.languages import get_language
 from langtransfer.representations import AdapterSpec, PromptConfig
 from langtransfer.train import TrainSettings, default_settings
 
-PROMPT_KEYS = ("num_tokens", "init")
+PROMPT_KEYS = ("num_tokens", "init", "init_text")
 ADAPTER_KEYS = ("config", "reduction_factor")
 TRAIN_KEYS = tuple(f.name for f in fields(TrainSettings))
-KIND_KEYS = {"prompt": PROMPT_KEYS + TRAIN_KEYS, "adapter": ADAPTER_KEYS + TRAIN_KEYS}
+#: TrainSettings fields language training has no use for, refused in ``language_training``
+#: rather than accepted and ignored: it validates only before and after training (no
+#: best-checkpoint selection, no evaluation batches), and span-corruption rows all have
+#: one length (nothing to group by).
+LANGUAGE_UNUSED = ("eval_steps", "keep_best", "eval_batch_size", "group_by_length")
+#: Keys of ``language_training`` / ``task_training`` per representation kind.
+ROLE_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
+    role: {
+        "prompt": PROMPT_KEYS + train_keys,
+        "adapter": ADAPTER_KEYS + train_keys,
+    }
+    for role, train_keys in (
+        ("language", tuple(k for k in TRAIN_KEYS if k not in LANGUAGE_UNUSED)),
+        ("task", TRAIN_KEYS),
+    )
+}
+KIND_KEYS = ROLE_KEYS["task"]
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """The ``evaluation`` section: ``evaluate()`` keywords a study may set (the rest --
+    task, language, representations, data -- the study decides). Defaults are
+    ``evaluate``'s; ``max_new_tokens`` None is the per-task budget."""
+
+    batch_size: int = 64
+    max_new_tokens: int | None = None
+    num_beams: int = 1
+    max_length: int = 256
+    scoring: str = "generate"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+#: Keys of the ``evaluation`` section and the type of each value.
+EVALUATION_KEYS: dict[str, type] = {
+    f.name: str if f.type == "str" else int for f in fields(EvaluationSettings)
+}
 
 
 @dataclass
@@ -38,6 +77,8 @@ class StudyConfig:
     language -> file. ``data`` is ``hub`` (the paper's sources), ``fixtures``, or a mapping
     task -> language -> split -> file. ``language_training`` and ``task_training`` map a
     representation kind (``prompt``/``adapter``) to overrides of the paper's settings.
+    ``task_modules`` (Python files or module names that call ``register_task``) and
+    ``languages_file`` (YAML/JSON language lists) are loaded before anything is checked.
     """
 
     output: str
@@ -57,6 +98,8 @@ class StudyConfig:
     language_training: dict[str, dict[str, Any]] = field(default_factory=dict)
     task_training: dict[str, dict[str, Any]] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
+    task_modules: list[str] = field(default_factory=list)
+    languages_file: list[str] = field(default_factory=list)
 
     # -- derived -------------------------------------------------------------------------
 
@@ -69,14 +112,78 @@ class StudyConfig:
         overrides.setdefault("seed", self.seed)
         return default_settings(kind, role, **overrides)
 
-    def prompt_config(self, role: str, init_text: str) -> PromptConfig:
+    def prompt_config(
+        self,
+        role: str,
+        language_name: str,
+        init_text: str,
+        label_words: list[str] | None = None,
+        seed: int | None = None,
+    ) -> PromptConfig:
+        """The prompt of ``role``: the table's ``num_tokens``/``init``, and its
+        ``init_text`` (``{Language}`` filled in) instead of the default ``init_text``."""
         table = self.language_training if role == "language" else self.task_training
         values = {k: v for k, v in table.get("prompt", {}).items() if k in PROMPT_KEYS}
-        return PromptConfig(init_text=init_text, seed=self.seed, **values)
+        if "init_text" in values:
+            init_text = values.pop("init_text").replace("{Language}", language_name)
+        return PromptConfig(
+            init_text=init_text,
+            label_words=label_words,
+            seed=self.seed if seed is None else seed,
+            **values,
+        )
 
     def adapter_spec(self, role: str) -> AdapterSpec:
         table = self.language_training if role == "language" else self.task_training
-        return AdapterSpec(**{k: v for k, v in table.get("adapter", {}).items() if k in ADAPTER_KEYS})
+        values = table.get("adapter", {})
+        return AdapterSpec(**{k: v for k, v in values.items() if k in ADAPTER_KEYS})
+
+    def evaluation_settings(self) -> EvaluationSettings:
+        return EvaluationSettings(**self.evaluation)
+
+    def corpus_for(self, language: str) -> str:
+        """What ``train_language`` takes as ``corpus`` for ``language``."""
+        if isinstance(self.corpus, dict):
+            if language not in self.corpus:
+                raise LangTransferError(
+                    f"corpus lists no file for language {language!r}; it has {sorted(self.corpus)}"
+                )
+            return str(self.corpus[language])
+        if self.corpus == "fixtures":
+            from langtransfer.corpora import fixture_path
+
+            return str(fixture_path(language))
+        if self.corpus == "wikipedia":
+            return "wikipedia"
+        raise LangTransferError(
+            f"corpus {self.corpus!r} must be 'wikipedia', 'fixtures' or a mapping language -> file"
+        )
+
+    def data_for(
+        self, task: str, language: str, split: str, *, optional: bool = False
+    ) -> str | None:
+        """What ``train_task``/``evaluate`` take as ``data``: None (hub), 'fixtures', or a path.
+
+        ``data`` is one value for everything, or a mapping task -> value, where a value is
+        ``hub``, ``fixtures``, or a mapping language -> (value, or split -> file). Whatever
+        is not listed comes from the hub. A split missing from a language's split mapping
+        is an error, or None with ``optional`` (validation: the task's default).
+        """
+        value: Any = self.data
+        for key in (task, language, split):
+            if not isinstance(value, dict):
+                break
+            if optional and key == split and key not in value:
+                return None
+            value = value.get(key, "hub")
+        if value in ("hub", None):
+            return None
+        if isinstance(value, dict):
+            raise LangTransferError(
+                f"data for task {task!r}, language {language!r} lists no {split!r} split; "
+                f"it has {sorted(value)}"
+            )
+        return str(value)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,29 +201,29 @@ def _is_int(value: Any) -> bool:
 
 
 def _check_kind_tables(name: str, value: Any, where: str) -> None:
+    kind_keys = ROLE_KEYS[name.removesuffix("_training")]
     if not isinstance(value, dict):
         raise LangTransferError(f"{where}: {name} must be a mapping of prompt/adapter settings")
     for kind, settings in value.items():
-        if kind not in KIND_KEYS:
-            raise UnknownNameError(f"representation kind in {name}", kind, KIND_KEYS)
-        if settings is None:
-            continue
+        if kind not in kind_keys:
+            raise UnknownNameError(f"representation kind in {name}", kind, kind_keys)
+        if settings is None:  # `prompt:` with nothing under it: the defaults
+            value[kind] = settings = {}
         if not isinstance(settings, dict):
             raise LangTransferError(f"{where}: {name}.{kind} must be a mapping of settings")
         for key, item in settings.items():
-            if key not in KIND_KEYS[kind]:
-                raise UnknownNameError(f"key in {name}.{kind}", key, KIND_KEYS[kind])
+            if key not in kind_keys[kind]:
+                raise UnknownNameError(f"key in {name}.{kind}", key, kind_keys[kind])
             if key in ("num_tokens", "reduction_factor") and not (
                 (_is_int(item) and item >= 1) or (item is None and key == "reduction_factor")
             ):
-                raise LangTransferError(f"{where}: {name}.{kind}.{key} must be a positive integer, got {item!r:.40}")
-            if key in ("init", "config") and not isinstance(item, str):
-                raise LangTransferError(f"{where}: {name}.{kind}.{key} must be a string, got {item!r:.40}")
-
-
-#: evaluate() keywords a study may set in ``evaluation`` (the rest the study decides).
-EVALUATION_KEYS = {"batch_size": int, "max_new_tokens": int, "max_length": int, "num_beams": int,
-                   "scoring": str}
+                raise LangTransferError(
+                    f"{where}: {name}.{kind}.{key} must be a positive integer, got {item!r:.40}"
+                )
+            if key in ("init", "config", "init_text") and not isinstance(item, str):
+                raise LangTransferError(
+                    f"{where}: {name}.{kind}.{key} must be a string, got {item!r:.40}"
+                )
 
 
 def _string_tree(value: Any, depth: int) -> bool:
@@ -143,6 +250,10 @@ def check_types(config: StudyConfig, where: str) -> None:
         value = getattr(config, key)
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             fail(key, "a list of names")
+    for key in ("task_modules", "languages_file"):
+        value = getattr(config, key)
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            fail(key, "a path or module name, or a list of them")
     for key in ("seed", "sequence_length"):
         if not _is_int(getattr(config, key)):
             fail(key, "an integer")
@@ -167,16 +278,21 @@ def check_types(config: StudyConfig, where: str) -> None:
         wanted = EVALUATION_KEYS[key]
         if not isinstance(item, wanted) or isinstance(item, bool) or (wanted is int and item < 1):
             raise LangTransferError(
-                f"{where}: evaluation.{key} must be a {'positive integer' if wanted is int else 'string'}, "
-                f"got {item!r:.40}"
+                f"{where}: evaluation.{key} must be a "
+                f"{'positive integer' if wanted is int else 'string'}, got {item!r:.40}"
             )
+    scoring = config.evaluation.get("scoring", "generate")
+    if scoring not in SCORING:
+        raise UnknownNameError("evaluation.scoring", scoring, SCORING)
 
 
 def validate(config: StudyConfig, where: str = "study config") -> StudyConfig:
     """Check names and value shapes; normalise language codes. Raises before any work."""
+    from langtransfer.extensions import load_extensions
     from langtransfer.tasks.registry import get_task
 
     check_types(config, where)
+    load_extensions(config.task_modules, config.languages_file)
     if not config.targets:
         raise LangTransferError(f"{where}: 'targets' lists no target language")
     if not config.tasks:
@@ -197,7 +313,16 @@ def validate(config: StudyConfig, where: str = "study config") -> StudyConfig:
         for kind in ("prompt", "adapter"):
             config.train_settings(role, kind)  # raises on bad values
         config.adapter_spec(role)
+    check_inputs(config)
     return config
+
+
+def check_inputs(config: StudyConfig) -> None:
+    """Every artefact of the grid can be planned: each language has a corpus, each cell
+    names its data, each prompt its initialisation (no file is opened)."""
+    from langtransfer.study_jobs import plan  # study_jobs needs this module only for types
+
+    plan(config)
 
 
 def load_study_config(path: str | Path, **overrides: Any) -> StudyConfig:
@@ -222,7 +347,8 @@ def load_study_config(path: str | Path, **overrides: Any) -> StudyConfig:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
         line = getattr(getattr(e, "problem_mark", None), "line", None)
-        raise DataFormatError(path, f"not valid YAML ({e})", None if line is None else line + 1) from e
+        where = None if line is None else line + 1
+        raise DataFormatError(path, f"not valid YAML ({e})", where) from e
     except RecursionError as e:
         raise DataFormatError(path, "not valid YAML (nested too deeply)") from e
     if not isinstance(raw, dict):
@@ -235,13 +361,11 @@ def load_study_config(path: str | Path, **overrides: Any) -> StudyConfig:
                 raise UnknownNameError(f"key in {path}", key, valid)
         if "output" not in raw:
             raise DataFormatError(path, "missing 'output' (the study directory)")
-        for key in ("sources", "targets", "tasks", "configurations"):
+        for key in ("sources", "targets", "tasks", "configurations", "task_modules",
+                    "languages_file"):
             if isinstance(raw.get(key), str):
                 raw[key] = [raw[key]]
         config = validate(StudyConfig(**raw), str(path))
-        from langtransfer.study import plan
-
-        plan(config)  # every artefact can be planned: corpora and data for each language
         # Relative outputs are relative to the working directory, as on the command line.
         config.output = str(Path(config.output))
         return config

@@ -52,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        from langtransfer.cli.common import load_extension_options
+
+        load_extension_options(args)
         return int(args.func(args) or 0)
     except LangTransferError as e:
         print(f"langtransfer {args.verb}: error: {e}", file=sys.stderr)

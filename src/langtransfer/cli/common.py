@@ -1,4 +1,10 @@
-"""Options shared by the training verbs, and turning them into settings objects."""
+"""Options shared by the verbs, and turning them into settings objects.
+
+The user's extensions (``--task-module``, ``--languages-file``) are added to every verb
+that takes a task or a language by :func:`add_extension_options` and loaded by
+:func:`load_extension_options`, which ``langtransfer.cli.main`` calls before any verb
+runs -- one place, so they work the same everywhere.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,30 @@ from langtransfer.models import DEFAULT_MODEL
 if TYPE_CHECKING:  # heavy imports (torch, transformers) wait until a verb runs
     from langtransfer.representations import AdapterSpec, PromptConfig
     from langtransfer.train import TrainSettings
+
+
+def add_extension_options(parser: argparse.ArgumentParser, tasks: bool = True) -> None:
+    """``--languages-file`` (and, with ``tasks``, ``--task-module``), both repeatable."""
+    g = parser.add_argument_group("extensions (your own languages and tasks)")
+    g.add_argument(
+        "--languages-file", dest="languages_files", action="append", default=[],
+        metavar="FILE",
+        help="YAML/JSON file listing extra languages (code, name, script, family); repeatable",
+    )
+    if tasks:
+        g.add_argument(
+            "--task-module", dest="task_modules", action="append", default=[],
+            metavar="FILE_OR_MODULE",
+            help="Python file or module that calls langtransfer.tasks.register_task; "
+            "imported (its code runs) before the verb; repeatable",
+        )
+
+
+def load_extension_options(args: argparse.Namespace) -> None:
+    """Register the languages files and import the task modules the options name."""
+    from langtransfer.extensions import load_extensions
+
+    load_extensions(getattr(args, "task_modules", ()), getattr(args, "languages_files", ()))
 
 
 def add_model_option(parser: argparse.ArgumentParser) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from langtransfer.cli.common import add_model_option
+from langtransfer.cli.common import add_extension_options, add_model_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="generate: free generation, parsed (default); rank: label ranking for "
         "classification tasks (the most likely label word; never unparseable)",
     )
+    add_extension_options(p)
     p.set_defaults(func=run)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from langtransfer.languages import all_languages, load_language_file
+from langtransfer.cli.common import add_extension_options
+from langtransfer.languages import all_languages
 
 COLUMNS = (
     ("code", "code"),
@@ -24,17 +25,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="list the known languages (code, name, script, family, Wikipedia config)",
         description=(
             "List the language registry: the paper's 16 languages and any added with "
-            "--register. 'source' marks the languages the paper trains tasks in."
+            "--languages-file. 'source' marks the languages the paper trains tasks in."
         ),
     )
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
-    p.add_argument(
-        "--register",
-        metavar="FILE",
-        action="append",
-        default=[],
-        help="YAML or JSON file listing extra languages (code, name, script, family); "
-        "may be repeated",
+    add_extension_options(p, tasks=False)
+    p.add_argument(  # the older name of --languages-file
+        "--register", metavar="FILE", action="append", dest="languages_files",
+        help="the same as --languages-file",
     )
     p.set_defaults(func=run)
 
@@ -56,8 +54,6 @@ def format_table(rows: list[dict[str, object]]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    for path in args.register:
-        load_language_file(path)
     rows = [lang.to_dict() for lang in all_languages()]
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))

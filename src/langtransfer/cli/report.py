@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from langtransfer.cli.common import add_extension_options
 from langtransfer.errors import LangTransferError
 
 
@@ -44,12 +45,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "if it holds an earlier report, refused if it holds anything else",
     )
     p.add_argument("--quiet", "-q", action="store_true", help="do not print the tables")
+    add_extension_options(p, tasks=False)  # the report groups languages by script and family
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from langtransfer.report import build_report, format_tables
     from langtransfer.results import RESULTS_DIR, read_records
+    from langtransfer.study_failures import format_failures, read_failures
 
     records = read_records(args.dirs)
     if not records:
@@ -65,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
                 f"report output {out} is inside {d / RESULTS_DIR}, where it would be read as "
                 "results next time; choose another --output"
             )
-    summary = build_report(records, out)
+    failures = read_failures(args.dirs)
+    summary = build_report(records, out, failures=failures)
     if not args.quiet:
         print(format_tables(records))
     best = summary.best_configuration
@@ -73,4 +77,6 @@ def run(args: argparse.Namespace) -> int:
         f"report of {summary.n_records} records written to {summary.index}"
         + (f" (best on average: {best})" if best else "")
     )
+    if failures:
+        print(format_failures(failures))
     return 0

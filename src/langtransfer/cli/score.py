@@ -6,6 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
+from langtransfer.cli.common import add_extension_options
 from langtransfer.errors import LangTransferError
 
 
@@ -30,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--task", required=True,
-                   help=f"task name: {', '.join(task_names())}")
+                   help=f"task name: {', '.join(task_names())}, or one --task-module registers")
     p.add_argument(
         "--data", metavar="PATH",
         help="gold data: a file in the task's format or a directory of "
@@ -52,6 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help='JSONL file of {"id", "prediction"} objects')
     p.add_argument("--output", metavar="DIR",
                    help="also write the metrics to DIR/metrics.json (atomically)")
+    add_extension_options(p)
     p.set_defaults(func=run)
 
 

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from langtransfer.cli.common import add_extension_options
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -30,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="reuse an output directory of a study with other settings, discarding its results")
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_extension_options(p)
     p.set_defaults(func=run)
 
 
@@ -40,28 +43,39 @@ def example_path(name: str) -> Path:
 
 
 def run_and_report(config, args: argparse.Namespace) -> int:
-    """Run (or dry-run) a study, then write and print its report."""
+    """Run (or dry-run) a study, then write and print its report. Exit code 1 when an
+    artefact failed (the rest was built; a rerun retries what failed)."""
     from langtransfer.study import describe, parse_shard, plan, run_study, shard_plan
+    from langtransfer.study_failures import format_failures, read_failures
 
     shard = parse_shard(args.shard)
     if args.dry_run:
         print(describe(shard_plan(plan(config), *shard)))
         return 0
-    counts = run_study(config, shard=shard, overwrite=args.overwrite, progress=not args.quiet)
-    print(f"study {config.output}: {counts['built']} artefacts built, {counts['skipped']} already done")
+    run = run_study(config, shard=shard, overwrite=args.overwrite, progress=not args.quiet)
+    print(run.summary(config.output))
+    code = 0 if run.ok else 1
+    if not run.ok:
+        print(format_failures(run.failures), file=sys.stderr)
+        print(f"failure records: {Path(config.output) / 'failures'}; rerun the same command "
+              "to retry what failed", file=sys.stderr)
     if args.no_report:
-        return 0
+        return code
     if shard[1] > 1:
-        print(f"shard {args.shard} done; when every shard has finished: langtransfer report {config.output}")
-        return 0
+        print(f"shard {args.shard} done; when every shard has finished: "
+              f"langtransfer report {config.output}")
+        return code
     from langtransfer.report import build_report, format_tables
     from langtransfer.results import read_records
 
     records = read_records(config.output)
-    build_report(records, Path(config.output) / "report")
+    if not records:
+        print("no results to report", file=sys.stderr)
+        return code
+    build_report(records, Path(config.output) / "report", failures=read_failures(config.output))
     print(format_tables(records))
     print(f"report: {Path(config.output) / 'report' / 'report.md'}")
-    return 0
+    return code
 
 
 def run(args: argparse.Namespace) -> int:

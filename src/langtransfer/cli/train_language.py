@@ -10,6 +10,7 @@ import sys
 
 from langtransfer.cli.common import (
     adapter_from_args,
+    add_extension_options,
     add_model_option,
     add_training_options,
     prompt_from_args,
@@ -48,18 +49,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="held-out documents: a count, or a fraction of a local file (default: 10%% of "
         "a local file, 1000 documents of a stream)",
     )
-    p.add_argument("--languages-file", help="YAML/JSON file registering extra languages")
     add_training_options(p, "language")
+    add_extension_options(p, tasks=False)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from langtransfer.language_training import train_language
-    from langtransfer.languages import get_language, load_language_file
+    from langtransfer.languages import get_language
     from langtransfer.representations import read_manifest
 
-    if args.languages_file:
-        load_language_file(args.languages_file)
     lang = get_language(args.language)
     validation = args.validation_size
     if validation is not None and validation >= 1:

@@ -7,6 +7,7 @@ import json
 
 from langtransfer.cli.common import (
     adapter_from_args,
+    add_extension_options,
     add_model_option,
     add_training_options,
     prompt_from_args,
@@ -45,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--max-examples", type=int, help="use only the first N training examples")
     add_training_options(p, "task")
+    add_extension_options(p)
     p.set_defaults(func=run)
 
 

@@ -1,0 +1,113 @@
+"""Building study artefacts with the library's own training and evaluation functions.
+
+:class:`StudyBuilder` turns an :class:`~langtransfer.study_jobs.Artefact` into a call of
+``train_language``, ``train_task`` or ``evaluate`` whose arguments come from the
+artefact's job (and where things go from the artefact), nothing else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from langtransfer.study_jobs import Artefact, EvaluationJob, LanguageJob, TaskJob
+
+
+class StudyBuilder:
+    """Builds artefacts of one study directory; call it with an artefact.
+
+    ``base_loads`` counts how often this builder loaded the base model.
+    """
+
+    def __init__(self, study_dir: str | Path, *, show_progress: bool = False):
+        self.study_dir = Path(study_dir)
+        self.show_progress = show_progress
+        self.base_loads = 0
+
+    def model(self, name: str) -> Any:
+        """The base the training and evaluation functions get: for now its name (each
+        call loads it)."""
+        self.base_loads += 1
+        return name
+
+    def __call__(self, art: Artefact) -> None:
+        job = art.job
+        if isinstance(job, LanguageJob):
+            self.train_language(art, job)
+        elif isinstance(job, TaskJob):
+            self.train_task(art, job)
+        elif isinstance(job, EvaluationJob):
+            self.evaluate(art, job)
+        else:  # pragma: no cover - the three job types are all there are
+            raise TypeError(f"unknown job {job!r}")
+
+    def train_language(self, art: Artefact, job: LanguageJob) -> None:
+        from langtransfer.language_training import train_language
+
+        train_language(
+            model=self.model(job.model),
+            language=job.language,
+            kind=job.kind,
+            corpus=job.corpus,
+            output=art.path,
+            settings=job.train,
+            prompt=job.prompt,
+            adapter=job.adapter,
+            sequence_length=job.sequence_length,
+            max_documents=job.max_documents,
+            validation_size=job.validation_documents,
+            checkpoint_dir=art.work,
+            resume=True,
+            overwrite=True,
+            settings_hash=art.hash,
+            show_progress=self.show_progress,
+        )
+
+    def train_task(self, art: Artefact, job: TaskJob) -> None:
+        from langtransfer.task_training import train_task
+
+        train_task(
+            model=self.model(job.model),
+            task=job.task,
+            language=job.source,
+            kind=job.kind,
+            output=art.path,
+            language_rep=art.inputs.get("language"),
+            data=job.train_data,
+            validation_data=job.validation_data,
+            settings=job.train,
+            prompt=job.prompt,
+            adapter=job.adapter,
+            max_length=job.sequence_length,
+            max_examples=job.max_train_examples,
+            checkpoint_dir=art.work,
+            resume=True,
+            overwrite=True,
+            settings_hash=art.hash,
+            show_progress=self.show_progress,
+        )
+
+    def evaluate(self, art: Artefact, job: EvaluationJob) -> None:
+        from langtransfer.evaluate import evaluate
+        from langtransfer.results import write_record
+
+        record = evaluate(
+            model=self.model(job.model),
+            task=job.task,
+            language=job.target,
+            language_rep=art.inputs.get("language"),
+            task_rep=art.inputs.get("task"),
+            data=job.test_data,
+            output=art.work,
+            max_examples=job.max_eval_examples,
+            show_progress=self.show_progress,
+            **job.evaluation.to_dict(),
+        )
+        record.update(
+            source_language=job.source,
+            target_language=job.target,
+            configuration=job.configuration,
+            settings_hash=art.hash,
+            seed=job.seed,
+        )
+        write_record(self.study_dir, record)

@@ -1,0 +1,282 @@
+"""Typed study jobs: one frozen record per artefact, holding exactly what builds it.
+
+A job's fields are the arguments the builder passes to ``train_language``, ``train_task``
+or ``evaluate`` (nothing else is read while building), and the artefact's settings hash
+is computed from the same fields (:func:`job_settings`). So an option of the study config
+either reaches a job field -- and then both the hash and the builder see it -- or it does
+not exist: nothing can be accepted and silently dropped. ``tests/test_study_jobs.py``
+walks every option of :class:`~langtransfer.study_config.StudyConfig` to check this.
+
+Where an artefact goes (its directory, checkpoints, the paths of the artefacts it
+depends on) is not part of a job: it follows from the study directory and the job's key
+(:class:`Artefact`), and moving a study directory must not change any hash.
+
+:func:`plan` turns a study config into the artefacts of its grid, in dependency order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from langtransfer.configurations import get_configuration
+from langtransfer.languages import get_language
+
+if TYPE_CHECKING:
+    from langtransfer.representations import AdapterSpec, PromptConfig
+    from langtransfer.study_config import EvaluationSettings, StudyConfig
+    from langtransfer.train import TrainSettings
+
+
+@dataclass(frozen=True)
+class LanguageJob:
+    """Train one language representation (``train_language``)."""
+
+    model: str
+    language: str
+    kind: str
+    corpus: str
+    max_documents: int | None
+    validation_documents: int | float
+    sequence_length: int
+    train: TrainSettings
+    prompt: PromptConfig | None
+    adapter: AdapterSpec | None
+
+    stage = "language"
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return (self.kind, self.language)
+
+
+@dataclass(frozen=True)
+class TaskJob:
+    """Train one task representation on the source language (``train_task``), with the
+    source's language representation of ``language_kind`` attached (None: ``ta``/``stp``).
+    ``validation_data`` None means the task's validation split of ``train_data``."""
+
+    model: str
+    task: str
+    source: str
+    configuration: str
+    kind: str
+    language_kind: str | None
+    train_data: str | None
+    validation_data: str | None
+    max_train_examples: int | None
+    sequence_length: int
+    train: TrainSettings
+    prompt: PromptConfig | None
+    adapter: AdapterSpec | None
+
+    stage = "task"
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return (self.task, self.source, self.configuration)
+
+
+@dataclass(frozen=True)
+class EvaluationJob:
+    """Evaluate one cell (``evaluate``): the target's language representation of
+    ``language_kind`` and the task representation of (task, source, configuration).
+    ``seed`` is not used by generation; it is written into the result record."""
+
+    model: str
+    task: str
+    configuration: str
+    source: str
+    target: str
+    language_kind: str | None
+    task_kind: str | None
+    test_data: str | None
+    max_eval_examples: int | None
+    evaluation: EvaluationSettings
+    seed: int
+
+    stage = "evaluation"
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return (self.task, self.configuration, self.source, self.target)
+
+
+Job = LanguageJob | TaskJob | EvaluationJob
+
+
+def _plain(value: Any) -> Any:
+    to_dict = getattr(value, "to_dict", None)
+    return to_dict() if callable(to_dict) else value
+
+
+def job_settings(job: Job) -> dict[str, Any]:
+    """Every field of the job as plain JSON-able values: what the settings hash covers."""
+    return {f.name: _plain(getattr(job, f.name)) for f in fields(job)}
+
+
+# -- jobs from a study config ----------------------------------------------------------
+
+
+def language_job(config: StudyConfig, language: str, kind: str) -> LanguageJob:
+    lang = get_language(language)
+    return LanguageJob(
+        model=config.model,
+        language=lang.code,
+        kind=kind,
+        corpus=config.corpus_for(lang.code),
+        max_documents=config.max_documents,
+        validation_documents=config.validation_documents,
+        sequence_length=config.sequence_length,
+        train=config.train_settings("language", kind),
+        prompt=config.prompt_config("language", lang.name, lang.instruction)
+        if kind == "prompt"
+        else None,
+        adapter=config.adapter_spec("language") if kind == "adapter" else None,
+    )
+
+
+def task_job(config: StudyConfig, task: str, source: str, configuration: str) -> TaskJob:
+    from langtransfer.tasks import get_task
+
+    task_obj, lang = get_task(task), get_language(source)
+    language_kind, kind = get_configuration(configuration, study=True).kinds
+    assert kind is not None, f"{configuration} trains no task representation"
+    train = config.train_settings("task", kind)
+    prompt = None
+    if kind == "prompt":
+        prompt = config.prompt_config(
+            "task",
+            lang.name,
+            task_obj.prompt_init(lang.name),
+            label_words=list(task_obj.label_words.values()) or None,
+            seed=train.seed,
+        )
+    return TaskJob(
+        model=config.model,
+        task=task_obj.name,
+        source=lang.code,
+        configuration=configuration,
+        kind=kind,
+        language_kind=language_kind,
+        train_data=config.data_for(task_obj.name, lang.code, "train"),
+        validation_data=config.data_for(task_obj.name, lang.code, "validation", optional=True),
+        max_train_examples=config.max_train_examples,
+        sequence_length=config.sequence_length,
+        train=train,
+        prompt=prompt,
+        adapter=config.adapter_spec("task") if kind == "adapter" else None,
+    )
+
+
+def evaluation_job(
+    config: StudyConfig, task: str, configuration: str, source: str, target: str
+) -> EvaluationJob:
+    language_kind, task_kind = get_configuration(configuration, study=True).kinds
+    return EvaluationJob(
+        model=config.model,
+        task=task,
+        configuration=configuration,
+        source=source,
+        target=target,
+        language_kind=language_kind,
+        task_kind=task_kind,
+        test_data=config.data_for(task, target, "test"),
+        max_eval_examples=config.max_eval_examples,
+        evaluation=config.evaluation_settings(),
+        seed=config.seed,
+    )
+
+
+# -- artefacts: a job, where it goes, what it needs -------------------------------------
+
+STAGES = ("language", "task", "evaluation")
+
+
+@dataclass(frozen=True)
+class Artefact:
+    """One unit of work: its job, where it goes, the ids of the artefacts it needs, and
+    the hash of its job and of theirs. ``inputs`` maps a role (``language``, ``task``) to
+    the directory of the representation the builder attaches; ``work`` is where training
+    checkpoints or predictions go."""
+
+    job: Job
+    path: Path
+    deps: tuple[str, ...] = ()
+    hash: str = ""
+    inputs: dict[str, Path] = field(default_factory=dict, compare=False, hash=False)
+    work: Path | None = None
+
+    @property
+    def stage(self) -> str:
+        return self.job.stage
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return self.job.key
+
+    @property
+    def id(self) -> str:
+        return f"{self.stage}:{'/'.join(self.key)}"
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return job_settings(self.job)
+
+
+def language_rep_path(study_dir: str | Path, kind: str, language: str) -> Path:
+    return Path(study_dir) / "representations" / "language" / kind / language
+
+
+def task_rep_path(study_dir: str | Path, task: str, source: str, configuration: str) -> Path:
+    return Path(study_dir) / "representations" / "task" / task / source / configuration
+
+
+def _hash(payload: dict[str, Any]) -> str:
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def plan(config: StudyConfig) -> list[Artefact]:
+    """Every artefact of the study in dependency order, each listed once."""
+    out = Path(config.output)
+    arts: dict[str, Artefact] = {}
+
+    def add(job: Job, path: Path, deps: tuple[Artefact, ...], **where: Any) -> Artefact:
+        payload = {"stage": job.stage, "key": job.key, "settings": job_settings(job),
+                   "deps": [d.hash for d in deps]}
+        art = Artefact(job, path, tuple(d.id for d in deps), _hash(payload), **where)
+        return arts.setdefault(art.id, art)
+
+    def checkpoints(job: Job) -> Path:
+        return out / "checkpoints" / job.stage / "/".join(job.key)
+
+    def language_rep(lang: str, kind: str) -> Artefact:
+        job = language_job(config, lang, kind)
+        return add(job, language_rep_path(out, kind, lang), (), work=checkpoints(job))
+
+    def task_rep(task: str, source: str, configuration: str) -> Artefact:
+        job = task_job(config, task, source, configuration)
+        inputs = {"language": language_rep(source, job.language_kind)} if job.language_kind else {}
+        return add(job, task_rep_path(out, task, source, configuration), tuple(inputs.values()),
+                   inputs={role: d.path for role, d in inputs.items()}, work=checkpoints(job))
+
+    for task in config.tasks:
+        for source in config.sources:
+            for configuration in config.configurations:
+                for target in config.targets:
+                    job = evaluation_job(config, task, configuration, source, target)
+                    deps: dict[str, Artefact] = {}
+                    if job.task_kind:
+                        deps["task"] = task_rep(task, source, configuration)
+                    if job.language_kind:
+                        deps["language"] = language_rep(target, job.language_kind)
+                    cell = Path(task) / configuration / f"{source}__{target}"
+                    add(job, out / "results" / cell.with_suffix(".json"), tuple(deps.values()),
+                        inputs={role: d.path for role, d in deps.items()},
+                        work=out / "predictions" / cell)
+    order = {s: i for i, s in enumerate(STAGES)}
+    return sorted(arts.values(), key=lambda a: order[a.stage])
