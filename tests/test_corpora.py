@@ -191,65 +191,116 @@ def test_fixture_source_and_missing_fixture():
         load_corpus("fixture", "te")
 
 
-# --- Wikipedia (the hub mocked by a local streaming dataset) ------------------------
+# --- Wikipedia (a local mirror laid out as the hub serves the dump, read by datasets) ----
+
+WIKI = "wikimedia/wikipedia"
+
+
+def _article(i):
+    return f"Article {i}." if i % 7 != 3 else "   "  # some empty articles, as dumps have
 
 
 @pytest.fixture
-def fake_hub(monkeypatch):
+def wiki(tmp_path, monkeypatch):
+    """``wiki({config: n_articles}, dataset_info=False)`` writes a mirror of the dump (a README
+    whose YAML lists the configs, ``<config>/train-0000k-of-00002.parquet`` with id, url,
+    title, text) and points ``datasets.load_dataset("wikimedia/wikipedia", ...)`` at it;
+    returns the calls made and a map-style ``load_dataset`` on the mirror (the reference's)."""
+    root = tmp_path / "wikipedia"
     calls = []
-    rows = [f"Article {i}." if i % 7 != 3 else "   " for i in range(40)]
+    real = datasets.load_dataset
 
-    def load_dataset(*args, **kwargs):
-        calls.append((args, kwargs))
-        if kwargs.get("streaming") is not True:
-            raise AssertionError("Wikipedia must be streamed, never downloaded whole")
-        table = {"id": [str(i) for i in range(40)], "title": ["t"] * 40, "text": rows}
-        return datasets.Dataset.from_dict(table).to_iterable_dataset()
+    def write(sizes, dataset_info=False):
+        configs, infos = [], []
+        for config, n in sizes.items():
+            (root / config).mkdir(parents=True)
+            half = n // 2
+            for k, (a, b) in enumerate([(0, half), (half, n)]):
+                ids = range(a, b)
+                table = pa.table({"id": [str(i) for i in ids], "url": [f"u{i}" for i in ids],
+                                  "title": [f"T{i}" for i in ids],
+                                  "text": [_article(i) for i in ids]})
+                pq.write_table(table, root / config / f"train-0000{k}-of-00002.parquet")
+            configs.append(f"- config_name: {config}\n  data_files:\n  - split: train\n"
+                           f"    path: {config}/train-*\n")
+            infos.append(f"- config_name: {config}\n  features:\n  - name: id\n    dtype: string\n"
+                         "  - name: url\n    dtype: string\n  - name: title\n    dtype: string\n"
+                         "  - name: text\n    dtype: string\n  splits:\n  - name: train\n"
+                         f"    num_examples: {n}\n")
+        info = "dataset_info:\n" + "".join(infos) if dataset_info else ""
+        (root / "README.md").write_text("---\nconfigs:\n" + "".join(configs) + info + "---\n",
+                                        encoding="utf-8")
+
+        def reference(config, split):
+            rows = real(str(root), config, split=split, cache_dir=str(tmp_path / "cache"))
+            return [t for t in rows["text"] if t.strip()]
+
+        return calls, reference
+
+    def load_dataset(path, *args, **kwargs):
+        if path == WIKI:
+            calls.append((args, kwargs))
+            path = str(root)
+        return real(path, *args, **kwargs)
 
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
-    return calls, [r for r in rows if r.strip()]
+    return write
 
 
-def test_wikipedia_is_streamed_with_the_language_config(fake_hub):
-    calls, texts = fake_hub
-    corpus = load_corpus("wikipedia", "sk", validation_size=5)
-    assert calls == [
-        (("wikimedia/wikipedia", "20231101.sk"), {"split": "train", "streaming": True})
-    ]
-    assert corpus.streaming and corpus.max_documents is None
-    assert corpus.source == "wikimedia/wikipedia 20231101.sk"
-    assert corpus.validation == texts[:5]  # a stream's validation slice is its head
-    assert list(corpus.train) == texts[5:]
-    assert list(corpus.train) == texts[5:]  # re-iterable: a second epoch streams again
-
-
-def test_wikipedia_english_cap(fake_hub, monkeypatch):
-    calls, texts = fake_hub
-    assert load_corpus("wikipedia", "en", validation_size=2).max_documents == 1_000_000
-    # The default slice of a stream is at most a fixed count, not 10% of 1M articles.
-    monkeypatch.setattr(corpora, "DEFAULT_STREAM_VALIDATION_DOCUMENTS", 3)
-    assert len(load_corpus("wikipedia", "en").validation) == 3
-    assert calls[-1][0] == ("wikimedia/wikipedia", "20231101.en")
-    en = languages.get_language("en")
-    monkeypatch.setitem(
-        languages._REGISTRY, "en", dataclasses.replace(en, wikipedia_max_articles=10)
-    )
-    corpus = load_corpus("wikipedia", "English", validation_size=2)
-    raw_first_10 = [f"Article {i}." for i in range(10) if i % 7 != 3]
+def test_wikipedia_slices_are_the_references_5_percent(wiki):
+    calls, reference = wiki({"20231101.sk": 210})
+    corpus = load_corpus("wikipedia", "sk", validation_size=6)
+    assert calls[0] == (("20231101.sk",), {"split": "train", "streaming": True})
+    # No row count in the metadata: counted by streaming the id column only.
+    assert calls[1] == (("20231101.sk",), {"split": "train", "streaming": True, "columns": ["id"]})
+    assert corpus.streaming and corpus.source == "wikimedia/wikipedia 20231101.sk"
+    # 5% of 210 is 10.5, which datasets rounds to 10 (round half to even).
     assert corpus.max_documents == 10
-    assert corpus.validation + list(corpus.train) == raw_first_10
-    assert load_corpus("wikipedia", "en").validation == raw_first_10[:1]  # 10% of the cap
-    # max_documents caps other languages too, and the smaller cap wins for English.
-    assert load_corpus("wikipedia", "en", max_documents=4, validation_size=1).max_documents == 4
-    de = load_corpus("wikipedia", "de", max_documents=12, validation_size=0.25)
-    assert len(de.validation) == 3 and de.max_documents == 12
+    assert list(corpus.train) == reference("20231101.sk", "train[:5%]")
+    assert list(corpus.train) == list(corpus.train)  # re-iterable: a second epoch streams again
+    # Validation: the first 6 articles of train[5%:] (the empty ones dropped).
+    after = reference("20231101.sk", "train[5%:]")
+    assert corpus.validation == [_article(i) for i in range(10, 16) if i % 7 != 3]
+    assert corpus.validation == after[: len(corpus.validation)]
+    assert not set(corpus.validation) & set(corpus.train)
 
 
-def test_wikipedia_errors(fake_hub, monkeypatch):
-    with pytest.raises(LangTransferError, match="stream's size is unknown"):
-        load_corpus("wikipedia", "de", validation_size=0.1)
-    with pytest.raises(LangTransferError, match="all went to validation"):
-        load_corpus("wikipedia", "de", validation_size=1000)
+def test_wikipedia_row_count_from_the_dataset_metadata(wiki):
+    calls, reference = wiki({"20231101.de": 400}, dataset_info=True)
+    corpus = load_corpus("wikipedia", "de", validation_size=0.1)  # a fraction of the 20
+    assert len(calls) == 1  # the split's num_examples: no counting pass
+    assert list(corpus.train) == reference("20231101.de", "train[:5%]")
+    assert len(corpus.validation) == 2 and corpus.validation[0] == _article(20)
+
+
+def test_wikipedia_english_first_articles_and_the_next_for_validation(wiki, monkeypatch):
+    calls, reference = wiki({"20231101.en": 60})
+    en = languages.get_language("en")
+    assert en.wikipedia_max_articles == 1_000_000  # the reference's train[:1000000]
+    monkeypatch.setitem(languages._REGISTRY, "en", dataclasses.replace(en, wikipedia_max_articles=20))
+    corpus = load_corpus("wikipedia", "English", validation_size=3)
+    assert corpus.max_documents == 20
+    assert list(corpus.train) == reference("20231101.en", "train[:20]")
+    assert corpus.validation == reference("20231101.en", "train[20:]")[:3]
+    # The default validation slice: 10% of the training slice, at most a fixed count.
+    monkeypatch.setattr(corpora, "DEFAULT_STREAM_VALIDATION_DOCUMENTS", 1)
+    assert load_corpus("wikipedia", "en").validation == [_article(20)]
+
+
+def test_wikipedia_max_documents_caps_training_inside_the_slice(wiki):
+    wiki({"20231101.sk": 400})
+    corpus = load_corpus("wikipedia", "sk", max_documents=5, validation_size=2)
+    assert corpus.max_documents == 5
+    assert list(corpus.train) == [_article(i) for i in range(5) if i % 7 != 3]
+    assert corpus.validation == [_article(20), _article(21)]  # still after the 5% boundary
+
+
+def test_wikipedia_errors(wiki, monkeypatch):
+    wiki({"20231101.de": 10, "20231101.sk": 400})
+    with pytest.raises(LangTransferError, match=r"10 articles; its first 5% is none"):
+        load_corpus("wikipedia", "de")
+    with pytest.raises(LangTransferError, match="no 'body' column"):
+        load_corpus("wikipedia", "sk", text_field="body")
 
     def offline(*args, **kwargs):
         raise ConnectionError("no network")
@@ -258,9 +309,37 @@ def test_wikipedia_errors(fake_hub, monkeypatch):
     with pytest.raises(LangTransferError, match=r"cannot stream .*20231101\.sw.*no network"):
         load_corpus("wikipedia", "sw")
 
-    def empty(*args, **kwargs):
-        return datasets.Dataset.from_dict({"text": ["", " "]}).to_iterable_dataset()
 
-    monkeypatch.setattr(datasets, "load_dataset", empty)
-    with pytest.raises(LangTransferError, match="yielded no text"):
-        load_corpus("wikipedia", "sw")
+def test_streamed_training_text_is_shuffled_within_a_buffer(wiki, monkeypatch):
+    """train_language shuffles a streamed corpus's blocks (seeded, the same every run),
+    as the reference's map-style dataset draws them at random; local files stay map-style."""
+    from itertools import islice
+
+    from langtransfer import language_training
+    from langtransfer.objectives import span_corruption_dataset
+
+    wiki({"20231101.sk": 4000})
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def capture(composed, tokenizer, train, *args, **kwargs):
+        seen["train"], seen["tokenizer"] = train, tokenizer
+        raise Stop
+
+    monkeypatch.setattr(language_training, "train_representation", capture)
+    for _ in range(2):
+        with pytest.raises(Stop):
+            language_training.train_language(
+                model="tiny", language="sk", kind="prompt", corpus="wikipedia",
+                output="unused", sequence_length=32, validation_size=5, shuffle_buffer=50)
+        seen.setdefault("runs", []).append(
+            [r["input_ids"] for r in islice(seen["train"], 40)])
+    first, second = seen["runs"]
+    assert first == second  # seeded: the same order on every run
+    corpus = load_corpus("wikipedia", "sk", validation_size=5)
+    plain = span_corruption_dataset(corpus.train, seen["tokenizer"], input_length=32, seed=42)
+    in_order = [r["input_ids"] for r in islice(plain, 200)]
+    assert first != in_order[:40]  # not the dump order...
+    assert all(block in in_order for block in first)  # ...but the same blocks, locally mixed

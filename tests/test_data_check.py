@@ -39,8 +39,9 @@ def test_a_split_the_source_lacks():
 def test_a_language_the_task_has_no_source_for():
     c = check_data("qa", "bg", "test", None)
     assert not c.ok and "no source for 'bg'" in c.problem and "mlqa" in c.problem
-    assert "leave qa/bg out" in c.fix
+    assert "leave qa/bg out" in c.fix and c.no_source
     assert not check_data("nli", "xx", "test", None).ok
+    assert not check_data("qa", "sk", "test", None).no_source  # local data would do
 
 
 def test_a_local_only_set_without_data_says_where_it_goes():

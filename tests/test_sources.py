@@ -440,3 +440,17 @@ def test_docs_data_md_names_every_source():
                 for name in names:
                     assert name in text, (task.name, name)
     assert "no source" in text and "mlqa-translate-train.bg" in text
+
+
+def test_evaluate_on_the_paper_source_reads_the_hub_mirror(hub, tmp_path):
+    """The study's path for a hub cell (``data=None``) end to end on the tiny model."""
+    from langtransfer.evaluate import evaluate
+
+    rows = [{"premise": f"Prem {i}.", "hypothesis": "Hyp.", "label": i % 3} for i in range(6)]
+    hub("facebook/xnli", {"de/test/0000.parquet": rows})
+    record = evaluate(model="tiny", task="nli", language="de", output=tmp_path / "eval",
+                      max_new_tokens=2, show_progress=False)
+    assert record["n_examples"] == 6
+    lines = (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()
+    assert [json.loads(line)["gold"] for line in lines] == [
+        "entailment", "neutral", "contradiction"] * 2

@@ -3,9 +3,14 @@
 A corpus comes from one of three places:
 
 - ``"wikipedia"``: the language's ``wikimedia/wikipedia`` dump (config
-  ``20231101.<code>``), *streamed* through ``datasets`` so nothing is downloaded in full.
-  Languages with ``wikipedia_max_articles`` (English: 1M, as in the paper) are cut to
-  their first that many articles.
+  ``20231101.<code>``), *streamed* through ``datasets`` so nothing is downloaded in full,
+  sliced as the paper's reference code slices it (``ref: src/language_modeling/run.py``,
+  ``validation_split_percentage=5``): training on the dump's first 5% of articles
+  (``train[:5%]``, rounded as ``datasets`` rounds percent slices), validation from the
+  articles after them (``train[5%:]``); languages with ``wikipedia_max_articles``
+  (English: 1M, as the reference) train on their first that many articles instead and
+  validate on the ones after. The dump's size, needed for the 5%, is the split's row
+  count in the dataset's metadata, or else counted by streaming its ``id`` column only.
 - ``"fixture"``: the few dozen sentences shipped in ``langtransfer/data/text/<code>.txt``,
   enough for a demo and for tests, not for a useful representation.
 - a local file: ``.txt``, ``.jsonl`` (one JSON object per line with a ``text`` field) or
@@ -15,8 +20,12 @@ A corpus comes from one of three places:
 
 Every source is split into training texts and a held-out validation slice, the same on
 every run for the same seed. Local files are read whole; the validation documents are a
-seeded random sample, the rest train in file order. A stream cannot be sampled without
-reading it, so its validation slice is its first documents and training starts after them.
+seeded random sample, the rest train in file order (training then draws batches at
+random, as from any map-style dataset). Wikipedia's validation slice is the first
+``validation_size`` documents after the training slice (the reference evaluates on up to
+500k blocks of ``train[5%:]``, only once after training; nothing here trains on it).
+Streamed training text is shuffled by language training with a buffer of
+:data:`STREAM_SHUFFLE_BUFFER` blocks (see :mod:`langtransfer.language_training`).
 Empty documents are dropped everywhere; a source with no text is an error before any
 training starts.
 """
@@ -39,8 +48,14 @@ from langtransfer.languages import WIKIPEDIA_DATASET, Language, get_language
 SUPPORTED_EXTENSIONS = (".txt", ".jsonl", ".parquet")
 #: Share of a local file's documents held out for validation when not given.
 DEFAULT_VALIDATION_FRACTION = 0.1
-#: Most documents held out from a stream when not given (a stream has no known size).
+#: Most documents held out from a stream when not given.
 DEFAULT_STREAM_VALIDATION_DOCUMENTS = 1000
+#: Share of a Wikipedia dump trained on (percent), the reference's ``train[:5%]``.
+WIKIPEDIA_TRAIN_PERCENT = 5
+#: Span-corruption blocks in the shuffle buffer of streamed training text: a map-style
+#: dataset (the reference's) draws every batch at random from all blocks; a stream can
+#: only mix within a window. 10k blocks of 284 tokens is ~110 MB of token lists.
+STREAM_SHUFFLE_BUFFER = 10_000
 
 
 @dataclass(frozen=True)
@@ -67,18 +82,27 @@ def _is_text(value: object) -> bool:
 
 
 class WikipediaTexts:
-    """The texts of a streamed ``datasets.IterableDataset``, after the validation slice."""
+    """The non-empty texts of rows ``[start, start + count)`` of a streamed
+    ``datasets.IterableDataset``; each ``iter()`` streams them again."""
 
-    def __init__(self, stream: Any, skip: int, text_field: str = "text"):
-        self.stream, self.skip, self.text_field = stream, skip, text_field
+    def __init__(self, stream: Any, start: int, count: int, text_field: str = "text"):
+        self.stream, self.start, self.count = stream, start, count
+        self.text_field = text_field
 
     def __iter__(self) -> Iterator[str]:
-        for row in self.stream.skip(self.skip):
+        rows = self.stream.skip(self.start) if self.start else self.stream
+        for row in rows.take(self.count):
             if _is_text(row[self.text_field]):
                 yield row[self.text_field]
 
     def __repr__(self) -> str:
-        return f"WikipediaTexts(skip={self.skip})"
+        return f"WikipediaTexts(rows {self.start}..{self.start + self.count})"
+
+
+def reference_slice_size(n_rows: int, percent: int = WIKIPEDIA_TRAIN_PERCENT) -> int:
+    """Rows in ``train[:percent%]`` of a split of ``n_rows``, rounded as ``datasets``
+    rounds percent slices (``closest``: ``round(percent * n / 100)``)."""
+    return int(round(percent * n_rows / 100.0))
 
 
 def fixture_path(language: str | Language) -> Path:
@@ -132,18 +156,26 @@ def load_corpus(
 
 
 def _validation_count(
-    size: int | float | None, n_docs: int | None, where: str, *, stream: bool = False
+    size: int | float | None,
+    n_docs: int | None,
+    where: str,
+    *,
+    stream: bool = False,
+    holdout: bool = False,
 ) -> int:
     """Resolve ``validation_size`` to a count that leaves at least one training document.
 
-    ``n_docs`` is the corpus size, or for a stream its cap (``None``: unknown).
+    ``n_docs`` is the corpus size, or for a stream its cap (``None``: unknown). With
+    ``holdout`` the validation documents come from outside the ``n_docs`` (Wikipedia):
+    a fraction is of ``n_docs`` and any count leaves them all for training.
     """
     if size is None:
         # 10%, but at most a fixed count for a stream: 10% of English's 1M articles would
         # be 100k documents held in memory.
         if n_docs is None:
             return DEFAULT_STREAM_VALIDATION_DOCUMENTS
-        count = max(1, round(n_docs * DEFAULT_VALIDATION_FRACTION)) if n_docs >= 2 else 0
+        enough = n_docs >= 2 or holdout
+        count = max(1, round(n_docs * DEFAULT_VALIDATION_FRACTION)) if enough else 0
         return min(count, DEFAULT_STREAM_VALIDATION_DOCUMENTS) if stream else count
     if isinstance(size, bool) or not isinstance(size, (int, float)) or size < 0:
         raise LangTransferError(
@@ -160,7 +192,7 @@ def _validation_count(
         count = max(1, round(n_docs * size))
     else:
         count = size
-    if n_docs is not None and count >= n_docs:
+    if n_docs is not None and count >= n_docs and not holdout:
         raise LangTransferError(
             f"{where}: validation_size {size} takes {count} of its {n_docs} documents and "
             "leaves none for training"
@@ -176,49 +208,62 @@ def _load_wikipedia(
 ) -> Corpus:
     import datasets
 
-    caps = [c for c in (max_documents, lang.wikipedia_max_articles) if c is not None]
-    cap = min(caps) if caps else None
     where = f"{WIKIPEDIA_DATASET} {lang.wikipedia_config}"
-    try:
-        stream = datasets.load_dataset(
-            WIKIPEDIA_DATASET, lang.wikipedia_config, split="train", streaming=True
-        )
-    except Exception as e:  # network, missing config, hub errors: all user-fixable here
-        raise LangTransferError(f"cannot stream {where}: {type(e).__name__}: {e}") from e
-    columns = getattr(stream, "column_names", None)
+
+    def stream(**kwargs: Any) -> Any:
+        try:
+            return datasets.load_dataset(
+                WIKIPEDIA_DATASET, lang.wikipedia_config, split="train", streaming=True, **kwargs
+            )
+        except Exception as e:  # network, missing config, hub errors: all user-fixable here
+            raise LangTransferError(f"cannot stream {where}: {type(e).__name__}: {e}") from e
+
+    rows = stream()
+    columns = getattr(rows, "column_names", None)
     if columns is not None and text_field not in columns:
         raise LangTransferError(f"{where} has no {text_field!r} column (columns: {columns})")
-    if cap is not None:
-        stream = stream.take(cap)
-    n_val = _validation_count(validation_size, cap, where, stream=True)
-
-    # The first documents are the validation slice; training restarts the stream after
-    # them, so the two never overlap.
-    validation: list[str] = []
-    rows = iter(stream)
-    consumed = 0
-    while len(validation) < n_val:
-        row = next(rows, None)
-        if row is None:
-            break
-        consumed += 1
-        if _is_text(row[text_field]):
-            validation.append(row[text_field])
-    has_train = any(_is_text(row[text_field]) for row in rows)
-    if not validation and not has_train:
-        raise LangTransferError(f"{where} yielded no text")
-    if not has_train:
+    n_rows = _split_rows(rows, stream, where)
+    if lang.wikipedia_max_articles is not None:
+        boundary = min(lang.wikipedia_max_articles, n_rows)
+    else:
+        boundary = reference_slice_size(n_rows)
+    n_train = min(boundary, max_documents) if max_documents is not None else boundary
+    if n_train < 1:
         raise LangTransferError(
-            f"{where} has only {len(validation)} documents and all went to validation "
-            f"(validation_size {n_val}); lower validation_size"
+            f"{where} has {n_rows} articles; its first {WIKIPEDIA_TRAIN_PERCENT}% is none"
         )
+    n_val = _validation_count(validation_size, n_train, where, stream=True, holdout=True)
+    if n_rows - boundary < 1:
+        raise LangTransferError(
+            f"{where} has no articles after the {n_train} trained on to validate with"
+        )
+    # Validation: the first documents after the training slice (the reference's
+    # train[5%:], or English's articles after the first 1M); they never overlap.
+    validation = list(WikipediaTexts(rows, boundary, n_val, text_field))
+    train = WikipediaTexts(rows, 0, n_train, text_field)
+    if next(iter(train), None) is None:
+        raise LangTransferError(f"{where} yielded no text in its first {n_train} articles")
+    if not validation:
+        raise LangTransferError(f"{where} yielded no validation text after article {boundary}")
     return Corpus(
         language=lang,
         source=where,
-        train=WikipediaTexts(stream, consumed, text_field),
+        train=train,
         validation=validation,
-        max_documents=cap,
+        max_documents=n_train,
     )
+
+
+def _split_rows(rows: Any, stream: Any, where: str) -> int:
+    """The dump's row count: the split's metadata (``datasets`` resolves ``train[:5%]``
+    from the same figure), or else counted by streaming only the ``id`` column."""
+    splits = getattr(getattr(rows, "info", None), "splits", None)
+    if splits and "train" in splits and splits["train"].num_examples:
+        return int(splits["train"].num_examples)
+    columns = getattr(rows, "column_names", None) or []
+    key = "id" if "id" in columns else (columns[0] if columns else "text")
+    ids = stream(columns=[key])
+    return sum(len(batch[key]) for batch in ids.iter(batch_size=10_000))
 
 
 def read_documents(

@@ -19,7 +19,12 @@ from langtransfer.tasks import get_task
 
 @dataclass(frozen=True)
 class DataCheck:
-    """One cell: ``source`` is what would be read; ``problem``/``fix`` are set when not ``ok``."""
+    """One cell: ``source`` is what would be read; ``problem``/``fix`` are set when not ``ok``.
+
+    ``no_source``: the reference itself has no valid source for this task and language
+    (``Task.unavailable``, e.g. QA in Bulgarian), so a study leaves the cell out rather than
+    asking the user for data.
+    """
 
     task: str
     language: str
@@ -28,6 +33,7 @@ class DataCheck:
     ok: bool
     problem: str | None = None
     fix: str | None = None
+    no_source: bool = False
 
     def line(self) -> str:
         """One line for a listing: ``qa en test  hub:rajpurkar/squad[...]`` or the problem."""
@@ -78,9 +84,12 @@ def _check_paper(task: str, language: str, split: str, key: str) -> DataCheck:
         return DataCheck(t.name, language, split, source, False, problem, fix)
 
     if language in t.unavailable:
-        return missing(f"task {t.name} has no source for {language!r}: {t.unavailable[language]}",
-                       f"leave {t.name}/{language} out of the study, or give local data "
-                       f"with {key}")
+        return DataCheck(
+            t.name, language, split, "-", False,
+            f"task {t.name} has no source for {language!r}: {t.unavailable[language]}",
+            f"leave {t.name}/{language} out of the study, or give local data with {key}",
+            no_source=True,
+        )
     try:
         src = t.data_source(language, split)
     except UnknownNameError:

@@ -15,7 +15,7 @@ from transformers import set_seed
 
 from langtransfer.compose import compose
 from langtransfer.configurations import check_kind
-from langtransfer.corpora import load_corpus
+from langtransfer.corpora import STREAM_SHUFFLE_BUFFER, load_corpus
 from langtransfer.errors import LangTransferError, OutputExistsError
 from langtransfer.languages import get_language
 from langtransfer.models import load_base
@@ -73,6 +73,7 @@ def train_language(
     sequence_length: int = 256,
     max_documents: int | None = None,
     validation_size: int | float | None = None,
+    shuffle_buffer: int | None = None,
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
@@ -85,7 +86,10 @@ def train_language(
     ``corpus`` is ``wikipedia``, ``fixture`` or a local file. The prompt defaults to 50
     tokens initialised from ``Generate the output in {Language}:``; training defaults to
     the paper's settings for the kind. Checkpoints go to ``checkpoint_dir`` (default
-    ``<output>.checkpoints``) so a killed run resumes with ``resume``.
+    ``<output>.checkpoints``) so a killed run resumes with ``resume``. A streamed corpus
+    (Wikipedia) is shuffled with a buffer of ``shuffle_buffer`` span-corruption blocks
+    (default :data:`~langtransfer.corpora.STREAM_SHUFFLE_BUFFER`); local files are
+    map-style datasets, drawn at random by the Trainer.
     """
     check_kind(kind)
     lang = get_language(language)
@@ -97,6 +101,11 @@ def train_language(
         corpus, lang, max_documents=max_documents, validation_size=validation_size, seed=settings.seed
     )
     train = span_corruption_dataset(text.train, tokenizer, input_length=sequence_length, seed=settings.seed)
+    if text.streaming:
+        # The reference's map-style dataset draws batches at random from all blocks; a
+        # stream is shuffled within a buffer (seeded, and re-seeded per epoch by Trainer's
+        # set_epoch, so a resumed run replays the same order).
+        train = train.shuffle(seed=settings.seed, buffer_size=shuffle_buffer or STREAM_SHUFFLE_BUFFER)
     validation = span_corruption_dataset(
         text.validation, tokenizer, input_length=sequence_length, seed=settings.seed + 1, streaming=False
     )
@@ -135,7 +144,9 @@ def train_language(
         corpus=text.source,
         max_documents=max_documents,
         sequence_length=sequence_length,
-        train_documents=len(text.train) if isinstance(text.train, list) else None,
+        # A stream's slice is a row range (empty rows are skipped inside it).
+        train_documents=len(text.train) if isinstance(text.train, list) else text.max_documents,
+        shuffle_buffer=(shuffle_buffer or STREAM_SHUFFLE_BUFFER) if text.streaming else None,
         validation_documents=len(text.validation),
         validation_sequences=len(validation),
         validation_loss_without=loss_without,

@@ -22,7 +22,9 @@ from langtransfer.errors import DataFormatError, LangTransferError, UnknownNameE
 # The Wikipedia snapshot the paper trained language representations on.
 WIKIPEDIA_DATASET = "wikimedia/wikipedia"
 WIKIPEDIA_SNAPSHOT = "20231101"
-# The paper caps English at its first million articles (the other dumps are used whole).
+# The reference trains English on the dump's first million articles (train[:1000000],
+# validation from the articles after them); every other dump on its first 5%
+# (train[:5%], validation from train[5%:]); see langtransfer.corpora.
 ENGLISH_WIKIPEDIA_CAP = 1_000_000
 
 _CODE_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
@@ -32,8 +34,9 @@ _CODE_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 class Language:
     """One language: ISO-style code, English name, writing system and family.
 
-    ``wikipedia_max_articles`` caps how many articles of the Wikipedia dump are used
-    (``None``: all of them); the paper caps only English.
+    ``wikipedia_max_articles``: how many of the Wikipedia dump's first articles language
+    training uses (English: 1M, as the reference); ``None``: the first 5% of the dump, as
+    the reference takes every other language. Validation comes from the articles after.
     """
 
     code: str
