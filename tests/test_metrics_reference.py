@@ -271,3 +271,25 @@ def test_mlqa_metric_equals_the_official_algorithm_on_xquad(xquad_dir, lang):
     assert m["mlqa_exact_match"] == pytest.approx(100 * em / len(examples))
     assert m["mlqa_f1"] == pytest.approx(100 * f / len(examples))
     assert m["mlqa_f1"] != pytest.approx(m["f1"])  # a different normalisation, not a copy
+
+
+def test_score_cli_reads_ner_reference_golds_through_the_tokenizer(tmp_path, capsys):
+    from langtransfer.cli import main
+    from langtransfer.tasks.base import FIXTURES_DIR
+
+    data = FIXTURES_DIR / "ner" / "ru.test.jsonl"
+    examples = NER.load("ru", "test", data)
+    assert any(len(e.target.encode()) > 29 for e in examples)  # some cut at 30 byte tokens
+    preds = tmp_path / "p.jsonl"
+    preds.write_text("".join(json.dumps({"id": e.id, "prediction": e.target}) + "\n"
+                             for e in examples), encoding="utf-8")
+    runs = {}
+    for name, extra in (("full", []), ("cut", ["--tokenizer", "tiny"])):
+        assert main(["score", "--task", "ner", "--data", str(data), "--predictions", str(preds),
+                     "--output", str(tmp_path / name), *extra]) == 0
+        runs[name] = json.loads((tmp_path / name / "metrics.json").read_text())["metrics"]
+    assert runs["full"]["f1"] == runs["full"]["strict_f1"] == 100.0
+    assert runs["cut"]["strict_f1"] == 100.0 and runs["cut"]["f1"] < 100.0
+    assert main(["score", "--task", "ner", "--data", str(data), "--predictions", str(preds),
+                 "--tokenizer", str(tmp_path / "nowhere")]) == 2
+    assert "cannot load tokenizer" in capsys.readouterr().err

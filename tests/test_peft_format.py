@@ -278,8 +278,9 @@ def test_a_reference_style_bin_from_the_hub_converts_and_keeps_the_encoder_half(
     (repo / "refs" / "main").write_text("c" * 40)
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(CorruptFileError, match="convert-peft ivykopal/czech_prompt_100k DIR"):
-        load_peft_prompt("ivykopal/czech_prompt_100k")
+    for load in (load_peft_prompt, load_representation):
+        with pytest.raises(CorruptFileError, match="convert-peft ivykopal/czech_prompt_100k DIR"):
+            load("ivykopal/czech_prompt_100k")
     convert_peft_bin("ivykopal/czech_prompt_100k", tmp_path / "czech")
     rep = load_representation(tmp_path / "czech")
     assert (rep.role, rep.language) == ("language", "cs")
@@ -312,3 +313,23 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "'poetry'" in err and "qa" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_takes_a_peft_directory_as_language_rep(tmp_path):
+    """Through the user's path (`langtransfer evaluate --language-rep PEFT_DIR`): the
+    generations are PEFT's own for the same inputs."""
+    out, peft_model, tok = _peft_prompt(tmp_path)
+    code = main(["evaluate", "--model", "tiny", "--task", "nli", "--language", "sk",
+                 "--language-rep", str(out), "--data", "fixtures", "--max-examples", "3",
+                 "--batch-size", "1", "--output", str(tmp_path / "eval")])
+    assert code == 0
+    record = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert record["configuration"] == "slp"  # "base" had the PEFT directory been ignored
+    rows = [json.loads(line) for line in (tmp_path / "eval" / "predictions.jsonl").open()]
+    assert len(rows) == 3
+    limit = record["generation"]["max_new_tokens"]
+    for row in rows:
+        enc = tok(row["input"], return_tensors="pt", truncation=True, max_length=256)
+        with torch.no_grad():
+            ids = peft_model.generate(**enc, max_new_tokens=limit, do_sample=False)
+        assert tok.decode(ids[0], skip_special_tokens=True).strip() == row["prediction"]

@@ -491,3 +491,27 @@ def test_cli_without_records_fails_clearly(tmp_path, capsys, only_report_verb):
     study = write_all(tmp_path / "s", all_records()[:3])
     assert cli.main(["report", str(study), "-o", str(study / "results" / "r")]) == 2
     assert "inside" in capsys.readouterr().err
+
+
+def test_a_task_can_show_another_metric_than_its_primary(tmp_path, capsys):
+    """metrics.json holds the reference's figure (primary) and variants beside it; the
+    report shows the primary unless a metric is chosen per task."""
+    study = write_all(tmp_path / "study", all_records())
+    out = tmp_path / "r"
+    build_report(read_records(study), out, metrics={"nli": "other"})
+    nli_md = (out / "tables" / "nli.en.md").read_text()
+    qa_md = (out / "tables" / "qa.en.md").read_text()
+    assert "metric other" in nli_md and "metric f1" in qa_md
+    assert "1.0" in nli_md and "35.2" in qa_md and "54.0" not in nli_md
+    text = format_tables(read_records(study), {"qa": "other"})
+    assert "metric other" in text and "metric accuracy" in text
+    # A metric a record lacks, a task not in the records, a malformed option: named errors.
+    with pytest.raises(LangTransferError, match="unknown metric of task qa.*'mlqa_f1'.*f1, other"):
+        build_report(read_records(study), tmp_path / "r2", metrics={"qa": "mlqa_f1"})
+    with pytest.raises(LangTransferError, match="task for --metric 'ner'.*nli, qa"):
+        format_tables(read_records(study), {"ner": "f1"})
+    assert cli.main(["report", str(study), "-o", str(tmp_path / "r3"), "--quiet",
+                     "--metric", "nli=other"]) == 0
+    assert "metric other" in (tmp_path / "r3" / "tables" / "nli.en.md").read_text()
+    assert cli.main(["report", str(study), "-o", str(tmp_path / "r4"), "--metric", "nli"]) == 2
+    assert "must look like TASK=METRIC" in capsys.readouterr().err

@@ -6,7 +6,9 @@ Conventions (the same in every table):
   paper's order (only those with results), target languages are columns in the language
   registry's order, then ``avg``. Tables are not averaged over source languages, because
   a task representation trained in another language is a different model.
-- Values are the record's primary metric (higher is better) to one decimal.
+- Values are the record's primary metric (the reference's figure; higher is better) to
+  one decimal, or the metric chosen for the task (``metrics={"qa": "mlqa_f1"}``, CLI
+  ``--metric qa=mlqa_f1``), named in each table's title.
 - An average is shown only when every cell it covers is present; otherwise it is ``–``,
   since an average over fewer languages is not comparable with the full ones. Cells
   themselves are never dropped: a missing cell is ``–`` in Markdown and text, and an
@@ -175,14 +177,26 @@ def _check_comparable(records: list[dict[str, Any]]) -> None:
         )
 
 
-def _task_grid(task: str, source: str, records: list[dict[str, Any]]) -> Grid:
-    metrics = {r["primary_metric"] for r in records}
-    if len(metrics) > 1:
-        raise LangTransferError(
-            f"task {task} (source {source}) mixes primary metrics {', '.join(sorted(metrics))}; "
-            "a table needs one"
-        )
-    metric = metrics.pop()
+def _task_grid(
+    task: str, source: str, records: list[dict[str, Any]], chosen: str | None = None
+) -> Grid:
+    """One task × source table of the records' primary metric, or of ``chosen``."""
+    if chosen is None:
+        metrics = {r["primary_metric"] for r in records}
+        if len(metrics) > 1:
+            raise LangTransferError(
+                f"task {task} (source {source}) mixes primary metrics "
+                f"{', '.join(sorted(metrics))}; a table needs one"
+            )
+        metric = metrics.pop()
+    else:
+        metric = chosen
+        lacking = [r for r in records if metric not in r["metrics"]]
+        if lacking:
+            raise UnknownNameError(
+                f"metric of task {task} (in {cell_name(record_key(lacking[0]))})", metric,
+                lacking[0]["metrics"],
+            )
     values = {
         (r["configuration"], r["target_language"]): float(r["metrics"][metric]) for r in records
     }
@@ -269,15 +283,21 @@ def _group_grid(grids: list[Grid], kind: str) -> Grid:
     return Grid(name, title, rows, columns, values, with_avg=False)
 
 
-def _build_tables(records: Iterable[Mapping[str, Any]]) -> _Tables:
+def _build_tables(
+    records: Iterable[Mapping[str, Any]], metrics: Mapping[str, str] | None = None
+) -> _Tables:
     records = merge_records(records)
     if not records:
         raise LangTransferError("no result records to report")
     _check_comparable(records)
+    metrics = dict(metrics or {})
+    unknown = sorted(set(metrics) - {r["task"] for r in records})
+    if unknown:
+        raise UnknownNameError("task for --metric", unknown[0], sorted({r["task"] for r in records}))
     cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in records:
         cells.setdefault((r["task"], r["source_language"]), []).append(r)
-    tasks = [_task_grid(t, s, rs) for (t, s), rs in sorted(cells.items())]
+    tasks = [_task_grid(t, s, rs, metrics.get(t)) for (t, s), rs in sorted(cells.items())]
     deltas = [d for g in tasks if (d := _delta_grid(g)) is not None]
     by_configuration = _summary_grid(
         tasks, "configurations", "Average primary metric per configuration and task"
@@ -357,9 +377,12 @@ def to_text(grid: Grid, *, signed: bool = False, mark_best: bool = True) -> str:
     return "\n".join([grid.title, line(header), rule, *map(line, body)]) + "\n"
 
 
-def format_tables(records: Iterable[Mapping[str, Any]]) -> str:
-    """The per-task tables (and, with several tasks, the per-configuration summary) as text."""
-    tables = _build_tables(records)
+def format_tables(
+    records: Iterable[Mapping[str, Any]], metrics: Mapping[str, str] | None = None
+) -> str:
+    """The per-task tables (and, with several tasks, the per-configuration summary) as text.
+    ``metrics``: task -> metric to show instead of its primary one (see :func:`build_report`)."""
+    tables = _build_tables(records, metrics)
     parts = [to_text(g) for g in tables.tasks]
     if len(tables.tasks) > 1:
         parts.append(to_text(tables.by_configuration))
@@ -449,8 +472,14 @@ def build_report(
     records: Iterable[Mapping[str, Any]],
     out_dir: str | os.PathLike,
     failures: Sequence[Failure] = (),
+    *,
+    metrics: Mapping[str, str] | None = None,
 ) -> ReportSummary:
     """Write the full report for ``records`` into ``out_dir`` and return what was written.
+
+    ``metrics``: task -> the metric its tables show instead of the primary one (the
+    reference's), e.g. ``{"qa": "mlqa_f1", "nli": "strict_accuracy"}``; every record of
+    that task must have it.
 
     ``failures``: the study's failed and blocked artefacts, listed in their own section
     (their cells show as not evaluated in the tables).
@@ -462,15 +491,17 @@ def build_report(
     """
     final = Path(out_dir)
     _check_replaceable(final)
-    tables = _build_tables(records)
+    tables = _build_tables(records, metrics)
     with atomic_dir(final) as out:
         written: list[Path] = []
         md = [
             "# langtransfer report",
             "",
             f"{len(tables.records)} result records; base model "
-            f"`{tables.records[0]['model'].get('name')}`. Values are each task's primary "
-            "metric (higher is better); **bold** = best in column; "
+            f"`{tables.records[0]['model'].get('name')}`. Values are each task's "
+            + ("primary metric (the paper's reference computation)" if not metrics else
+               "metric named in its table's title (the primary one unless chosen)")
+            + " (higher is better); **bold** = best in column; "
             f"{MISSING} = not evaluated; `avg` is over all target languages of the table and "
             "is shown only when the row is complete.",
             "",

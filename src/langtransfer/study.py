@@ -48,7 +48,6 @@ __all__ = [
     "STAGES",
     "Artefact",
     "StudyRun",
-    "describe",
     "is_done",
     "language_rep_path",
     "parse_shard",
@@ -106,18 +105,6 @@ def is_done(art: Artefact) -> bool:
         return read_manifest(art.path).get("settings_hash") == art.hash
     except (OSError, ValueError, CorruptFileError):
         return False
-
-
-def describe(artefacts: list[Artefact]) -> str:
-    """The plan with counts per stage and what is already done (``--dry-run``)."""
-    lines = []
-    for stage in STAGES:
-        arts = [a for a in artefacts if a.stage == stage]
-        done = sum(is_done(a) for a in arts)
-        lines.append(f"{stage + ' representations' if stage != 'evaluation' else 'evaluations'}: "
-                     f"{len(arts)} ({done} done, {len(arts) - done} to build)")
-        lines.extend(f"  {'done ' if is_done(a) else 'todo '} {'/'.join(a.key)}" for a in arts)
-    return "\n".join(lines)
 
 
 def prepare_output(config: StudyConfig, overwrite: bool = False) -> Path:

@@ -159,22 +159,18 @@ class StudyConfig:
             f"corpus {self.corpus!r} must be 'wikipedia', 'fixtures' or a mapping language -> file"
         )
 
-    def data_for(
-        self, task: str, language: str, split: str, *, optional: bool = False
-    ) -> str | None:
+    def data_for(self, task: str, language: str, split: str) -> str | None:
         """What ``train_task``/``evaluate`` take as ``data``: None (hub), 'fixtures', or a path.
 
         ``data`` is one value for everything, or a mapping task -> value, where a value is
         ``hub``, ``fixtures``, or a mapping language -> (value, or split -> file). Whatever
         is not listed comes from the hub. A split missing from a language's split mapping
-        is an error, or None with ``optional`` (validation: the task's default).
+        is an error.
         """
         value: Any = self.data
         for key in (task, language, split):
             if not isinstance(value, dict):
                 break
-            if optional and key == split and key not in value:
-                return None
             value = value.get(key, "hub")
         if value in ("hub", None):
             return None
@@ -184,6 +180,16 @@ class StudyConfig:
                 f"it has {sorted(value)}"
             )
         return str(value)
+
+    def validation_data_for(self, task: str, language: str) -> str | None:
+        """The validation file a split mapping names for ``task`` in ``language``, or None:
+        training then validates on the training source's validation split, or holds out
+        part of the training examples."""
+        value: Any = self.data
+        for key in (task, language):
+            value = value.get(key) if isinstance(value, dict) else None
+        found = value.get("validation") if isinstance(value, dict) else None
+        return None if found in (None, "hub") else str(found)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

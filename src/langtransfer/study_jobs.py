@@ -12,6 +12,9 @@ depends on) is not part of a job: it follows from the study directory and the jo
 (:class:`Artefact`), and moving a study directory must not change any hash.
 
 :func:`plan` turns a study config into the artefacts of its grid, in dependency order.
+A cell whose task has no source at all for a language (the task's ``unavailable``, e.g.
+QA in Bulgarian: the reference's source does not exist) is left out when the config asks
+for the hub there; :func:`left_out` lists those cells with the reason.
 """
 
 from __future__ import annotations
@@ -163,7 +166,7 @@ def task_job(config: StudyConfig, task: str, source: str, configuration: str) ->
         kind=kind,
         language_kind=language_kind,
         train_data=config.data_for(task_obj.name, lang.code, "train"),
-        validation_data=config.data_for(task_obj.name, lang.code, "validation", optional=True),
+        validation_data=config.validation_data_for(task_obj.name, lang.code),
         max_train_examples=config.max_train_examples,
         sequence_length=config.sequence_length,
         train=train,
@@ -240,9 +243,40 @@ def _hash(payload: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
+@dataclass(frozen=True)
+class LeftOut:
+    """A task x language the grid leaves out, as a source or a target, and why."""
+
+    task: str
+    language: str
+    role: str  # "source" or "target"
+    reason: str
+
+    def line(self) -> str:
+        return f"{self.task} {self.language} (as {self.role}): {self.reason}"
+
+
+def left_out(config: StudyConfig) -> list[LeftOut]:
+    """The (task, language) pairs the grid leaves out: the task has no source for the
+    language and the config does not give local data for it."""
+    from langtransfer.tasks import get_task
+
+    out = []
+    for task in config.tasks:
+        unavailable = get_task(task).unavailable
+        for role, languages, split in (("source", config.sources, "train"),
+                                       ("target", config.targets, "test")):
+            for lang in languages:
+                if lang in unavailable and config.data_for(task, lang, split) is None:
+                    out.append(LeftOut(task, lang, role, unavailable[lang]))
+    return out
+
+
 def plan(config: StudyConfig) -> list[Artefact]:
-    """Every artefact of the study in dependency order, each listed once."""
+    """Every artefact of the study in dependency order, each listed once (without the
+    cells :func:`left_out` names)."""
     out = Path(config.output)
+    skip = {(x.task, x.language, x.role) for x in left_out(config)}
     arts: dict[str, Artefact] = {}
 
     def add(job: Job, path: Path, deps: tuple[Artefact, ...], **where: Any) -> Artefact:
@@ -255,10 +289,14 @@ def plan(config: StudyConfig) -> list[Artefact]:
         return out / "checkpoints" / job.stage / "/".join(job.key)
 
     def language_rep(lang: str, kind: str) -> Artefact:
+        if f"language:{kind}/{lang}" in arts:  # shared by many cells: build its job once
+            return arts[f"language:{kind}/{lang}"]
         job = language_job(config, lang, kind)
         return add(job, language_rep_path(out, kind, lang), (), work=checkpoints(job))
 
     def task_rep(task: str, source: str, configuration: str) -> Artefact:
+        if f"task:{task}/{source}/{configuration}" in arts:
+            return arts[f"task:{task}/{source}/{configuration}"]
         job = task_job(config, task, source, configuration)
         inputs = {"language": language_rep(source, job.language_kind)} if job.language_kind else {}
         return add(job, task_rep_path(out, task, source, configuration), tuple(inputs.values()),
@@ -266,8 +304,12 @@ def plan(config: StudyConfig) -> list[Artefact]:
 
     for task in config.tasks:
         for source in config.sources:
+            if (task, source, "source") in skip:
+                continue
             for configuration in config.configurations:
                 for target in config.targets:
+                    if (task, target, "target") in skip:
+                        continue
                     job = evaluation_job(config, task, configuration, source, target)
                     deps: dict[str, Artefact] = {}
                     if job.task_kind:

@@ -44,6 +44,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="report directory (default: DIR/report of the first DIR); replaced as a whole "
         "if it holds an earlier report, refused if it holds anything else",
     )
+    p.add_argument(
+        "--metric", action="append", default=[], metavar="TASK=METRIC",
+        help="show METRIC for TASK instead of its primary metric (the paper's reference "
+        "computation), e.g. qa=mlqa_f1, nli=strict_accuracy, "
+        "checkworthiness=macro_f1; repeat for several tasks (names as in metrics.json)",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="do not print the tables")
     add_extension_options(p, tasks=False)  # the report groups languages by script and family
     p.set_defaults(func=run)
@@ -68,10 +74,16 @@ def run(args: argparse.Namespace) -> int:
                 f"report output {out} is inside {d / RESULTS_DIR}, where it would be read as "
                 "results next time; choose another --output"
             )
+    metrics = {}
+    for item in args.metric:
+        task, sep, metric = item.partition("=")
+        if not sep or not task.strip() or not metric.strip():
+            raise LangTransferError(f"--metric {item!r} must look like TASK=METRIC, e.g. qa=mlqa_f1")
+        metrics[task.strip()] = metric.strip()
     failures = read_failures(args.dirs)
-    summary = build_report(records, out, failures=failures)
+    summary = build_report(records, out, failures=failures, metrics=metrics)
     if not args.quiet:
-        print(format_tables(records))
+        print(format_tables(records, metrics))
     best = summary.best_configuration
     print(
         f"report of {summary.n_records} records written to {summary.index}"

@@ -17,9 +17,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "score",
         help="score a predictions file against gold data (no model)",
         description=(
-            "Score predictions against gold data with the task's metric: SQuAD exact "
-            "match/F1 (qa), span micro P/R/F1 (ner), accuracy and macro F1 (nli, "
-            "checkworthiness); all as percentages. The predictions file is JSONL, one "
+            "Score predictions against gold data with the task's metrics, as the paper's "
+            "reference code computed them (the primary metric) and stricter or "
+            "language-aware variants beside them: SQuAD exact match/F1 and MLQA's "
+            "language-aware EM/F1 (qa), span micro P/R/F1 (ner), accuracy and macro F1 "
+            "(nli), binary F1 of Checkworthy, macro F1 and accuracy (checkworthiness); "
+            "strict_* metrics count unreadable outputs as wrong; all as percentages. "
+            "The predictions file is JSONL, one "
             '{"id": ..., "prediction": ...} per line, where prediction is the generated '
             "text (parsed by the task's parser). Gold examples without a prediction "
             "count as wrong (n_missing); unreadable generations count as wrong "
@@ -53,6 +57,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help='JSONL file of {"id", "prediction"} objects')
     p.add_argument("--output", metavar="DIR",
                    help="also write the metrics to DIR/metrics.json (atomically)")
+    p.add_argument(
+        "--tokenizer", metavar="NAME_OR_PATH",
+        help="the base model's tokenizer (hub id, local directory, or 'tiny'): ner's "
+        "reference golds are then the targets cut to 30 tokens, as the reference scored "
+        "them; without it the full targets",
+    )
     add_extension_options(p)
     p.set_defaults(func=run)
 
@@ -78,8 +88,9 @@ def run(args: argparse.Namespace) -> int:
     if language is None:
         raise LangTransferError("cannot tell the data's language; pass --language CODE")
     examples = task.load(language, args.split, data, source=args.source)
+    tokenizer = _tokenizer(args.tokenizer) if args.tokenizer else None
     metrics = score_predictions(task, examples, read_predictions(args.predictions, task),
-                                language=language, source=args.predictions)
+                                language=language, source=args.predictions, tokenizer=tokenizer)
     width = max(map(len, metrics))
     for key, value in metrics.items():
         shown = f"{value:.2f}" if isinstance(value, float) else value
@@ -88,3 +99,16 @@ def run(args: argparse.Namespace) -> int:
         write_json(Path(args.output) / "metrics.json", metrics_record(metrics, task))
         print(f"wrote {Path(args.output) / 'metrics.json'}")
     return 0
+
+
+def _tokenizer(name: str):
+    from transformers import AutoTokenizer, ByT5Tokenizer
+
+    from langtransfer.models import TINY_NAME
+
+    if name == TINY_NAME:
+        return ByT5Tokenizer()
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as e:
+        raise LangTransferError(f"cannot load tokenizer {name!r}: {e}") from e

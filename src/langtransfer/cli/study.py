@@ -27,7 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", nargs="?", help="study YAML file")
     p.add_argument("--example", choices=["demo", "paper"], help="print a shipped example config and exit")
     p.add_argument("--output", help="override the config's output directory")
-    p.add_argument("--dry-run", action="store_true", help="print the plan with counts; build nothing")
+    p.add_argument(
+        "--dry-run", action="store_true",
+        help="print the plan with counts and, per task x language x split, the data source "
+        "it reads, marking missing data with its fix; build nothing (exit 1 if data is missing)",
+    )
     p.add_argument("--shard", default="1/1", help="k/n: run shard k of n (default 1/1)")
     p.add_argument("--overwrite", action="store_true", help="reuse an output directory of a study with other settings, discarding its results")
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
@@ -45,13 +49,21 @@ def example_path(name: str) -> Path:
 def run_and_report(config, args: argparse.Namespace) -> int:
     """Run (or dry-run) a study, then write and print its report. Exit code 1 when an
     artefact failed (the rest was built; a rerun retries what failed)."""
-    from langtransfer.study import describe, parse_shard, plan, run_study, shard_plan
+    from langtransfer.study import parse_shard, plan, run_study, shard_plan
     from langtransfer.study_failures import format_failures, read_failures
+    from langtransfer.study_jobs import left_out
 
     shard = parse_shard(args.shard)
     if args.dry_run:
-        print(describe(shard_plan(plan(config), *shard)))
-        return 0
+        from langtransfer.study_dry_run import check_plan, describe_dry_run
+
+        artefacts = shard_plan(plan(config), *shard)
+        result = check_plan(artefacts, left_out(config))
+        title = f"plan of {config.output}" + (f" (shard {args.shard})" if shard[1] > 1 else "")
+        print(describe_dry_run(artefacts, result, title))
+        return 0 if result.ok else 1
+    for cell in left_out(config):
+        print(f"left out of the grid: {cell.line()}")
     run = run_study(config, shard=shard, overwrite=args.overwrite, progress=not args.quiet)
     print(run.summary(config.output))
     code = 0 if run.ok else 1

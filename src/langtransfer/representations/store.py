@@ -239,7 +239,7 @@ def load_representation(location: str | Path) -> Representation:
     from langtransfer.representations import peft_format
 
     if peft_format.is_peft_dir(directory):
-        return peft_format.load_peft_prompt(directory)
+        return peft_format.load_peft_prompt(location)  # errors and provenance name a hub id
     m = read_manifest(directory)
     try:
         training = m.get("training") or {}

@@ -567,10 +567,11 @@ def read_delimited(path: Path, delimiter: str) -> list[Row]:
     Row line numbers are the physical line each row starts on, so errors point there.
     """
     rows: list[Row] = []
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     kind = "TSV" if delimiter == "\t" else "CSV"
     text = _decode(path, _read_bytes(path))
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
+    stream = io.StringIO(text, newline="")
+    reader = (csv.reader(stream, delimiter=delimiter, quoting=csv.QUOTE_NONE) if kind == "TSV"
+              else csv.reader(stream, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL))
     start = 1
     try:
         header = next(reader, None)
