@@ -132,7 +132,7 @@ def save_representation(
         base_model = fingerprint(model)  # a fresh adapter learns its base when attached
     with atomic_dir(directory, overwrite=True) as tmp:
         if rep.kind == "prompt":
-            weights = rep.prompt.embedding.detach().to("cpu", torch.float32).contiguous()
+            weights = rep.soft_prompt.embedding.detach().to("cpu", torch.float32).contiguous()
             try:
                 save_file({"embedding": weights}, str(tmp / PROMPT_WEIGHTS))
             except SafetensorError as e:  # an I/O error (no space...) as safetensors reports it
@@ -140,7 +140,8 @@ def save_representation(
         else:
             if model is None or rep.name not in getattr(model, "adapters_config", {}):
                 raise LangTransferError(f"adapter {rep.name} is not attached to the given model")
-            model.save_adapter(str(tmp), rep.name, with_head=False, use_safetensors=True)
+            adapter_model: Any = model  # save_adapter is added by the `adapters` library
+            adapter_model.save_adapter(str(tmp), rep.name, with_head=False, use_safetensors=True)
             _name_adapter_files(tmp, rep.id, rep.label)
         write_json(tmp / MANIFEST, manifest_of(rep, training, base_model))
     return directory
