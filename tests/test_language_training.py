@@ -388,7 +388,7 @@ def test_help_mentions_the_defaults(capsys):
         "noise density 0.15, mean span 3",
         "default: <output>.checkpoints",
         "default 42",  # seed
-        "default: 10% of a local file, 1000 documents of a stream",  # validation size
+        "default: 10% of a local file; for wikipedia 10% of the training slice, at most 1000",
     ):
         assert default in text, default
 

@@ -312,3 +312,23 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "'poetry'" in err and "qa" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_takes_a_peft_directory_as_language_rep(tmp_path):
+    """Through the user's path (`langtransfer evaluate --language-rep PEFT_DIR`): the
+    generations are PEFT's own for the same inputs."""
+    out, peft_model, tok = _peft_prompt(tmp_path)
+    code = main(["evaluate", "--model", "tiny", "--task", "nli", "--language", "sk",
+                 "--language-rep", str(out), "--data", "fixtures", "--max-examples", "3",
+                 "--batch-size", "1", "--output", str(tmp_path / "eval")])
+    assert code == 0
+    record = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert record["configuration"] == "slp"  # "base" had the PEFT directory been ignored
+    rows = [json.loads(line) for line in (tmp_path / "eval" / "predictions.jsonl").open()]
+    assert len(rows) == 3
+    limit = record["generation"]["max_new_tokens"]
+    for row in rows:
+        enc = tok(row["input"], return_tensors="pt", truncation=True, max_length=256)
+        with torch.no_grad():
+            ids = peft_model.generate(**enc, max_new_tokens=limit, do_sample=False)
+        assert tok.decode(ids[0], skip_special_tokens=True).strip() == row["prediction"]

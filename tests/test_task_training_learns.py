@@ -27,7 +27,7 @@ from langtransfer.train import default_settings
 #: kind -> (steps, learning rate, prompt tokens): the paper's optimiser per kind.
 RUNS = {"adapter": (30, 3e-3, None), "prompt": (40, 0.5, 8)}
 #: For the run validated on labels it never trains on: a faster-moving adapter.
-AGAINST = {"adapter": (40, 1e-2, None), "prompt": (40, 0.5, 4)}
+AGAINST = {"adapter": (40, 1e-2, None), "prompt": (40, 0.5, 16)}
 EVAL_EVERY = 5
 
 

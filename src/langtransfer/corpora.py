@@ -10,7 +10,9 @@ A corpus comes from one of three places:
   articles after them (``train[5%:]``); languages with ``wikipedia_max_articles``
   (English: 1M, as the reference) train on their first that many articles instead and
   validate on the ones after. The dump's size, needed for the 5%, is the split's row
-  count in the dataset's metadata, or else counted by streaming its ``id`` column only.
+  count in the dataset's metadata, or else counted by streaming its ``id`` column only
+  (one pass over the ids); reaching the validation articles streams past the training
+  slice once.
 - ``"fixture"``: the few dozen sentences shipped in ``langtransfer/data/text/<code>.txt``,
   enough for a demo and for tests, not for a useful representation.
 - a local file: ``.txt``, ``.jsonl`` (one JSON object per line with a ``text`` field) or

@@ -105,11 +105,12 @@ def score_predictions(
             f"ids (e.g. {next(iter(predictions))!r} vs {examples[0].id!r}); wrong data, "
             "language or split?"
         )
-    values, n_missing, n_unparseable = [], 0, 0
+    raw: list[Any] = []
+    n_missing = n_unparseable = 0
     for ex in examples:
         if ex.id not in predictions:
             n_missing += 1
-            values.append(None)  # scores as the task's empty prediction in every reading
+            raw.append(None)  # scores as the task's empty prediction in every reading
             continue
         try:
             pred = task.coerce(predictions[ex.id])
@@ -117,8 +118,8 @@ def score_predictions(
             where = f"{source}: " if source is not None else ""
             raise LangTransferError(f"{where}prediction for id {ex.id!r}: {e}") from e
         n_unparseable += task.is_unparseable(pred)
-        values.append(predictions[ex.id])
-    metrics = task.score_examples(values, examples, tokenizer=tokenizer)
+        raw.append(predictions[ex.id])
+    metrics = task.score_examples(raw, examples, tokenizer=tokenizer)
     if language is None:
         langs = sorted({ex.language for ex in examples})
         language = langs[0] if len(langs) == 1 else ",".join(langs)

@@ -36,8 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--corpus",
         default="wikipedia",
-        help="'wikipedia' (wikimedia/wikipedia 20231101.<code>, streamed), 'fixture' (the "
-        "shipped sample text) or a .txt/.jsonl/.parquet file (default wikipedia)",
+        help="'wikipedia' (wikimedia/wikipedia 20231101.<code>, streamed: its first 5%% of "
+        "articles, English its first 1M, as the paper's reference; validation from the "
+        "articles after), 'fixture' (the shipped sample text) or a .txt/.jsonl/.parquet "
+        "file (default wikipedia)",
     )
     p.add_argument("--output", required=True, help="representation directory to write")
     add_model_option(p)
@@ -46,8 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--validation-size",
         type=float,
-        help="held-out documents: a count, or a fraction of a local file (default: 10%% of "
-        "a local file, 1000 documents of a stream)",
+        help="held-out documents: a count, or a fraction (default: 10%% of a local file; "
+        "for wikipedia 10%% of the training slice, at most 1000)",
     )
     add_training_options(p, "language")
     add_extension_options(p, tasks=False)
