@@ -278,8 +278,9 @@ def test_a_reference_style_bin_from_the_hub_converts_and_keeps_the_encoder_half(
     (repo / "refs" / "main").write_text("c" * 40)
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(CorruptFileError, match="convert-peft ivykopal/czech_prompt_100k DIR"):
-        load_peft_prompt("ivykopal/czech_prompt_100k")
+    for load in (load_peft_prompt, load_representation):
+        with pytest.raises(CorruptFileError, match="convert-peft ivykopal/czech_prompt_100k DIR"):
+            load("ivykopal/czech_prompt_100k")
     convert_peft_bin("ivykopal/czech_prompt_100k", tmp_path / "czech")
     rep = load_representation(tmp_path / "czech")
     assert (rep.role, rep.language) == ("language", "cs")
