@@ -353,10 +353,9 @@ def load_study_config(path: str | Path, **overrides: Any) -> StudyConfig:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        mark = getattr(getattr(e, "problem_mark", None), "line", None)
-        raise DataFormatError(
-            path, f"not valid YAML ({e})", None if mark is None else mark + 1
-        ) from e
+        at = getattr(getattr(e, "problem_mark", None), "line", None)
+        where = None if at is None else at + 1
+        raise DataFormatError(path, f"not valid YAML ({e})", where) from e
     except RecursionError as e:
         raise DataFormatError(path, "not valid YAML (nested too deeply)") from e
     if not isinstance(raw, dict):
