@@ -8,6 +8,13 @@ attention mask extended; they never touch the decoder. Adapters stack language -
 in every layer (the `adapters` library's ``Stack``). Swapping the language
 representation leaves the task representation as it is.
 
+One base, many composed models: each representation takes a *slot* in the base under
+its id (an adapter's weights go into the base's layers under that name); a composed
+model that holds the same files shares the slot, and a different representation under a
+taken id is refused. Several composed models can therefore live on one base, each
+activating its own adapters at every call, and :meth:`ComposedModel.close` gives its
+slots back, so the base ends as it started.
+
 Mixed-language batches: :meth:`ComposedModel.set_languages` holds several language
 representations at once (a *bank*) and ``forward``/``generate`` take ``language_ids``,
 one bank index per row. Prompt banks gather each row's prompt from the stacked bank
