@@ -296,7 +296,9 @@ def check_types(config: StudyConfig, where: str) -> None:
         if key not in EVALUATION_KEYS:
             raise UnknownNameError("key in evaluation", key, EVALUATION_KEYS)
         wanted = EVALUATION_KEYS[key]
-        if not isinstance(item, wanted) or isinstance(item, bool) or (wanted is int and item < 1):
+        if not isinstance(item, wanted) or isinstance(item, bool) or (
+            isinstance(item, int) and item < 1
+        ):
             raise LangTransferError(
                 f"{where}: evaluation.{key} must be a "
                 f"{'positive integer' if wanted is int else 'string'}, got {item!r:.40}"
@@ -366,8 +368,8 @@ def load_study_config(path: str | Path, **overrides: Any) -> StudyConfig:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        line = getattr(getattr(e, "problem_mark", None), "line", None)
-        where = None if line is None else line + 1
+        at = getattr(getattr(e, "problem_mark", None), "line", None)
+        where = None if at is None else at + 1
         raise DataFormatError(path, f"not valid YAML ({e})", where) from e
     except RecursionError as e:
         raise DataFormatError(path, "not valid YAML (nested too deeply)") from e
