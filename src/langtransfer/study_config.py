@@ -295,14 +295,13 @@ def check_types(config: StudyConfig, where: str) -> None:
     for key, item in config.evaluation.items():
         if key not in EVALUATION_KEYS:
             raise UnknownNameError("key in evaluation", key, EVALUATION_KEYS)
-        wanted = EVALUATION_KEYS[key]
-        if not isinstance(item, wanted) or isinstance(item, bool) or (
-            isinstance(item, int) and item < 1
-        ):
-            raise LangTransferError(
-                f"{where}: evaluation.{key} must be a "
-                f"{'positive integer' if wanted is int else 'string'}, got {item!r:.40}"
-            )
+        if EVALUATION_KEYS[key] is str:
+            ok, wanted = isinstance(item, str), "a string"
+        else:  # max_new_tokens null: the task's own budget, as when it is not given
+            ok = (_is_int(item) and item >= 1) or (item is None and key == "max_new_tokens")
+            wanted = "a positive integer"
+        if not ok:
+            raise LangTransferError(f"{where}: evaluation.{key} must be {wanted}, got {item!r:.40}")
     scoring = config.evaluation.get("scoring", "generate")
     if scoring not in SCORING:
         raise UnknownNameError("evaluation.scoring", scoring, SCORING)
