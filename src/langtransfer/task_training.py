@@ -21,10 +21,8 @@ from langtransfer.loaded_base import LoadedBase
 from langtransfer.representations import (
     AdapterSpec,
     PromptConfig,
-    new_adapter,
-    new_prompt,
 )
-from langtransfer.representations.base import representation_id
+from langtransfer.representations.base import new_representation, representation_id
 from langtransfer.task_data import load_examples, tokenise
 from langtransfer.tasks import get_task
 from langtransfer.train import (
@@ -114,15 +112,11 @@ def train_task(
     # One id per trained artefact, the same in every process, so a resumed run's
     # checkpoints fit; the slot is given back when training ends.
     rep_id = representation_id("task", kind, task_obj.name, lang.code, "training")
-    if kind == "prompt":
-        prompt = prompt or PromptConfig(
-            num_tokens=prompt_tokens or 50, init_text=task_obj.prompt_init(lang.name), seed=settings.seed
-        )
-        task_repr = new_prompt("task", base, tokenizer, prompt, task=task_obj.name,
-                               settings_hash=settings_hash, id=rep_id)
-    else:
-        task_repr = new_adapter("task", adapter, task=task_obj.name, settings_hash=settings_hash,
-                                id=rep_id)
+    prompt = prompt or PromptConfig(
+        num_tokens=prompt_tokens or 50, init_text=task_obj.prompt_init(lang.name), seed=settings.seed
+    )
+    task_repr = new_representation(kind, "task", base, tokenizer, prompt=prompt, adapter=adapter,
+                                   task=task_obj.name, settings_hash=settings_hash, id=rep_id)
     configuration = configuration_name(language_repr, task_repr)
     if reference_slp_stp_quirk and configuration != "slp+stp":
         raise LangTransferError(
