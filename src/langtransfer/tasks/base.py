@@ -42,7 +42,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from langtransfer.errors import DataFormatError, LangTransferError, UnknownNameError
+from langtransfer.errors import (
+    DataFormatError,
+    LangTransferError,
+    MissingSplitError,
+    UnknownNameError,
+)
 from langtransfer.jsonl import iter_json_lines, json_error
 from langtransfer.tasks.sources import (
     DataSource,
@@ -218,7 +223,7 @@ class Task:
             raise UnknownNameError(f"language for task {self.name}", language, self.sources)
         by_split = self.sources[language]
         if split not in by_split:
-            raise LangTransferError(
+            raise MissingSplitError(
                 f"task {self.name} has no {split} data for {language!r}; available splits: "
                 f"{', '.join(by_split) or 'none'} (or pass a local file with path=)"
             )
@@ -312,7 +317,7 @@ class Task:
         what = f"{self.name} fixtures" if fixtures else f"{self.name} files in {directory}"
         if language not in found:
             raise UnknownNameError(f"language for {what}", language, found)
-        raise LangTransferError(
+        raise MissingSplitError(
             f"no {split} split for {language!r} in {what}; available splits: "
             f"{', '.join(found[language])} (files are named <language>.<split>.<ext>)"
         )
