@@ -215,38 +215,42 @@ def test_training_killed_at_seeded_points_resumes_bit_identically(tmp_path, refe
     assert leftovers(tmp_path) == []  # the killed runs' temporaries were cleaned up
 
 
-@pytest.mark.parametrize("when", ["before", "after"])
-def test_kill_around_the_rename_of_a_checkpoint_resumes_and_leaves_no_staging(
-        tmp_path, reference_prompt, when):
-    """A real SIGKILL right before or right after ``.checkpoint-9.partial/checkpoint-9`` is
-    renamed to ``checkpoint-9``. After the rename no save of step 9 follows to remove the
-    emptied staging directory: the resumed run must remove it."""
+def test_kills_around_the_rename_of_a_checkpoint_resume_and_leave_no_staging(
+        tmp_path, reference_prompt):
+    """Real SIGKILLs right before, then right after ``.checkpoint-9.partial/checkpoint-9`` is
+    renamed to ``checkpoint-9`` (the window the seeded kills only hit under load). After the
+    rename no save of step 9 follows to remove the emptied staging directory: the resumed
+    run must remove it."""
     out, ckpt, log = tmp_path / "slp", tmp_path / "ckpt", tmp_path / "child.log"
-    real_replace_dir = lt_train.replace_dir
+    staging, real_replace_dir = ckpt / ".checkpoint-9.partial", lt_train.replace_dir
 
-    def killed_at_the_rename(new, path):
-        if Path(path).name == "checkpoint-9" and when == "before":
-            os.kill(os.getpid(), signal.SIGKILL)
-        real_replace_dir(new, path)
-        if Path(path).name == "checkpoint-9":
-            os.kill(os.getpid(), signal.SIGKILL)
+    def killed(when: str) -> None:
+        def replace_dir(new, path):
+            if Path(path).name == "checkpoint-9" and when == "before":
+                os.kill(os.getpid(), signal.SIGKILL)
+            real_replace_dir(new, path)
+            if Path(path).name == "checkpoint-9":
+                os.kill(os.getpid(), signal.SIGKILL)
 
-    def child():
-        lt_train.replace_dir = killed_at_the_rename
-        train(out, ckpt, resume=True)
+        def child():
+            lt_train.replace_dir = replace_dir
+            train(out, ckpt, resume=True)
 
-    pid = fork(child, log)
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, log.read_text()
-    KILLS["checkpoint rename"] += 1
-    assert (ckpt / ".checkpoint-9.partial").is_dir()  # what the killed save left
-    newest = {"before": "checkpoint-6", "after": "checkpoint-9"}[when]
-    assert Path(lt_train.last_complete_checkpoint(ckpt)).name == newest
-    check_tree(tmp_path)
+        _, status = os.waitpid(fork(child, log), 0)
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, log.read_text()
+        KILLS["checkpoint rename"] += 1
+        check_tree(tmp_path)
+
+    killed("before")  # a complete checkpoint, still under its staging name
+    assert (staging / "checkpoint-9" / "model.safetensors").is_file()
+    assert Path(lt_train.last_complete_checkpoint(ckpt)).name == "checkpoint-6"
+    killed("after")  # resumed from checkpoint-6, killed once checkpoint-9 is in place
+    assert staging.is_dir() and not any(staging.iterdir())
+    assert Path(lt_train.last_complete_checkpoint(ckpt)).name == "checkpoint-9"
 
     train(out, ckpt, resume=True)
     training = read_manifest(out)["training"]
-    assert training["resumed_from"] == newest and training["steps"] == 30
+    assert training["resumed_from"] == "checkpoint-9" and training["steps"] == 30
     assert torch.equal(load_file(out / "prompt.safetensors")["embedding"],
                        load_file(reference_prompt / "prompt.safetensors")["embedding"])
     check_tree(tmp_path)
