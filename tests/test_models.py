@@ -52,7 +52,7 @@ def test_remote_code_is_off_by_default(monkeypatch):
 @pytest.mark.parametrize("verb", ["train-language", "train-task", "evaluate"])
 def test_trust_remote_code_only_with_the_flag(monkeypatch, verb):
     """--trust-remote-code reaches load_base; without it remote code stays off."""
-    from langtransfer import evaluate, language_training, task_training
+    from langtransfer import loaded_base
     from langtransfer.cli import main
 
     seen = []
@@ -61,8 +61,7 @@ def test_trust_remote_code_only_with_the_flag(monkeypatch, verb):
         seen.append(kwargs.get("trust_remote_code", False))
         raise LangTransferError("stop here")
 
-    for module in (evaluate, language_training, task_training):
-        monkeypatch.setattr(module, "load_base", fake)
+    monkeypatch.setattr(loaded_base, "load_base", fake)
     args = {"train-language": ["--language", "sk", "--kind", "prompt", "--corpus", "fixture",
                                "--output", "/nonexistent/x"],
             "train-task": ["--task", "nli", "--language", "en", "--kind", "prompt", "--data",

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -239,8 +240,8 @@ def test_language_bank_errors_and_no_restacking(tmp_path):
     # Dropping the bank brings back the plain single-language model.
     composed.set_languages(None)
     assert composed.language_codes == [] and composed.configuration == "ta"
-    mixed_len = make_rep("language", "prompt", base, tok, "xx")
-    mixed_len.prompt = type(mixed_len.prompt)(3, mixed_len.prompt.dim)
+    xx = make_rep("language", "prompt", base, tok, "xx")
+    mixed_len = dataclasses.replace(xx, prompt=type(xx.prompt)(3, xx.prompt.dim), id="")
     with pytest.raises(LangTransferError, match="same length"):
         composed.set_languages({"sk": langs["sk"], "xx": mixed_len})
 

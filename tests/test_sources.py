@@ -385,7 +385,7 @@ def test_train_task_on_one_train_file_validates_on_a_disjoint_part(tmp_path, mon
         return out
 
     monkeypatch.setattr(task_training, "load_examples", spy)
-    monkeypatch.setattr(task_training, "load_base", stop)
+    monkeypatch.setattr("langtransfer.loaded_base.load_base", stop)  # bases load there
     with pytest.raises(LangTransferError, match="stop before the model"):
         task_training.train_task(model="tiny", task="nli", language="en", kind="adapter",
                                  data=train, output=tmp_path / "out")

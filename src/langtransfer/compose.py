@@ -17,6 +17,7 @@ embeddings inside one forward; adapter banks run through the `adapters` library'
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,9 +38,32 @@ from langtransfer.configurations import (  # noqa: F401  (re-exported: old impor
 )
 from langtransfer.errors import CorruptFileError, LangTransferError, UnknownNameError
 from langtransfer.models import check_compatible, fingerprint
-from langtransfer.representations.adapter import ensure_adapter_support
+from langtransfer.representations.adapter import ensure_adapter_support, replay_adapter_init
 from langtransfer.representations.base import Representation
 from langtransfer.representations.store import ADAPTER_WEIGHTS, save_representation
+
+
+class _Slots:
+    """What is loaded into one base model under which id, and how many composed models use
+    each (the base is shared: one process keeps one copy of mT0)."""
+
+    def __init__(self) -> None:
+        self.reps: dict[str, Representation] = {}
+        self.users: dict[str, int] = {}
+
+
+_SLOTS: weakref.WeakKeyDictionary[nn.Module, _Slots] = weakref.WeakKeyDictionary()
+
+
+def _slots(base: nn.Module) -> _Slots:
+    if base not in _SLOTS:
+        _SLOTS[base] = _Slots()
+    return _SLOTS[base]
+
+
+def loaded_representations(base: nn.Module) -> dict[str, Representation]:
+    """The representations composed models currently hold in ``base``, by id."""
+    return dict(_slots(base).reps)
 
 
 def configuration_name(language: Representation | None, task: Representation | None) -> str:
@@ -69,13 +93,21 @@ class ComposedModel(nn.Module):
         self.language_prompts = nn.ModuleDict()
         self.language_bank: dict[str, Representation] = {}
         self._bank_cache: tuple[tuple, torch.Tensor] | None = None
+        self._held: list[str] = []  # ids this model uses in the base's slots
+        self._adapters_pending = True  # no adapter acquired yet
         self.language: Representation | None = None
         self.task: Representation | None = None
         self.trained_role: str | None = None
         self.base.requires_grad_(False)
-        self._attach("task", task)
-        self._attach("language", language)
-        self.set_trainable(train)
+        if language is not None and task is not None and language.id == task.id:
+            raise LangTransferError(f"language and task representation share the id {task.id!r}")
+        try:
+            self._attach("task", task)
+            self._attach("language", language)
+            self.set_trainable(train)
+        except BaseException:
+            self.close()  # give back what was acquired: the base stays as it was
+            raise
 
     # -- composition -----------------------------------------------------------------
 
@@ -112,12 +144,12 @@ class ComposedModel(nn.Module):
             check_compatible(rep.base_model, self.base, what)
         if rep.kind == "prompt":
             self._check_prompt_width(rep)
+        self._acquire(rep)
+        if rep.kind == "prompt":
             device = self.base.get_input_embeddings().weight.device
             self.prompts[role] = rep.prompt.to(device)
-        else:
-            self._load_adapter(rep)
         setattr(self, role, rep)
-        self._activate_adapters()
+        self.activate()
 
     def _check_prompt_width(self, rep: Representation) -> None:
         if rep.prompt.dim != self.base.config.d_model:
@@ -126,16 +158,59 @@ class ComposedModel(nn.Module):
                 f"{fingerprint(self.base)['name']!r} has d_model {self.base.config.d_model}"
             )
 
+    def _acquire(self, rep: Representation) -> None:
+        """Load ``rep`` into the base under its id, or share the copy loaded already.
+
+        Another representation under the same id is an error, never replaced: ids hold
+        the content hash of loaded files, so a clash means two different representations
+        claim one slot (e.g. two fresh ones given the same id).
+        """
+        slots = _slots(self.base)
+        held = slots.reps.get(rep.id)
+        if held is not None and held is not rep and (
+            held.content_hash is None or held.content_hash != rep.content_hash
+        ):
+            raise LangTransferError(
+                f"representation id {rep.id!r} of {rep.role} {rep.kind} {rep.where} clashes "
+                f"with another representation already loaded in this base ({held.where})"
+            )
+        if held is None and rep.kind == "adapter":
+            if self._adapters_pending:
+                # As on a freshly loaded base: its first adapter comes after
+                # ``adapters.init``'s random draws (same seed, same fresh adapter weights).
+                self._adapters_pending = False
+                if not ensure_adapter_support(self.base):
+                    replay_adapter_init(self.base)
+            if rep.id in self.base.adapters_config:
+                raise LangTransferError(
+                    f"representation id {rep.id!r} of {rep.where} clashes with adapter "
+                    f"{rep.id!r} already in the base, added outside langtransfer"
+                )
+            self._load_adapter(rep)
+        if held is None:
+            slots.reps[rep.id] = rep
+        slots.users[rep.id] = slots.users.get(rep.id, 0) + 1
+        self._held.append(rep.id)
+
+    def _release(self, rep: Representation) -> None:
+        """Give up this model's use of ``rep``; the last user removes an adapter from the
+        base (it added it), so nothing of one composition stays in a shared base."""
+        slots = _slots(self.base)
+        self._held.remove(rep.id)
+        slots.users[rep.id] -= 1
+        if slots.users[rep.id] == 0:
+            del slots.users[rep.id]
+            held = slots.reps.pop(rep.id)
+            if held.kind == "adapter":
+                self.base.delete_adapter(rep.id)
+
     def _load_adapter(self, rep: Representation) -> None:
-        ensure_adapter_support(self.base)
-        if rep.name in self.base.adapters_config:
-            self.base.delete_adapter(rep.name)
         if rep.path is not None:
             if not (Path(rep.path) / ADAPTER_WEIGHTS).is_file():
                 raise CorruptFileError(f"{rep.path}: missing {ADAPTER_WEIGHTS}")
             try:
                 self.base.load_adapter(
-                    str(rep.path), load_as=rep.name, with_head=False, use_safetensors=True
+                    str(rep.path), load_as=rep.id, with_head=False, use_safetensors=True
                 )
             except (RuntimeError, ValueError, KeyError, TypeError, OSError) as e:
                 # Shapes or config that do not fit this base model: a lying or broken file.
@@ -146,9 +221,8 @@ class ComposedModel(nn.Module):
                     f"{fingerprint(self.base)['name']!r} ({detail[:300]})"
                 ) from e
         else:
-            self.base.add_adapter(rep.name, config=rep.adapter.to_adapters_config())
-            if rep.base_model is None:
-                rep.base_model = fingerprint(self.base)
+            assert rep.adapter is not None  # set for every adapter record
+            self.base.add_adapter(rep.id, config=rep.adapter.to_adapters_config())
         self.base.to(self.base.device)
 
     def _detach(self, role: str) -> None:
@@ -157,9 +231,31 @@ class ComposedModel(nn.Module):
             return
         if rep.kind == "prompt":
             del self.prompts[role]
-        else:
-            self.base.delete_adapter(rep.name)
         setattr(self, role, None)
+        self._release(rep)
+        self.activate()
+
+    def close(self) -> None:
+        """Detach every representation and leave the base as it was: the adapters this
+        model loaded are removed (unless another composed model still uses them) and none
+        is active. Training and evaluation close the models they compose."""
+        self._clear_bank()
+        self._detach("language")
+        self._detach("task")
+        self.trained_role = None
+        if hasattr(self.base, "adapters_config"):
+            self.base.set_active_adapters(None)
+        self.base.eval()  # as loaded (training switches it to train mode)
+
+    def __enter__(self) -> ComposedModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def activate(self) -> None:
+        """Make this model's adapters (language -> task) the base's active ones. Several
+        composed models may share one base, so every forward and generate call does this."""
         self._activate_adapters()
 
     def _activate_adapters(self, rows: list[tuple[str, int]] | None = None) -> None:
@@ -210,17 +306,16 @@ class ComposedModel(nn.Module):
                     check_compatible(rep.base_model, self.base, f"language {rep.kind} {rep.name}")
                 if rep.kind == "prompt":
                     self._check_prompt_width(rep)
+                self._acquire(rep)
+                if rep.kind == "prompt":
                     self.language_prompts[code] = rep.prompt.to(device)
-                else:
-                    self._load_adapter(rep)
             self.language_bank = reps
             self._activate_adapters()
         self.set_trainable(role if role != "language" else None)
 
     def _clear_bank(self) -> None:
         for rep in self.language_bank.values():
-            if rep.kind == "adapter":
-                self.base.delete_adapter(rep.name)
+            self._release(rep)
         self.language_prompts = nn.ModuleDict()
         self.language_bank = {}
         self._bank_cache = None
@@ -250,7 +345,7 @@ class ComposedModel(nn.Module):
             self._bank_cache = (key, torch.stack(weights))
         return self._bank_cache[1]
 
-    def _check_language_ids(self, language_ids: torch.Tensor | None, batch: int) -> None:
+    def check_language_ids(self, language_ids: torch.Tensor | None, batch: int) -> None:
         if language_ids is None:
             if self.language_bank:
                 raise LangTransferError(
@@ -279,7 +374,7 @@ class ComposedModel(nn.Module):
         self._activate_adapters([(reps[i].name, k) for i, k in enumerate(counts) if k])
         return order, torch.argsort(order)
 
-    def _uses_adapter_bank(self, language_ids: torch.Tensor | None) -> bool:
+    def uses_adapter_bank(self, language_ids: torch.Tensor | None) -> bool:
         return language_ids is not None and next(iter(self.language_bank.values())).kind == "adapter"
 
     def set_trainable(self, role: str | None) -> None:
@@ -353,8 +448,9 @@ class ComposedModel(nn.Module):
         ``language_ids`` (LongTensor[B], with a bank from :meth:`set_languages`): row ``i``
         runs with bank language ``language_ids[i]``; outputs keep the input row order.
         """
-        self._check_language_ids(language_ids, input_ids.shape[0])
-        if not self._uses_adapter_bank(language_ids):
+        self.check_language_ids(language_ids, input_ids.shape[0])
+        if not self.uses_adapter_bank(language_ids):
+            self.activate()
             return self.base(
                 **self.encoder_inputs(input_ids, attention_mask, language_ids),
                 labels=labels,
@@ -398,8 +494,9 @@ class ComposedModel(nn.Module):
         decoding of one sequence per row is supported (``BatchSplit`` needs fixed row
         counts, which beam search changes).
         """
-        self._check_language_ids(language_ids, input_ids.shape[0])
-        if not self._uses_adapter_bank(language_ids):
+        self.check_language_ids(language_ids, input_ids.shape[0])
+        if not self.uses_adapter_bank(language_ids):
+            self.activate()
             return self.base.generate(
                 **self.encoder_inputs(input_ids, attention_mask, language_ids), **kwargs
             )

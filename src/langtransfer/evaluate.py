@@ -23,13 +23,14 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from langtransfer.compose import ComposedModel, compose, configuration_name
+from langtransfer.compose import ComposedModel, configuration_name
 from langtransfer.errors import LangTransferError, UnknownNameError
 from langtransfer.io import write_json, write_jsonl
 from langtransfer.languages import get_language
-from langtransfer.models import fingerprint, load_base
+from langtransfer.loaded_base import LoadedBase
+from langtransfer.models import fingerprint
 from langtransfer.predictions import metrics_record, score_predictions
-from langtransfer.representations import Representation, load_representation
+from langtransfer.representations import Representation
 from langtransfer.task_data import load_examples, tokenise
 from langtransfer.tasks import get_task
 
@@ -131,10 +132,11 @@ def label_log_likelihoods(
     per candidate."""
     scores = torch.empty(input_ids.shape[0], len(candidates))
     device = input_ids.device
-    if composed._uses_adapter_bank(language_ids):  # BatchSplit: one full forward per label
+    if composed.uses_adapter_bank(language_ids):  # BatchSplit: one full forward per label
         encoded = None
     else:
-        composed._check_language_ids(language_ids, input_ids.shape[0])
+        composed.check_language_ids(language_ids, input_ids.shape[0])
+        composed.activate()
         inputs = composed.encoder_inputs(input_ids, attention_mask, language_ids)
         encoded = composed.base.get_encoder()(**inputs, return_dict=True)
     for k, cand in enumerate(candidates):
@@ -181,7 +183,7 @@ def rank_labels(
 
 def evaluate(
     *,
-    model: str,
+    model: str | LoadedBase,
     task: str,
     language: str,
     language_rep: str | Path | None = None,
@@ -200,6 +202,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate one configuration on one task and target language; return the metrics record.
 
+    ``model``: a :class:`LoadedBase` (shared, left as it was) or a name, which loads one;
+    representations are read through its cache.
     ``scoring``: ``"generate"`` (free generation, parsed) or ``"rank"`` (label ranking,
     classification tasks only: the most likely label word is the prediction).
     ``max_new_tokens`` defaults to :data:`REFERENCE_MAX_NEW_TOKENS` (the paper's budget).
@@ -218,9 +222,10 @@ def evaluate(
             "has none (use --scoring generate)"
         )
     examples = load_examples(task_obj, lang.code, split, data, max_examples)
-    base, tokenizer = load_base(model, trust_remote_code=trust_remote_code)
-    lang_repr = load_representation(language_rep) if language_rep else None
-    task_repr = load_representation(task_rep) if task_rep else None
+    loaded = LoadedBase.of(model, trust_remote_code=trust_remote_code)
+    base, tokenizer = loaded.model, loaded.tokenizer
+    lang_repr = loaded.representation(language_rep) if language_rep else None
+    task_repr = loaded.representation(task_rep) if task_rep else None
     if lang_repr is not None and lang_repr.role != "language":
         raise LangTransferError(f"{language_rep} is a {lang_repr.role} representation, not a language one")
     if lang_repr is not None and lang_repr.language != lang.code:
@@ -235,20 +240,19 @@ def evaluate(
     if task_repr is not None and task_repr.task != task_obj.name:
         raise LangTransferError(f"{task_rep} was trained for task {task_repr.task!r}, not {task_obj.name!r}")
     configuration = configuration_name(lang_repr, task_repr)
-    composed = compose(base, configuration, language=lang_repr, task=task_repr)
-    composed.eval()
-
     tokenised = tokenise(examples, tokenizer, max_length, with_labels=False)
     rows = list(tokenised.dataset["input_ids"])
     limit = max_new_tokens or REFERENCE_MAX_NEW_TOKENS
     bar = tqdm(total=len(examples), desc=f"{task_obj.name}/{lang.code}/{configuration}",
                disable=not show_progress, unit="ex")
-    if scoring == "rank":
-        generated = rank_labels(composed, tokenizer, rows, list(task_obj.label_words.values()),
-                                batch_size=batch_size, progress=bar)
-    else:
-        generated = generate_texts(composed, tokenizer, rows, batch_size=batch_size,
-                                   max_new_tokens=limit, num_beams=num_beams, progress=bar)
+    with loaded.compose(configuration, language=lang_repr, task=task_repr) as composed:
+        composed.eval()
+        if scoring == "rank":
+            generated = rank_labels(composed, tokenizer, rows, list(task_obj.label_words.values()),
+                                    batch_size=batch_size, progress=bar)
+        else:
+            generated = generate_texts(composed, tokenizer, rows, batch_size=batch_size,
+                                       max_new_tokens=limit, num_beams=num_beams, progress=bar)
     bar.close()
 
     predictions = {ex.id: gen for ex, gen in zip(examples, generated, strict=True)}

@@ -13,12 +13,11 @@ from typing import Any
 from datasets import Dataset
 from transformers import set_seed
 
-from langtransfer.compose import compose
-from langtransfer.configurations import check_kind
+from langtransfer.configurations import check_kind, configuration_for
 from langtransfer.corpora import STREAM_SHUFFLE_BUFFER, load_corpus
 from langtransfer.errors import LangTransferError, OutputExistsError
 from langtransfer.languages import get_language
-from langtransfer.models import load_base
+from langtransfer.loaded_base import LoadedBase
 from langtransfer.objectives import span_corruption_dataset
 from langtransfer.representations import (
     AdapterSpec,
@@ -27,6 +26,7 @@ from langtransfer.representations import (
     new_prompt,
     read_manifest,
 )
+from langtransfer.representations.base import representation_id
 from langtransfer.train import (
     TrainSettings,
     default_settings,
@@ -62,7 +62,7 @@ def check_output(output: Path, overwrite: bool, resume: bool = False, **expected
 
 def train_language(
     *,
-    model: str,
+    model: str | LoadedBase,
     language: str,
     kind: str,
     corpus: str,
@@ -83,6 +83,7 @@ def train_language(
 ) -> Path:
     """Train a language representation of ``kind`` (prompt|adapter) and save it to ``output``.
 
+    ``model`` is a :class:`LoadedBase` (shared, left as it was) or a name, which loads one.
     ``corpus`` is ``wikipedia``, ``fixture`` or a local file. The prompt defaults to 50
     tokens initialised from ``Generate the output in {Language}:``; training defaults to
     the paper's settings for the kind. Checkpoints go to ``checkpoint_dir`` (default
@@ -96,7 +97,8 @@ def train_language(
     output = Path(output)
     check_output(output, overwrite, resume, kind=kind, role="language", language=lang.code)
     settings = settings or default_settings(kind, "language")
-    base, tokenizer = load_base(model, trust_remote_code=trust_remote_code)
+    loaded = LoadedBase.of(model, trust_remote_code=trust_remote_code)
+    base, tokenizer = loaded.model, loaded.tokenizer
     text = load_corpus(
         corpus, lang, max_documents=max_documents, validation_size=validation_size, seed=settings.seed
     )
@@ -119,41 +121,49 @@ def train_language(
             f"the validation slice of {text.source} is too short for one sequence of "
             f"{sequence_length} tokens; raise --validation-size or lower --sequence-length"
         )
-    loss_without = evaluation_loss(compose(base, "base"), validation, tokenizer)
+    with loaded.compose("base") as bare:
+        loss_without = evaluation_loss(bare, validation, tokenizer)
+    # One id per trained artefact, the same in every process (a resumed run's checkpoints
+    # fit); the slot is given back when training ends.
+    rep_id = representation_id("language", kind, lang.code, "training")
     if kind == "prompt":
         prompt = prompt or PromptConfig(init_text=lang.instruction, seed=settings.seed)
-        rep = new_prompt("language", base, tokenizer, prompt, language=lang.code)
+        rep = new_prompt("language", base, tokenizer, prompt, language=lang.code,
+                         settings_hash=settings_hash, id=rep_id)
     else:
-        rep = new_adapter("language", adapter, language=lang.code)
-    rep.settings_hash = settings_hash
+        rep = new_adapter("language", adapter, language=lang.code, settings_hash=settings_hash,
+                          id=rep_id)
     # An adapter's weights are drawn from the global RNG when it is attached, before the
     # Trainer seeds anything: seed here so the same seed gives the same representation.
     set_seed(settings.seed)
-    composed = compose(base, "slp" if kind == "prompt" else "la", language=rep, train="language")
-    loss_initial = evaluation_loss(composed, validation, tokenizer)
-    trainer, summary = train_representation(
-        composed,
-        tokenizer,
-        train,
-        settings.__class__(**{**settings.to_dict(), "group_by_length": False}),
-        checkpoint_dir or output.with_name(output.name + ".checkpoints"),
-        resume=resume,
-        show_progress=show_progress,
-    )
-    summary.update(
-        corpus=text.source,
-        max_documents=max_documents,
-        sequence_length=sequence_length,
-        # A stream's slice is a row range (empty rows are skipped inside it).
-        train_documents=len(text.train) if isinstance(text.train, list) else text.max_documents,
-        shuffle_buffer=(shuffle_buffer or STREAM_SHUFFLE_BUFFER) if text.streaming else None,
-        validation_documents=len(text.validation),
-        validation_sequences=len(validation),
-        validation_loss_without=loss_without,
-        validation_loss_initial=loss_initial,
-        validation_loss=evaluation_loss(composed, validation, tokenizer),
-    )
-    if trainer.is_world_process_zero():
-        composed.save("language", output, training=summary, overwrite=True)
-    trainer.accelerator.wait_for_everyone()
+    composed = loaded.compose(configuration_for(kind, None).name, language=rep, train="language")
+    try:
+        loss_initial = evaluation_loss(composed, validation, tokenizer)
+        trainer, summary = train_representation(
+            composed,
+            tokenizer,
+            train,
+            settings.__class__(**{**settings.to_dict(), "group_by_length": False}),
+            checkpoint_dir or output.with_name(output.name + ".checkpoints"),
+            resume=resume,
+            show_progress=show_progress,
+        )
+        summary.update(
+            corpus=text.source,
+            max_documents=max_documents,
+            sequence_length=sequence_length,
+            # A stream's slice is a row range (empty rows are skipped inside it).
+            train_documents=len(text.train) if isinstance(text.train, list) else text.max_documents,
+            shuffle_buffer=(shuffle_buffer or STREAM_SHUFFLE_BUFFER) if text.streaming else None,
+            validation_documents=len(text.validation),
+            validation_sequences=len(validation),
+            validation_loss_without=loss_without,
+            validation_loss_initial=loss_initial,
+            validation_loss=evaluation_loss(composed, validation, tokenizer),
+        )
+        if trainer.is_world_process_zero():
+            composed.save("language", output, training=summary, overwrite=True)
+        trainer.accelerator.wait_for_everyone()
+    finally:
+        composed.close()  # the shared base keeps nothing of this run
     return output

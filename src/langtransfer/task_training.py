@@ -12,19 +12,19 @@ from pathlib import Path
 import numpy as np
 from transformers import set_seed
 
-from langtransfer.compose import compose, configuration_name
+from langtransfer.compose import configuration_name
 from langtransfer.configurations import check_kind
 from langtransfer.errors import LangTransferError
 from langtransfer.language_training import check_output
 from langtransfer.languages import get_language
-from langtransfer.models import load_base
+from langtransfer.loaded_base import LoadedBase
 from langtransfer.representations import (
     AdapterSpec,
     PromptConfig,
-    load_representation,
     new_adapter,
     new_prompt,
 )
+from langtransfer.representations.base import representation_id
 from langtransfer.task_data import load_examples, tokenise
 from langtransfer.tasks import get_task
 from langtransfer.train import (
@@ -40,7 +40,7 @@ MAX_VALIDATION = 1000
 
 def train_task(
     *,
-    model: str,
+    model: str | LoadedBase,
     task: str,
     language: str,
     kind: str,
@@ -64,6 +64,7 @@ def train_task(
 ) -> Path:
     """Train a task adapter or soft task prompt on ``task`` in ``language`` and save it.
 
+    ``model``: a :class:`LoadedBase` (shared, left as it was) or a name, which loads one.
     ``data``: None (the paper's hub source), ``"fixtures"`` or a local file/directory.
     Validation uses the ``validation`` split where there is one, else a held-out 10% of
     the training examples; the checkpoint with the lowest validation loss is kept.
@@ -91,59 +92,66 @@ def train_task(
         val_examples = [ex for i, ex in enumerate(train_examples) if i in held]
         train_examples = [ex for i, ex in enumerate(train_examples) if i not in held]
 
-    base, tokenizer = load_base(model, trust_remote_code=trust_remote_code)
+    loaded = LoadedBase.of(model, trust_remote_code=trust_remote_code)
+    base, tokenizer = loaded.model, loaded.tokenizer
     set_seed(settings.seed)  # a fresh adapter's initial weights come from the global RNG
-    language_repr = load_representation(language_rep) if language_rep else None
+    language_repr = loaded.representation(language_rep) if language_rep else None
     if language_repr is not None and (language_repr.role != "language" or language_repr.language != lang.code):
         raise LangTransferError(
             f"{language_rep} is a {language_repr.role} representation for "
             f"{language_repr.language or language_repr.task!r}, but the task trains on {lang.code!r}: "
             "pass the source language's representation"
         )
+    # One id per trained artefact, the same in every process, so a resumed run's
+    # checkpoints fit; the slot is given back when training ends.
+    rep_id = representation_id("task", kind, task_obj.name, lang.code, "training")
     if kind == "prompt":
         prompt = prompt or PromptConfig(
             num_tokens=prompt_tokens or 50, init_text=task_obj.prompt_init(lang.name), seed=settings.seed
         )
-        task_repr = new_prompt("task", base, tokenizer, prompt, task=task_obj.name)
+        task_repr = new_prompt("task", base, tokenizer, prompt, task=task_obj.name,
+                               settings_hash=settings_hash, id=rep_id)
     else:
-        task_repr = new_adapter("task", adapter, task=task_obj.name)
-    task_repr.settings_hash = settings_hash
+        task_repr = new_adapter("task", adapter, task=task_obj.name, settings_hash=settings_hash,
+                                id=rep_id)
     configuration = configuration_name(language_repr, task_repr)
-    composed = compose(base, configuration, language=language_repr, task=task_repr, train="task")
-
-    train = tokenise(train_examples, tokenizer, max_length, max_target_length)
-    validation = tokenise(val_examples, tokenizer, max_length, max_target_length)
-    eval_batch_size = settings.eval_batch_size or settings.batch_size
-    # Before training (the fresh representation): what "the loss fell" is measured against.
-    loss_initial = evaluation_loss(composed, validation.dataset, tokenizer, eval_batch_size)
-    trainer, summary = train_representation(
-        composed,
-        tokenizer,
-        train.dataset,
-        settings,
-        checkpoint_dir or output.with_name(output.name + ".checkpoints"),
-        eval_dataset=validation.dataset,
-        resume=resume,
-        show_progress=show_progress,
-    )
-    summary.update(
-        configuration=configuration,
-        source_language=lang.code,
-        language_representation=None
-        if language_repr is None
-        else {"kind": language_repr.kind, "language": language_repr.language,
-              "path": str(language_rep), "settings_hash": language_repr.settings_hash},
-        data=str(data) if data is not None else "paper",
-        train_examples=len(train_examples),
-        validation_examples=len(val_examples),
-        truncated_inputs=train.n_truncated,
-        truncated_targets=train.n_truncated_targets,
-        max_length=max_length,
-        max_target_length=max_target_length,
-        validation_loss_initial=loss_initial,
-        validation_loss=evaluation_loss(composed, validation.dataset, tokenizer, eval_batch_size),
-    )
-    if trainer.is_world_process_zero():
-        composed.save("task", output, training=summary, overwrite=True)
-    trainer.accelerator.wait_for_everyone()
+    composed = loaded.compose(configuration, language=language_repr, task=task_repr, train="task")
+    try:
+        train = tokenise(train_examples, tokenizer, max_length, max_target_length)
+        validation = tokenise(val_examples, tokenizer, max_length, max_target_length)
+        eval_batch_size = settings.eval_batch_size or settings.batch_size
+        # Before training (the fresh representation): what "the loss fell" is measured against.
+        loss_initial = evaluation_loss(composed, validation.dataset, tokenizer, eval_batch_size)
+        trainer, summary = train_representation(
+            composed,
+            tokenizer,
+            train.dataset,
+            settings,
+            checkpoint_dir or output.with_name(output.name + ".checkpoints"),
+            eval_dataset=validation.dataset,
+            resume=resume,
+            show_progress=show_progress,
+        )
+        summary.update(
+            configuration=configuration,
+            source_language=lang.code,
+            language_representation=None
+            if language_repr is None
+            else {"kind": language_repr.kind, "language": language_repr.language,
+                  "path": str(language_rep), "settings_hash": language_repr.settings_hash},
+            data=str(data) if data is not None else "paper",
+            train_examples=len(train_examples),
+            validation_examples=len(val_examples),
+            truncated_inputs=train.n_truncated,
+            truncated_targets=train.n_truncated_targets,
+            max_length=max_length,
+            max_target_length=max_target_length,
+            validation_loss_initial=loss_initial,
+            validation_loss=evaluation_loss(composed, validation.dataset, tokenizer, eval_batch_size),
+        )
+        if trainer.is_world_process_zero():
+            composed.save("task", output, training=summary, overwrite=True)
+        trainer.accelerator.wait_for_everyone()
+    finally:
+        composed.close()  # the shared base keeps nothing of this run
     return output

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import adapters
+import torch
 from adapters import AdapterConfig
 from adapters.configuration.adapter_config import ADAPTER_CONFIG_MAP
+from torch import nn
 from transformers import PreTrainedModel
 
 from langtransfer.errors import UnknownNameError
@@ -40,7 +43,65 @@ class AdapterSpec:
         return asdict(self)
 
 
-def ensure_adapter_support(model: PreTrainedModel) -> None:
-    """Add the `adapters` library's hooks to a plain transformers model, once."""
-    if not hasattr(model, "adapters_config"):
+#: Per base model: the random draws ``adapters.init`` made (None: not replayable).
+_INIT_DRAWS: weakref.WeakKeyDictionary[nn.Module, list[tuple] | None] = (
+    weakref.WeakKeyDictionary()
+)
+_DRAW_METHODS = ("uniform_", "normal_")
+
+
+def ensure_adapter_support(model: PreTrainedModel) -> bool:
+    """Add the `adapters` library's hooks to a plain transformers model, once; True when
+    it did so now.
+
+    ``adapters.init`` draws from the global RNG (it builds layers), so a fresh adapter
+    added right after it starts from other weights than one added to a base that had
+    its hooks already. The draws are recorded (and checked to reproduce the RNG state)
+    so :func:`replay_adapter_init` can make a shared base give a fresh adapter exactly
+    the weights a freshly loaded base would.
+    """
+    if hasattr(model, "adapters_config"):
+        return False
+    draws: list[tuple] = []
+    originals = {name: getattr(torch.Tensor, name) for name in _DRAW_METHODS}
+
+    def spy(name: str) -> Any:
+        original = originals[name]
+
+        def method(self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+            if kwargs.get("generator") is None:  # only draws from the global RNG
+                draws.append((name, tuple(self.shape), self.dtype, self.device, args, kwargs))
+            return original(self, *args, **kwargs)
+
+        return method
+
+    before = torch.random.get_rng_state()
+    try:
+        for name in _DRAW_METHODS:
+            setattr(torch.Tensor, name, spy(name))
         adapters.init(model)
+    finally:
+        for name, original in originals.items():
+            setattr(torch.Tensor, name, original)
+    after = torch.random.get_rng_state()
+    torch.random.set_rng_state(before)
+    _replay(draws)
+    replayable = torch.equal(torch.random.get_rng_state(), after)
+    torch.random.set_rng_state(after)
+    _INIT_DRAWS[model] = draws if replayable else None
+    return True
+
+
+def replay_adapter_init(model: PreTrainedModel) -> bool:
+    """Advance the global RNG as ``adapters.init`` did on ``model``; False if unknown."""
+    draws = _INIT_DRAWS.get(model)
+    if draws is None:
+        return False
+    _replay(draws)
+    return True
+
+
+def _replay(draws: list[tuple]) -> None:
+    with torch.no_grad():
+        for name, shape, dtype, device, args, kwargs in draws:
+            getattr(torch.empty(shape, dtype=dtype, device=device), name)(*args, **kwargs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,13 +19,37 @@ from langtransfer.representations.prompt import PromptConfig, SoftPrompt
 KINDS = REPRESENTATION_KINDS  # the old name
 
 
-@dataclass
+_UNSAFE = re.compile(r"[^0-9A-Za-z_]")
+_ID = re.compile(r"[0-9A-Za-z_-]+")
+
+
+def representation_id(
+    role: str, kind: str, subject: str, *parts: str | None
+) -> str:
+    """An id such as ``ta-qa-en-3f2a9c1b7d0e``: short name, subject, then ``parts``
+    (source language, content hash or another token), each reduced to letters, digits
+    and ``_`` (the `adapters` library uses the id as a module name: no dots)."""
+    pieces = [short_name(role, kind), subject, *(p for p in parts if p)]
+    return "-".join(_UNSAFE.sub("_", p) for p in pieces)
+
+
+@dataclass(frozen=True, eq=False)
 class Representation:
     """A language or task representation: a soft prompt or an adapter.
 
     A prompt holds its weights here (``prompt``). An adapter's weights live inside the
     base model once attached (the `adapters` library injects them), so here it holds only
     its spec and, when loaded from disk, the directory to load them from (``path``).
+
+    ``id`` is unique within a loaded base: any number of representations (two qa task
+    adapters trained on en and de...) are loaded side by side under their ids and
+    activated per call. A loaded representation's id ends in a hash of its weight files
+    (``content_hash``), so the same files always get the same id and different files a
+    different one; a fresh one's id ends in a token unique to this process unless the
+    caller names it (training does, so checkpoints of a resumed run fit).
+
+    The record is frozen: composing, training and saving never change it (a prompt's
+    weights, a module, do change while it trains).
     """
 
     kind: str
@@ -38,6 +63,8 @@ class Representation:
     base_model: dict[str, Any] | None = None
     training: dict[str, Any] = field(default_factory=dict)
     settings_hash: str | None = None
+    id: str = ""
+    content_hash: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -51,19 +78,50 @@ class Representation:
         if self.kind == "prompt" and self.prompt is None:
             raise LangTransferError("a prompt representation needs its SoftPrompt")
         if self.kind == "adapter" and self.adapter is None:
-            self.adapter = AdapterSpec()
+            object.__setattr__(self, "adapter", AdapterSpec())
+        if not self.id:
+            source = self.training.get("source_language") if self.role == "task" else None
+            source = source if isinstance(source, str) else None
+            token = self.content_hash[:12] if self.content_hash else f"new{next(_FRESH)}"
+            object.__setattr__(
+                self, "id", representation_id(self.role, self.kind, self.subject, source, token)
+            )
+        elif not isinstance(self.id, str) or not _ID.fullmatch(self.id):
+            raise LangTransferError(
+                f"representation id {self.id!r} may hold only letters, digits, '_' and '-'"
+            )
+
+    @property
+    def subject(self) -> str:
+        """The language code of a language representation, the task of a task one."""
+        subject = self.language if self.role == "language" else self.task
+        assert subject is not None  # checked in __post_init__
+        return subject
 
     @property
     def name(self) -> str:
-        """A slot name unique per role and subject (the `adapters` library's adapter name)."""
-        subject = self.language if self.role == "language" else self.task
+        """The id (the `adapters` library's adapter name)."""
+        return self.id
+
+    @property
+    def label(self) -> str:
+        """``lang_sk``, ``task_qa``: role and subject, for manifests and AdapterHub files."""
         prefix = "lang" if self.role == "language" else "task"
-        return f"{prefix}_{re.sub(r'[^0-9A-Za-z_]', '_', subject)}"
+        return f"{prefix}_{_UNSAFE.sub('_', self.subject)}"
+
+    @property
+    def where(self) -> str:
+        """Where it came from, for messages: its directory, or ``in memory``."""
+        return str(self.path) if self.path is not None else "in memory"
 
     @property
     def short(self) -> str:
         """``la``/``slp`` for language, ``ta``/``stp`` for task representations."""
         return short_name(self.role, self.kind)
+
+
+#: Tokens for fresh representations' ids: unique within the process.
+_FRESH = itertools.count(1)
 
 
 def new_prompt(
@@ -74,6 +132,8 @@ def new_prompt(
     *,
     language: str | None = None,
     task: str | None = None,
+    settings_hash: str | None = None,
+    id: str = "",
 ) -> Representation:
     """A fresh soft prompt initialised from ``model``'s input embeddings."""
     prompt = SoftPrompt.initialise(config, model.get_input_embeddings(), tokenizer)
@@ -85,6 +145,8 @@ def new_prompt(
         prompt=prompt,
         prompt_config=config,
         base_model=fingerprint(model),
+        settings_hash=settings_hash,
+        id=id,
     )
 
 
@@ -94,8 +156,16 @@ def new_adapter(
     *,
     language: str | None = None,
     task: str | None = None,
+    settings_hash: str | None = None,
+    id: str = "",
 ) -> Representation:
     """A fresh adapter; its weights are created when it is attached to a base model."""
     return Representation(
-        kind="adapter", role=role, language=language, task=task, adapter=spec or AdapterSpec()
+        kind="adapter",
+        role=role,
+        language=language,
+        task=task,
+        adapter=spec or AdapterSpec(),
+        settings_hash=settings_hash,
+        id=id,
     )

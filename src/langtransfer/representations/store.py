@@ -8,6 +8,7 @@ for a prompt, or the `adapters` library's AdapterHub files (``adapter_config.jso
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from datetime import datetime, timezone
@@ -16,12 +17,13 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from transformers import PreTrainedModel
 
 from langtransfer import __version__
 from langtransfer.errors import CorruptFileError, LangTransferError, OutputExistsError
 from langtransfer.io import atomic_dir, os_error_from, recover, write_json
+from langtransfer.models import fingerprint
 from langtransfer.representations.adapter import AdapterSpec
 from langtransfer.representations.base import KINDS, ROLES, Representation
 from langtransfer.representations.prompt import PromptConfig, SoftPrompt
@@ -36,7 +38,11 @@ FORMAT_VERSION = 1
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def manifest_of(rep: Representation, training: dict[str, Any] | None = None) -> dict[str, Any]:
+def manifest_of(
+    rep: Representation,
+    training: dict[str, Any] | None = None,
+    base_model: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -44,8 +50,8 @@ def manifest_of(rep: Representation, training: dict[str, Any] | None = None) -> 
         "role": rep.role,
         "language": rep.language,
         "task": rep.task,
-        "name": rep.name,
-        "base_model": rep.base_model,
+        "name": rep.label,
+        "base_model": base_model if base_model is not None else rep.base_model,
         "prompt": rep.prompt_config.to_dict() if rep.prompt_config else None,
         "adapter": rep.adapter.to_dict() if rep.adapter else None,
         "training": training if training is not None else rep.training,
@@ -118,8 +124,9 @@ def save_representation(
         raise OutputExistsError(
             f"{directory} already holds files; pass overwrite=True (--overwrite) to replace them"
         )
-    if training is not None:
-        rep.training = training
+    base_model = rep.base_model
+    if base_model is None and model is not None:
+        base_model = fingerprint(model)  # a fresh adapter learns its base when attached
     with atomic_dir(directory, overwrite=True) as tmp:
         if rep.kind == "prompt":
             weights = rep.prompt.embedding.detach().to("cpu", torch.float32).contiguous()
@@ -131,10 +138,39 @@ def save_representation(
             if model is None or rep.name not in getattr(model, "adapters_config", {}):
                 raise LangTransferError(f"adapter {rep.name} is not attached to the given model")
             model.save_adapter(str(tmp), rep.name, with_head=False, use_safetensors=True)
-        write_json(tmp / MANIFEST, manifest_of(rep))
-    if rep.kind == "adapter":
-        rep.path = directory
+            _name_adapter_files(tmp, rep.id, rep.label)
+        write_json(tmp / MANIFEST, manifest_of(rep, training, base_model))
     return directory
+
+
+def _name_adapter_files(directory: Path, slot: str, name: str) -> None:
+    """AdapterHub files carry the adapter's name in the config and in every weight's key:
+    the readable label (``task_qa``), not the id, which is only unique within one base."""
+    path = directory / ADAPTER_CONFIG
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["name"] = name
+    write_json(path, config)
+    weights = directory / ADAPTER_WEIGHTS
+    tensors = load_file(str(weights))
+    part = f".{slot}."
+    renamed = {k.replace(part, f".{name}.", 1) if part in k else k: v for k, v in tensors.items()}
+    try:
+        save_file(renamed, str(weights))
+    except SafetensorError as e:
+        raise os_error_from(e) from e
+
+
+def content_hash(directory: Path, kind: str) -> str:
+    """A hash of what a representation directory's weights are: the weight file and the
+    config that shapes it (the manifest's provenance is left out)."""
+    files = [PROMPT_WEIGHTS] if kind == "prompt" else [ADAPTER_WEIGHTS, ADAPTER_CONFIG]
+    digest = hashlib.sha256()
+    for name in files:
+        with open(directory / name, "rb") as f:
+            digest.update(name.encode() + b"\0")
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 HUB_PATTERNS = ("*.json", "*.safetensors")
@@ -223,12 +259,14 @@ def load_representation(location: str | Path) -> Representation:
             shape = (config.num_tokens, int(m["base_model"]["d_model"]))
             weights = directory / PROMPT_WEIGHTS
             _check_safetensors(weights, {"embedding": shape})
+            common["content_hash"] = content_hash(directory, "prompt")
             prompt = SoftPrompt(*shape)
             with safe_open(str(weights), framework="pt") as f, torch.no_grad():
                 prompt.embedding.copy_(f.get_tensor("embedding"))
-            return Representation(prompt=prompt, prompt_config=config, **common)
+            return Representation(prompt=prompt, prompt_config=config, path=directory, **common)
         _check_safetensors(directory / ADAPTER_WEIGHTS)
         _check_adapter_config(directory, m)
+        common["content_hash"] = content_hash(directory, "adapter")
         spec = AdapterSpec(**(m.get("adapter") or {}))
         return Representation(adapter=spec, path=directory, **common)
     except CorruptFileError:
