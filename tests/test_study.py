@@ -177,9 +177,14 @@ def reference(tmp_path_factory):
     """One uninterrupted run of the small study."""
     tmp = tmp_path_factory.mktemp("reference")
     config = load_study_config(small(tmp))
+    from langtransfer.loaded_base import LoadedBase
+
+    loads = LoadedBase.loads
     run = run_study(config, progress=False)
     assert run.counts == {"built": 10, "skipped": 0, "failed": 0, "blocked": 0}
-    assert run.base_loads == 10  # every training and evaluation call loads the base
+    # One base for all 10 artefacts, evaluation cells included; nothing loaded another.
+    assert run.base_loads == 1 and LoadedBase.loads - loads == 1
+    assert "base loads: 1" in run.summary(tmp / "out")
     assert all(is_done(a) for a in plan(config))
     again = run_study(config, progress=False)
     assert again.counts == {"built": 0, "skipped": 10, "failed": 0, "blocked": 0}

@@ -131,3 +131,35 @@ def test_missing_data_file_fails_its_cells_through_the_cli(tmp_path, capsys):
     assert "2 artefacts built, 3 already done, 0 failed, 0 blocked" in out_text
     assert not (out / "failures").exists()
     assert "## Failures" not in (out / "report" / "report.md").read_text()
+
+
+def test_a_training_that_changes_the_frozen_base_fails_its_artefact(tmp_path, monkeypatch):
+    """The builder proves after each trained artefact that the base is unchanged: here a
+    (broken) task training writes into the base's weights."""
+    import torch
+
+    import langtransfer.task_training as task_training
+    from langtransfer.loaded_base import LoadedBase
+
+    real = task_training.train_task
+
+    def corrupting(**kwargs):
+        out = real(**kwargs)
+        with torch.no_grad():
+            next(kwargs["model"].model.parameters()).add_(1.0)
+        return out
+
+    monkeypatch.setattr(task_training, "train_task", corrupting)
+    config = load_study_config(config_file(tmp_path, configurations=["base", "ta"]))
+    loads = LoadedBase.loads
+    run = run_study(config, progress=False)
+    assert [f.artefact for f in run.failed] == ["task:nli/en/ta"]
+    assert run.failed[0].error.startswith(
+        "BaseChangedError: training task:nli/en/ta changed the frozen base model's weights")
+    assert {f.artefact for f in run.blocked} == {"evaluation:nli/ta/en/en",
+                                                 "evaluation:nli/ta/en/sk"}
+    assert not (tmp_path / "out" / "representations" / "task" / "nli" / "en" / "ta").exists()
+    # The base cells ran on a freshly loaded, unchanged base.
+    assert run.base_loads == 2 and LoadedBase.loads - loads == 2
+    assert run.counts["built"] == 2
+    assert "base loads: 2" in run.summary(config.output)

@@ -276,3 +276,19 @@ def test_language_training_refuses_keys_it_would_ignore(tmp_path):
         with pytest.raises(UnknownNameError, match=f"language_training.prompt '{key}'"):
             config_with(tmp_path, ("language_training", "prompt", key), value, key)
         config_with(tmp_path, ("task_training", "prompt", key), value, key)  # used there
+
+
+def test_task_prompt_init_works_end_to_end(tmp_path):
+    """A real (tiny) run: the trained soft task prompt records the init the config asked."""
+    from langtransfer.representations import read_manifest
+    from langtransfer.study import run_study
+
+    raw = {**yaml.safe_load(yaml.safe_dump(BASE)), "output": str(tmp_path / "out"),
+           "configurations": ["stp"], "targets": ["en"], "data": "fixtures",
+           "task_training": {"prompt": {"init": "vocab", "num_tokens": 3, "max_steps": 2,
+                                        "batch_size": 4, "eval_steps": 2, "save_steps": 2}}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(raw))
+    run = run_study(load_study_config(tmp_path / "s.yaml"), progress=False)
+    assert run.ok and run.built == 2
+    manifest = read_manifest(tmp_path / "out" / "representations" / "task" / "nli" / "en" / "stp")
+    assert manifest["prompt"]["init"] == "vocab" and manifest["prompt"]["num_tokens"] == 3

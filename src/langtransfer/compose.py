@@ -20,7 +20,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from adapters.composition import BatchSplit, Stack
@@ -40,6 +40,7 @@ from langtransfer.errors import CorruptFileError, LangTransferError, UnknownName
 from langtransfer.models import check_compatible, fingerprint
 from langtransfer.representations.adapter import ensure_adapter_support, replay_adapter_init
 from langtransfer.representations.base import Representation
+from langtransfer.representations.prompt import SoftPrompt
 from langtransfer.representations.store import ADAPTER_WEIGHTS, save_representation
 
 
@@ -77,6 +78,13 @@ class ComposedModel(nn.Module):
     ``train`` names the one representation whose parameters get gradients (``"language"``
     or ``"task"``); everything else is frozen.
     """
+
+    # A transformers model to which the `adapters` library adds methods at run time.
+    base: Any
+
+    @staticmethod
+    def _prompt(prompts: nn.ModuleDict, key: str) -> SoftPrompt:
+        return cast(SoftPrompt, prompts[key])
 
     def __init__(
         self,
@@ -147,14 +155,14 @@ class ComposedModel(nn.Module):
         self._acquire(rep)
         if rep.kind == "prompt":
             device = self.base.get_input_embeddings().weight.device
-            self.prompts[role] = rep.prompt.to(device)
+            self.prompts[role] = rep.soft_prompt.to(device)
         setattr(self, role, rep)
         self.activate()
 
     def _check_prompt_width(self, rep: Representation) -> None:
-        if rep.prompt.dim != self.base.config.d_model:
+        if rep.soft_prompt.dim != self.base.config.d_model:
             raise LangTransferError(
-                f"{rep.role} {rep.kind} {rep.name} has width {rep.prompt.dim} but base model "
+                f"{rep.role} {rep.kind} {rep.name} has width {rep.soft_prompt.dim} but base model "
                 f"{fingerprint(self.base)['name']!r} has d_model {self.base.config.d_model}"
             )
 
@@ -293,7 +301,7 @@ class ComposedModel(nn.Module):
             kinds = {r.kind for r in reps.values()}
             if len(kinds) > 1:
                 raise LangTransferError("a language bank holds only prompts or only adapters")
-            lengths = {r.prompt.num_tokens for r in reps.values() if r.kind == "prompt"}
+            lengths = {r.soft_prompt.num_tokens for r in reps.values() if r.kind == "prompt"}
             if len(lengths) > 1:
                 raise LangTransferError(
                     f"language prompts in one bank must have the same length, got {sorted(lengths)}"
@@ -308,7 +316,7 @@ class ComposedModel(nn.Module):
                     self._check_prompt_width(rep)
                 self._acquire(rep)
                 if rep.kind == "prompt":
-                    self.language_prompts[code] = rep.prompt.to(device)
+                    self.language_prompts[code] = rep.soft_prompt.to(device)
             self.language_bank = reps
             self._activate_adapters()
         self.set_trainable(role if role != "language" else None)
@@ -337,7 +345,9 @@ class ComposedModel(nn.Module):
     def _bank_embeddings(self) -> torch.Tensor:
         """The bank's prompts stacked (languages × tokens × dim); frozen banks are stacked
         once and reused until a prompt's weights change."""
-        weights = [self.language_prompts[c].embedding for c in self.language_bank]
+        weights: list[torch.Tensor] = [
+            self._prompt(self.language_prompts, c).embedding for c in self.language_bank
+        ]
         if any(w.requires_grad for w in weights):
             return torch.stack(weights)
         key = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in weights)
@@ -386,7 +396,7 @@ class ComposedModel(nn.Module):
             raise LangTransferError(f"cannot train the {role} representation: none is attached")
         self.requires_grad_(False)
         if rep is not None and rep.kind == "prompt":
-            rep.prompt.requires_grad_(True)
+            rep.soft_prompt.requires_grad_(True)
         elif rep is not None:
             # The adapters library's own switch: unfreezes exactly this adapter's weights.
             self.base.train_adapter(rep.name)
@@ -400,9 +410,9 @@ class ComposedModel(nn.Module):
     # -- running -----------------------------------------------------------------------
 
     def prompt_length(self) -> int:
-        bank = next(iter(self.language_prompts.values()), None)
-        own = sum(p.num_tokens for p in self.prompts.values())
-        return own + (bank.num_tokens if bank is not None else 0)
+        own = sum(self._prompt(self.prompts, r).num_tokens for r in self.prompts)
+        bank = [self._prompt(self.language_prompts, c) for c in self.language_prompts][:1]
+        return own + sum(p.num_tokens for p in bank)
 
     def encoder_inputs(
         self,
@@ -422,7 +432,7 @@ class ComposedModel(nn.Module):
         prefixes: list[torch.Tensor] = []
         if language_ids is not None and self.language_prompts:
             prefixes.append(self._bank_embeddings()[language_ids])
-        prefixes += [self.prompts[r]().unsqueeze(0).expand(batch, -1, -1)
+        prefixes += [self._prompt(self.prompts, r)().unsqueeze(0).expand(batch, -1, -1)
                      for r in ("language", "task") if r in self.prompts]
         if not prefixes:
             return {"input_ids": input_ids, "attention_mask": attention_mask}
@@ -457,6 +467,7 @@ class ComposedModel(nn.Module):
                 decoder_input_ids=decoder_input_ids,
                 decoder_attention_mask=decoder_attention_mask,
             )
+        assert language_ids is not None  # uses_adapter_bank
         order, inverse = self._adapter_bank_rows(language_ids)
 
         def rows(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -505,6 +516,7 @@ class ComposedModel(nn.Module):
                 "mixed-language generation with language adapters supports num_beams=1 and "
                 "num_return_sequences=1 only (use one language per batch for beam search)"
             )
+        assert language_ids is not None  # uses_adapter_bank
         order, inverse = self._adapter_bank_rows(language_ids)
         try:
             mask = None if attention_mask is None else attention_mask[order]

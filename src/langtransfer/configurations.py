@@ -130,4 +130,4 @@ def check_kind(kind: object) -> str:
     """``kind`` if it is a representation kind; else an error naming the valid ones."""
     if kind not in REPRESENTATION_KINDS:
         raise UnknownNameError("representation kind", kind, REPRESENTATION_KINDS)
-    return kind  # type: ignore[return-value]
+    return str(kind)

@@ -184,7 +184,7 @@ def _fsync_dir(path: Path) -> None:
 
 def fsync_tree(path: str | os.PathLike) -> None:
     """Flush every file under ``path`` (and the directories) to disk."""
-    for root, _dirs, files in os.walk(path):
+    for root, _dirs, files in os.walk(os.fspath(path)):
         for name in files:
             with open(os.path.join(root, name), "rb") as f:
                 os.fsync(f.fileno())
@@ -196,6 +196,7 @@ def fsync_tree(path: str | os.PathLike) -> None:
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 _UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV}
+_renameat2: Any
 try:
     _renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
     _renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]

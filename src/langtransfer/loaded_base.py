@@ -108,7 +108,7 @@ class LoadedBase:
     # -- the frozen weights -----------------------------------------------------------------
 
     def frozen_tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
-        named = dict(self.model.named_parameters())
+        named: dict[str, torch.Tensor] = dict(self.model.named_parameters())
         named.update(self.model.named_buffers())
         for name in self._frozen:
             if name not in named:
@@ -128,8 +128,10 @@ class LoadedBase:
             t = t.contiguous()
             digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}\0".encode())
             if t.numel():
-                # uint8 views of any dtype (bf16 has no numpy type) share the storage.
-                digest.update(t.reshape(-1).view(torch.uint8).numpy())
+                # uint8 views of any dtype (bf16 has no numpy type) share the storage;
+                # numpy arrays are buffers (their type stubs do not say so).
+                data: Any = t.reshape(-1).view(torch.uint8).numpy()
+                digest.update(data)
         return digest.hexdigest()
 
     def __repr__(self) -> str:

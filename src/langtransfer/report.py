@@ -117,7 +117,8 @@ class ReportSummary:
 
 
 def _mean_if_complete(values: Sequence[float | None]) -> float | None:
-    return fmean(values) if values and all(v is not None for v in values) else None
+    present = [v for v in values if v is not None]
+    return fmean(present) if values and len(present) == len(values) else None
 
 
 def _fmt(value: float | None, signed: bool = False) -> str:

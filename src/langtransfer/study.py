@@ -197,6 +197,10 @@ def run_study(
     bar = tqdm(artefacts, desc="study", unit="artefact", disable=not progress, dynamic_ncols=True)
     for art in bar:
         bar.set_postfix_str(art.id, refresh=True)
+        if is_done(art):
+            clear_failure(out, art.id)
+            run.skipped += 1
+            continue
         missing = tuple(d for d in art.deps if d in not_built)
         if missing:
             failure = Failure(art.id, BLOCKED, f"needs {', '.join(missing)}, which were not built",
@@ -204,10 +208,6 @@ def run_study(
             write_failure(out, failure)
             run.failures.append(failure)
             not_built.add(art.id)
-            continue
-        if is_done(art):
-            clear_failure(out, art.id)
-            run.skipped += 1
             continue
         try:
             with file_lock(art.path.parent / f".{art.path.name}.lock"):

@@ -281,12 +281,13 @@ def check_types(config: StudyConfig, where: str) -> None:
     for key, item in config.evaluation.items():
         if key not in EVALUATION_KEYS:
             raise UnknownNameError("key in evaluation", key, EVALUATION_KEYS)
-        wanted = EVALUATION_KEYS[key]
-        if not isinstance(item, wanted) or isinstance(item, bool) or (wanted is int and item < 1):
-            raise LangTransferError(
-                f"{where}: evaluation.{key} must be a "
-                f"{'positive integer' if wanted is int else 'string'}, got {item!r:.40}"
-            )
+        if EVALUATION_KEYS[key] is str:
+            ok, wanted = isinstance(item, str), "a string"
+        else:  # max_new_tokens null: the task's own budget, as when it is not given
+            ok = (_is_int(item) and item >= 1) or (item is None and key == "max_new_tokens")
+            wanted = "a positive integer"
+        if not ok:
+            raise LangTransferError(f"{where}: evaluation.{key} must be {wanted}, got {item!r:.40}")
     scoring = config.evaluation.get("scoring", "generate")
     if scoring not in SCORING:
         raise UnknownNameError("evaluation.scoring", scoring, SCORING)
@@ -352,8 +353,8 @@ def load_study_config(path: str | Path, **overrides: Any) -> StudyConfig:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        line = getattr(getattr(e, "problem_mark", None), "line", None)
-        where = None if line is None else line + 1
+        at = getattr(getattr(e, "problem_mark", None), "line", None)
+        where = None if at is None else at + 1
         raise DataFormatError(path, f"not valid YAML ({e})", where) from e
     except RecursionError as e:
         raise DataFormatError(path, "not valid YAML (nested too deeply)") from e

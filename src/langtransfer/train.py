@@ -88,7 +88,7 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         for f in fields(self):  # values from YAML or JSON: check their types first
-            value, wanted = getattr(self, f.name), _FIELD_TYPES[f.type]
+            value, wanted = getattr(self, f.name), _FIELD_TYPES[str(f.type)]
             if value is None and None in wanted:
                 continue
             ok = any(isinstance(value, t) for t in wanted if t is not None)
@@ -199,7 +199,7 @@ class RepresentationTrainer(Trainer):
         model = self.accelerator.unwrap_model(self.model)
         bad = [n for n, p in model.trainable_parameters().items() if not torch.isfinite(p).all()]
         if bad:
-            last = last_complete_checkpoint(self.args.output_dir)
+            last = last_complete_checkpoint(str(self.args.output_dir))
             kept = f"the last good checkpoint is {last}" if last else "no checkpoint was saved yet"
             raise NonFiniteLossError(
                 f"non-finite weights ({bad[0]}) after step {self.state.global_step}, {when}; "
@@ -223,8 +223,8 @@ class RepresentationTrainer(Trainer):
         self.accelerator.wait_for_everyone()
         # Trainer writes `<run dir>/checkpoint-N` in place and then rotates old ones: point
         # it at the staging directory, and rotate here once the checkpoint is in place.
-        self._get_output_dir = lambda trial=None: str(staging)
-        self._rotate_checkpoints = lambda *a, **k: None
+        self._get_output_dir = lambda trial=None: str(staging)  # type: ignore[method-assign,misc]
+        self._rotate_checkpoints = lambda *a, **k: None  # type: ignore[method-assign]
         try:
             super()._save_checkpoint(model, trial)
             self.accelerator.wait_for_everyone()  # every process's rng state is written
@@ -288,7 +288,9 @@ def training_arguments(settings: TrainSettings, checkpoint_dir: str | Path, has_
         warmup_steps=settings.warmup_steps,
         lr_scheduler_type=settings.lr_scheduler,
         save_strategy="steps",
-        save_steps=settings.eval_steps if evaluate and settings.keep_best else settings.save_steps,
+        save_steps=settings.eval_steps
+        if evaluate and settings.keep_best and settings.eval_steps
+        else settings.save_steps,
         save_total_limit=settings.save_total_limit,
         eval_strategy="steps" if evaluate else "no",
         eval_steps=settings.eval_steps if evaluate else None,

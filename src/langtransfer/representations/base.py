@@ -6,8 +6,9 @@ import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from langtransfer.configurations import REPRESENTATION_KINDS, ROLES, short_name
@@ -92,6 +93,13 @@ class Representation:
             )
 
     @property
+    def soft_prompt(self) -> SoftPrompt:
+        """A prompt representation's weights."""
+        if self.prompt is None:
+            raise LangTransferError(f"{self.id} is a {self.kind}, not a prompt")
+        return self.prompt
+
+    @property
     def subject(self) -> str:
         """The language code of a language representation, the task of a task one."""
         subject = self.language if self.role == "language" else self.task
@@ -136,7 +144,8 @@ def new_prompt(
     id: str = "",
 ) -> Representation:
     """A fresh soft prompt initialised from ``model``'s input embeddings."""
-    prompt = SoftPrompt.initialise(config, model.get_input_embeddings(), tokenizer)
+    embeddings = cast(nn.Embedding, model.get_input_embeddings())
+    prompt = SoftPrompt.initialise(config, embeddings, tokenizer)
     return Representation(
         kind="prompt",
         role=role,

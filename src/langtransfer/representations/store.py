@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,18 +23,22 @@ from langtransfer import __version__
 from langtransfer.errors import CorruptFileError, LangTransferError, OutputExistsError
 from langtransfer.io import atomic_dir, os_error_from, recover, write_json
 from langtransfer.models import fingerprint
+from langtransfer.representations import peft_format
 from langtransfer.representations.adapter import AdapterSpec
 from langtransfer.representations.base import KINDS, ROLES, Representation
+from langtransfer.representations.location import (  # noqa: F401  (old import path)
+    HUB_PATTERNS,
+    MANIFEST,
+    resolve_location,
+)
 from langtransfer.representations.prompt import PromptConfig, SoftPrompt
 
-MANIFEST = "manifest.json"
 PROMPT_WEIGHTS = "prompt.safetensors"
 ADAPTER_WEIGHTS = "adapter.safetensors"  # the `adapters` library's safetensors file name
 ADAPTER_CONFIG = "adapter_config.json"
 FORMAT = "langtransfer.representation"
 FORMAT_VERSION = 1
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def manifest_of(
@@ -129,7 +132,7 @@ def save_representation(
         base_model = fingerprint(model)  # a fresh adapter learns its base when attached
     with atomic_dir(directory, overwrite=True) as tmp:
         if rep.kind == "prompt":
-            weights = rep.prompt.embedding.detach().to("cpu", torch.float32).contiguous()
+            weights = rep.soft_prompt.embedding.detach().to("cpu", torch.float32).contiguous()
             try:
                 save_file({"embedding": weights}, str(tmp / PROMPT_WEIGHTS))
             except SafetensorError as e:  # an I/O error (no space...) as safetensors reports it
@@ -137,7 +140,8 @@ def save_representation(
         else:
             if model is None or rep.name not in getattr(model, "adapters_config", {}):
                 raise LangTransferError(f"adapter {rep.name} is not attached to the given model")
-            model.save_adapter(str(tmp), rep.name, with_head=False, use_safetensors=True)
+            adapter_model: Any = model  # save_adapter is added by the `adapters` library
+            adapter_model.save_adapter(str(tmp), rep.name, with_head=False, use_safetensors=True)
             _name_adapter_files(tmp, rep.id, rep.label)
         write_json(tmp / MANIFEST, manifest_of(rep, training, base_model))
     return directory
@@ -173,35 +177,6 @@ def content_hash(directory: Path, kind: str) -> str:
     return digest.hexdigest()
 
 
-HUB_PATTERNS = ("*.json", "*.safetensors")
-
-
-def resolve_location(location: str | Path, *, patterns: tuple[str, ...] = HUB_PATTERNS) -> Path:
-    """A local directory as is; ``org/name`` that is not a local path from the Hugging Face Hub.
-
-    From the hub only files matching ``patterns`` are fetched (never pickles by default).
-    """
-    path = Path(location)
-    recover(path)  # a directory whose replacement a kill interrupted
-    if path.exists():
-        if not path.is_dir():
-            raise LangTransferError(f"{location} is a file; a representation is a directory")
-        return path
-    if isinstance(location, str) and _HUB_ID.match(location):
-        from huggingface_hub import snapshot_download
-
-        try:
-            return Path(
-                snapshot_download(location, allow_patterns=list(patterns))
-            )
-        except Exception as e:  # network, auth, missing repo: all reported the same way
-            raise LangTransferError(
-                f"{location} is not a local directory and could not be fetched from the "
-                f"Hugging Face Hub: {e}"
-            ) from e
-    raise LangTransferError(f"representation directory {location} does not exist")
-
-
 def _check_safetensors(path: Path, expected: dict[str, tuple[int, ...]] | None = None) -> None:
     """The file is safetensors, holds ``expected`` shapes, and only finite numbers."""
     if not path.is_file():
@@ -235,9 +210,6 @@ def load_representation(location: str | Path) -> Representation:
     :func:`~langtransfer.representations.peft_format.load_peft_prompt`.
     """
     directory = resolve_location(location)
-    # peft_format builds on this module, hence imported here.
-    from langtransfer.representations import peft_format
-
     if peft_format.is_peft_dir(directory):
         return peft_format.load_peft_prompt(location)  # errors and provenance name a hub id
     m = read_manifest(directory)
