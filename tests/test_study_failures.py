@@ -113,6 +113,7 @@ def test_missing_data_file_fails_its_cells_through_the_cli(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "1 artefacts built" not in captured.out
     assert "2 failed, 0 blocked" in captured.out + captured.err
+    assert "\nbase loads: 1\n" in captured.out  # the summary counts them
     assert f"evaluation:nli/base/en/sk: LangTransferError: data file {missing} does not exist" \
         in captured.err
     out = tmp_path / "out"

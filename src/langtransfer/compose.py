@@ -150,10 +150,10 @@ class ComposedModel(nn.Module):
         what = f"{rep.role} {rep.kind} {rep.name}"
         if rep.base_model is not None:
             check_compatible(rep.base_model, self.base, what)
-        if rep.kind == "prompt":
+        if not rep.in_layers:
             self._check_prompt_width(rep)
         self._acquire(rep)
-        if rep.kind == "prompt":
+        if not rep.in_layers:
             device = self.base.get_input_embeddings().weight.device
             self.prompts[role] = rep.soft_prompt.to(device)
         setattr(self, role, rep)
@@ -182,7 +182,7 @@ class ComposedModel(nn.Module):
                 f"representation id {rep.id!r} of {rep.role} {rep.kind} {rep.where} clashes "
                 f"with another representation already loaded in this base ({held.where})"
             )
-        if held is None and rep.kind == "adapter":
+        if held is None and rep.in_layers:
             if self._adapters_pending:
                 # As on a freshly loaded base: its first adapter comes after
                 # ``adapters.init``'s random draws (same seed, same fresh adapter weights).
@@ -209,7 +209,7 @@ class ComposedModel(nn.Module):
         if slots.users[rep.id] == 0:
             del slots.users[rep.id]
             held = slots.reps.pop(rep.id)
-            if held.kind == "adapter":
+            if held.in_layers:
                 self.base.delete_adapter(rep.id)
 
     def _load_adapter(self, rep: Representation) -> None:
@@ -237,7 +237,7 @@ class ComposedModel(nn.Module):
         rep = getattr(self, role)
         if rep is None:
             return
-        if rep.kind == "prompt":
+        if not rep.in_layers:
             del self.prompts[role]
         setattr(self, role, None)
         self._release(rep)
@@ -276,9 +276,9 @@ class ComposedModel(nn.Module):
         if rows is not None:
             split = BatchSplit(*[n for n, _ in rows], batch_sizes=[k for _, k in rows])
             names.append(split if len(rows) > 1 else rows[0][0])
-        elif self.language is not None and self.language.kind == "adapter":
+        elif self.language is not None and self.language.in_layers:
             names.append(self.language.name)
-        if self.task is not None and self.task.kind == "adapter":
+        if self.task is not None and self.task.in_layers:
             names.append(self.task.name)
         self.base.set_active_adapters(Stack(*names) if names else None)
 
@@ -301,7 +301,7 @@ class ComposedModel(nn.Module):
             kinds = {r.kind for r in reps.values()}
             if len(kinds) > 1:
                 raise LangTransferError("a language bank holds only prompts or only adapters")
-            lengths = {r.soft_prompt.num_tokens for r in reps.values() if r.kind == "prompt"}
+            lengths = {r.soft_prompt.num_tokens for r in reps.values() if not r.in_layers}
             if len(lengths) > 1:
                 raise LangTransferError(
                     f"language prompts in one bank must have the same length, got {sorted(lengths)}"
@@ -312,10 +312,10 @@ class ComposedModel(nn.Module):
                     raise LangTransferError(f"{rep.name} is a {rep.role} representation, not a language one")
                 if rep.base_model is not None:
                     check_compatible(rep.base_model, self.base, f"language {rep.kind} {rep.name}")
-                if rep.kind == "prompt":
+                if not rep.in_layers:
                     self._check_prompt_width(rep)
                 self._acquire(rep)
-                if rep.kind == "prompt":
+                if not rep.in_layers:
                     self.language_prompts[code] = rep.soft_prompt.to(device)
             self.language_bank = reps
             self._activate_adapters()
@@ -385,7 +385,7 @@ class ComposedModel(nn.Module):
         return order, torch.argsort(order)
 
     def uses_adapter_bank(self, language_ids: torch.Tensor | None) -> bool:
-        return language_ids is not None and next(iter(self.language_bank.values())).kind == "adapter"
+        return language_ids is not None and next(iter(self.language_bank.values())).in_layers
 
     def set_trainable(self, role: str | None) -> None:
         """Give gradients to exactly the ``role`` representation; freeze all else."""
@@ -395,7 +395,7 @@ class ComposedModel(nn.Module):
         if role and rep is None:
             raise LangTransferError(f"cannot train the {role} representation: none is attached")
         self.requires_grad_(False)
-        if rep is not None and rep.kind == "prompt":
+        if rep is not None and not rep.in_layers:
             rep.soft_prompt.requires_grad_(True)
         elif rep is not None:
             # The adapters library's own switch: unfreezes exactly this adapter's weights.

@@ -11,7 +11,7 @@ from typing import Any, cast
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from langtransfer.configurations import REPRESENTATION_KINDS, ROLES, short_name
+from langtransfer.configurations import KIND_PLACEMENT, REPRESENTATION_KINDS, ROLES, short_name
 from langtransfer.errors import LangTransferError, UnknownNameError
 from langtransfer.models import fingerprint
 from langtransfer.representations.adapter import AdapterSpec
@@ -91,6 +91,11 @@ class Representation:
             raise LangTransferError(
                 f"representation id {self.id!r} may hold only letters, digits, '_' and '-'"
             )
+
+    @property
+    def in_layers(self) -> bool:
+        """Lives inside the base's layers (an adapter), not before the input (a prompt)."""
+        return KIND_PLACEMENT[self.kind] == "layers"
 
     @property
     def soft_prompt(self) -> SoftPrompt:
