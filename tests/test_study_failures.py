@@ -164,3 +164,30 @@ def test_a_training_that_changes_the_frozen_base_fails_its_artefact(tmp_path, mo
     assert run.base_loads == 2 and LoadedBase.loads - loads == 2
     assert run.counts["built"] == 2
     assert "base loads: 2" in run.summary(config.output)
+
+
+def test_overwrite_after_editing_the_config_keeps_what_it_reproduces(tmp_path):
+    """Fixing a failed cell by editing the config: --overwrite keeps the results the new
+    config reproduces and discards the others (a changed cell, a cell left the grid)."""
+    missing = tmp_path / "nowhere.jsonl"
+    config = load_study_config(config_file(
+        tmp_path, targets=["en", "sk", "ru"], configurations=["base", "ta"],
+        data={"nli": {"en": "fixtures", "ru": "fixtures", "sk": {"test": str(missing)}}}))
+    out = Path(config.output)
+    run_study(config, progress=False, builder=FakeBuilder(out, {"evaluation:nli/ta/en/ru"}))
+    (out / "predictions" / "nli" / "base" / "en__ru").mkdir(parents=True)
+    assert len(list((out / "results").rglob("*.json"))) == 5
+
+    fixed = load_study_config(config_file(tmp_path, targets=["en", "sk"],
+                                          configurations=["base", "ta"], data="fixtures"))
+    with pytest.raises(Exception, match="different settings.*--overwrite"):
+        run_study(fixed, progress=False, builder=FakeBuilder(out))
+    again = FakeBuilder(out)
+    run = run_study(fixed, progress=False, builder=again, overwrite=True)
+    assert sorted(again.built) == ["evaluation:nli/base/en/sk", "evaluation:nli/ta/en/sk"]
+    assert run.ok and run.skipped == 3  # the task representation and both en cells
+    after = {p.relative_to(out / "results").as_posix() for p in (out / "results").rglob("*.json")}
+    assert after == {"nli/base/en__en.json", "nli/ta/en__en.json", "nli/base/en__sk.json",
+                     "nli/ta/en__sk.json"}  # ru left the grid: its record and predictions go
+    assert not (out / "predictions" / "nli" / "base" / "en__ru").exists()
+    assert not (out / "failures").exists()

@@ -33,7 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "it reads, marking missing data with its fix; build nothing (exit 1 if data is missing)",
     )
     p.add_argument("--shard", default="1/1", help="k/n: run shard k of n (default 1/1)")
-    p.add_argument("--overwrite", action="store_true", help="reuse an output directory of a study with other settings, discarding its results")
+    p.add_argument(
+        "--overwrite", action="store_true",
+        help="reuse an output directory of a study with other settings: results these "
+        "settings reproduce (same cell, same settings hash) are kept, the rest discarded",
+    )
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_extension_options(p)
