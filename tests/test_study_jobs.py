@@ -93,7 +93,8 @@ def options(base: dict[str, Any]) -> list[tuple[tuple[str, ...], Any]]:
     for role in ("language", "task"):
         for kind, keys in ROLE_KEYS[role].items():
             train = config.train_settings(role, kind)
-            prompt = {"num_tokens": 50, "init": "text", "init_text": None}
+            prompt = {"num_tokens": 50, "init": "text", "init_text": None,
+                      "reference_slp_stp_quirk": False}
             adapter = {"config": "seq_bn", "reduction_factor": 16}
             for key in keys:
                 current = getattr(train, key) if hasattr(train, key) else {**prompt, **adapter}[key]
@@ -199,6 +200,8 @@ def test_the_walk_finds_every_option():
             assert (("language_training", kind, f.name) in found) == (f.name not in LANGUAGE_UNUSED)
     assert {p[1] for p in found if p[0] == "evaluation"} == {f.name for f in fields(EvaluationSettings)}
     assert ("task_training", "prompt", "init") in found
+    assert ("task_training", "prompt", "reference_slp_stp_quirk") in found
+    assert ("language_training", "prompt", "reference_slp_stp_quirk") not in found
     assert len(found) > 90
 
 

@@ -8,6 +8,11 @@ attention mask extended; they never touch the decoder. Adapters stack language -
 in every layer (the `adapters` library's ``Stack``). Swapping the language
 representation leaves the task representation as it is.
 
+``duplicate_language_prompt_in_forward`` reproduces, as an option, a quirk of the paper's
+reference code for ``slp+stp``: its ``forward`` (training loss, keep-best validation loss)
+sees ``[language][language][task][input]`` while its ``generate`` (test predictions) sees
+``[language][task][input]`` (see docs/fidelity.md). Off by default.
+
 Mixed-language batches: :meth:`ComposedModel.set_languages` holds several language
 representations at once (a *bank*) and ``forward``/``generate`` take ``language_ids``,
 one bank index per row. Prompt banks gather each row's prompt from the stacked bank
@@ -93,9 +98,11 @@ class ComposedModel(nn.Module):
         task: Representation | None = None,
         *,
         train: str | None = None,
+        duplicate_language_prompt_in_forward: bool = False,
     ):
         super().__init__()
         self.base = base
+        self.duplicate_language_prompt_in_forward = duplicate_language_prompt_in_forward
         self.prompts = nn.ModuleDict()
         # Mixed-language batches: code -> SoftPrompt, and the codes in bank-index order.
         self.language_prompts = nn.ModuleDict()
@@ -113,6 +120,8 @@ class ComposedModel(nn.Module):
             self._attach("task", task)
             self._attach("language", language)
             self.set_trainable(train)
+            if duplicate_language_prompt_in_forward:
+                self._check_duplication()
         except BaseException:
             self.close()  # give back what was acquired: the base stays as it was
             raise
@@ -158,6 +167,14 @@ class ComposedModel(nn.Module):
             self.prompts[role] = rep.soft_prompt.to(device)
         setattr(self, role, rep)
         self.activate()
+
+    def _check_duplication(self) -> None:
+        """The reference quirk exists only for a language prompt with a task prompt."""
+        if "language" not in self.prompts or "task" not in self.prompts or self.language_bank:
+            raise LangTransferError(
+                "duplicate_language_prompt_in_forward (the reference's slp+stp quirk) needs "
+                f"one language prompt and a task prompt (slp+stp), not {self.configuration}"
+            )
 
     def _check_prompt_width(self, rep: Representation) -> None:
         if rep.soft_prompt.dim != self.base.config.d_model:
@@ -419,8 +436,12 @@ class ComposedModel(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         language_ids: torch.Tensor | None = None,
+        *,
+        duplicate_language: bool = False,
     ) -> dict[str, torch.Tensor]:
-        """Encoder inputs with the prompts prepended: ``[language][task][input]``.
+        """Encoder inputs with the prompts prepended: ``[language][task][input]``
+        (``[language][language][task][input]`` with ``duplicate_language``, the reference's
+        slp+stp training input).
 
         With a prompt bank, row ``i`` gets bank prompt ``language_ids[i]`` (a gather). The
         prompts enter as broadcast views; the one copy made is the concatenation the
@@ -432,8 +453,12 @@ class ComposedModel(nn.Module):
         prefixes: list[torch.Tensor] = []
         if language_ids is not None and self.language_prompts:
             prefixes.append(self._bank_embeddings()[language_ids])
+        roles = [r for r in ("language", "task") if r in self.prompts]
+        if duplicate_language:
+            self._check_duplication()
+            roles.insert(0, "language")
         prefixes += [self._prompt(self.prompts, r)().unsqueeze(0).expand(batch, -1, -1)
-                     for r in ("language", "task") if r in self.prompts]
+                     for r in roles]
         if not prefixes:
             return {"input_ids": input_ids, "attention_mask": attention_mask}
         embeds = self.base.get_input_embeddings()(input_ids)
@@ -457,12 +482,16 @@ class ComposedModel(nn.Module):
 
         ``language_ids`` (LongTensor[B], with a bank from :meth:`set_languages`): row ``i``
         runs with bank language ``language_ids[i]``; outputs keep the input row order.
+        With ``duplicate_language_prompt_in_forward`` the language prompt comes twice.
         """
         self.check_language_ids(language_ids, input_ids.shape[0])
         if not self.uses_adapter_bank(language_ids):
             self.activate()
             return self.base(
-                **self.encoder_inputs(input_ids, attention_mask, language_ids),
+                **self.encoder_inputs(
+                    input_ids, attention_mask, language_ids,
+                    duplicate_language=self.duplicate_language_prompt_in_forward,
+                ),
                 labels=labels,
                 decoder_input_ids=decoder_input_ids,
                 decoder_attention_mask=decoder_attention_mask,
@@ -554,8 +583,12 @@ def compose(
     language: Representation | None = None,
     task: Representation | None = None,
     train: str | None = None,
+    duplicate_language_prompt_in_forward: bool = False,
 ) -> ComposedModel:
-    """Build a :class:`ComposedModel` and check the representations fit ``configuration``."""
+    """Build a :class:`ComposedModel` and check the representations fit ``configuration``.
+
+    ``duplicate_language_prompt_in_forward``: the reference's slp+stp quirk (module doc);
+    refused for any other configuration."""
     wanted = get_configuration(configuration)
     for role, rep in (("language", language), ("task", task)):
         kind = wanted.kind(role)
@@ -565,4 +598,7 @@ def compose(
                 f"configuration {configuration!r} needs {kind or 'no'} {role} representation, "
                 f"got {got or 'none'}"
             )
-    return ComposedModel(base, language, task, train=train)
+    return ComposedModel(
+        base, language, task, train=train,
+        duplicate_language_prompt_in_forward=duplicate_language_prompt_in_forward,
+    )

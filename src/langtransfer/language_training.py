@@ -22,11 +22,9 @@ from langtransfer.objectives import span_corruption_dataset
 from langtransfer.representations import (
     AdapterSpec,
     PromptConfig,
-    new_adapter,
-    new_prompt,
     read_manifest,
 )
-from langtransfer.representations.base import representation_id
+from langtransfer.representations.base import new_representation, representation_id
 from langtransfer.train import (
     TrainSettings,
     default_settings,
@@ -126,13 +124,9 @@ def train_language(
     # One id per trained artefact, the same in every process (a resumed run's checkpoints
     # fit); the slot is given back when training ends.
     rep_id = representation_id("language", kind, lang.code, "training")
-    if kind == "prompt":
-        prompt = prompt or PromptConfig(init_text=lang.instruction, seed=settings.seed)
-        rep = new_prompt("language", base, tokenizer, prompt, language=lang.code,
-                         settings_hash=settings_hash, id=rep_id)
-    else:
-        rep = new_adapter("language", adapter, language=lang.code, settings_hash=settings_hash,
-                          id=rep_id)
+    prompt = prompt or PromptConfig(init_text=lang.instruction, seed=settings.seed)
+    rep = new_representation(kind, "language", base, tokenizer, prompt=prompt, adapter=adapter,
+                             language=lang.code, settings_hash=settings_hash, id=rep_id)
     # An adapter's weights are drawn from the global RNG when it is attached, before the
     # Trainer seeds anything: seed here so the same seed gives the same representation.
     set_seed(settings.seed)

@@ -93,11 +93,16 @@ class LoadedBase:
         language: Representation | None = None,
         task: Representation | None = None,
         train: str | None = None,
+        duplicate_language_prompt_in_forward: bool = False,
     ) -> ComposedModel:
-        """A composed model on this base; close it (or use ``with``) when done."""
+        """A composed model on this base; close it (or use ``with``) when done.
+        ``duplicate_language_prompt_in_forward``: see :class:`ComposedModel`."""
         from langtransfer.compose import compose
 
-        return compose(self.model, configuration, language=language, task=task, train=train)
+        return compose(
+            self.model, configuration, language=language, task=task, train=train,
+            duplicate_language_prompt_in_forward=duplicate_language_prompt_in_forward,
+        )
 
     def loaded(self) -> dict[str, Representation]:
         """The representations composed models currently hold in this base, by id."""

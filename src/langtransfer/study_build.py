@@ -118,6 +118,7 @@ class StudyBuilder:
             adapter=job.adapter,
             max_length=job.sequence_length,
             max_examples=job.max_train_examples,
+            reference_slp_stp_quirk=job.reference_slp_stp_quirk,
             checkpoint_dir=art.work,
             resume=True,
             overwrite=True,

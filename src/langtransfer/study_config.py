@@ -44,6 +44,11 @@ ROLE_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
         ("task", TRAIN_KEYS),
     )
 }
+#: Task-prompt keys that are no PromptConfig field: ``reference_slp_stp_quirk`` trains the
+#: slp+stp cells' task prompts as the reference did (language prompt twice in forward);
+#: the other prompt configurations have no such quirk and are trained as always.
+TASK_PROMPT_FLAGS = ("reference_slp_stp_quirk",)
+ROLE_KEYS["task"]["prompt"] += TASK_PROMPT_FLAGS
 KIND_KEYS = ROLE_KEYS["task"]
 
 
@@ -132,6 +137,11 @@ class StudyConfig:
             seed=self.seed if seed is None else seed,
             **values,
         )
+
+    def reference_slp_stp_quirk(self, configuration: str) -> bool:
+        """Whether ``configuration``'s task prompt trains with the reference's quirk."""
+        table = self.task_training.get("prompt", {})
+        return configuration == "slp+stp" and bool(table.get("reference_slp_stp_quirk", False))
 
     def adapter_spec(self, role: str) -> AdapterSpec:
         table = self.language_training if role == "language" else self.task_training
@@ -225,6 +235,10 @@ def _check_kind_tables(name: str, value: Any, where: str) -> None:
             ):
                 raise LangTransferError(
                     f"{where}: {name}.{kind}.{key} must be a positive integer, got {item!r:.40}"
+                )
+            if key in TASK_PROMPT_FLAGS and not isinstance(item, bool):
+                raise LangTransferError(
+                    f"{where}: {name}.{kind}.{key} must be true or false, got {item!r:.40}"
                 )
             if key in ("init", "config", "init_text") and not isinstance(item, str):
                 raise LangTransferError(

@@ -60,7 +60,8 @@ class LanguageJob:
 class TaskJob:
     """Train one task representation on the source language (``train_task``), with the
     source's language representation of ``language_kind`` attached (None: ``ta``/``stp``).
-    ``validation_data`` None means the task's validation split of ``train_data``."""
+    ``validation_data`` None means the task's validation split of ``train_data``.
+    ``reference_slp_stp_quirk`` (slp+stp jobs only): the reference's training input."""
 
     model: str
     task: str
@@ -75,6 +76,7 @@ class TaskJob:
     train: TrainSettings
     prompt: PromptConfig | None
     adapter: AdapterSpec | None
+    reference_slp_stp_quirk: bool
 
     stage = "task"
 
@@ -172,6 +174,7 @@ def task_job(config: StudyConfig, task: str, source: str, configuration: str) ->
         train=train,
         prompt=prompt,
         adapter=config.adapter_spec("task") if kind == "adapter" else None,
+        reference_slp_stp_quirk=config.reference_slp_stp_quirk(configuration),
     )
 
 

@@ -21,10 +21,8 @@ from langtransfer.loaded_base import LoadedBase
 from langtransfer.representations import (
     AdapterSpec,
     PromptConfig,
-    new_adapter,
-    new_prompt,
 )
-from langtransfer.representations.base import representation_id
+from langtransfer.representations.base import new_representation, representation_id
 from langtransfer.task_data import load_examples, tokenise
 from langtransfer.tasks import get_task
 from langtransfer.train import (
@@ -61,6 +59,7 @@ def train_task(
     settings_hash: str | None = None,
     show_progress: bool = True,
     trust_remote_code: bool = False,
+    reference_slp_stp_quirk: bool = False,
 ) -> Path:
     """Train a task adapter or soft task prompt on ``task`` in ``language`` and save it.
 
@@ -70,8 +69,16 @@ def train_task(
     the training examples; the checkpoint with the lowest validation loss is kept.
     Targets are cut to ``max_target_length`` tokens, by default the task's
     ``target_length`` (the reference's: 30 for QA and NER, 3 for NLI, 4 for CW).
+    ``reference_slp_stp_quirk`` (slp+stp only, else refused): train as the reference
+    did, with the language prompt twice in every forward (training and validation loss);
+    test-time generation is unaffected. Recorded in the manifest's ``training``.
     """
     check_kind(kind)
+    if reference_slp_stp_quirk and (kind != "prompt" or language_rep is None):
+        raise LangTransferError(
+            "reference_slp_stp_quirk applies to slp+stp only: a task prompt (kind 'prompt') "
+            "trained with a soft language prompt (language_rep)"
+        )
     task_obj, lang = get_task(task), get_language(language)
     output = Path(output)
     check_output(output, overwrite, resume, kind=kind, role="task", task=task_obj.name)
@@ -105,17 +112,20 @@ def train_task(
     # One id per trained artefact, the same in every process, so a resumed run's
     # checkpoints fit; the slot is given back when training ends.
     rep_id = representation_id("task", kind, task_obj.name, lang.code, "training")
-    if kind == "prompt":
-        prompt = prompt or PromptConfig(
-            num_tokens=prompt_tokens or 50, init_text=task_obj.prompt_init(lang.name), seed=settings.seed
-        )
-        task_repr = new_prompt("task", base, tokenizer, prompt, task=task_obj.name,
-                               settings_hash=settings_hash, id=rep_id)
-    else:
-        task_repr = new_adapter("task", adapter, task=task_obj.name, settings_hash=settings_hash,
-                                id=rep_id)
+    prompt = prompt or PromptConfig(
+        num_tokens=prompt_tokens or 50, init_text=task_obj.prompt_init(lang.name), seed=settings.seed
+    )
+    task_repr = new_representation(kind, "task", base, tokenizer, prompt=prompt, adapter=adapter,
+                                   task=task_obj.name, settings_hash=settings_hash, id=rep_id)
     configuration = configuration_name(language_repr, task_repr)
-    composed = loaded.compose(configuration, language=language_repr, task=task_repr, train="task")
+    if reference_slp_stp_quirk and configuration != "slp+stp":
+        raise LangTransferError(
+            f"reference_slp_stp_quirk applies to slp+stp only, not {configuration} "
+            f"({language_rep} is a language {language_repr.kind if language_repr else None})"
+        )
+    composed = loaded.compose(configuration, language=language_repr, task=task_repr,
+                              train="task",
+                              duplicate_language_prompt_in_forward=reference_slp_stp_quirk)
     try:
         train = tokenise(train_examples, tokenizer, max_length, max_target_length)
         validation = tokenise(val_examples, tokenizer, max_length, max_target_length)
@@ -134,6 +144,7 @@ def train_task(
         )
         summary.update(
             configuration=configuration,
+            reference_slp_stp_quirk=reference_slp_stp_quirk,
             source_language=lang.code,
             language_representation=None
             if language_repr is None

@@ -45,18 +45,33 @@ def register(sub: argparse._SubParsersAction) -> None:
         "reference: 30 for qa and ner, 3 for nli, 4 for checkworthiness)",
     )
     p.add_argument("--max-examples", type=int, help="use only the first N training examples")
+    p.add_argument(
+        "--reference-slp-stp-quirk", action="store_true",
+        help="slp+stp only (--kind prompt with a soft language prompt as --language-rep): "
+        "train as the paper's reference code did, with the language prompt twice in the "
+        "encoder input of every forward (training and validation loss); generation at test "
+        "time sees it once. Off by default (docs/fidelity.md)",
+    )
     add_training_options(p, "task")
     add_extension_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from langtransfer.errors import LangTransferError
     from langtransfer.languages import get_language
     from langtransfer.representations import read_manifest
     from langtransfer.task_training import train_task
     from langtransfer.tasks import get_task
 
     task, lang = get_task(args.task), get_language(args.language)
+    if args.reference_slp_stp_quirk and (args.kind != "prompt" or not args.language_rep):
+        # train_task refuses a language adapter as --language-rep once it has loaded it
+        raise LangTransferError(
+            "--reference-slp-stp-quirk applies to slp+stp only: --kind prompt with a soft "
+            f"language prompt as --language-rep (got --kind {args.kind}, "
+            f"--language-rep {args.language_rep or 'none'})"
+        )
     label_words = list(task.label_words.values()) or None
     out = train_task(
         model=args.model,
@@ -78,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         overwrite=args.overwrite,
         trust_remote_code=args.trust_remote_code,
+        reference_slp_stp_quirk=args.reference_slp_stp_quirk,
     )
     training = read_manifest(out)["training"]
     keys = ("configuration", "steps", "train_examples", "validation_examples", "validation_loss", "best_checkpoint")

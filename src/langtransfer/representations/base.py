@@ -11,7 +11,13 @@ from typing import Any, cast
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from langtransfer.configurations import KIND_PLACEMENT, REPRESENTATION_KINDS, ROLES, short_name
+from langtransfer.configurations import (
+    KIND_PLACEMENT,
+    REPRESENTATION_KINDS,
+    ROLES,
+    check_kind,
+    short_name,
+)
 from langtransfer.errors import LangTransferError, UnknownNameError
 from langtransfer.models import fingerprint
 from langtransfer.representations.adapter import AdapterSpec
@@ -183,3 +189,29 @@ def new_adapter(
         settings_hash=settings_hash,
         id=id,
     )
+
+
+def new_representation(
+    kind: str,
+    role: str,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    prompt: PromptConfig | None = None,
+    adapter: AdapterSpec | None = None,
+    language: str | None = None,
+    task: str | None = None,
+    settings_hash: str | None = None,
+    id: str = "",
+) -> Representation:
+    """A fresh representation of ``kind``: a prompt shaped by ``prompt``, or an adapter by
+    ``adapter`` (the other one is ignored), so callers need not branch on the kind."""
+    check_kind(kind)
+    common: dict[str, Any] = dict(
+        language=language, task=task, settings_hash=settings_hash, id=id
+    )
+    if kind == "prompt":
+        if prompt is None:
+            raise LangTransferError("a new prompt needs its PromptConfig")
+        return new_prompt(role, model, tokenizer, prompt, **common)
+    return new_adapter(role, adapter, **common)
