@@ -591,6 +591,25 @@ def test_two_shards_on_one_directory_build_shared_artefacts_once(tmp_path):
     assert not list((tmp_path / "out").rglob("*.lock"))
 
 
+def test_a_shard_starting_while_another_writes_the_study_marker_joins_it(tmp_path):
+    """The state two shards starting at once on a new directory meet: the first is writing
+    ``study.json`` (its temporary is the only entry), the second must not call the directory
+    foreign; an unrelated file still makes it refuse."""
+    from langtransfer.errors import OutputExistsError
+    from langtransfer.study import STUDY_FILE, prepare_output
+
+    config = study_config(tmp_path, "out")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f".{STUDY_FILE}.{ltio.owner_token()}.abc123.tmp").write_text("{")
+    assert prepare_output(config) == out and (out / STUDY_FILE).is_file()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="not empty"):
+        prepare_output(study_config(tmp_path, "other"))
+
+
 def error_line(stderr: str) -> str:
     """The CLI's one-line error (a progress bar may have drawn on stderr before it)."""
     lines = [line for line in re.split(r"[\r\n]", stderr) if ": error: " in line]
