@@ -33,6 +33,7 @@ gives the unprefixed metrics and the primary metric, the figures the paper repor
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import re
@@ -113,6 +114,9 @@ class Task:
         reference_reading: whether :meth:`parse_reference` reads generations differently
             from :meth:`parse` (then both readings are scored, see the module docstring).
         metric_notes: metric name -> what it is, written into ``metrics.json``.
+        metrics_version: bump it whenever parsing or scoring changes what a metric means
+            (not only its note): :meth:`metrics_fingerprint` carries it into the settings
+            hash of every study evaluation, so results scored the old way are rebuilt.
     """
 
     name: str = ""
@@ -129,6 +133,7 @@ class Task:
     target_length: int | None = None
     reference_reading: bool = False
     metric_notes: Mapping[str, str] = {}
+    metrics_version: int = 1
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -493,6 +498,16 @@ class Task:
         out.update({STRICT_PREFIX + k: v for k, v in strict.items() if not k.startswith("n_")})
         out.update({k: v for k, v in strict.items() if k.startswith("n_")})
         return out
+
+    def metrics_fingerprint(self) -> str:
+        """A short hash of what this task's metrics are: :attr:`metrics_version`, the
+        primary metric, the readings scored and the metric notes. A study evaluation's
+        settings hash covers it, so a changed metric definition rebuilds the results."""
+        what = {"version": self.metrics_version, "primary": self.primary_metric,
+                "reference_reading": self.reference_reading,
+                "notes": dict(sorted(self.metric_notes.items()))}
+        text = json.dumps(what, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def metric_definitions(self, names: Iterable[str]) -> dict[str, str]:
         """What each of ``names`` is (from :attr:`metric_notes`; ``strict_`` names too)."""
