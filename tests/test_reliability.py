@@ -35,6 +35,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from langtransfer import io as ltio
+from langtransfer import train as lt_train
 from langtransfer.cli import main
 from langtransfer.errors import LangTransferError
 from langtransfer.evaluate import evaluate
@@ -212,6 +213,48 @@ def test_training_killed_at_seeded_points_resumes_bit_identically(tmp_path, refe
     assert training["validation_loss"] == read_manifest(reference_prompt)["training"]["validation_loss"]
     check_tree(tmp_path)
     assert leftovers(tmp_path) == []  # the killed runs' temporaries were cleaned up
+
+
+def test_kills_around_the_rename_of_a_checkpoint_resume_and_leave_no_staging(
+        tmp_path, reference_prompt):
+    """Real SIGKILLs right before, then right after ``.checkpoint-9.partial/checkpoint-9`` is
+    renamed to ``checkpoint-9`` (the window the seeded kills only hit under load). After the
+    rename no save of step 9 follows to remove the emptied staging directory: the resumed
+    run must remove it."""
+    out, ckpt, log = tmp_path / "slp", tmp_path / "ckpt", tmp_path / "child.log"
+    staging, real_replace_dir = ckpt / ".checkpoint-9.partial", lt_train.replace_dir
+
+    def killed(when: str) -> None:
+        def replace_dir(new, path):
+            if Path(path).name == "checkpoint-9" and when == "before":
+                os.kill(os.getpid(), signal.SIGKILL)
+            real_replace_dir(new, path)
+            if Path(path).name == "checkpoint-9":
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        def child():
+            lt_train.replace_dir = replace_dir
+            train(out, ckpt, resume=True)
+
+        _, status = os.waitpid(fork(child, log), 0)
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, log.read_text()
+        KILLS["checkpoint rename"] += 1
+        check_tree(tmp_path)
+
+    killed("before")  # a complete checkpoint, still under its staging name
+    assert (staging / "checkpoint-9" / "model.safetensors").is_file()
+    assert Path(lt_train.last_complete_checkpoint(ckpt)).name == "checkpoint-6"
+    killed("after")  # resumed from checkpoint-6, killed once checkpoint-9 is in place
+    assert staging.is_dir() and not any(staging.iterdir())
+    assert Path(lt_train.last_complete_checkpoint(ckpt)).name == "checkpoint-9"
+
+    train(out, ckpt, resume=True)
+    training = read_manifest(out)["training"]
+    assert training["resumed_from"] == "checkpoint-9" and training["steps"] == 30
+    assert torch.equal(load_file(out / "prompt.safetensors")["embedding"],
+                       load_file(reference_prompt / "prompt.safetensors")["embedding"])
+    check_tree(tmp_path)
+    assert leftovers(tmp_path) == []
 
 
 # --- 1. kills at seeded points: evaluation ----------------------------------------------------
@@ -546,6 +589,25 @@ def test_two_shards_on_one_directory_build_shared_artefacts_once(tmp_path):
     shared = {a.id for a in shard_plan(arts, 1, 2)} & {a.id for a in shard_plan(arts, 2, 2)}
     assert shared and all(ids[a] == 1 for a in shared)
     assert not list((tmp_path / "out").rglob("*.lock"))
+
+
+def test_a_shard_starting_while_another_writes_the_study_marker_joins_it(tmp_path):
+    """The state two shards starting at once on a new directory meet: the first is writing
+    ``study.json`` (its temporary is the only entry), the second must not call the directory
+    foreign; an unrelated file still makes it refuse."""
+    from langtransfer.errors import OutputExistsError
+    from langtransfer.study import STUDY_FILE, prepare_output
+
+    config = study_config(tmp_path, "out")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f".{STUDY_FILE}.{ltio.owner_token()}.abc123.tmp").write_text("{")
+    assert prepare_output(config) == out and (out / STUDY_FILE).is_file()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="not empty"):
+        prepare_output(study_config(tmp_path, "other"))
 
 
 def error_line(stderr: str) -> str:

@@ -144,7 +144,10 @@ def prepare_output(config: StudyConfig, overwrite: bool = False) -> Path:
             discard_stale_results(out, plan(config))
             for sub in ("report", "failures"):
                 shutil.rmtree(out / sub, ignore_errors=True)
-    elif out.is_dir() and any(out.iterdir()) and not overwrite:
+    elif not overwrite and out.is_dir() and any(
+        # another shard starting on the same new directory may be writing the marker
+        not p.name.startswith(f".{STUDY_FILE}.") for p in out.iterdir()
+    ):
         raise OutputExistsError(f"{out} is not empty and holds no {STUDY_FILE}; pass --overwrite")
     write_json(marker, {"fingerprint": fingerprint, "config": config.to_dict()})
     return out

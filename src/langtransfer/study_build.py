@@ -117,6 +117,7 @@ class StudyBuilder:
             prompt=job.prompt,
             adapter=job.adapter,
             max_length=job.sequence_length,
+            max_target_length=job.max_target_length,
             max_examples=job.max_train_examples,
             reference_slp_stp_quirk=job.reference_slp_stp_quirk,
             checkpoint_dir=art.work,
@@ -147,6 +148,7 @@ class StudyBuilder:
             target_language=job.target,
             configuration=job.configuration,
             settings_hash=art.hash,
+            metrics_fingerprint=job.metrics,
             seed=job.seed,
         )
         write_record(self.study_dir, record)

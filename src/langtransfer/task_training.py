@@ -14,7 +14,7 @@ from transformers import set_seed
 
 from langtransfer.compose import configuration_name
 from langtransfer.configurations import check_kind
-from langtransfer.errors import LangTransferError
+from langtransfer.errors import LangTransferError, MissingSplitError
 from langtransfer.language_training import check_output
 from langtransfer.languages import get_language
 from langtransfer.loaded_base import LoadedBase
@@ -65,8 +65,9 @@ def train_task(
 
     ``model``: a :class:`LoadedBase` (shared, left as it was) or a name, which loads one.
     ``data``: None (the paper's hub source), ``"fixtures"`` or a local file/directory.
-    Validation uses the ``validation`` split where there is one, else a held-out 10% of
-    the training examples; the checkpoint with the lowest validation loss is kept.
+    Validation uses ``validation_data`` or the ``validation`` split of ``data``; only
+    when that source has no validation split (:class:`MissingSplitError`), a held-out
+    10% of the training examples; the checkpoint with the lowest validation loss is kept.
     Targets are cut to ``max_target_length`` tokens, by default the task's
     ``target_length`` (the reference's: 30 for QA and NER, 3 for NLI, 4 for CW).
     ``reference_slp_stp_quirk`` (slp+stp only, else refused): train as the reference
@@ -89,7 +90,12 @@ def train_task(
     train_examples = load_examples(task_obj, lang.code, "train", data, max_examples)
     try:
         val_examples = load_examples(task_obj, lang.code, "validation", validation_data or data)
-    except LangTransferError:
+    except MissingSplitError:
+        # Only "this source has no validation split" falls back; any other error (a hub
+        # failure, a malformed file, validation data given but missing) stops here
+        # rather than silently changing what validation means.
+        if validation_data is not None:
+            raise
         n_val = min(MAX_VALIDATION, max(1, int(len(train_examples) * VALIDATION_FRACTION)))
         if len(train_examples) < 2:
             raise LangTransferError(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import shutil
 import time
@@ -218,7 +219,7 @@ class RepresentationTrainer(Trainer):
         name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
         final, staging = run_dir / name, run_dir / f".{name}.partial"
         if self.args.should_save:
-            shutil.rmtree(staging, ignore_errors=True)  # left by a killed run
+            remove_staging(run_dir)  # left by a killed run
         self.accelerator.wait_for_everyone()
         # Trainer writes `<run dir>/checkpoint-N` in place and then rotates old ones: point
         # it at the staging directory, and rotate here once the checkpoint is in place.
@@ -317,6 +318,27 @@ def training_arguments(settings: TrainSettings, checkpoint_dir: str | Path, has_
 
 
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
+_STAGING = re.compile(r"\.checkpoint-(\d+)\.partial")
+
+
+def remove_staging(checkpoint_dir: str | Path) -> int:
+    """Remove the ``.checkpoint-N.partial`` directories of killed saves; return how many.
+
+    A kill can land at any step of a save: while staging (the step is saved again after
+    resuming from an earlier checkpoint) but also after the rename into ``checkpoint-N``
+    and before the emptied staging directory is removed (then no save of step N follows
+    to remove it). One run writes a checkpoint directory at a time, so a staging
+    directory found when a run starts or saves belongs to none in progress.
+    """
+    folder = Path(checkpoint_dir)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0
+    stale = [folder / n for n in names if _STAGING.fullmatch(n)]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return len(stale)
 
 
 def last_complete_checkpoint(checkpoint_dir: str | Path) -> str | None:
@@ -420,6 +442,8 @@ def train_representation(
     )
     if not show_progress:  # inside a study: one overall progress bar, no per-run log lines
         trainer.remove_callback(PrinterCallback)
+    if trainer.args.should_save:
+        remove_staging(checkpoint_dir)  # a resumed run may save no checkpoint at all
     last = last_complete_checkpoint(checkpoint_dir) if resume else None
     if last is not None:
         trainer.skipped_nonfinite = _skipped_steps(Path(last))

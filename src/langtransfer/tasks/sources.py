@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from langtransfer.errors import DataFormatError, LangTransferError
+from langtransfer.errors import DataFormatError, LangTransferError, MissingSplitError
 
 #: The revision holding the dataset viewer's parquet export of a hub dataset.
 PARQUET_EXPORT = "refs/convert/parquet"
@@ -148,7 +148,7 @@ def single_file_pick(path: Path, split: str) -> tuple[str, ...]:
         return ()
     said = f"its name says it is the {named} split" if named else (
         "its name names no split, so it is taken as test data only")
-    raise LangTransferError(
+    raise MissingSplitError(
         f"refusing {path} as {split} data: {said}, and one file serving two splits could put "
         f"the same rows in both; give a file named for the {split} split or a directory of "
         "<language>.<split>.<ext> files"
