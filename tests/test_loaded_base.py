@@ -24,7 +24,11 @@ TASK = dict(max_steps=4, batch_size=4, eval_steps=2, save_steps=2, logging_steps
 
 
 def weights(directory: Path) -> bytes:
-    name = "prompt.safetensors" if (directory / "prompt.safetensors").exists() else "adapter.safetensors"
+    name = (
+        "prompt.safetensors"
+        if (directory / "prompt.safetensors").exists()
+        else "adapter.safetensors"
+    )
     return (directory / name).read_bytes()
 
 

@@ -210,7 +210,10 @@ def test_training_killed_at_seeded_points_resumes_bit_identically(tmp_path, refe
     assert training["steps"] == 30 and training["resumed_from"] is not None
     assert torch.equal(load_file(out / "prompt.safetensors")["embedding"],
                        load_file(reference_prompt / "prompt.safetensors")["embedding"])
-    assert training["validation_loss"] == read_manifest(reference_prompt)["training"]["validation_loss"]
+    assert (
+        training["validation_loss"]
+        == read_manifest(reference_prompt)["training"]["validation_loss"]
+    )
     check_tree(tmp_path)
     assert leftovers(tmp_path) == []  # the killed runs' temporaries were cleaned up
 
@@ -282,7 +285,9 @@ def _eval(rep: Path, out: Path, slow: bool = False) -> dict:
                     output=out, batch_size=4, max_new_tokens=4, show_progress=False)
 
 
-def test_evaluation_killed_at_seeded_points_ends_like_an_uninterrupted_run(tmp_path, reference_prompt):
+def test_evaluation_killed_at_seeded_points_ends_like_an_uninterrupted_run(
+    tmp_path, reference_prompt
+):
     reference = _eval(reference_prompt, tmp_path / "reference")
     ref_predictions = (tmp_path / "reference" / "predictions.jsonl").read_bytes()
     rng = random.Random(11)
@@ -412,7 +417,9 @@ def _save_prompt(directory: Path, value: float) -> None:
     from langtransfer.representations import PromptConfig, new_prompt, save_representation
 
     base, tok = _tiny()
-    rep = new_prompt("language", base, tok, PromptConfig(num_tokens=2, init_text="x"), language="sk")
+    rep = new_prompt(
+        "language", base, tok, PromptConfig(num_tokens=2, init_text="x"), language="sk"
+    )
     with torch.no_grad():
         rep.prompt.embedding.fill_(value)
     save_representation(rep, directory, overwrite=True)
@@ -515,7 +522,9 @@ def test_two_processes_never_hold_one_lock_even_when_breaking_a_stale_one(tmp_pa
 def test_stale_and_live_locks(tmp_path):
     lock = tmp_path / ".x.lock"
     # Dead owner on this host: broken at once.
-    lock.write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname(), "time": time.time()}))
+    lock.write_text(
+        json.dumps({"pid": _dead_pid(), "host": socket.gethostname(), "time": time.time()})
+    )
     started = time.monotonic()
     with file_lock(lock, poll=0.01):
         assert json.loads(lock.read_text())["pid"] == os.getpid()
@@ -525,7 +534,9 @@ def test_stale_and_live_locks(tmp_path):
     with file_lock(lock, stale_after=50, poll=0.01):
         pass
     lock.write_text(json.dumps({"pid": 1, "host": "elsewhere", "time": time.time()}))
-    waiting = pytest.raises(LangTransferError, match=r"waiting for lock .*\.x\.lock.*pid 1 on elsewhere")
+    waiting = pytest.raises(
+        LangTransferError, match=r"waiting for lock .*\.x\.lock.*pid 1 on elsewhere"
+    )
     with waiting, file_lock(lock, stale_after=50, poll=0.01, timeout=0.2):
         pass
     # A half-written lock (killed while creating it without hard links): stale after a grace.
@@ -647,8 +658,11 @@ def test_nonfinite_loss_stops_at_the_step_and_keeps_the_last_good_checkpoint(tmp
     nan_at_call(5)  # step 5's batch
     out, ckpt = tmp_path / "slp", tmp_path / "ckpt"
     settings = default_settings("prompt", "language", max_steps=10, batch_size=4, save_steps=2)
-    with pytest.raises(NonFiniteLossError, match=r"non-finite training loss \(nan\) at step 5;.*"
-                       r"no representation was written; the last good checkpoint is .*checkpoint-4"):
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"non-finite training loss \(nan\) at step 5;.*"
+        r"no representation was written; the last good checkpoint is .*checkpoint-4",
+    ):
         train_language(model="tiny", language="sk", kind="prompt", corpus="fixture", output=out,
                        settings=settings, sequence_length=SEQ, checkpoint_dir=ckpt,
                        show_progress=False)
@@ -668,7 +682,9 @@ def test_skip_nonfinite_batches_counts_them(tmp_path, nan_at_call):
     assert training["steps"] == 8
     assert training["skipped_nonfinite_batches"] == 1 and training["skipped_nonfinite_steps"] == [5]
     assert training["settings"]["skip_nonfinite"] is True
-    state = json.loads((tmp_path / "slp.checkpoints" / "checkpoint-8" / "trainer_state.json").read_text())
+    state = json.loads(
+        (tmp_path / "slp.checkpoints" / "checkpoint-8" / "trainer_state.json").read_text()
+    )
     logged = [e for e in state["log_history"] if "skipped_nonfinite_batches" in e]
     assert logged and logged[0]["step"] == 5 and logged[-1]["skipped_nonfinite_batches"] == 1
     assert all(torch.isfinite(torch.tensor(e["loss"])) for e in state["log_history"] if "loss" in e)

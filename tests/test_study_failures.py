@@ -117,7 +117,9 @@ def test_missing_data_file_fails_its_cells_through_the_cli(tmp_path, capsys):
     assert f"evaluation:nli/base/en/sk: LangTransferError: data file {missing} does not exist" \
         in captured.err
     out = tmp_path / "out"
-    built = sorted(p.relative_to(out / "results").as_posix() for p in (out / "results").rglob("*.json"))
+    built = sorted(
+        p.relative_to(out / "results").as_posix() for p in (out / "results").rglob("*.json")
+    )
     assert built == ["nli/base/en__en.json", "nli/ta/en__en.json"]  # the en cells ran
     report = (out / "report" / "report.md").read_text()
     assert "## Failures" in report and "evaluation:nli/ta/en/sk" in report

@@ -198,7 +198,9 @@ def test_the_walk_finds_every_option():
         for f in fields(TrainSettings):
             assert ("task_training", kind, f.name) in found
             assert (("language_training", kind, f.name) in found) == (f.name not in LANGUAGE_UNUSED)
-    assert {p[1] for p in found if p[0] == "evaluation"} == {f.name for f in fields(EvaluationSettings)}
+    assert {p[1] for p in found if p[0] == "evaluation"} == {
+        f.name for f in fields(EvaluationSettings)
+    }
     assert ("task_training", "prompt", "init") in found
     assert ("task_training", "prompt", "reference_slp_stp_quirk") in found
     assert ("language_training", "prompt", "reference_slp_stp_quirk") not in found
@@ -220,7 +222,9 @@ def test_every_option_reaches_the_hash_and_the_builder(tmp_path, monkeypatch):
             arts = {a.id: a for a in plan(config)}
             assert set(arts) == set(ref_arts), what  # not a grid option
             calls = builder_calls(config, monkeypatch)
-            changed = [i for i in arts if job_settings(arts[i].job) != job_settings(ref_arts[i].job)]
+            changed = [
+                i for i in arts if job_settings(arts[i].job) != job_settings(ref_arts[i].job)
+            ]
             assert changed, f"{what} reaches no job"
             for aid in arts:
                 if aid in changed:
@@ -260,7 +264,9 @@ def test_task_prompt_init_reaches_train_task(tmp_path, monkeypatch):
     config = config_with(tmp_path, ("task_training", "prompt", "init"), "labels", "l")
     prompt = builder_calls(config, monkeypatch)["task:nli/en/slp+stp"]["prompt"]
     assert prompt["init"] == "labels" and prompt["label_words"]
-    config = config_with(tmp_path, ("task_training", "prompt", "init_text"), "Solve in {Language}:", "t")
+    config = config_with(
+        tmp_path, ("task_training", "prompt", "init_text"), "Solve in {Language}:", "t"
+    )
     prompt = builder_calls(config, monkeypatch)["task:nli/en/la+stp"]["prompt"]
     assert prompt["init_text"] == "Solve in English:"
 

@@ -333,7 +333,9 @@ class ComposedModel(nn.Module):
             device = self.base.get_input_embeddings().weight.device
             for code, rep in reps.items():
                 if rep.role != "language":
-                    raise LangTransferError(f"{rep.name} is a {rep.role} representation, not a language one")
+                    raise LangTransferError(
+                        f"{rep.name} is a {rep.role} representation, not a language one"
+                    )
                 if rep.base_model is not None:
                     check_compatible(rep.base_model, self.base, f"language {rep.kind} {rep.name}")
                 if not rep.in_layers:
@@ -391,7 +393,8 @@ class ComposedModel(nn.Module):
             raise LangTransferError("language_ids needs a language bank: call set_languages first")
         if language_ids.shape != (batch,):
             raise LangTransferError(
-                f"language_ids must have one entry per row ({batch}), got shape {tuple(language_ids.shape)}"
+                f"language_ids must have one entry per row ({batch}), got shape "
+                f"{tuple(language_ids.shape)}"
             )
         if int(language_ids.min()) < 0 or int(language_ids.max()) >= len(self.language_bank):
             raise LangTransferError(

@@ -98,16 +98,28 @@ def train_language(
     loaded = LoadedBase.of(model, trust_remote_code=trust_remote_code)
     base, tokenizer = loaded.model, loaded.tokenizer
     text = load_corpus(
-        corpus, lang, max_documents=max_documents, validation_size=validation_size, seed=settings.seed
+        corpus,
+        lang,
+        max_documents=max_documents,
+        validation_size=validation_size,
+        seed=settings.seed,
     )
-    train = span_corruption_dataset(text.train, tokenizer, input_length=sequence_length, seed=settings.seed)
+    train = span_corruption_dataset(
+        text.train, tokenizer, input_length=sequence_length, seed=settings.seed
+    )
     if text.streaming:
         # The reference's map-style dataset draws batches at random from all blocks; a
         # stream is shuffled within a buffer (seeded, and re-seeded per epoch by Trainer's
         # set_epoch, so a resumed run replays the same order).
-        train = train.shuffle(seed=settings.seed, buffer_size=shuffle_buffer or STREAM_SHUFFLE_BUFFER)
+        train = train.shuffle(
+            seed=settings.seed, buffer_size=shuffle_buffer or STREAM_SHUFFLE_BUFFER
+        )
     validation = span_corruption_dataset(
-        text.validation, tokenizer, input_length=sequence_length, seed=settings.seed + 1, streaming=False
+        text.validation,
+        tokenizer,
+        input_length=sequence_length,
+        seed=settings.seed + 1,
+        streaming=False,
     )
     if isinstance(train, Dataset) and len(train) == 0:
         raise LangTransferError(

@@ -54,7 +54,9 @@ class LoadedBase:
         cls, name: str = DEFAULT_MODEL, *, trust_remote_code: bool = False, torch_dtype: Any = None
     ) -> LoadedBase:
         """Load ``name`` (``tiny``, a local directory or a hub id) once; see ``load_base``."""
-        model, tokenizer = load_base(name, trust_remote_code=trust_remote_code, torch_dtype=torch_dtype)
+        model, tokenizer = load_base(
+            name, trust_remote_code=trust_remote_code, torch_dtype=torch_dtype
+        )
         cls.loads += 1
         return cls(model, tokenizer, name)
 

@@ -294,7 +294,9 @@ def _build_tables(
     metrics = dict(metrics or {})
     unknown = sorted(set(metrics) - {r["task"] for r in records})
     if unknown:
-        raise UnknownNameError("task for --metric", unknown[0], sorted({r["task"] for r in records}))
+        raise UnknownNameError(
+            "task for --metric", unknown[0], sorted({r["task"] for r in records})
+        )
     cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in records:
         cells.setdefault((r["task"], r["source_language"]), []).append(r)

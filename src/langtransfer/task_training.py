@@ -101,7 +101,9 @@ def train_task(
             raise LangTransferError(
                 f"{task_obj.name} {lang.code}: {len(train_examples)} training example(s) is too few"
             ) from None
-        held = set(np.random.default_rng(settings.seed).permutation(len(train_examples))[:n_val].tolist())
+        held = set(
+            np.random.default_rng(settings.seed).permutation(len(train_examples))[:n_val].tolist()
+        )
         val_examples = [ex for i, ex in enumerate(train_examples) if i in held]
         train_examples = [ex for i, ex in enumerate(train_examples) if i not in held]
 
@@ -109,17 +111,22 @@ def train_task(
     base, tokenizer = loaded.model, loaded.tokenizer
     set_seed(settings.seed)  # a fresh adapter's initial weights come from the global RNG
     language_repr = loaded.representation(language_rep) if language_rep else None
-    if language_repr is not None and (language_repr.role != "language" or language_repr.language != lang.code):
+    if language_repr is not None and (
+        language_repr.role != "language" or language_repr.language != lang.code
+    ):
         raise LangTransferError(
             f"{language_rep} is a {language_repr.role} representation for "
-            f"{language_repr.language or language_repr.task!r}, but the task trains on {lang.code!r}: "
+            f"{language_repr.language or language_repr.task!r}, but the task trains on "
+            f"{lang.code!r}: "
             "pass the source language's representation"
         )
     # One id per trained artefact, the same in every process, so a resumed run's
     # checkpoints fit; the slot is given back when training ends.
     rep_id = representation_id("task", kind, task_obj.name, lang.code, "training")
     prompt = prompt or PromptConfig(
-        num_tokens=prompt_tokens or 50, init_text=task_obj.prompt_init(lang.name), seed=settings.seed
+        num_tokens=prompt_tokens or 50,
+        init_text=task_obj.prompt_init(lang.name),
+        seed=settings.seed,
     )
     task_repr = new_representation(kind, "task", base, tokenizer, prompt=prompt, adapter=adapter,
                                    task=task_obj.name, settings_hash=settings_hash, id=rep_id)
@@ -154,8 +161,12 @@ def train_task(
             source_language=lang.code,
             language_representation=None
             if language_repr is None
-            else {"kind": language_repr.kind, "language": language_repr.language,
-                  "path": str(language_rep), "settings_hash": language_repr.settings_hash},
+            else {
+                "kind": language_repr.kind,
+                "language": language_repr.language,
+                "path": str(language_rep),
+                "settings_hash": language_repr.settings_hash,
+            },
             data=str(data) if data is not None else "paper",
             train_examples=len(train_examples),
             validation_examples=len(val_examples),
@@ -164,7 +175,9 @@ def train_task(
             max_length=max_length,
             max_target_length=max_target_length,
             validation_loss_initial=loss_initial,
-            validation_loss=evaluation_loss(composed, validation.dataset, tokenizer, eval_batch_size),
+            validation_loss=evaluation_loss(
+                composed, validation.dataset, tokenizer, eval_batch_size
+            ),
         )
         if trainer.is_world_process_zero():
             composed.save("task", output, training=summary, overwrite=True)

@@ -98,13 +98,23 @@ class TrainSettings:
             if isinstance(value, float) and not math.isfinite(value):
                 raise LangTransferError(f"{f.name} must be a finite number, got {value}")
         if isinstance(self.report_to, list) and not all(isinstance(r, str) for r in self.report_to):
-            raise LangTransferError(f"report_to must list integration names, got {self.report_to!r:.40}")
+            raise LangTransferError(
+                f"report_to must list integration names, got {self.report_to!r:.40}"
+            )
         if self.optimizer not in OPTIMIZERS:
             raise UnknownNameError("optimizer", self.optimizer, OPTIMIZERS)
         if self.lr_scheduler not in LR_SCHEDULERS:
             raise UnknownNameError("lr_scheduler", self.lr_scheduler, LR_SCHEDULERS)
-        for name in ("max_steps", "batch_size", "save_steps", "logging_steps",
-                     "gradient_accumulation_steps", "eval_batch_size", "eval_steps", "save_total_limit"):
+        for name in (
+            "max_steps",
+            "batch_size",
+            "save_steps",
+            "logging_steps",
+            "gradient_accumulation_steps",
+            "eval_batch_size",
+            "eval_steps",
+            "save_total_limit",
+        ):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise LangTransferError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("warmup_steps", "dataloader_num_workers", "learning_rate", "weight_decay"):
@@ -210,7 +220,9 @@ class RepresentationTrainer(Trainer):
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         model = self.accelerator.unwrap_model(self.model)
-        state_dict = {n: p.detach().cpu().contiguous() for n, p in model.trainable_parameters().items()}
+        state_dict = {
+            n: p.detach().cpu().contiguous() for n, p in model.trainable_parameters().items()
+        }
         super()._save(output_dir, state_dict=state_dict)
 
     def _save_checkpoint(self, model, trial) -> None:
@@ -274,7 +286,9 @@ def has_accelerator() -> bool:
     return torch.cuda.is_available() or torch.backends.mps.is_available()
 
 
-def training_arguments(settings: TrainSettings, checkpoint_dir: str | Path, has_eval: bool) -> TrainingArguments:
+def training_arguments(
+    settings: TrainSettings, checkpoint_dir: str | Path, has_eval: bool
+) -> TrainingArguments:
     evaluate = has_eval and settings.eval_steps is not None
     return TrainingArguments(
         output_dir=str(checkpoint_dir),
@@ -395,7 +409,9 @@ def evaluation_loss(
         batch = {k: v.to(device) for k, v in batch.items()}
         logits = composed(**batch).logits
         mask = batch["labels"] != -100
-        loss = torch.nn.functional.cross_entropy(logits[mask].float(), batch["labels"][mask], reduction="sum")
+        loss = torch.nn.functional.cross_entropy(
+            logits[mask].float(), batch["labels"][mask], reduction="sum"
+        )
         total, tokens = total + loss.item(), tokens + int(mask.sum())
     composed.train(was_training)
     if tokens == 0:
@@ -421,7 +437,9 @@ def train_representation(
     starts afresh if there is none). The summary goes into the representation's manifest.
     """
     if composed.trained_role is None:
-        raise LangTransferError("nothing to train: the composed model has no trainable representation")
+        raise LangTransferError(
+            "nothing to train: the composed model has no trainable representation"
+        )
     if isinstance(train_dataset, Dataset):
         if len(train_dataset) == 0:
             raise LangTransferError("the training set is empty")

@@ -25,7 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("config", nargs="?", help="study YAML file")
-    p.add_argument("--example", choices=["demo", "paper"], help="print a shipped example config and exit")
+    p.add_argument(
+        "--example", choices=["demo", "paper"], help="print a shipped example config and exit"
+    )
     p.add_argument("--output", help="override the config's output directory")
     p.add_argument(
         "--dry-run", action="store_true",

@@ -31,8 +31,17 @@ def register(sub: argparse._SubParsersAction) -> None:
             "gloo without a GPU; `--cpu` alone starts one process unless MPI is set up)."
         ),
     )
-    p.add_argument("--language", required=True, help="language code or English name (see `langtransfer languages`)")
-    p.add_argument("--kind", required=True, choices=["prompt", "adapter"], help="soft language prompt or language adapter")
+    p.add_argument(
+        "--language",
+        required=True,
+        help="language code or English name (see `langtransfer languages`)",
+    )
+    p.add_argument(
+        "--kind",
+        required=True,
+        choices=["prompt", "adapter"],
+        help="soft language prompt or language adapter",
+    )
     p.add_argument(
         "--corpus",
         default="wikipedia",
@@ -43,7 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--output", required=True, help="representation directory to write")
     add_model_option(p)
-    p.add_argument("--sequence-length", type=int, default=256, help="corrupted input length (default 256)")
+    p.add_argument(
+        "--sequence-length", type=int, default=256, help="corrupted input length (default 256)"
+    )
     p.add_argument("--max-documents", type=int, help="use only the first N documents")
     p.add_argument(
         "--validation-size",

@@ -27,10 +27,19 @@ def register(sub: argparse._SubParsersAction) -> None:
             "and keeps the best checkpoint (lowest validation loss)."
         ),
     )
-    p.add_argument("--task", required=True, help="qa, ner, nli, checkworthiness, or a registered task")
+    p.add_argument(
+        "--task", required=True, help="qa, ner, nli, checkworthiness, or a registered task"
+    )
     p.add_argument("--language", required=True, help="source language of the training data")
-    p.add_argument("--kind", required=True, choices=["prompt", "adapter"], help="soft task prompt or task adapter")
-    p.add_argument("--language-rep", help="the source language's representation directory (or hub id)")
+    p.add_argument(
+        "--kind",
+        required=True,
+        choices=["prompt", "adapter"],
+        help="soft task prompt or task adapter",
+    )
+    p.add_argument(
+        "--language-rep", help="the source language's representation directory (or hub id)"
+    )
     p.add_argument(
         "--data",
         help="local file or directory of <language>.<split>.<ext> files, or 'fixtures' "
@@ -38,7 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--output", required=True, help="representation directory to write")
     add_model_option(p)
-    p.add_argument("--max-length", type=int, default=256, help="input tokens kept per example (default 256)")
+    p.add_argument(
+        "--max-length", type=int, default=256, help="input tokens kept per example (default 256)"
+    )
     p.add_argument(
         "--max-target-length", type=int,
         help="target tokens kept, end token included (default: the task's, as the paper's "
@@ -96,6 +107,13 @@ def run(args: argparse.Namespace) -> int:
         reference_slp_stp_quirk=args.reference_slp_stp_quirk,
     )
     training = read_manifest(out)["training"]
-    keys = ("configuration", "steps", "train_examples", "validation_examples", "validation_loss", "best_checkpoint")
+    keys = (
+        "configuration",
+        "steps",
+        "train_examples",
+        "validation_examples",
+        "validation_loss",
+        "best_checkpoint",
+    )
     print(json.dumps({"output": str(out), **{k: training.get(k) for k in keys}}, indent=2))
     return 0

@@ -106,7 +106,9 @@ def carve(n: int, pick: Sequence[str], where: str = "<data>") -> list[int]:
                 test_size=REFERENCE_TEST_SIZE, seed=REFERENCE_SEED
             )[part]
         except ValueError as e:  # fewer rows than a split needs
-            raise DataFormatError(where, f"{len(index)} rows are too few to split 85/15: {e}") from e
+            raise DataFormatError(
+                where, f"{len(index)} rows are too few to split 85/15: {e}"
+            ) from e
     return list(index["i"])
 
 
@@ -126,7 +128,9 @@ _SPLIT_WORDS = {
 
 def named_split(path: Path) -> str | None:
     """The split a file's name says it holds (``dev-v2.0.json``: validation), if one."""
-    words = {_SPLIT_WORDS[w] for w in re.split(r"[^a-z0-9]+", path.name.lower()) if w in _SPLIT_WORDS}
+    words = {
+        _SPLIT_WORDS[w] for w in re.split(r"[^a-z0-9]+", path.name.lower()) if w in _SPLIT_WORDS
+    }
     return words.pop() if len(words) == 1 else None
 
 
