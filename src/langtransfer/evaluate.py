@@ -33,6 +33,7 @@ from langtransfer.predictions import metrics_record, score_predictions
 from langtransfer.representations import Representation
 from langtransfer.task_data import load_examples, tokenise
 from langtransfer.tasks import get_task
+from langtransfer.tasks.sources import progress_bars
 
 #: The generation budget of the paper's reference code, the default for every task. Its
 #: ``trainer.predict`` passes no generation arguments (ref: src/task_modeling/run.py,
@@ -229,7 +230,8 @@ def evaluate(
             f"scoring 'rank' needs a classification task with label words; {task_obj.name!r} "
             "has none (use --scoring generate)"
         )
-    examples = load_examples(task_obj, lang.code, split, data, max_examples)
+    with progress_bars(show_progress):
+        examples = load_examples(task_obj, lang.code, split, data, max_examples)
     loaded = LoadedBase.of(model, trust_remote_code=trust_remote_code)
     base, tokenizer = loaded.model, loaded.tokenizer
     lang_repr = loaded.representation(language_rep) if language_rep else None

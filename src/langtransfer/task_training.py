@@ -25,6 +25,7 @@ from langtransfer.representations import (
 from langtransfer.representations.base import new_representation, representation_id
 from langtransfer.task_data import load_examples, tokenise
 from langtransfer.tasks import get_task
+from langtransfer.tasks.sources import progress_bars
 from langtransfer.train import (
     TrainSettings,
     default_settings,
@@ -87,9 +88,12 @@ def train_task(
     if max_target_length is None:
         max_target_length = task_obj.target_length
 
-    train_examples = load_examples(task_obj, lang.code, "train", data, max_examples)
+    with progress_bars(show_progress):  # a study (progress off) prints no hub-load bars
+        train_examples = load_examples(task_obj, lang.code, "train", data, max_examples)
     try:
-        val_examples = load_examples(task_obj, lang.code, "validation", validation_data or data)
+        with progress_bars(show_progress):
+            val_examples = load_examples(task_obj, lang.code, "validation",
+                                         validation_data or data)
     except MissingSplitError:
         # Only "this source has no validation split" falls back; any other error (a hub
         # failure, a malformed file, validation data given but missing) stops here

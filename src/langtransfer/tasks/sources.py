@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,33 @@ def hub_files(src: DataSource) -> list[Path]:
             f"{src.describe()}: no file matching {', '.join(patterns)} in the repository"
         )
     return files
+
+
+@contextmanager
+def progress_bars(show: bool) -> Iterator[None]:
+    """With ``show`` False, the loads inside print no progress bars: neither ``datasets``'
+    ("Generating train split") nor ``huggingface_hub``'s ("Fetching N files"). Logging
+    is untouched, so real warnings still print; the previous state comes back after."""
+    if show:
+        yield
+        return
+    import datasets
+    from huggingface_hub.utils import (
+        are_progress_bars_disabled,
+        disable_progress_bars,
+        enable_progress_bars,
+    )
+
+    datasets_on, hub_off = datasets.is_progress_bar_enabled(), are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        if datasets_on:
+            datasets.enable_progress_bars()
+        if not hub_off:
+            enable_progress_bars()
 
 
 def read_parquet_files(files: Sequence[Path]) -> Records:
