@@ -86,7 +86,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"run {i + 1} {ref}: {result}", file=sys.stderr, flush=True)
     first = args.refs[0]
     medians = {ref: statistics.median(r["wall_s"] for r in rs) for ref, rs in runs.items()}
-    print(f"{'commit':<12} {'wall s (median)':>16} {'ratio':>6} {'peak RSS MiB':>13} {'base loads':>11}")
+    print(
+        f"{'commit':<12} {'wall s (median)':>16} {'ratio':>6} {'peak RSS MiB':>13} "
+        f"{'base loads':>11}"
+    )
     for ref, rs in runs.items():
         rss = max((r["peak_rss_mib"] or 0) for r in rs) or float("nan")
         loads = rs[0]["base_loads"]

@@ -100,7 +100,9 @@ def make_rep(model, role: str, kind: str, subject: str):
     return new_adapter(role, **{key: subject})
 
 
-def composed_for(model, configuration: str, train: str | None = "task", language: str = "en") -> ComposedModel:
+def composed_for(
+    model, configuration: str, train: str | None = "task", language: str = "en"
+) -> ComposedModel:
     """``configuration`` on ``model`` with fresh 50-token prompts / seq_bn adapters."""
     lang_kind, task_kind = configuration_kinds(configuration)
     language = make_rep(model, "language", lang_kind, language) if lang_kind else None
@@ -164,9 +166,13 @@ class Timing:
     steps: int
 
     def to_dict(self) -> dict:
-        return {"examples_per_s": round(self.examples_per_s, 3), "runs": [round(r, 3) for r in self.runs],
-                "peak_rss_mib": round(self.peak_rss_mib), "start_rss_mib": round(self.start_rss_mib),
-                "steps": self.steps}
+        return {
+            "examples_per_s": round(self.examples_per_s, 3),
+            "runs": [round(r, 3) for r in self.runs],
+            "peak_rss_mib": round(self.peak_rss_mib),
+            "start_rss_mib": round(self.start_rss_mib),
+            "steps": self.steps,
+        }
 
 
 def timed(fn_batches: list[Callable[[], int]], repeats: int, warmup: int = 1) -> Timing:
@@ -188,7 +194,9 @@ def timed(fn_batches: list[Callable[[], int]], repeats: int, warmup: int = 1) ->
 # -- training -----------------------------------------------------------------------------
 
 
-def _dataset(workload: Workload, vocab: int, n: int, padded_targets: bool, seed: int = 0) -> Dataset:
+def _dataset(
+    workload: Workload, vocab: int, n: int, padded_targets: bool, seed: int = 0
+) -> Dataset:
     g = torch.Generator().manual_seed(seed)
     ids, labels = [], []
     for length, target in zip(workload.inputs[:n], workload.targets[:n], strict=True):
@@ -210,7 +218,11 @@ def pad_to_max_collator(tok) -> Callable[[list[dict]], dict]:
         for i, f in enumerate(features):
             lab = [t for t in f["labels"] if t != -100]
             labels[i, : len(lab)] = torch.tensor(lab)
-        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "labels": labels}
+        return {
+            "input_ids": batch["input_ids"],
+            "attention_mask": batch["attention_mask"],
+            "labels": labels,
+        }
 
     return collate
 
@@ -226,7 +238,9 @@ def make_trainer(composed: ComposedModel, workload: Workload, vocab: int, batch_
     args.disable_tqdm = True
     tok = tokenizer()
     collator = pad_to_max_collator(tok) if baseline else seq2seq_collator(tok)
-    trainer = RepresentationTrainer(model=composed, args=args, train_dataset=data, data_collator=collator)
+    trainer = RepresentationTrainer(
+        model=composed, args=args, train_dataset=data, data_collator=collator
+    )
     trainer.create_optimizer()
     trainer.current_gradient_accumulation_steps = 1  # set by Trainer's own loop
     return trainer
@@ -242,9 +256,12 @@ def epoch_batches(trainer: RepresentationTrainer, k: int) -> tuple[list[dict], d
     k = min(k, len(batches))
     chosen = [batches[order[int((j + 0.5) * len(order) / k)]] for j in range(k)]
     widths = [b["input_ids"].shape[1] for b in chosen]
-    return chosen, {"padding_efficiency": round(real / padded, 3), "epoch_batches": len(batches),
-                    "mean_width": round(statistics.mean(b["input_ids"].shape[1] for b in batches), 1),
-                    "timed_widths": widths}
+    return chosen, {
+        "padding_efficiency": round(real / padded, 3),
+        "epoch_batches": len(batches),
+        "mean_width": round(statistics.mean(b["input_ids"].shape[1] for b in batches), 1),
+        "timed_widths": widths,
+    }
 
 
 def train_throughput(composed: ComposedModel, workload: Workload, vocab: int, *, batch_size: int,
@@ -271,11 +288,24 @@ def train_throughput(composed: ComposedModel, workload: Workload, vocab: int, *,
 # -- evaluation --------------------------------------------------------------------------
 
 
-def eval_throughput(composed: ComposedModel, workload: Workload, vocab: int, *, batch_size: int, n: int,
-                    new_tokens: int, repeats: int, baseline: bool, warmup: int = 1) -> dict:
+def eval_throughput(
+    composed: ComposedModel,
+    workload: Workload,
+    vocab: int,
+    *,
+    batch_size: int,
+    n: int,
+    new_tokens: int,
+    repeats: int,
+    baseline: bool,
+    warmup: int = 1,
+) -> dict:
     composed.eval()
     g = torch.Generator().manual_seed(1)
-    rows = [torch.randint(3, vocab, (length - 1,), generator=g).tolist() + [1] for length in workload.inputs[:n]]
+    rows = [
+        torch.randint(3, vocab, (length - 1,), generator=g).tolist() + [1]
+        for length in workload.inputs[:n]
+    ]
     tok = tokenizer()
 
     def run():
@@ -283,7 +313,11 @@ def eval_throughput(composed: ComposedModel, workload: Workload, vocab: int, *, 
                        min_new_tokens=new_tokens, pad_to=MAX_INPUT if baseline else None)
         return len(rows)
 
-    return {**timed([run], repeats, warmup).to_dict(), "new_tokens": new_tokens, "batch_size": batch_size}
+    return {
+        **timed([run], repeats, warmup).to_dict(),
+        "new_tokens": new_tokens,
+        "batch_size": batch_size,
+    }
 
 
 # -- mixed-language batches ----------------------------------------------------------------
@@ -303,8 +337,14 @@ def mixed_language(model, vocab: int, language_kind: str, workload: Workload, *,
     composed.set_languages(bank)
     composed.eval()
     g = torch.Generator().manual_seed(2)
-    rows = [torch.randint(3, vocab, (n - 1,), generator=g).tolist() + [1] for n in workload.inputs[:batch_size]]
-    targets = [torch.randint(3, vocab, (n - 1,), generator=g).tolist() + [1] for n in workload.targets[:batch_size]]
+    rows = [
+        torch.randint(3, vocab, (n - 1,), generator=g).tolist() + [1]
+        for n in workload.inputs[:batch_size]
+    ]
+    targets = [
+        torch.randint(3, vocab, (n - 1,), generator=g).tolist() + [1]
+        for n in workload.targets[:batch_size]
+    ]
     langs = [i % len(BANK) for i in range(batch_size)]
 
     def tensors(idx):
@@ -361,6 +401,8 @@ def mixed_language(model, vocab: int, language_kind: str, workload: Workload, *,
         o = out[what]
         o["single_language_examples_per_s"] = round(single.examples_per_s, 2)
         o["mixed_cost_vs_single"] = round(single.examples_per_s / o["mixed_examples_per_s"], 3)
-        o["groups_in_turn_cost_vs_mixed"] = round(o["mixed_examples_per_s"] / o["groups_in_turn_examples_per_s"], 3)
+        o["groups_in_turn_cost_vs_mixed"] = round(
+            o["mixed_examples_per_s"] / o["groups_in_turn_examples_per_s"], 3
+        )
     release(composed)
     return out

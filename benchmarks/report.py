@@ -30,11 +30,33 @@ def markdown(out: dict) -> str:
         "",
         "Workloads (input/target lengths in tokens; see *Workloads* above):",
         "",
-        _table(["workload", "source", "bytes/token", "mean", "p10", "median", "p90", "capped at 256",
-                "target mean"],
-               [[k, w["source"], w["bytes_per_token"], w["input_mean"], w["input_p10"], w["input_median"],
-                 w["input_p90"], f"{100 * w['share_capped']:.0f}%", w["target_mean"]]
-                for k, w in meta["workloads"].items()]),
+        _table(
+            [
+                "workload",
+                "source",
+                "bytes/token",
+                "mean",
+                "p10",
+                "median",
+                "p90",
+                "capped at 256",
+                "target mean",
+            ],
+            [
+                [
+                    k,
+                    w["source"],
+                    w["bytes_per_token"],
+                    w["input_mean"],
+                    w["input_p10"],
+                    w["input_median"],
+                    w["input_p90"],
+                    f"{100 * w['share_capped']:.0f}%",
+                    w["target_mean"],
+                ]
+                for k, w in meta["workloads"].items()
+            ],
+        ),
     ]
     for kind, title in (("train", "Training"), ("eval", "Evaluation (greedy generation)")):
         rows = {}
@@ -48,32 +70,98 @@ def markdown(out: dict) -> str:
             ours = group[s["workload"], "dynamic"]
             ref = group.get((s["workload"], "pad-to-256")) or group[("any", "pad-to-256")]
             best = max(ours["runs"]) / max(ref["runs"])
-            table.append([s["shape"], s["configuration"], s["workload"], f"{ours['examples_per_s']:.2f}",
-                          f"{ref['examples_per_s']:.2f}", f"**{s['speedup']}×**", f"{best:.2f}×",
-                          ours.get("padding_efficiency", ""), ref.get("padding_efficiency", ""),
-                          f"{_mem(ours)} / {_mem(ref)}"])
-        header = ["shape", "config", "workload", "ours ex/s", "pad-256 ex/s", "speed-up (medians)",
-                  "speed-up (best runs)", "pad. eff. ours", "pad. eff. pad-256", "peak RSS MiB ours / pad-256"]
+            table.append(
+                [
+                    s["shape"],
+                    s["configuration"],
+                    s["workload"],
+                    f"{ours['examples_per_s']:.2f}",
+                    f"{ref['examples_per_s']:.2f}",
+                    f"**{s['speedup']}×**",
+                    f"{best:.2f}×",
+                    ours.get("padding_efficiency", ""),
+                    ref.get("padding_efficiency", ""),
+                    f"{_mem(ours)} / {_mem(ref)}",
+                ]
+            )
+        header = [
+            "shape",
+            "config",
+            "workload",
+            "ours ex/s",
+            "pad-256 ex/s",
+            "speed-up (medians)",
+            "speed-up (best runs)",
+            "pad. eff. ours",
+            "pad. eff. pad-256",
+            "peak RSS MiB ours / pad-256",
+        ]
         if kind == "eval":
             header = header[:7] + [header[-1]]
             table = [row[:7] + [row[-1]] for row in table]
-        parts += ["", f"**{title}**, examples/s (median of the repeats):", "", _table(header, table)]
+        parts += [
+            "",
+            f"**{title}**, examples/s (median of the repeats):",
+            "",
+            _table(header, table),
+        ]
     if out.get("prompt_overhead"):
-        parts += ["", "**Prompt overhead** on the QA shape (`slp+ta` step time ÷ `ta` step time):", "",
-                  _table(["shape", "L (mean padded width)", "P", "measured", "(L+P)/L", "measured ÷ theory"],
-                         [[o["shape"], o["L_mean_padded_width"], o["P"], o["measured_step_ratio"],
-                           o["theoretical"], o["measured_over_theoretical"]] for o in out["prompt_overhead"]])]
+        parts += [
+            "",
+            "**Prompt overhead** on the QA shape (`slp+ta` step time ÷ `ta` step time):",
+            "",
+            _table(
+                ["shape", "L (mean padded width)", "P", "measured", "(L+P)/L", "measured ÷ theory"],
+                [
+                    [
+                        o["shape"],
+                        o["L_mean_padded_width"],
+                        o["P"],
+                        o["measured_step_ratio"],
+                        o["theoretical"],
+                        o["measured_over_theoretical"],
+                    ]
+                    for o in out["prompt_overhead"]
+                ],
+            ),
+        ]
     if out.get("mixed"):
         rows = []
         for m in out["mixed"]:
             for what in ("forward", "generate"):
                 x = m[what]
-                rows.append([m["shape"], m["configuration"], what, m["batch_size"], x["mixed_examples_per_s"],
-                             x["single_language_examples_per_s"], x["groups_in_turn_examples_per_s"],
-                             f"**{x['mixed_cost_vs_single']}**", x["groups_in_turn_cost_vs_mixed"]])
-        parts += ["", "**Mixed-language batches** (B rows over 4 languages, NLI shape), examples/s:", "",
-                  _table(["shape", "config", "call", "B", "mixed, 1 call", "1 language, 1 call",
-                          "4 groups in turn", "mixed ÷ single cost", "in turn ÷ mixed cost"], rows)]
+                rows.append(
+                    [
+                        m["shape"],
+                        m["configuration"],
+                        what,
+                        m["batch_size"],
+                        x["mixed_examples_per_s"],
+                        x["single_language_examples_per_s"],
+                        x["groups_in_turn_examples_per_s"],
+                        f"**{x['mixed_cost_vs_single']}**",
+                        x["groups_in_turn_cost_vs_mixed"],
+                    ]
+                )
+        parts += [
+            "",
+            "**Mixed-language batches** (B rows over 4 languages, NLI shape), examples/s:",
+            "",
+            _table(
+                [
+                    "shape",
+                    "config",
+                    "call",
+                    "B",
+                    "mixed, 1 call",
+                    "1 language, 1 call",
+                    "4 groups in turn",
+                    "mixed ÷ single cost",
+                    "in turn ÷ mixed cost",
+                ],
+                rows,
+            ),
+        ]
     return "\n".join(parts) + "\n"
 
 

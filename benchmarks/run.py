@@ -37,22 +37,48 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # configuration (a batch padded to 256/30 costs the same whatever the workload).
 PLANS = {
     "quick": {
-        "tiny": {"configs": ("ta", "slp+ta"), "batch": 32, "steps": 6, "repeats": 3, "eval_n": 128,
-                 "eval_batch": 64, "eval_repeats": 2, "mixed_batch": 32},
+        "tiny": {
+            "configs": ("ta", "slp+ta"),
+            "batch": 32,
+            "steps": 6,
+            "repeats": 3,
+            "eval_n": 128,
+            "eval_batch": 64,
+            "eval_repeats": 2,
+            "mixed_batch": 32,
+        },
         "mt0": {"train": [("slp+ta", "ner")], "batch": 8, "steps": 1, "repeats": 1, "eval": []},
     },
     "full": {
-        "tiny": {"configs": CONFIGS, "batch": 32, "steps": 8, "repeats": 3, "eval_n": 128,
-                 "eval_batch": 64, "eval_repeats": 2, "mixed_batch": 32},
-        "mt0": {"train": [("slp+ta", "ner"), ("slp+ta", "qa"), ("ta", "ner"), ("ta", "qa")], "batch": 8,
-                "steps": 2, "repeats": 2, "eval": [("slp+ta", "ner"), ("slp+ta", "qa")], "eval_n": 8,
-                "mixed_batch": 8},
+        "tiny": {
+            "configs": CONFIGS,
+            "batch": 32,
+            "steps": 8,
+            "repeats": 3,
+            "eval_n": 128,
+            "eval_batch": 64,
+            "eval_repeats": 2,
+            "mixed_batch": 32,
+        },
+        "mt0": {
+            "train": [("slp+ta", "ner"), ("slp+ta", "qa"), ("ta", "ner"), ("ta", "qa")],
+            "batch": 8,
+            "steps": 2,
+            "repeats": 2,
+            "eval": [("slp+ta", "ner"), ("slp+ta", "qa")],
+            "eval_n": 8,
+            "mixed_batch": 8,
+        },
     },
 }
 
 
 def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')} load {os.getloadavg()[0]:.1f}] {msg}", file=sys.stderr, flush=True)
+    print(
+        f"[{time.strftime('%H:%M:%S')} load {os.getloadavg()[0]:.1f}] {msg}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def cpu_model() -> str:
@@ -81,13 +107,28 @@ def run_tiny(plan: dict, workloads: dict, out: dict) -> None:
         for task, wl in workloads.items():
             for baseline in (False, True):
                 log(f"tiny {cfg} {wl.name} train {'reference' if baseline else 'ours'}")
-                r = train_throughput(composed, wl, vocab, batch_size=plan["batch"], steps=plan["steps"],
-                                     repeats=plan["repeats"], baseline=baseline)
+                r = train_throughput(
+                    composed,
+                    wl,
+                    vocab,
+                    batch_size=plan["batch"],
+                    steps=plan["steps"],
+                    repeats=plan["repeats"],
+                    baseline=baseline,
+                )
                 out["train"].append({"shape": "tiny", "configuration": cfg, "workload": wl.name,
                                      "padding": "pad-to-256" if baseline else "dynamic", **r})
                 log(f"tiny {cfg} {wl.name} eval {'reference' if baseline else 'ours'}")
-                e = eval_throughput(composed, wl, vocab, batch_size=plan["eval_batch"], n=plan["eval_n"],
-                                    new_tokens=NEW_TOKENS[task], repeats=plan["eval_repeats"], baseline=baseline)
+                e = eval_throughput(
+                    composed,
+                    wl,
+                    vocab,
+                    batch_size=plan["eval_batch"],
+                    n=plan["eval_n"],
+                    new_tokens=NEW_TOKENS[task],
+                    repeats=plan["eval_repeats"],
+                    baseline=baseline,
+                )
                 out["eval"].append({"shape": "tiny", "configuration": cfg, "workload": wl.name,
                                     "padding": "pad-to-256" if baseline else "dynamic", **e})
         release(composed)
@@ -117,10 +158,24 @@ def run_mt0(plan: dict, workloads: dict, out: dict) -> None:
         composed = composed_for(model, cfg)
         for task in tasks:
             log(f"mt0 {cfg} {workloads[task].name} train ours")
-            r = train_throughput(composed, workloads[task], vocab, batch_size=plan["batch"], steps=plan["steps"],
-                                 repeats=plan["repeats"], baseline=False)
-            out["train"].append({"shape": "mt0-base", "configuration": cfg, "workload": workloads[task].name,
-                                 "padding": "dynamic", **r})
+            r = train_throughput(
+                composed,
+                workloads[task],
+                vocab,
+                batch_size=plan["batch"],
+                steps=plan["steps"],
+                repeats=plan["repeats"],
+                baseline=False,
+            )
+            out["train"].append(
+                {
+                    "shape": "mt0-base",
+                    "configuration": cfg,
+                    "workload": workloads[task].name,
+                    "padding": "dynamic",
+                    **r,
+                }
+            )
         # The reference's cost does not depend on the workload: once per configuration.
         log(f"mt0 {cfg} train reference (pad to 256)")
         r = train_throughput(composed, workloads[tasks[0]], vocab, batch_size=plan["batch"],
@@ -132,10 +187,26 @@ def run_mt0(plan: dict, workloads: dict, out: dict) -> None:
                 continue
             for baseline in (False, True):
                 log(f"mt0 {cfg} {workloads[task].name} eval {'reference' if baseline else 'ours'}")
-                e = eval_throughput(composed, workloads[task], vocab, batch_size=plan["batch"], n=plan["eval_n"],
-                                    new_tokens=NEW_TOKENS[task], repeats=1, baseline=baseline, warmup=0)
-                out["eval"].append({"shape": "mt0-base", "configuration": cfg, "workload": workloads[task].name,
-                                    "padding": "pad-to-256" if baseline else "dynamic", **e})
+                e = eval_throughput(
+                    composed,
+                    workloads[task],
+                    vocab,
+                    batch_size=plan["batch"],
+                    n=plan["eval_n"],
+                    new_tokens=NEW_TOKENS[task],
+                    repeats=1,
+                    baseline=baseline,
+                    warmup=0,
+                )
+                out["eval"].append(
+                    {
+                        "shape": "mt0-base",
+                        "configuration": cfg,
+                        "workload": workloads[task].name,
+                        "padding": "pad-to-256" if baseline else "dynamic",
+                        **e,
+                    }
+                )
         release(composed)
     if plan.get("mixed_batch"):
         log("mt0 mixed-language prompt")
@@ -152,13 +223,27 @@ def summarise(out: dict) -> None:
         for r in rows:
             if r["padding"] != "dynamic":
                 continue
-            ref = next((b for b in rows if b["padding"] != "dynamic" and b["shape"] == r["shape"]
-                        and b["configuration"] == r["configuration"] and b["workload"] in (r["workload"], "any")),
-                       None)
+            ref = next(
+                (
+                    b
+                    for b in rows
+                    if b["padding"] != "dynamic"
+                    and b["shape"] == r["shape"]
+                    and b["configuration"] == r["configuration"]
+                    and b["workload"] in (r["workload"], "any")
+                ),
+                None,
+            )
             if ref:
-                ratios.append({"kind": kind, "shape": r["shape"], "configuration": r["configuration"],
-                               "workload": r["workload"],
-                               "speedup": round(r["examples_per_s"] / ref["examples_per_s"], 2)})
+                ratios.append(
+                    {
+                        "kind": kind,
+                        "shape": r["shape"],
+                        "configuration": r["configuration"],
+                        "workload": r["workload"],
+                        "speedup": round(r["examples_per_s"] / ref["examples_per_s"], 2),
+                    }
+                )
     for shape in sorted({r["shape"] for r in out["train"]}):
         get = {(r["configuration"]): r for r in out["train"]
                if r["shape"] == shape and r["workload"] == "QA" and r["padding"] == "dynamic"}
@@ -168,9 +253,16 @@ def summarise(out: dict) -> None:
 
             measured = get["ta"]["examples_per_s"] / get["slp+ta"]["examples_per_s"]
             theory = (width + PROMPT_TOKENS) / width
-            overhead.append({"shape": shape, "L_mean_padded_width": width, "P": PROMPT_TOKENS,
-                             "measured_step_ratio": round(measured, 3), "theoretical": round(theory, 3),
-                             "measured_over_theoretical": round(measured / theory, 3)})
+            overhead.append(
+                {
+                    "shape": shape,
+                    "L_mean_padded_width": width,
+                    "P": PROMPT_TOKENS,
+                    "measured_step_ratio": round(measured, 3),
+                    "theoretical": round(theory, 3),
+                    "measured_over_theoretical": round(measured / theory, 3),
+                }
+            )
     out["speedups"], out["prompt_overhead"] = ratios, overhead
 
 
@@ -181,34 +273,87 @@ def print_tables(out: dict) -> None:
         for row in [header, ["-" * w for w in widths], *rows]:
             print("  ".join(str(x).rjust(w) for x, w in zip(row, widths, strict=True)))
 
-    speed = {(s["kind"], s["shape"], s["configuration"], s["workload"]): s["speedup"] for s in out["speedups"]}
+    speed = {
+        (s["kind"], s["shape"], s["configuration"], s["workload"]): s["speedup"]
+        for s in out["speedups"]
+    }
     for kind, what in (("train", "training"), ("eval", "evaluation (generation)")):
-        rows = [[r["shape"], r["configuration"], r["workload"], r["padding"], f"{r['examples_per_s']:.2f}",
-                 r.get("padding_efficiency", ""), r["peak_rss_mib"],
-                 speed.get((kind, r["shape"], r["configuration"], r["workload"]), "")]
-                for r in out[kind]]
+        rows = [
+            [
+                r["shape"],
+                r["configuration"],
+                r["workload"],
+                r["padding"],
+                f"{r['examples_per_s']:.2f}",
+                r.get("padding_efficiency", ""),
+                r["peak_rss_mib"],
+                speed.get((kind, r["shape"], r["configuration"], r["workload"]), ""),
+            ]
+            for r in out[kind]
+        ]
         table(f"{what} examples/s (median)", ["shape", "config", "workload", "padding", "ex/s",
                                                 "pad eff", "peak MiB", "÷ reference"], rows)
     if out["prompt_overhead"]:
-        table("prompt overhead (QA): slp+ta step ÷ ta step", ["shape", "L", "P", "measured", "(L+P)/L", "ratio"],
-              [[o["shape"], o["L_mean_padded_width"], o["P"], o["measured_step_ratio"], o["theoretical"],
-                o["measured_over_theoretical"]] for o in out["prompt_overhead"]])
+        table(
+            "prompt overhead (QA): slp+ta step ÷ ta step",
+            ["shape", "L", "P", "measured", "(L+P)/L", "ratio"],
+            [
+                [
+                    o["shape"],
+                    o["L_mean_padded_width"],
+                    o["P"],
+                    o["measured_step_ratio"],
+                    o["theoretical"],
+                    o["measured_over_theoretical"],
+                ]
+                for o in out["prompt_overhead"]
+            ],
+        )
     if out["mixed"]:
         rows = []
         for m in out["mixed"]:
             for what in ("forward", "generate"):
                 x = m[what]
-                rows.append([m["shape"], m["configuration"], what, m["batch_size"], x["mixed_examples_per_s"],
-                             x["single_language_examples_per_s"], x["groups_in_turn_examples_per_s"],
-                             x["mixed_cost_vs_single"], x["groups_in_turn_cost_vs_mixed"]])
-        table("mixed-language batches (4 languages, ex/s)", ["shape", "config", "call", "B", "mixed", "single",
-              "4 in turn", "mixed÷single cost", "in turn÷mixed cost"], rows)
+                rows.append(
+                    [
+                        m["shape"],
+                        m["configuration"],
+                        what,
+                        m["batch_size"],
+                        x["mixed_examples_per_s"],
+                        x["single_language_examples_per_s"],
+                        x["groups_in_turn_examples_per_s"],
+                        x["mixed_cost_vs_single"],
+                        x["groups_in_turn_cost_vs_mixed"],
+                    ]
+                )
+        table(
+            "mixed-language batches (4 languages, ex/s)",
+            [
+                "shape",
+                "config",
+                "call",
+                "B",
+                "mixed",
+                "single",
+                "4 in turn",
+                "mixed÷single cost",
+                "in turn÷mixed cost",
+            ],
+            rows,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="fewer steps; one mT0-shape point (a few minutes)")
-    p.add_argument("--output", help="JSON file to write (default benchmarks/results/<date>-<mode>.json)")
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="fewer steps; one mT0-shape point (a few minutes)"
+    )
+    p.add_argument(
+        "--output", help="JSON file to write (default benchmarks/results/<date>-<mode>.json)"
+    )
     p.add_argument("--shapes", default="tiny,mt0", help="comma-separated: tiny, mt0 (default both)")
     args = p.parse_args(argv)
 
@@ -233,7 +378,11 @@ def main(argv: list[str] | None = None) -> int:
         },
         "train": [], "eval": [], "mixed": [],
     }
-    path = Path(args.output) if args.output else RESULTS / f"{time.strftime('%Y%m%d-%H%M')}-{mode}.json"
+    path = (
+        Path(args.output)
+        if args.output
+        else RESULTS / f"{time.strftime('%Y%m%d-%H%M')}-{mode}.json"
+    )
 
     def save() -> None:  # after each shape, so a long run that is stopped keeps its figures
         out["meta"]["load_average_end"] = os.getloadavg()

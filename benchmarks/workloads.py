@@ -82,4 +82,6 @@ def measure(task: str, n: int, seed: int = 0) -> Workload:
     picks = [rng.randrange(len(examples)) for _ in range(n)]
     inputs = [min(MAX_INPUT, max(4, round(in_bytes[i] * factor))) for i in picks]
     targets = [min(MAX_TARGET, max(2, round(out_bytes[i] * factor))) for i in picks]
-    return Workload(task, source, len(examples), round(mean, 1), round(1 / factor, 2), inputs, targets)
+    return Workload(
+        task, source, len(examples), round(mean, 1), round(1 / factor, 2), inputs, targets
+    )

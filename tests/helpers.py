@@ -42,7 +42,9 @@ def perturb(composed: ComposedModel, seed: int = 0) -> None:
 
 
 def batch(tok):
-    enc = tok(["question: who? context: Bratislava", "ahoj svet"], padding=True, return_tensors="pt")
+    enc = tok(
+        ["question: who? context: Bratislava", "ahoj svet"], padding=True, return_tensors="pt"
+    )
     labels = tok(["Bratislava", "svet"], padding=True, return_tensors="pt").input_ids
     labels[labels == tok.pad_token_id] = -100
     return {**enc, "labels": labels}

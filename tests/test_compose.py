@@ -39,7 +39,9 @@ def test_exactly_the_trained_representation_has_gradients(tiny, configuration, r
     assert composed.configuration == configuration
     if trainable:
         composed(**batch(tok)).loss.backward()
-        frozen_grads = [n for n, p in composed.named_parameters() if p.grad is not None and n not in trainable]
+        frozen_grads = [
+            n for n, p in composed.named_parameters() if p.grad is not None and n not in trainable
+        ]
         assert frozen_grads == []
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in trainable.values())
 

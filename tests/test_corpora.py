@@ -277,7 +277,9 @@ def test_wikipedia_english_first_articles_and_the_next_for_validation(wiki, monk
     calls, reference = wiki({"20231101.en": 60})
     en = languages.get_language("en")
     assert en.wikipedia_max_articles == 1_000_000  # the reference's train[:1000000]
-    monkeypatch.setitem(languages._REGISTRY, "en", dataclasses.replace(en, wikipedia_max_articles=20))
+    monkeypatch.setitem(
+        languages._REGISTRY, "en", dataclasses.replace(en, wikipedia_max_articles=20)
+    )
     corpus = load_corpus("wikipedia", "English", validation_size=3)
     assert corpus.max_documents == 20
     assert list(corpus.train) == reference("20231101.en", "train[:20]")

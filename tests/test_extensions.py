@@ -47,7 +47,9 @@ def workdir(tmp_path, monkeypatch, registries):
 def readme_commands() -> list[list[str]]:
     text = (EXAMPLE / "README.md").read_text(encoding="utf-8")
     block = re.search(r"```bash\n(.*?)```", text, re.S).group(1)
-    return [shlex.split(line)[1:] for line in block.splitlines() if line.startswith("langtransfer ")]
+    return [
+        shlex.split(line)[1:] for line in block.splitlines() if line.startswith("langtransfer ")
+    ]
 
 
 def test_the_example_runs_from_every_verb(workdir, capsys):

@@ -87,7 +87,9 @@ def workdir(tmp_path_factory) -> Path:
 
 def put(folder: Path, suffix: str, content: bytes | str, stem: str = "f") -> Path:
     path = folder / f"{stem}{next(_names)}{suffix}"
-    path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8", "surrogatepass"))
+    path.write_bytes(
+        content if isinstance(content, bytes) else content.encode("utf-8", "surrogatepass")
+    )
     return path
 
 
@@ -130,7 +132,9 @@ scalars = (
 )
 json_values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
     max_leaves=10,
 )
 # Hand-picked values that broke JSON readers before: digits beyond Python's int limit,
@@ -231,7 +235,9 @@ def delimited_files(draw, task: str, delimiter: str) -> bytes:
         writer.writeheader()
         writer.writerows(rows)
         return buf.getvalue().encode()
-    cells = st.text(max_size=10) | st.sampled_from(['"', '""', "\n", "\r\n", ",", "\t", "\x00", "1"])
+    cells = st.text(max_size=10) | st.sampled_from(
+        ['"', '""', "\n", "\r\n", ",", "\t", "\x00", "1"]
+    )
     if draw(st.booleans()):  # fixture rows, some cells replaced
         fixture = fixture_rows(task)
         header = list(fixture[0])
@@ -260,7 +266,9 @@ def squad(draw) -> object:
                   "answers": maybe([maybe({"text": maybe("Ann"), "answer_start": 0})])})
            for i in range(draw(st.integers(0, 3)))]
     paragraphs = [maybe({"context": maybe("Ann was here."), "qas": maybe(qas)})]
-    return maybe({"version": "1.1", "data": maybe([maybe({"title": "t", "paragraphs": maybe(paragraphs)})])})
+    return maybe(
+        {"version": "1.1", "data": maybe([maybe({"title": "t", "paragraphs": maybe(paragraphs)})])}
+    )
 
 
 @st.composite
@@ -349,7 +357,9 @@ def test_jsonl_errors_name_the_line(workdir, bad_at, n, junk):
 
 
 @FUZZ
-@given(bad_at=st.integers(0, 5), n=st.integers(1, 6), fields=st.integers(1, 5).filter(lambda f: f != 3))
+@given(
+    bad_at=st.integers(0, 5), n=st.integers(1, 6), fields=st.integers(1, 5).filter(lambda f: f != 3)
+)
 def test_csv_errors_name_the_line(workdir, bad_at, n, fields):
     rows = [f'"premise {i}, quoted",hypothesis {i},{i % 3}' for i in range(n)]
     bad_at = min(bad_at, n)
@@ -494,10 +504,18 @@ def study_files(draw) -> bytes:
         return yaml.safe_dump(config).encode()
     if kind == "mutated":
         return draw(mutated(yaml.safe_dump(VALID_STUDY)))
-    return draw(st.text(max_size=80) | st.sampled_from([
-        "a: &a [1,2]\nb: [*a,*a,*a]\n", "- - - - [", "{output: x, seed: .inf}", "!!python/object:os.system {}",
-        "output: x\ntargets: [sk]\ntasks: [nli]\ndata: &d {a: [*d]}\n",
-    ])).encode()
+    return draw(
+        st.text(max_size=80)
+        | st.sampled_from(
+            [
+                "a: &a [1,2]\nb: [*a,*a,*a]\n",
+                "- - - - [",
+                "{output: x, seed: .inf}",
+                "!!python/object:os.system {}",
+                "output: x\ntargets: [sk]\ntasks: [nli]\ndata: &d {a: [*d]}\n",
+            ]
+        )
+    ).encode()
 
 
 @FUZZ
@@ -592,17 +610,42 @@ VALID_RECORD = {
 
 
 @FUZZ
-@given(content=st.builds(json.dumps, json_values) | st.sampled_from(HOSTILE_JSON)
-       | st.builds(lambda m, n, u: json.dumps({**VALID_RECORD, "metrics": m, "n_examples": n,
-                                               "n_unparseable": u}),
-                   st.dictionaries(st.sampled_from(["accuracy", "f1", "macro_f1"]),
-                                   st.floats(0, 100), min_size=1).map(lambda m: {"accuracy": 1.0, **m}),
-                   st.integers(0, 9), st.integers(0, 9))
-       | st.builds(lambda r: json.dumps({**VALID_RECORD, **r}),
-                   st.dictionaries(st.sampled_from(sorted(
-                       ["task", "configuration", "metrics", "primary_metric", "n_examples",
-                        "representations", "seed", "settings_hash", "model"])), json_values,
-                       max_size=2)))
+@given(
+    content=st.builds(json.dumps, json_values)
+    | st.sampled_from(HOSTILE_JSON)
+    | st.builds(
+        lambda m, n, u: json.dumps(
+            {**VALID_RECORD, "metrics": m, "n_examples": n, "n_unparseable": u}
+        ),
+        st.dictionaries(
+            st.sampled_from(["accuracy", "f1", "macro_f1"]), st.floats(0, 100), min_size=1
+        ).map(lambda m: {"accuracy": 1.0, **m}),
+        st.integers(0, 9),
+        st.integers(0, 9),
+    )
+    | st.builds(
+        lambda r: json.dumps({**VALID_RECORD, **r}),
+        st.dictionaries(
+            st.sampled_from(
+                sorted(
+                    [
+                        "task",
+                        "configuration",
+                        "metrics",
+                        "primary_metric",
+                        "n_examples",
+                        "representations",
+                        "seed",
+                        "settings_hash",
+                        "model",
+                    ]
+                )
+            ),
+            json_values,
+            max_size=2,
+        ),
+    )
+)
 def _result_records(workdir, content):
     study = workdir / f"study{next(_names)}"
     path = study / "results" / "nli" / "base" / "en__sk.json"
@@ -632,7 +675,9 @@ def saved_representations(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("reps")
     base, tok = load_base("tiny")
-    slp = new_prompt("language", base, tok, PromptConfig(num_tokens=4, init_text="x"), language="sk")
+    slp = new_prompt(
+        "language", base, tok, PromptConfig(num_tokens=4, init_text="x"), language="sk"
+    )
     composed = compose(base, "slp+ta", language=slp, task=new_adapter("task", task="nli"))
     composed.save("language", root / "slp")
     composed.save("task", root / "ta")
@@ -641,8 +686,10 @@ def saved_representations(tmp_path_factory):
 
 
 @FUZZ
-@given(which=st.sampled_from(["slp", "ta"]),
-       changes=st.lists(st.tuples(st.sampled_from(MANIFEST_KEYS), json_values | scalars), max_size=3))
+@given(
+    which=st.sampled_from(["slp", "ta"]),
+    changes=st.lists(st.tuples(st.sampled_from(MANIFEST_KEYS), json_values | scalars), max_size=3),
+)
 def _representation_manifests(saved_representations, which, changes):
     import shutil
 

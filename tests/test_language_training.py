@@ -142,7 +142,9 @@ def test_language_adapter_lowers_held_out_loss(tmp_path):
     base, tok = load_base("tiny")
     validation = held_out(tok, SEED + 1)
     without = evaluation_loss(compose(base, "base"), validation, tok)
-    loss_trained = evaluation_loss(compose(base, "la", language=load_representation(out)), validation, tok)
+    loss_trained = evaluation_loss(
+        compose(base, "la", language=load_representation(out)), validation, tok
+    )
     other_base, _ = load_base("tiny")
     set_seed(SEED)  # the adapter's initial weights come from the seeded global RNG
     fresh = compose(other_base, "la", language=new_adapter("language", language="sk"))
@@ -216,7 +218,9 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(tmp_path, trained_promp
     resumed = load_file(out / "prompt.safetensors")["embedding"]
     reference = load_file(trained_prompt / "prompt.safetensors")["embedding"]
     assert torch.equal(resumed, reference)
-    assert training["validation_loss"] == read_manifest(trained_prompt)["training"]["validation_loss"]
+    assert (
+        training["validation_loss"] == read_manifest(trained_prompt)["training"]["validation_loss"]
+    )
 
 
 def test_resume_refuses_a_checkpoint_of_another_representation(
@@ -407,7 +411,9 @@ def test_console_script_help_exits_zero_without_torch():
         "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
         "    main(['train-language', '--help'])\nprint('torch' in sys.modules)\n"
     )
-    probed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    probed = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
+    )
     assert probed.stdout.strip() == "False", probed.stderr  # --help stays fast
 
 

@@ -24,7 +24,11 @@ TASK = dict(max_steps=4, batch_size=4, eval_steps=2, save_steps=2, logging_steps
 
 
 def weights(directory: Path) -> bytes:
-    name = "prompt.safetensors" if (directory / "prompt.safetensors").exists() else "adapter.safetensors"
+    name = (
+        "prompt.safetensors"
+        if (directory / "prompt.safetensors").exists()
+        else "adapter.safetensors"
+    )
     return (directory / name).read_bytes()
 
 
@@ -220,3 +224,29 @@ def test_composing_and_saving_leave_the_record_as_it_was(tiny, tmp_path):
     assert reps[0].base_model is None and reps[0].training == {} and reps[0].path is None
     with pytest.raises(dataclasses.FrozenInstanceError):
         reps[0].training = {}  # type: ignore[misc]
+
+
+def test_a_failed_training_leaves_the_base_as_it_was(tmp_path, monkeypatch):
+    """A run that fails mid-training gives its slot back: the next run of the same
+    artefact on the same base (a study retrying it) trains normally."""
+    from langtransfer import task_training
+
+    base = LoadedBase.load("tiny")
+    digest = base.weights_digest()
+    real = task_training.train_representation
+
+    def boom(composed, *args, **kwargs):
+        assert set(base.loaded()) == {composed.task.id}
+        raise LangTransferError("killed mid-training")
+
+    monkeypatch.setattr(task_training, "train_representation", boom)
+    args = dict(model=base, task="nli", language="en", kind="adapter", data="fixtures",
+                max_length=96, show_progress=False, output=tmp_path / "ta",
+                settings=default_settings("adapter", "task", **TASK))
+    with pytest.raises(LangTransferError, match="killed mid-training"):
+        train_task(**args)
+    assert base.loaded() == {} and base.model.adapters_config.adapters == {}
+    monkeypatch.setattr(task_training, "train_representation", real)
+    train_task(**args)
+    assert (tmp_path / "ta" / "adapter.safetensors").is_file()
+    assert base.weights_digest() == digest and base.loaded() == {}

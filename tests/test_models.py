@@ -22,7 +22,9 @@ def test_local_directory_takes_the_from_pretrained_path(tmp_path):
     assert fingerprint(loaded) | {"name": "tiny"} == fingerprint(model)
     ids = loaded_tok(["ahoj"], return_tensors="pt").input_ids
     with torch.no_grad():
-        assert torch.equal(loaded(input_ids=ids, labels=ids).logits, model(input_ids=ids, labels=ids).logits)
+        assert torch.equal(
+            loaded(input_ids=ids, labels=ids).logits, model(input_ids=ids, labels=ids).logits
+        )
 
 
 def test_pickle_only_checkpoints_are_refused(tmp_path):

@@ -54,7 +54,10 @@ def rows_of(tok, texts):
 
 
 def examples(tok):
-    feats = [{"input_ids": i, "labels": lab} for i, lab in zip(rows_of(tok, TEXTS), rows_of(tok, TARGETS), strict=True)]
+    feats = [
+        {"input_ids": i, "labels": lab}
+        for i, lab in zip(rows_of(tok, TEXTS), rows_of(tok, TARGETS), strict=True)
+    ]
     return feats
 
 
@@ -116,7 +119,9 @@ def test_training_loader_groups_by_length_and_pads_dynamically(tiny, tmp_path):
     # 50 batches): far less padding than batches of the same size in a random order.
     perm = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(0)).tolist()
     shuffled = [lengths[i] for i in perm]
-    random_padding = sum(max(shuffled[i : i + 8]) * 8 - sum(shuffled[i : i + 8]) for i in range(0, len(lengths), 8))
+    random_padding = sum(
+        max(shuffled[i : i + 8]) * 8 - sum(shuffled[i : i + 8]) for i in range(0, len(lengths), 8)
+    )
     assert padding < 0.5 * random_padding, (padding, random_padding)
 
 
@@ -151,8 +156,10 @@ def strip_pad(row, pad=0):
     return row
 
 
-@pytest.mark.parametrize(("lang_kind", "task_kind"),
-                         [("prompt", "adapter"), ("prompt", "prompt"), ("adapter", "adapter"), ("adapter", "prompt")])
+@pytest.mark.parametrize(
+    ("lang_kind", "task_kind"),
+    [("prompt", "adapter"), ("prompt", "prompt"), ("adapter", "adapter"), ("adapter", "prompt")],
+)
 def test_mixed_language_batch_equals_per_language_runs(tmp_path, lang_kind, task_kind):
     cfg, langs, task = saved_reps(tmp_path, lang_kind, task_kind)
     base, tok = load_base("tiny")
@@ -182,12 +189,17 @@ def test_mixed_language_batch_equals_per_language_runs(tmp_path, lang_kind, task
         for j, i in enumerate(rows):
             assert strip_pad(gen[i]) == strip_pad(expected_gen[j])
         with torch.no_grad():  # the language matters: another language gives other logits
-            other = mixed(**sub, labels=labels[rows],
-                          language_ids=mixed.language_ids([CODES[(CODES.index(code) + 1) % 3]] * len(rows))).logits
+            other = mixed(
+                **sub,
+                labels=labels[rows],
+                language_ids=mixed.language_ids([CODES[(CODES.index(code) + 1) % 3]] * len(rows)),
+            ).logits
         differs |= not torch.allclose(other, expected, atol=1e-3)
     assert differs
     if lang_kind == "adapter":  # the bank's BatchSplit is undone after the call
-        assert [str(a) for a in (mixed.base.active_adapters or [])] == ([task.name] if task_kind == "adapter" else [])
+        assert [str(a) for a in (mixed.base.active_adapters or [])] == (
+            [task.name] if task_kind == "adapter" else []
+        )
 
 
 def test_mixed_language_loss_and_gradients_match_per_language_runs(tmp_path):
@@ -210,7 +222,11 @@ def test_mixed_language_loss_and_gradients_match_per_language_runs(tmp_path):
         rows = [i for i, c in enumerate(row_langs) if c == code]
         sub = seq2seq_collator(tok)([feats[i] for i in rows])
         k = int((sub["labels"] != -100).sum())
-        loss = composed(**sub, language_ids=composed.language_ids([code] * len(rows))).loss * k / n_tokens
+        loss = (
+            composed(**sub, language_ids=composed.language_ids([code] * len(rows))).loss
+            * k
+            / n_tokens
+        )
         loss.backward()
         total += loss.item()
     assert total == pytest.approx(mixed_loss.item(), rel=1e-5)
@@ -280,7 +296,9 @@ def test_evaluation_batch_size_does_not_change_predictions(tiny):
     composed, tok, rows = nli_setup(tiny)
     outs = [generate_texts(composed, tok, rows, batch_size=b, max_new_tokens=4) for b in (1, 3, 64)]
     assert outs[0] == outs[1] == outs[2]
-    ranks = [rank_labels(composed, tok, rows, ["Yes", "No", "Maybe"], batch_size=b) for b in (1, 64)]
+    ranks = [
+        rank_labels(composed, tok, rows, ["Yes", "No", "Maybe"], batch_size=b) for b in (1, 64)
+    ]
     assert ranks[0] == ranks[1]
 
 
@@ -303,7 +321,10 @@ def test_evaluate_rank_scoring_end_to_end(tmp_path):
     rank = records["rank", 2]
     assert rank["scoring"] == "rank" and rank["n_unparseable"] == 0
     assert rank["metrics"] == records["rank", 64]["metrics"]
-    preds = [json.loads(line) for line in (tmp_path / "rank2" / "predictions.jsonl").read_text().splitlines()]
+    preds = [
+        json.loads(line)
+        for line in (tmp_path / "rank2" / "predictions.jsonl").read_text().splitlines()
+    ]
     assert {p["prediction"] for p in preds} <= {"Yes", "No", "Maybe"}
     assert all(p["parsed"] is not None for p in preds)
     assert records["generate", 64]["scoring"] == "generate"

@@ -35,6 +35,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from langtransfer import io as ltio
+from langtransfer import train as lt_train
 from langtransfer.cli import main
 from langtransfer.errors import LangTransferError
 from langtransfer.evaluate import evaluate
@@ -209,9 +210,54 @@ def test_training_killed_at_seeded_points_resumes_bit_identically(tmp_path, refe
     assert training["steps"] == 30 and training["resumed_from"] is not None
     assert torch.equal(load_file(out / "prompt.safetensors")["embedding"],
                        load_file(reference_prompt / "prompt.safetensors")["embedding"])
-    assert training["validation_loss"] == read_manifest(reference_prompt)["training"]["validation_loss"]
+    assert (
+        training["validation_loss"]
+        == read_manifest(reference_prompt)["training"]["validation_loss"]
+    )
     check_tree(tmp_path)
     assert leftovers(tmp_path) == []  # the killed runs' temporaries were cleaned up
+
+
+def test_kills_around_the_rename_of_a_checkpoint_resume_and_leave_no_staging(
+        tmp_path, reference_prompt):
+    """Real SIGKILLs right before, then right after ``.checkpoint-9.partial/checkpoint-9`` is
+    renamed to ``checkpoint-9`` (the window the seeded kills only hit under load). After the
+    rename no save of step 9 follows to remove the emptied staging directory: the resumed
+    run must remove it."""
+    out, ckpt, log = tmp_path / "slp", tmp_path / "ckpt", tmp_path / "child.log"
+    staging, real_replace_dir = ckpt / ".checkpoint-9.partial", lt_train.replace_dir
+
+    def killed(when: str) -> None:
+        def replace_dir(new, path):
+            if Path(path).name == "checkpoint-9" and when == "before":
+                os.kill(os.getpid(), signal.SIGKILL)
+            real_replace_dir(new, path)
+            if Path(path).name == "checkpoint-9":
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        def child():
+            lt_train.replace_dir = replace_dir
+            train(out, ckpt, resume=True)
+
+        _, status = os.waitpid(fork(child, log), 0)
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, log.read_text()
+        KILLS["checkpoint rename"] += 1
+        check_tree(tmp_path)
+
+    killed("before")  # a complete checkpoint, still under its staging name
+    assert (staging / "checkpoint-9" / "model.safetensors").is_file()
+    assert Path(lt_train.last_complete_checkpoint(ckpt)).name == "checkpoint-6"
+    killed("after")  # resumed from checkpoint-6, killed once checkpoint-9 is in place
+    assert staging.is_dir() and not any(staging.iterdir())
+    assert Path(lt_train.last_complete_checkpoint(ckpt)).name == "checkpoint-9"
+
+    train(out, ckpt, resume=True)
+    training = read_manifest(out)["training"]
+    assert training["resumed_from"] == "checkpoint-9" and training["steps"] == 30
+    assert torch.equal(load_file(out / "prompt.safetensors")["embedding"],
+                       load_file(reference_prompt / "prompt.safetensors")["embedding"])
+    check_tree(tmp_path)
+    assert leftovers(tmp_path) == []
 
 
 # --- 1. kills at seeded points: evaluation ----------------------------------------------------
@@ -239,7 +285,9 @@ def _eval(rep: Path, out: Path, slow: bool = False) -> dict:
                     output=out, batch_size=4, max_new_tokens=4, show_progress=False)
 
 
-def test_evaluation_killed_at_seeded_points_ends_like_an_uninterrupted_run(tmp_path, reference_prompt):
+def test_evaluation_killed_at_seeded_points_ends_like_an_uninterrupted_run(
+    tmp_path, reference_prompt
+):
     reference = _eval(reference_prompt, tmp_path / "reference")
     ref_predictions = (tmp_path / "reference" / "predictions.jsonl").read_bytes()
     rng = random.Random(11)
@@ -369,7 +417,9 @@ def _save_prompt(directory: Path, value: float) -> None:
     from langtransfer.representations import PromptConfig, new_prompt, save_representation
 
     base, tok = _tiny()
-    rep = new_prompt("language", base, tok, PromptConfig(num_tokens=2, init_text="x"), language="sk")
+    rep = new_prompt(
+        "language", base, tok, PromptConfig(num_tokens=2, init_text="x"), language="sk"
+    )
     with torch.no_grad():
         rep.prompt.embedding.fill_(value)
     save_representation(rep, directory, overwrite=True)
@@ -472,7 +522,9 @@ def test_two_processes_never_hold_one_lock_even_when_breaking_a_stale_one(tmp_pa
 def test_stale_and_live_locks(tmp_path):
     lock = tmp_path / ".x.lock"
     # Dead owner on this host: broken at once.
-    lock.write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname(), "time": time.time()}))
+    lock.write_text(
+        json.dumps({"pid": _dead_pid(), "host": socket.gethostname(), "time": time.time()})
+    )
     started = time.monotonic()
     with file_lock(lock, poll=0.01):
         assert json.loads(lock.read_text())["pid"] == os.getpid()
@@ -482,7 +534,9 @@ def test_stale_and_live_locks(tmp_path):
     with file_lock(lock, stale_after=50, poll=0.01):
         pass
     lock.write_text(json.dumps({"pid": 1, "host": "elsewhere", "time": time.time()}))
-    waiting = pytest.raises(LangTransferError, match=r"waiting for lock .*\.x\.lock.*pid 1 on elsewhere")
+    waiting = pytest.raises(
+        LangTransferError, match=r"waiting for lock .*\.x\.lock.*pid 1 on elsewhere"
+    )
     with waiting, file_lock(lock, stale_after=50, poll=0.01, timeout=0.2):
         pass
     # A half-written lock (killed while creating it without hard links): stale after a grace.
@@ -548,6 +602,25 @@ def test_two_shards_on_one_directory_build_shared_artefacts_once(tmp_path):
     assert not list((tmp_path / "out").rglob("*.lock"))
 
 
+def test_a_shard_starting_while_another_writes_the_study_marker_joins_it(tmp_path):
+    """The state two shards starting at once on a new directory meet: the first is writing
+    ``study.json`` (its temporary is the only entry), the second must not call the directory
+    foreign; an unrelated file still makes it refuse."""
+    from langtransfer.errors import OutputExistsError
+    from langtransfer.study import STUDY_FILE, prepare_output
+
+    config = study_config(tmp_path, "out")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f".{STUDY_FILE}.{ltio.owner_token()}.abc123.tmp").write_text("{")
+    assert prepare_output(config) == out and (out / STUDY_FILE).is_file()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="not empty"):
+        prepare_output(study_config(tmp_path, "other"))
+
+
 def error_line(stderr: str) -> str:
     """The CLI's one-line error (a progress bar may have drawn on stderr before it)."""
     lines = [line for line in re.split(r"[\r\n]", stderr) if ": error: " in line]
@@ -585,8 +658,11 @@ def test_nonfinite_loss_stops_at_the_step_and_keeps_the_last_good_checkpoint(tmp
     nan_at_call(5)  # step 5's batch
     out, ckpt = tmp_path / "slp", tmp_path / "ckpt"
     settings = default_settings("prompt", "language", max_steps=10, batch_size=4, save_steps=2)
-    with pytest.raises(NonFiniteLossError, match=r"non-finite training loss \(nan\) at step 5;.*"
-                       r"no representation was written; the last good checkpoint is .*checkpoint-4"):
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"non-finite training loss \(nan\) at step 5;.*"
+        r"no representation was written; the last good checkpoint is .*checkpoint-4",
+    ):
         train_language(model="tiny", language="sk", kind="prompt", corpus="fixture", output=out,
                        settings=settings, sequence_length=SEQ, checkpoint_dir=ckpt,
                        show_progress=False)
@@ -606,7 +682,9 @@ def test_skip_nonfinite_batches_counts_them(tmp_path, nan_at_call):
     assert training["steps"] == 8
     assert training["skipped_nonfinite_batches"] == 1 and training["skipped_nonfinite_steps"] == [5]
     assert training["settings"]["skip_nonfinite"] is True
-    state = json.loads((tmp_path / "slp.checkpoints" / "checkpoint-8" / "trainer_state.json").read_text())
+    state = json.loads(
+        (tmp_path / "slp.checkpoints" / "checkpoint-8" / "trainer_state.json").read_text()
+    )
     logged = [e for e in state["log_history"] if "skipped_nonfinite_batches" in e]
     assert logged and logged[0]["step"] == 5 and logged[-1]["skipped_nonfinite_batches"] == 1
     assert all(torch.isfinite(torch.tensor(e["loss"])) for e in state["log_history"] if "loss" in e)

@@ -174,8 +174,9 @@ def test_every_parquet_export_source_loads_from_a_mirror(hub, task, lang, split)
     expected = {(): 20, ("test",): 3, ("train",): 17, ("train", "test"): 3,
                 ("train", "train"): 14}[src.pick]
     assert len(examples) == expected
-    assert examples[0].target in ("Yes", "Maybe", "No", "LOC: Oslo") or examples[0].target.startswith(
-        "Oslo")
+    assert examples[0].target in ("Yes", "Maybe", "No", "LOC: Oslo") or examples[
+        0
+    ].target.startswith("Oslo")
     if (task, lang, split) == ("nli", "sl", "test"):  # the reference's mapping of no label
         assert {e.gold for e in examples} == {"contradiction"}
     if (task, lang) == ("nli", "cs"):  # claim/evidence read as hypothesis/premise

@@ -242,10 +242,15 @@ def test_source_never_unpickles_nor_runs_remote_code():
                 and k.value.value is True for k in node.keywords)
         }
         for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and node.attr in ("load", "loads") and \
-                    isinstance(node.value, ast.Name) and node.value.id in ("torch", "pickle", "dill") \
-                    and not (node.value.id == "torch" and node.attr == "load"
-                             and id(node) in weights_only):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in ("load", "loads")
+                and isinstance(node.value, ast.Name)
+                and node.value.id in ("torch", "pickle", "dill")
+                and not (
+                    node.value.id == "torch" and node.attr == "load" and id(node) in weights_only
+                )
+            ):
                 found.append(f"{path.name}:{node.lineno} {node.value.id}.{node.attr}")
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]

@@ -32,7 +32,13 @@ FAST = {
         "adapter": {"max_steps": 4, "batch_size": 4, "learning_rate": 1e-3, "save_steps": 2},
     },
     "task_training": {
-        "prompt": {"max_steps": 4, "batch_size": 4, "num_tokens": 4, "eval_steps": 2, "save_steps": 2},
+        "prompt": {
+            "max_steps": 4,
+            "batch_size": 4,
+            "num_tokens": 4,
+            "eval_steps": 2,
+            "save_steps": 2,
+        },
         "adapter": {"max_steps": 4, "batch_size": 4, "eval_steps": 2, "save_steps": 2},
     },
     "evaluation": {"batch_size": 8, "max_new_tokens": 6},
@@ -122,7 +128,10 @@ def test_shards_partition_the_evaluations(tmp_path):
         ({"targets": ["sk", "xx"]}, "unknown language 'xx'.*sk"),
         ({"tasks": ["qa", "pos"]}, "unknown task 'pos'"),
         ({"configurations": ["slp+ta", "slp"]}, "unknown configuration 'slp'.*slp\\+ta"),
-        ({"language_training": {"prompt": {"stepz": 3}}}, "unknown key in language_training.prompt 'stepz'"),
+        (
+            {"language_training": {"prompt": {"stepz": 3}}},
+            "unknown key in language_training.prompt 'stepz'",
+        ),
         ({"task_training": {"lora": {}}}, "unknown representation kind.*'lora'"),
     ],
 )
@@ -177,9 +186,14 @@ def reference(tmp_path_factory):
     """One uninterrupted run of the small study."""
     tmp = tmp_path_factory.mktemp("reference")
     config = load_study_config(small(tmp))
+    from langtransfer.loaded_base import LoadedBase
+
+    loads = LoadedBase.loads
     run = run_study(config, progress=False)
     assert run.counts == {"built": 10, "skipped": 0, "failed": 0, "blocked": 0}
-    assert run.base_loads == 10  # every training and evaluation call loads the base
+    # One base for all 10 artefacts, evaluation cells included; nothing loaded another.
+    assert run.base_loads == 1 and LoadedBase.loads - loads == 1
+    assert "base loads: 1" in run.summary(tmp / "out")
     assert all(is_done(a) for a in plan(config))
     again = run_study(config, progress=False)
     assert again.counts == {"built": 0, "skipped": 10, "failed": 0, "blocked": 0}
@@ -216,7 +230,10 @@ def test_two_shards_merge_to_the_unsharded_result(tmp_path, reference):
 
     for k in (1, 2):
         out = tmp_path / f"shard{k}"
-        assert main(["study", str(small(tmp_path, output=str(out))), "--shard", f"{k}/2", "--quiet"]) == 0
+        assert (
+            main(["study", str(small(tmp_path, output=str(out))), "--shard", f"{k}/2", "--quiet"])
+            == 0
+        )
     parts = [_records(tmp_path / f"shard{k}") for k in (1, 2)]
     assert parts[0] and parts[1] and not parts[0].keys() & parts[1].keys()
     assert {**parts[0], **parts[1]} == reference
@@ -232,6 +249,11 @@ def test_study_config_dataclass_defaults_are_the_paper():
     assert config.model == "bigscience/mt0-base"
     assert config.configurations == ["base", "ta", "stp", "la+ta", "la+stp", "slp+ta", "slp+stp"]
     s = config.train_settings("language", "prompt")
-    assert (s.max_steps, s.batch_size, s.learning_rate, s.optimizer) == (100_000, 32, 0.5, "adafactor")
+    assert (s.max_steps, s.batch_size, s.learning_rate, s.optimizer) == (
+        100_000,
+        32,
+        0.5,
+        "adafactor",
+    )
     s = config.train_settings("task", "adapter")
     assert (s.max_steps, s.eval_steps, s.keep_best, s.learning_rate) == (50_000, 1000, True, 5e-5)

@@ -113,10 +113,13 @@ def test_missing_data_file_fails_its_cells_through_the_cli(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "1 artefacts built" not in captured.out
     assert "2 failed, 0 blocked" in captured.out + captured.err
+    assert "\nbase loads: 1\n" in captured.out  # the summary counts them
     assert f"evaluation:nli/base/en/sk: LangTransferError: data file {missing} does not exist" \
         in captured.err
     out = tmp_path / "out"
-    built = sorted(p.relative_to(out / "results").as_posix() for p in (out / "results").rglob("*.json"))
+    built = sorted(
+        p.relative_to(out / "results").as_posix() for p in (out / "results").rglob("*.json")
+    )
     assert built == ["nli/base/en__en.json", "nli/ta/en__en.json"]  # the en cells ran
     report = (out / "report" / "report.md").read_text()
     assert "## Failures" in report and "evaluation:nli/ta/en/sk" in report
@@ -131,3 +134,62 @@ def test_missing_data_file_fails_its_cells_through_the_cli(tmp_path, capsys):
     assert "2 artefacts built, 3 already done, 0 failed, 0 blocked" in out_text
     assert not (out / "failures").exists()
     assert "## Failures" not in (out / "report" / "report.md").read_text()
+
+
+def test_a_training_that_changes_the_frozen_base_fails_its_artefact(tmp_path, monkeypatch):
+    """The builder proves after each trained artefact that the base is unchanged: here a
+    (broken) task training writes into the base's weights."""
+    import torch
+
+    import langtransfer.task_training as task_training
+    from langtransfer.loaded_base import LoadedBase
+
+    real = task_training.train_task
+
+    def corrupting(**kwargs):
+        out = real(**kwargs)
+        with torch.no_grad():
+            next(kwargs["model"].model.parameters()).add_(1.0)
+        return out
+
+    monkeypatch.setattr(task_training, "train_task", corrupting)
+    config = load_study_config(config_file(tmp_path, configurations=["base", "ta"]))
+    loads = LoadedBase.loads
+    run = run_study(config, progress=False)
+    assert [f.artefact for f in run.failed] == ["task:nli/en/ta"]
+    assert run.failed[0].error.startswith(
+        "BaseChangedError: training task:nli/en/ta changed the frozen base model's weights")
+    assert {f.artefact for f in run.blocked} == {"evaluation:nli/ta/en/en",
+                                                 "evaluation:nli/ta/en/sk"}
+    assert not (tmp_path / "out" / "representations" / "task" / "nli" / "en" / "ta").exists()
+    # The base cells ran on a freshly loaded, unchanged base.
+    assert run.base_loads == 2 and LoadedBase.loads - loads == 2
+    assert run.counts["built"] == 2
+    assert "base loads: 2" in run.summary(config.output)
+
+
+def test_overwrite_after_editing_the_config_keeps_what_it_reproduces(tmp_path):
+    """Fixing a failed cell by editing the config: --overwrite keeps the results the new
+    config reproduces and discards the others (a changed cell, a cell left the grid)."""
+    missing = tmp_path / "nowhere.jsonl"
+    config = load_study_config(config_file(
+        tmp_path, targets=["en", "sk", "ru"], configurations=["base", "ta"],
+        data={"nli": {"en": "fixtures", "ru": "fixtures", "sk": {"test": str(missing)}}}))
+    out = Path(config.output)
+    run_study(config, progress=False, builder=FakeBuilder(out, {"evaluation:nli/ta/en/ru"}))
+    (out / "predictions" / "nli" / "base" / "en__ru").mkdir(parents=True)
+    assert len(list((out / "results").rglob("*.json"))) == 5
+
+    fixed = load_study_config(config_file(tmp_path, targets=["en", "sk"],
+                                          configurations=["base", "ta"], data="fixtures"))
+    with pytest.raises(Exception, match="different settings.*--overwrite"):
+        run_study(fixed, progress=False, builder=FakeBuilder(out))
+    again = FakeBuilder(out)
+    run = run_study(fixed, progress=False, builder=again, overwrite=True)
+    assert sorted(again.built) == ["evaluation:nli/base/en/sk", "evaluation:nli/ta/en/sk"]
+    assert run.ok and run.skipped == 3  # the task representation and both en cells
+    after = {p.relative_to(out / "results").as_posix() for p in (out / "results").rglob("*.json")}
+    assert after == {"nli/base/en__en.json", "nli/ta/en__en.json", "nli/base/en__sk.json",
+                     "nli/ta/en__sk.json"}  # ru left the grid: its record and predictions go
+    assert not (out / "predictions" / "nli" / "base" / "en__ru").exists()
+    assert not (out / "failures").exists()

@@ -93,7 +93,8 @@ def options(base: dict[str, Any]) -> list[tuple[tuple[str, ...], Any]]:
     for role in ("language", "task"):
         for kind, keys in ROLE_KEYS[role].items():
             train = config.train_settings(role, kind)
-            prompt = {"num_tokens": 50, "init": "text", "init_text": None}
+            prompt = {"num_tokens": 50, "init": "text", "init_text": None,
+                      "reference_slp_stp_quirk": False}
             adapter = {"config": "seq_bn", "reduction_factor": 16}
             for key in keys:
                 current = getattr(train, key) if hasattr(train, key) else {**prompt, **adapter}[key]
@@ -197,8 +198,12 @@ def test_the_walk_finds_every_option():
         for f in fields(TrainSettings):
             assert ("task_training", kind, f.name) in found
             assert (("language_training", kind, f.name) in found) == (f.name not in LANGUAGE_UNUSED)
-    assert {p[1] for p in found if p[0] == "evaluation"} == {f.name for f in fields(EvaluationSettings)}
+    assert {p[1] for p in found if p[0] == "evaluation"} == {
+        f.name for f in fields(EvaluationSettings)
+    }
     assert ("task_training", "prompt", "init") in found
+    assert ("task_training", "prompt", "reference_slp_stp_quirk") in found
+    assert ("language_training", "prompt", "reference_slp_stp_quirk") not in found
     assert len(found) > 90
 
 
@@ -217,7 +222,9 @@ def test_every_option_reaches_the_hash_and_the_builder(tmp_path, monkeypatch):
             arts = {a.id: a for a in plan(config)}
             assert set(arts) == set(ref_arts), what  # not a grid option
             calls = builder_calls(config, monkeypatch)
-            changed = [i for i in arts if job_settings(arts[i].job) != job_settings(ref_arts[i].job)]
+            changed = [
+                i for i in arts if job_settings(arts[i].job) != job_settings(ref_arts[i].job)
+            ]
             assert changed, f"{what} reaches no job"
             for aid in arts:
                 if aid in changed:
@@ -257,7 +264,9 @@ def test_task_prompt_init_reaches_train_task(tmp_path, monkeypatch):
     config = config_with(tmp_path, ("task_training", "prompt", "init"), "labels", "l")
     prompt = builder_calls(config, monkeypatch)["task:nli/en/slp+stp"]["prompt"]
     assert prompt["init"] == "labels" and prompt["label_words"]
-    config = config_with(tmp_path, ("task_training", "prompt", "init_text"), "Solve in {Language}:", "t")
+    config = config_with(
+        tmp_path, ("task_training", "prompt", "init_text"), "Solve in {Language}:", "t"
+    )
     prompt = builder_calls(config, monkeypatch)["task:nli/en/la+stp"]["prompt"]
     assert prompt["init_text"] == "Solve in English:"
 
@@ -276,3 +285,19 @@ def test_language_training_refuses_keys_it_would_ignore(tmp_path):
         with pytest.raises(UnknownNameError, match=f"language_training.prompt '{key}'"):
             config_with(tmp_path, ("language_training", "prompt", key), value, key)
         config_with(tmp_path, ("task_training", "prompt", key), value, key)  # used there
+
+
+def test_task_prompt_init_works_end_to_end(tmp_path):
+    """A real (tiny) run: the trained soft task prompt records the init the config asked."""
+    from langtransfer.representations import read_manifest
+    from langtransfer.study import run_study
+
+    raw = {**yaml.safe_load(yaml.safe_dump(BASE)), "output": str(tmp_path / "out"),
+           "configurations": ["stp"], "targets": ["en"], "data": "fixtures",
+           "task_training": {"prompt": {"init": "vocab", "num_tokens": 3, "max_steps": 2,
+                                        "batch_size": 4, "eval_steps": 2, "save_steps": 2}}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(raw))
+    run = run_study(load_study_config(tmp_path / "s.yaml"), progress=False)
+    assert run.ok and run.built == 2
+    manifest = read_manifest(tmp_path / "out" / "representations" / "task" / "nli" / "en" / "stp")
+    assert manifest["prompt"]["init"] == "vocab" and manifest["prompt"]["num_tokens"] == 3

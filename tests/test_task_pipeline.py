@@ -45,7 +45,11 @@ def test_train_task_then_evaluate_writes_documented_files(tmp_path, slp_sk_en, c
     for field in ("task", "language", "configuration", "metrics", "primary_metric", "n_examples",
                   "n_unparseable", "n_truncated", "model", "representations"):
         assert field in metrics, field
-    assert (metrics["task"], metrics["language"], metrics["configuration"]) == ("nli", "sk", "slp+ta")
+    assert (metrics["task"], metrics["language"], metrics["configuration"]) == (
+        "nli",
+        "sk",
+        "slp+ta",
+    )
     # The reference reading unprefixed (primary), the strict reading beside it.
     assert set(metrics["metrics"]) == {"accuracy", "macro_f1", "strict_accuracy", "strict_macro_f1"}
     assert metrics["primary_metric"] == "accuracy"
@@ -59,8 +63,24 @@ def test_train_task_then_evaluate_writes_documented_files(tmp_path, slp_sk_en, c
     unparseable = sum(r["parsed"] is None for r in rows)
     assert metrics["n_unparseable"] == unparseable
     # The predictions file scores the same with no model at all.
-    assert main(["score", "--task", "nli", "--language", "sk", "--source", "fixtures",
-                 "--predictions", str(out / "predictions.jsonl"), "--output", str(tmp_path / "s")]) == 0
+    assert (
+        main(
+            [
+                "score",
+                "--task",
+                "nli",
+                "--language",
+                "sk",
+                "--source",
+                "fixtures",
+                "--predictions",
+                str(out / "predictions.jsonl"),
+                "--output",
+                str(tmp_path / "s"),
+            ]
+        )
+        == 0
+    )
     rescored = json.loads((tmp_path / "s" / "metrics.json").read_text())
     assert rescored["metrics"] == metrics["metrics"]
 
@@ -114,8 +134,25 @@ def test_evaluate_bad_input_names_the_valid_values(tmp_path, capsys, args, patte
 
 
 def test_wrong_language_representation_for_the_source_is_refused(tmp_path, slp_sk_en, capsys):
-    assert main(["train-task", "--task", "nli", "--language", "en", "--kind", "adapter",
-                 "--language-rep", str(slp_sk_en / "sk"), "--output", str(tmp_path / "x"), *FAST]) == 2
+    assert (
+        main(
+            [
+                "train-task",
+                "--task",
+                "nli",
+                "--language",
+                "en",
+                "--kind",
+                "adapter",
+                "--language-rep",
+                str(slp_sk_en / "sk"),
+                "--output",
+                str(tmp_path / "x"),
+                *FAST,
+            ]
+        )
+        == 2
+    )
     assert "'sk'" in capsys.readouterr().err
 
 

@@ -77,7 +77,9 @@ def tensors(files: list[Path]) -> list[tuple]:
     out = []
     for f in files:
         for t in load_file(f).values():
-            out.append((tuple(t.shape), hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()))
+            out.append(
+                (tuple(t.shape), hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest())
+            )
     return sorted(out)
 
 

@@ -27,12 +27,20 @@ def write_mirror(root: Path, articles: dict[str, list[str]]) -> Path:
     for config, texts in articles.items():
         (root / config).mkdir(exist_ok=True)
         n = len(texts)
-        table = pa.table({"id": [str(i) for i in range(n)], "url": [f"https://x/{i}" for i in range(n)],
-                          "title": [f"T{i}" for i in range(n)], "text": texts})
+        table = pa.table(
+            {
+                "id": [str(i) for i in range(n)],
+                "url": [f"https://x/{i}" for i in range(n)],
+                "title": [f"T{i}" for i in range(n)],
+                "text": texts,
+            }
+        )
         pq.write_table(table, root / config / "train-00000-of-00001.parquet")
         configs.append(f"- config_name: {config}\n  data_files:\n  - split: train\n"
                        f"    path: {config}/train-*\n")
-    (root / "README.md").write_text("---\nconfigs:\n" + "".join(configs) + "---\n", encoding="utf-8")
+    (root / "README.md").write_text(
+        "---\nconfigs:\n" + "".join(configs) + "---\n", encoding="utf-8"
+    )
     return root
 
 

@@ -8,6 +8,18 @@ attention mask extended; they never touch the decoder. Adapters stack language -
 in every layer (the `adapters` library's ``Stack``). Swapping the language
 representation leaves the task representation as it is.
 
+One base, many composed models: each representation takes a *slot* in the base under
+its id (an adapter's weights go into the base's layers under that name); a composed
+model that holds the same files shares the slot, and a different representation under a
+taken id is refused. Several composed models can therefore live on one base, each
+activating its own adapters at every call, and :meth:`ComposedModel.close` gives its
+slots back, so the base ends as it started.
+
+``duplicate_language_prompt_in_forward`` reproduces, as an option, a quirk of the paper's
+reference code for ``slp+stp``: its ``forward`` (training loss, keep-best validation loss)
+sees ``[language][language][task][input]`` while its ``generate`` (test predictions) sees
+``[language][task][input]`` (see docs/fidelity.md). Off by default.
+
 Mixed-language batches: :meth:`ComposedModel.set_languages` holds several language
 representations at once (a *bank*) and ``forward``/``generate`` take ``language_ids``,
 one bank index per row. Prompt banks gather each row's prompt from the stacked bank
@@ -20,7 +32,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from adapters.composition import BatchSplit, Stack
@@ -40,6 +52,7 @@ from langtransfer.errors import CorruptFileError, LangTransferError, UnknownName
 from langtransfer.models import check_compatible, fingerprint
 from langtransfer.representations.adapter import ensure_adapter_support, replay_adapter_init
 from langtransfer.representations.base import Representation
+from langtransfer.representations.prompt import SoftPrompt
 from langtransfer.representations.store import ADAPTER_WEIGHTS, save_representation
 
 
@@ -78,6 +91,13 @@ class ComposedModel(nn.Module):
     or ``"task"``); everything else is frozen.
     """
 
+    # A transformers model to which the `adapters` library adds methods at run time.
+    base: Any
+
+    @staticmethod
+    def _prompt(prompts: nn.ModuleDict, key: str) -> SoftPrompt:
+        return cast(SoftPrompt, prompts[key])
+
     def __init__(
         self,
         base: PreTrainedModel,
@@ -85,9 +105,11 @@ class ComposedModel(nn.Module):
         task: Representation | None = None,
         *,
         train: str | None = None,
+        duplicate_language_prompt_in_forward: bool = False,
     ):
         super().__init__()
         self.base = base
+        self.duplicate_language_prompt_in_forward = duplicate_language_prompt_in_forward
         self.prompts = nn.ModuleDict()
         # Mixed-language batches: code -> SoftPrompt, and the codes in bank-index order.
         self.language_prompts = nn.ModuleDict()
@@ -105,6 +127,8 @@ class ComposedModel(nn.Module):
             self._attach("task", task)
             self._attach("language", language)
             self.set_trainable(train)
+            if duplicate_language_prompt_in_forward:
+                self._check_duplication()
         except BaseException:
             self.close()  # give back what was acquired: the base stays as it was
             raise
@@ -142,19 +166,27 @@ class ComposedModel(nn.Module):
         what = f"{rep.role} {rep.kind} {rep.name}"
         if rep.base_model is not None:
             check_compatible(rep.base_model, self.base, what)
-        if rep.kind == "prompt":
+        if not rep.in_layers:
             self._check_prompt_width(rep)
         self._acquire(rep)
-        if rep.kind == "prompt":
+        if not rep.in_layers:
             device = self.base.get_input_embeddings().weight.device
-            self.prompts[role] = rep.prompt.to(device)
+            self.prompts[role] = rep.soft_prompt.to(device)
         setattr(self, role, rep)
         self.activate()
 
-    def _check_prompt_width(self, rep: Representation) -> None:
-        if rep.prompt.dim != self.base.config.d_model:
+    def _check_duplication(self) -> None:
+        """The reference quirk exists only for a language prompt with a task prompt."""
+        if "language" not in self.prompts or "task" not in self.prompts or self.language_bank:
             raise LangTransferError(
-                f"{rep.role} {rep.kind} {rep.name} has width {rep.prompt.dim} but base model "
+                "duplicate_language_prompt_in_forward (the reference's slp+stp quirk) needs "
+                f"one language prompt and a task prompt (slp+stp), not {self.configuration}"
+            )
+
+    def _check_prompt_width(self, rep: Representation) -> None:
+        if rep.soft_prompt.dim != self.base.config.d_model:
+            raise LangTransferError(
+                f"{rep.role} {rep.kind} {rep.name} has width {rep.soft_prompt.dim} but base model "
                 f"{fingerprint(self.base)['name']!r} has d_model {self.base.config.d_model}"
             )
 
@@ -174,7 +206,7 @@ class ComposedModel(nn.Module):
                 f"representation id {rep.id!r} of {rep.role} {rep.kind} {rep.where} clashes "
                 f"with another representation already loaded in this base ({held.where})"
             )
-        if held is None and rep.kind == "adapter":
+        if held is None and rep.in_layers:
             if self._adapters_pending:
                 # As on a freshly loaded base: its first adapter comes after
                 # ``adapters.init``'s random draws (same seed, same fresh adapter weights).
@@ -201,7 +233,7 @@ class ComposedModel(nn.Module):
         if slots.users[rep.id] == 0:
             del slots.users[rep.id]
             held = slots.reps.pop(rep.id)
-            if held.kind == "adapter":
+            if held.in_layers:
                 self.base.delete_adapter(rep.id)
 
     def _load_adapter(self, rep: Representation) -> None:
@@ -229,7 +261,7 @@ class ComposedModel(nn.Module):
         rep = getattr(self, role)
         if rep is None:
             return
-        if rep.kind == "prompt":
+        if not rep.in_layers:
             del self.prompts[role]
         setattr(self, role, None)
         self._release(rep)
@@ -268,9 +300,9 @@ class ComposedModel(nn.Module):
         if rows is not None:
             split = BatchSplit(*[n for n, _ in rows], batch_sizes=[k for _, k in rows])
             names.append(split if len(rows) > 1 else rows[0][0])
-        elif self.language is not None and self.language.kind == "adapter":
+        elif self.language is not None and self.language.in_layers:
             names.append(self.language.name)
-        if self.task is not None and self.task.kind == "adapter":
+        if self.task is not None and self.task.in_layers:
             names.append(self.task.name)
         self.base.set_active_adapters(Stack(*names) if names else None)
 
@@ -293,7 +325,7 @@ class ComposedModel(nn.Module):
             kinds = {r.kind for r in reps.values()}
             if len(kinds) > 1:
                 raise LangTransferError("a language bank holds only prompts or only adapters")
-            lengths = {r.prompt.num_tokens for r in reps.values() if r.kind == "prompt"}
+            lengths = {r.soft_prompt.num_tokens for r in reps.values() if not r.in_layers}
             if len(lengths) > 1:
                 raise LangTransferError(
                     f"language prompts in one bank must have the same length, got {sorted(lengths)}"
@@ -301,14 +333,16 @@ class ComposedModel(nn.Module):
             device = self.base.get_input_embeddings().weight.device
             for code, rep in reps.items():
                 if rep.role != "language":
-                    raise LangTransferError(f"{rep.name} is a {rep.role} representation, not a language one")
+                    raise LangTransferError(
+                        f"{rep.name} is a {rep.role} representation, not a language one"
+                    )
                 if rep.base_model is not None:
                     check_compatible(rep.base_model, self.base, f"language {rep.kind} {rep.name}")
-                if rep.kind == "prompt":
+                if not rep.in_layers:
                     self._check_prompt_width(rep)
                 self._acquire(rep)
-                if rep.kind == "prompt":
-                    self.language_prompts[code] = rep.prompt.to(device)
+                if not rep.in_layers:
+                    self.language_prompts[code] = rep.soft_prompt.to(device)
             self.language_bank = reps
             self._activate_adapters()
         self.set_trainable(role if role != "language" else None)
@@ -337,7 +371,9 @@ class ComposedModel(nn.Module):
     def _bank_embeddings(self) -> torch.Tensor:
         """The bank's prompts stacked (languages × tokens × dim); frozen banks are stacked
         once and reused until a prompt's weights change."""
-        weights = [self.language_prompts[c].embedding for c in self.language_bank]
+        weights: list[torch.Tensor] = [
+            self._prompt(self.language_prompts, c).embedding for c in self.language_bank
+        ]
         if any(w.requires_grad for w in weights):
             return torch.stack(weights)
         key = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in weights)
@@ -357,7 +393,8 @@ class ComposedModel(nn.Module):
             raise LangTransferError("language_ids needs a language bank: call set_languages first")
         if language_ids.shape != (batch,):
             raise LangTransferError(
-                f"language_ids must have one entry per row ({batch}), got shape {tuple(language_ids.shape)}"
+                f"language_ids must have one entry per row ({batch}), got shape "
+                f"{tuple(language_ids.shape)}"
             )
         if int(language_ids.min()) < 0 or int(language_ids.max()) >= len(self.language_bank):
             raise LangTransferError(
@@ -375,7 +412,7 @@ class ComposedModel(nn.Module):
         return order, torch.argsort(order)
 
     def uses_adapter_bank(self, language_ids: torch.Tensor | None) -> bool:
-        return language_ids is not None and next(iter(self.language_bank.values())).kind == "adapter"
+        return language_ids is not None and next(iter(self.language_bank.values())).in_layers
 
     def set_trainable(self, role: str | None) -> None:
         """Give gradients to exactly the ``role`` representation; freeze all else."""
@@ -385,8 +422,8 @@ class ComposedModel(nn.Module):
         if role and rep is None:
             raise LangTransferError(f"cannot train the {role} representation: none is attached")
         self.requires_grad_(False)
-        if rep is not None and rep.kind == "prompt":
-            rep.prompt.requires_grad_(True)
+        if rep is not None and not rep.in_layers:
+            rep.soft_prompt.requires_grad_(True)
         elif rep is not None:
             # The adapters library's own switch: unfreezes exactly this adapter's weights.
             self.base.train_adapter(rep.name)
@@ -400,17 +437,21 @@ class ComposedModel(nn.Module):
     # -- running -----------------------------------------------------------------------
 
     def prompt_length(self) -> int:
-        bank = next(iter(self.language_prompts.values()), None)
-        own = sum(p.num_tokens for p in self.prompts.values())
-        return own + (bank.num_tokens if bank is not None else 0)
+        own = sum(self._prompt(self.prompts, r).num_tokens for r in self.prompts)
+        bank = [self._prompt(self.language_prompts, c) for c in self.language_prompts][:1]
+        return own + sum(p.num_tokens for p in bank)
 
     def encoder_inputs(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         language_ids: torch.Tensor | None = None,
+        *,
+        duplicate_language: bool = False,
     ) -> dict[str, torch.Tensor]:
-        """Encoder inputs with the prompts prepended: ``[language][task][input]``.
+        """Encoder inputs with the prompts prepended: ``[language][task][input]``
+        (``[language][language][task][input]`` with ``duplicate_language``, the reference's
+        slp+stp training input).
 
         With a prompt bank, row ``i`` gets bank prompt ``language_ids[i]`` (a gather). The
         prompts enter as broadcast views; the one copy made is the concatenation the
@@ -422,8 +463,12 @@ class ComposedModel(nn.Module):
         prefixes: list[torch.Tensor] = []
         if language_ids is not None and self.language_prompts:
             prefixes.append(self._bank_embeddings()[language_ids])
-        prefixes += [self.prompts[r]().unsqueeze(0).expand(batch, -1, -1)
-                     for r in ("language", "task") if r in self.prompts]
+        roles = [r for r in ("language", "task") if r in self.prompts]
+        if duplicate_language:
+            self._check_duplication()
+            roles.insert(0, "language")
+        prefixes += [self._prompt(self.prompts, r)().unsqueeze(0).expand(batch, -1, -1)
+                     for r in roles]
         if not prefixes:
             return {"input_ids": input_ids, "attention_mask": attention_mask}
         embeds = self.base.get_input_embeddings()(input_ids)
@@ -447,16 +492,21 @@ class ComposedModel(nn.Module):
 
         ``language_ids`` (LongTensor[B], with a bank from :meth:`set_languages`): row ``i``
         runs with bank language ``language_ids[i]``; outputs keep the input row order.
+        With ``duplicate_language_prompt_in_forward`` the language prompt comes twice.
         """
         self.check_language_ids(language_ids, input_ids.shape[0])
         if not self.uses_adapter_bank(language_ids):
             self.activate()
             return self.base(
-                **self.encoder_inputs(input_ids, attention_mask, language_ids),
+                **self.encoder_inputs(
+                    input_ids, attention_mask, language_ids,
+                    duplicate_language=self.duplicate_language_prompt_in_forward,
+                ),
                 labels=labels,
                 decoder_input_ids=decoder_input_ids,
                 decoder_attention_mask=decoder_attention_mask,
             )
+        assert language_ids is not None  # uses_adapter_bank
         order, inverse = self._adapter_bank_rows(language_ids)
 
         def rows(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -505,6 +555,7 @@ class ComposedModel(nn.Module):
                 "mixed-language generation with language adapters supports num_beams=1 and "
                 "num_return_sequences=1 only (use one language per batch for beam search)"
             )
+        assert language_ids is not None  # uses_adapter_bank
         order, inverse = self._adapter_bank_rows(language_ids)
         try:
             mask = None if attention_mask is None else attention_mask[order]
@@ -542,8 +593,12 @@ def compose(
     language: Representation | None = None,
     task: Representation | None = None,
     train: str | None = None,
+    duplicate_language_prompt_in_forward: bool = False,
 ) -> ComposedModel:
-    """Build a :class:`ComposedModel` and check the representations fit ``configuration``."""
+    """Build a :class:`ComposedModel` and check the representations fit ``configuration``.
+
+    ``duplicate_language_prompt_in_forward``: the reference's slp+stp quirk (module doc);
+    refused for any other configuration."""
     wanted = get_configuration(configuration)
     for role, rep in (("language", language), ("task", task)):
         kind = wanted.kind(role)
@@ -553,4 +608,7 @@ def compose(
                 f"configuration {configuration!r} needs {kind or 'no'} {role} representation, "
                 f"got {got or 'none'}"
             )
-    return ComposedModel(base, language, task, train=train)
+    return ComposedModel(
+        base, language, task, train=train,
+        duplicate_language_prompt_in_forward=duplicate_language_prompt_in_forward,
+    )

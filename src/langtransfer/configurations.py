@@ -32,6 +32,12 @@ from langtransfer.errors import UnknownNameError
 #: The representation kinds. A kind's behaviour (how it attaches to a base, how its
 #: weights are stored) lives in ``langtransfer.representations.kinds``.
 REPRESENTATION_KINDS: tuple[str, ...] = ("prompt", "adapter")
+#: Where each kind lives in a composed model: ``input`` (virtual tokens before the encoder
+#: input, held by the composed model) or ``layers`` (modules inside the base's layers,
+#: through the `adapters` library, held by the shared base). Composition branches on
+#: this, not on the kind's name; a kind's stored format is in
+#: ``langtransfer.representations.store.FORMATS``.
+KIND_PLACEMENT: dict[str, str] = {"prompt": "input", "adapter": "layers"}
 #: What a representation is for: the language it adapts to, or the task it solves.
 ROLES: tuple[str, ...] = ("language", "task")
 
@@ -130,4 +136,4 @@ def check_kind(kind: object) -> str:
     """``kind`` if it is a representation kind; else an error naming the valid ones."""
     if kind not in REPRESENTATION_KINDS:
         raise UnknownNameError("representation kind", kind, REPRESENTATION_KINDS)
-    return kind  # type: ignore[return-value]
+    return str(kind)

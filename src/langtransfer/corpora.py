@@ -302,8 +302,8 @@ def _read_txt(path: Path, text_field: str) -> Iterator[str]:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise DataFormatError(path, f"not UTF-8 text ({e.reason})", line) from e
+        at = raw[: e.start].count(b"\n") + 1
+        raise DataFormatError(path, f"not UTF-8 text ({e.reason})", at) from e
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     blank = [not line.strip() for line in lines]
     text_at = [i for i, b in enumerate(blank) if not b]

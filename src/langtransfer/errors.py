@@ -34,6 +34,12 @@ class DataFormatError(LangTransferError, ValueError):
         super().__init__(f"{where}: {message}")
 
 
+class MissingSplitError(LangTransferError):
+    """A data source (hub source, directory, single file) that has no such split. Task
+    training catches it for ``validation`` (and holds out part of train instead); every
+    other error while loading validation data stops training."""
+
+
 class IncompatibleModelError(LangTransferError, ValueError):
     """Weights trained for one base model loaded onto another."""
 

@@ -33,6 +33,7 @@ from langtransfer.predictions import metrics_record, score_predictions
 from langtransfer.representations import Representation
 from langtransfer.task_data import load_examples, tokenise
 from langtransfer.tasks import get_task
+from langtransfer.tasks.sources import progress_bars
 
 #: The generation budget of the paper's reference code, the default for every task. Its
 #: ``trainer.predict`` passes no generation arguments (ref: src/task_modeling/run.py,
@@ -70,7 +71,9 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[
     return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
 
 
-def pad_rows(rows: Sequence[Sequence[int]], pad_id: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_rows(
+    rows: Sequence[Sequence[int]], pad_id: int, width: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Token id rows -> (ids, attention mask), right-padded to the longest row (or ``width``)."""
     width = width or max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -81,7 +84,9 @@ def pad_rows(rows: Sequence[Sequence[int]], pad_id: int, width: int | None = Non
     return ids, mask
 
 
-def _row_languages(language_ids: Sequence[int] | None, idx: list[int], device) -> torch.Tensor | None:
+def _row_languages(
+    language_ids: Sequence[int] | None, idx: list[int], device
+) -> torch.Tensor | None:
     if language_ids is None:
         return None
     return torch.tensor([language_ids[i] for i in idx], dtype=torch.long, device=device)
@@ -140,9 +145,13 @@ def label_log_likelihoods(
         inputs = composed.encoder_inputs(input_ids, attention_mask, language_ids)
         encoded = composed.base.get_encoder()(**inputs, return_dict=True)
     for k, cand in enumerate(candidates):
-        labels = torch.as_tensor(cand, dtype=torch.long, device=device).repeat(input_ids.shape[0], 1)
+        labels = torch.as_tensor(cand, dtype=torch.long, device=device).repeat(
+            input_ids.shape[0], 1
+        )
         if encoded is None:
-            logits = composed(input_ids, attention_mask, labels=labels, language_ids=language_ids).logits
+            logits = composed(
+                input_ids, attention_mask, labels=labels, language_ids=language_ids
+            ).logits
         else:
             logits = composed.base(
                 encoder_outputs=encoded, attention_mask=inputs["attention_mask"], labels=labels
@@ -221,13 +230,16 @@ def evaluate(
             f"scoring 'rank' needs a classification task with label words; {task_obj.name!r} "
             "has none (use --scoring generate)"
         )
-    examples = load_examples(task_obj, lang.code, split, data, max_examples)
+    with progress_bars(show_progress):
+        examples = load_examples(task_obj, lang.code, split, data, max_examples)
     loaded = LoadedBase.of(model, trust_remote_code=trust_remote_code)
     base, tokenizer = loaded.model, loaded.tokenizer
     lang_repr = loaded.representation(language_rep) if language_rep else None
     task_repr = loaded.representation(task_rep) if task_rep else None
     if lang_repr is not None and lang_repr.role != "language":
-        raise LangTransferError(f"{language_rep} is a {lang_repr.role} representation, not a language one")
+        raise LangTransferError(
+            f"{language_rep} is a {lang_repr.role} representation, not a language one"
+        )
     if lang_repr is not None and lang_repr.language != lang.code:
         # Zero-shot transfer swaps in the *target's* representation; scoring another
         # language's under this language's name would silently mislabel the result.
@@ -238,7 +250,9 @@ def evaluate(
     if task_repr is not None and task_repr.role != "task":
         raise LangTransferError(f"{task_rep} is a {task_repr.role} representation, not a task one")
     if task_repr is not None and task_repr.task != task_obj.name:
-        raise LangTransferError(f"{task_rep} was trained for task {task_repr.task!r}, not {task_obj.name!r}")
+        raise LangTransferError(
+            f"{task_rep} was trained for task {task_repr.task!r}, not {task_obj.name!r}"
+        )
     configuration = configuration_name(lang_repr, task_repr)
     tokenised = tokenise(examples, tokenizer, max_length, with_labels=False)
     rows = list(tokenised.dataset["input_ids"])

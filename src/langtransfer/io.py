@@ -184,7 +184,7 @@ def _fsync_dir(path: Path) -> None:
 
 def fsync_tree(path: str | os.PathLike) -> None:
     """Flush every file under ``path`` (and the directories) to disk."""
-    for root, _dirs, files in os.walk(path):
+    for root, _dirs, files in os.walk(os.fspath(path)):
         for name in files:
             with open(os.path.join(root, name), "rb") as f:
                 os.fsync(f.fileno())
@@ -196,9 +196,16 @@ def fsync_tree(path: str | os.PathLike) -> None:
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 _UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV}
+_renameat2: Any
 try:
     _renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    _renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    _renameat2.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
     _renameat2.restype = ctypes.c_int
 except (OSError, AttributeError):  # not Linux, or a libc without it
     _renameat2 = None
@@ -254,7 +261,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         clean_leftovers(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{owner_token()}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.{owner_token()}.", suffix=".tmp", dir=path.parent
+        )
     except OSError as e:
         raise write_error(path, e) from e
     os.close(fd)
@@ -304,7 +313,11 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         clean_leftovers(path)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{owner_token()}.", suffix=".tmp", dir=path.parent))
+        tmp = Path(
+            tempfile.mkdtemp(
+                prefix=f".{path.name}.{owner_token()}.", suffix=".tmp", dir=path.parent
+            )
+        )
         umask = os.umask(0)
         os.umask(umask)
         tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; the result should look like mkdir's

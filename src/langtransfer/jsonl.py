@@ -14,10 +14,14 @@ from typing import Any
 from langtransfer.errors import DataFormatError
 
 
-def json_error(path: Path, e: ValueError | RecursionError, line: int | None = None) -> DataFormatError:
+def json_error(
+    path: Path, e: ValueError | RecursionError, line: int | None = None
+) -> DataFormatError:
     """A JSON parse failure as a DataFormatError naming the file and line."""
     if isinstance(e, json.JSONDecodeError):
-        return DataFormatError(path, f"invalid JSON: {e.msg}", line if line is not None else e.lineno)
+        return DataFormatError(
+            path, f"invalid JSON: {e.msg}", line if line is not None else e.lineno
+        )
     if isinstance(e, RecursionError):  # nesting deeper than Python's recursion limit
         return DataFormatError(path, "invalid JSON: nested too deeply", line)
     return DataFormatError(path, f"invalid JSON: {e}", line)  # e.g. an integer of 5000 digits

@@ -22,11 +22,9 @@ from langtransfer.objectives import span_corruption_dataset
 from langtransfer.representations import (
     AdapterSpec,
     PromptConfig,
-    new_adapter,
-    new_prompt,
     read_manifest,
 )
-from langtransfer.representations.base import representation_id
+from langtransfer.representations.base import new_representation, representation_id
 from langtransfer.train import (
     TrainSettings,
     default_settings,
@@ -100,16 +98,28 @@ def train_language(
     loaded = LoadedBase.of(model, trust_remote_code=trust_remote_code)
     base, tokenizer = loaded.model, loaded.tokenizer
     text = load_corpus(
-        corpus, lang, max_documents=max_documents, validation_size=validation_size, seed=settings.seed
+        corpus,
+        lang,
+        max_documents=max_documents,
+        validation_size=validation_size,
+        seed=settings.seed,
     )
-    train = span_corruption_dataset(text.train, tokenizer, input_length=sequence_length, seed=settings.seed)
+    train = span_corruption_dataset(
+        text.train, tokenizer, input_length=sequence_length, seed=settings.seed
+    )
     if text.streaming:
         # The reference's map-style dataset draws batches at random from all blocks; a
         # stream is shuffled within a buffer (seeded, and re-seeded per epoch by Trainer's
         # set_epoch, so a resumed run replays the same order).
-        train = train.shuffle(seed=settings.seed, buffer_size=shuffle_buffer or STREAM_SHUFFLE_BUFFER)
+        train = train.shuffle(
+            seed=settings.seed, buffer_size=shuffle_buffer or STREAM_SHUFFLE_BUFFER
+        )
     validation = span_corruption_dataset(
-        text.validation, tokenizer, input_length=sequence_length, seed=settings.seed + 1, streaming=False
+        text.validation,
+        tokenizer,
+        input_length=sequence_length,
+        seed=settings.seed + 1,
+        streaming=False,
     )
     if isinstance(train, Dataset) and len(train) == 0:
         raise LangTransferError(
@@ -126,13 +136,9 @@ def train_language(
     # One id per trained artefact, the same in every process (a resumed run's checkpoints
     # fit); the slot is given back when training ends.
     rep_id = representation_id("language", kind, lang.code, "training")
-    if kind == "prompt":
-        prompt = prompt or PromptConfig(init_text=lang.instruction, seed=settings.seed)
-        rep = new_prompt("language", base, tokenizer, prompt, language=lang.code,
-                         settings_hash=settings_hash, id=rep_id)
-    else:
-        rep = new_adapter("language", adapter, language=lang.code, settings_hash=settings_hash,
-                          id=rep_id)
+    prompt = prompt or PromptConfig(init_text=lang.instruction, seed=settings.seed)
+    rep = new_representation(kind, "language", base, tokenizer, prompt=prompt, adapter=adapter,
+                             language=lang.code, settings_hash=settings_hash, id=rep_id)
     # An adapter's weights are drawn from the global RNG when it is attached, before the
     # Trainer seeds anything: seed here so the same seed gives the same representation.
     set_seed(settings.seed)

@@ -140,6 +140,7 @@ def _make_language(
             f"wikipedia_max_articles must be a positive integer or null, "
             f"got {wikipedia_max_articles!r}"
         )
+    assert isinstance(name, str) and isinstance(script, str) and isinstance(family, str)
     return Language(
         code.strip().lower(), name.strip(), script.strip(), family.strip(), wikipedia_max_articles
     )
@@ -214,8 +215,8 @@ def _read_language_file(path: Path) -> Any:
             return yaml.safe_load(text)
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
-            line = mark.line + 1 if mark is not None else None
-            raise DataFormatError(path, f"invalid YAML: {e}", line) from e
+            at = mark.line + 1 if mark is not None else None
+            raise DataFormatError(path, f"invalid YAML: {e}", at) from e
         except RecursionError as e:
             raise DataFormatError(path, "invalid YAML: nested too deeply") from e
     raise DataFormatError(path, "unsupported extension; use .yaml, .yml or .json")

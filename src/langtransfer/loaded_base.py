@@ -54,7 +54,9 @@ class LoadedBase:
         cls, name: str = DEFAULT_MODEL, *, trust_remote_code: bool = False, torch_dtype: Any = None
     ) -> LoadedBase:
         """Load ``name`` (``tiny``, a local directory or a hub id) once; see ``load_base``."""
-        model, tokenizer = load_base(name, trust_remote_code=trust_remote_code, torch_dtype=torch_dtype)
+        model, tokenizer = load_base(
+            name, trust_remote_code=trust_remote_code, torch_dtype=torch_dtype
+        )
         cls.loads += 1
         return cls(model, tokenizer, name)
 
@@ -93,11 +95,16 @@ class LoadedBase:
         language: Representation | None = None,
         task: Representation | None = None,
         train: str | None = None,
+        duplicate_language_prompt_in_forward: bool = False,
     ) -> ComposedModel:
-        """A composed model on this base; close it (or use ``with``) when done."""
+        """A composed model on this base; close it (or use ``with``) when done.
+        ``duplicate_language_prompt_in_forward``: see :class:`ComposedModel`."""
         from langtransfer.compose import compose
 
-        return compose(self.model, configuration, language=language, task=task, train=train)
+        return compose(
+            self.model, configuration, language=language, task=task, train=train,
+            duplicate_language_prompt_in_forward=duplicate_language_prompt_in_forward,
+        )
 
     def loaded(self) -> dict[str, Representation]:
         """The representations composed models currently hold in this base, by id."""
@@ -108,7 +115,7 @@ class LoadedBase:
     # -- the frozen weights -----------------------------------------------------------------
 
     def frozen_tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
-        named = dict(self.model.named_parameters())
+        named: dict[str, torch.Tensor] = dict(self.model.named_parameters())
         named.update(self.model.named_buffers())
         for name in self._frozen:
             if name not in named:
@@ -128,8 +135,10 @@ class LoadedBase:
             t = t.contiguous()
             digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}\0".encode())
             if t.numel():
-                # uint8 views of any dtype (bf16 has no numpy type) share the storage.
-                digest.update(t.reshape(-1).view(torch.uint8).numpy())
+                # uint8 views of any dtype (bf16 has no numpy type) share the storage;
+                # numpy arrays are buffers (their type stubs do not say so).
+                data: Any = t.reshape(-1).view(torch.uint8).numpy()
+                digest.update(data)
         return digest.hexdigest()
 
     def __repr__(self) -> str:

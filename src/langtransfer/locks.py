@@ -151,8 +151,12 @@ def file_lock(
             _break(path, st)
             continue
         if timeout is not None and time.monotonic() - started > timeout:
-            owner = f" (held by pid {current.get('pid')} on {current.get('host')})" if current else ""
-            raise LangTransferError(f"timed out after {timeout:.0f}s waiting for lock {path}{owner}")
+            owner = (
+                f" (held by pid {current.get('pid')} on {current.get('host')})" if current else ""
+            )
+            raise LangTransferError(
+                f"timed out after {timeout:.0f}s waiting for lock {path}{owner}"
+            )
         time.sleep(poll)
     try:
         yield

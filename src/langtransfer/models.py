@@ -38,7 +38,7 @@ def load_base(
     from langtransfer.tiny import build_tiny
 
     if name == TINY_NAME:
-        model, tokenizer = build_tiny()
+        model, tokenizer = build_tiny(name=TINY_NAME)
     else:
         try:
             tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)

@@ -101,9 +101,9 @@ def score_predictions(
     if examples and predictions and not gold_ids.intersection(predictions):
         where = f" in {source}" if source is not None else ""
         raise LangTransferError(
-            f"none of the {len(predictions)} prediction ids{where} matches the {len(examples)} gold "
-            f"ids (e.g. {next(iter(predictions))!r} vs {examples[0].id!r}); wrong data, "
-            "language or split?"
+            f"none of the {len(predictions)} prediction ids{where} matches the "
+            f"{len(examples)} gold ids (e.g. {next(iter(predictions))!r} vs "
+            f"{examples[0].id!r}); wrong data, language or split?"
         )
     raw: list[Any] = []
     n_missing = n_unparseable = 0

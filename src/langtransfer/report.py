@@ -117,7 +117,8 @@ class ReportSummary:
 
 
 def _mean_if_complete(values: Sequence[float | None]) -> float | None:
-    return fmean(values) if values and all(v is not None for v in values) else None
+    present = [v for v in values if v is not None]
+    return fmean(present) if values and len(present) == len(values) else None
 
 
 def _fmt(value: float | None, signed: bool = False) -> str:
@@ -293,7 +294,9 @@ def _build_tables(
     metrics = dict(metrics or {})
     unknown = sorted(set(metrics) - {r["task"] for r in records})
     if unknown:
-        raise UnknownNameError("task for --metric", unknown[0], sorted({r["task"] for r in records}))
+        raise UnknownNameError(
+            "task for --metric", unknown[0], sorted({r["task"] for r in records})
+        )
     cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in records:
         cells.setdefault((r["task"], r["source_language"]), []).append(r)

@@ -107,8 +107,25 @@ def is_done(art: Artefact) -> bool:
         return False
 
 
+def discard_stale_results(out: Path, artefacts: list[Artefact]) -> int:
+    """Remove every result record (and its predictions) that is not a finished cell of
+    ``artefacts`` with the same settings, so results of two configs never mix; return how
+    many. Representations stay: they are rebuilt only where their hash changed."""
+    keep = {a.path for a in artefacts if a.stage == "evaluation" and is_done(a)}
+    removed = 0
+    for path in sorted((out / "results").rglob("*.json")) if (out / "results").is_dir() else []:
+        if path not in keep:
+            cell = path.relative_to(out / "results").with_suffix("")
+            path.unlink()
+            shutil.rmtree(out / "predictions" / cell, ignore_errors=True)
+            removed += 1
+    return removed
+
+
 def prepare_output(config: StudyConfig, overwrite: bool = False) -> Path:
-    """Claim the output directory for this study; refuse one from a study with other settings."""
+    """Claim the output directory for this study; refuse one from a study with other
+    settings unless ``overwrite``, which keeps the results the new settings reproduce
+    (same cell, same hash) and discards the rest."""
     out = Path(config.output)
     marker = out / STUDY_FILE
     fingerprint = config.fingerprint()
@@ -122,11 +139,15 @@ def prepare_output(config: StudyConfig, overwrite: bool = False) -> Path:
                 raise OutputExistsError(
                     f"{out} holds a study with different settings (fingerprint {existing} vs "
                     f"{fingerprint}); use another output directory or pass --overwrite to "
-                    "discard its results"
+                    "discard the results these settings do not reproduce"
                 )
-            for sub in ("results", "predictions", "report", "failures"):
+            discard_stale_results(out, plan(config))
+            for sub in ("report", "failures"):
                 shutil.rmtree(out / sub, ignore_errors=True)
-    elif out.is_dir() and any(out.iterdir()) and not overwrite:
+    elif not overwrite and out.is_dir() and any(
+        # another shard starting on the same new directory may be writing the marker
+        not p.name.startswith(f".{STUDY_FILE}.") for p in out.iterdir()
+    ):
         raise OutputExistsError(f"{out} is not empty and holds no {STUDY_FILE}; pass --overwrite")
     write_json(marker, {"fingerprint": fingerprint, "config": config.to_dict()})
     return out
@@ -197,6 +218,10 @@ def run_study(
     bar = tqdm(artefacts, desc="study", unit="artefact", disable=not progress, dynamic_ncols=True)
     for art in bar:
         bar.set_postfix_str(art.id, refresh=True)
+        if is_done(art):
+            clear_failure(out, art.id)
+            run.skipped += 1
+            continue
         missing = tuple(d for d in art.deps if d in not_built)
         if missing:
             failure = Failure(art.id, BLOCKED, f"needs {', '.join(missing)}, which were not built",
@@ -204,10 +229,6 @@ def run_study(
             write_failure(out, failure)
             run.failures.append(failure)
             not_built.add(art.id)
-            continue
-        if is_done(art):
-            clear_failure(out, art.id)
-            run.skipped += 1
             continue
         try:
             with file_lock(art.path.parent / f".{art.path.name}.lock"):

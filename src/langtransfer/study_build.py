@@ -2,40 +2,78 @@
 
 :class:`StudyBuilder` turns an :class:`~langtransfer.study_jobs.Artefact` into a call of
 ``train_language``, ``train_task`` or ``evaluate`` whose arguments come from the
-artefact's job (and where things go from the artefact), nothing else.
+artefact's job (and where things go from the artefact), nothing else. It loads the base
+model once (:class:`~langtransfer.loaded_base.LoadedBase`) and passes it to every call,
+evaluation cells included, and after each trained artefact proves that the frozen base
+weights are unchanged (:meth:`~langtransfer.loaded_base.LoadedBase.weights_digest`).
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from langtransfer.errors import LangTransferError
 from langtransfer.study_jobs import Artefact, EvaluationJob, LanguageJob, TaskJob
+
+if TYPE_CHECKING:
+    from langtransfer.loaded_base import LoadedBase
+
+
+class BaseChangedError(LangTransferError):
+    """Training an artefact changed the frozen base model's weights."""
 
 
 class StudyBuilder:
     """Builds artefacts of one study directory; call it with an artefact.
 
-    ``base_loads`` counts how often this builder loaded the base model.
+    ``base_loads`` counts how often this builder loaded the base model: once per process,
+    unless a training changed the frozen weights (the base is then loaded afresh).
     """
 
     def __init__(self, study_dir: str | Path, *, show_progress: bool = False):
         self.study_dir = Path(study_dir)
         self.show_progress = show_progress
         self.base_loads = 0
+        self._base: LoadedBase | None = None
+        self._digest = ""
+
+    def load_base(self, name: str) -> LoadedBase:
+        from langtransfer.loaded_base import LoadedBase
+
+        return LoadedBase.load(name)
 
     def model(self, name: str) -> Any:
-        """The base the training and evaluation functions get: for now its name (each
-        call loads it)."""
-        self.base_loads += 1
-        return name
+        """The loaded base called ``name``, loaded on first use (a study has one)."""
+        if self._base is None or self._base.name != name:
+            self._base = self.load_base(name)
+            self.base_loads += 1
+            self._digest = self._base.weights_digest()
+        return self._base
+
+    def check_frozen(self, art: Artefact) -> None:
+        """Fail ``art`` (removing what it wrote) if its training changed the base."""
+        if self._base is None:
+            return
+        digest = self._base.weights_digest()
+        if digest != self._digest:
+            self._base = None  # never build on a changed base: the next artefact reloads it
+            shutil.rmtree(art.path, ignore_errors=True)
+            raise BaseChangedError(
+                f"training {art.id} changed the frozen base model's weights (digest "
+                f"{self._digest[:12]} -> {digest[:12]}); its output {art.path} was removed and "
+                "the base is reloaded for the next artefact"
+            )
 
     def __call__(self, art: Artefact) -> None:
         job = art.job
         if isinstance(job, LanguageJob):
             self.train_language(art, job)
+            self.check_frozen(art)
         elif isinstance(job, TaskJob):
             self.train_task(art, job)
+            self.check_frozen(art)
         elif isinstance(job, EvaluationJob):
             self.evaluate(art, job)
         else:  # pragma: no cover - the three job types are all there are
@@ -79,7 +117,9 @@ class StudyBuilder:
             prompt=job.prompt,
             adapter=job.adapter,
             max_length=job.sequence_length,
+            max_target_length=job.max_target_length,
             max_examples=job.max_train_examples,
+            reference_slp_stp_quirk=job.reference_slp_stp_quirk,
             checkpoint_dir=art.work,
             resume=True,
             overwrite=True,
@@ -108,6 +148,7 @@ class StudyBuilder:
             target_language=job.target,
             configuration=job.configuration,
             settings_hash=art.hash,
+            metrics_fingerprint=job.metrics,
             seed=job.seed,
         )
         write_record(self.study_dir, record)

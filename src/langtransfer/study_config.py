@@ -44,6 +44,11 @@ ROLE_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
         ("task", TRAIN_KEYS),
     )
 }
+#: Task-prompt keys that are no PromptConfig field: ``reference_slp_stp_quirk`` trains the
+#: slp+stp cells' task prompts as the reference did (language prompt twice in forward);
+#: the other prompt configurations have no such quirk and are trained as always.
+TASK_PROMPT_FLAGS = ("reference_slp_stp_quirk",)
+ROLE_KEYS["task"]["prompt"] += TASK_PROMPT_FLAGS
 KIND_KEYS = ROLE_KEYS["task"]
 
 
@@ -132,6 +137,11 @@ class StudyConfig:
             seed=self.seed if seed is None else seed,
             **values,
         )
+
+    def reference_slp_stp_quirk(self, configuration: str) -> bool:
+        """Whether ``configuration``'s task prompt trains with the reference's quirk."""
+        table = self.task_training.get("prompt", {})
+        return configuration == "slp+stp" and bool(table.get("reference_slp_stp_quirk", False))
 
     def adapter_spec(self, role: str) -> AdapterSpec:
         table = self.language_training if role == "language" else self.task_training
@@ -226,6 +236,10 @@ def _check_kind_tables(name: str, value: Any, where: str) -> None:
                 raise LangTransferError(
                     f"{where}: {name}.{kind}.{key} must be a positive integer, got {item!r:.40}"
                 )
+            if key in TASK_PROMPT_FLAGS and not isinstance(item, bool):
+                raise LangTransferError(
+                    f"{where}: {name}.{kind}.{key} must be true or false, got {item!r:.40}"
+                )
             if key in ("init", "config", "init_text") and not isinstance(item, str):
                 raise LangTransferError(
                     f"{where}: {name}.{kind}.{key} must be a string, got {item!r:.40}"
@@ -281,12 +295,13 @@ def check_types(config: StudyConfig, where: str) -> None:
     for key, item in config.evaluation.items():
         if key not in EVALUATION_KEYS:
             raise UnknownNameError("key in evaluation", key, EVALUATION_KEYS)
-        wanted = EVALUATION_KEYS[key]
-        if not isinstance(item, wanted) or isinstance(item, bool) or (wanted is int and item < 1):
-            raise LangTransferError(
-                f"{where}: evaluation.{key} must be a "
-                f"{'positive integer' if wanted is int else 'string'}, got {item!r:.40}"
-            )
+        if EVALUATION_KEYS[key] is str:
+            ok, wanted = isinstance(item, str), "a string"
+        else:  # max_new_tokens null: the task's own budget, as when it is not given
+            ok = (_is_int(item) and item >= 1) or (item is None and key == "max_new_tokens")
+            wanted = "a positive integer"
+        if not ok:
+            raise LangTransferError(f"{where}: evaluation.{key} must be {wanted}, got {item!r:.40}")
     scoring = config.evaluation.get("scoring", "generate")
     if scoring not in SCORING:
         raise UnknownNameError("evaluation.scoring", scoring, SCORING)
@@ -352,8 +367,8 @@ def load_study_config(path: str | Path, **overrides: Any) -> StudyConfig:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        line = getattr(getattr(e, "problem_mark", None), "line", None)
-        where = None if line is None else line + 1
+        at = getattr(getattr(e, "problem_mark", None), "line", None)
+        where = None if at is None else at + 1
         raise DataFormatError(path, f"not valid YAML ({e})", where) from e
     except RecursionError as e:
         raise DataFormatError(path, "not valid YAML (nested too deeply)") from e

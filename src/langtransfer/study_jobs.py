@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +60,9 @@ class LanguageJob:
 class TaskJob:
     """Train one task representation on the source language (``train_task``), with the
     source's language representation of ``language_kind`` attached (None: ``ta``/``stp``).
-    ``validation_data`` None means the task's validation split of ``train_data``."""
+    ``validation_data`` None means the task's validation split of ``train_data``.
+    ``reference_slp_stp_quirk`` (slp+stp jobs only): the reference's training input.
+    ``max_target_length``: the task's target length (labels are cut to it)."""
 
     model: str
     task: str
@@ -72,9 +74,11 @@ class TaskJob:
     validation_data: str | None
     max_train_examples: int | None
     sequence_length: int
+    max_target_length: int | None
     train: TrainSettings
     prompt: PromptConfig | None
     adapter: AdapterSpec | None
+    reference_slp_stp_quirk: bool
 
     stage = "task"
 
@@ -87,7 +91,10 @@ class TaskJob:
 class EvaluationJob:
     """Evaluate one cell (``evaluate``): the target's language representation of
     ``language_kind`` and the task representation of (task, source, configuration).
-    ``seed`` is not used by generation; it is written into the result record."""
+    ``seed`` is not used by generation; it is written into the result record, as is
+    ``metrics`` (the task's :meth:`~langtransfer.tasks.Task.metrics_fingerprint`: scoring
+    that changes meaning changes the hash). ``evaluation.max_new_tokens`` is the
+    effective budget (the config's, else evaluate's default)."""
 
     model: str
     task: str
@@ -99,6 +106,7 @@ class EvaluationJob:
     test_data: str | None
     max_eval_examples: int | None
     evaluation: EvaluationSettings
+    metrics: str
     seed: int
 
     stage = "evaluation"
@@ -169,16 +177,24 @@ def task_job(config: StudyConfig, task: str, source: str, configuration: str) ->
         validation_data=config.validation_data_for(task_obj.name, lang.code),
         max_train_examples=config.max_train_examples,
         sequence_length=config.sequence_length,
+        max_target_length=task_obj.target_length,
         train=train,
         prompt=prompt,
         adapter=config.adapter_spec("task") if kind == "adapter" else None,
+        reference_slp_stp_quirk=config.reference_slp_stp_quirk(configuration),
     )
 
 
 def evaluation_job(
     config: StudyConfig, task: str, configuration: str, source: str, target: str
 ) -> EvaluationJob:
+    from langtransfer.evaluate import REFERENCE_MAX_NEW_TOKENS
+    from langtransfer.tasks import get_task
+
     language_kind, task_kind = get_configuration(configuration, study=True).kinds
+    evaluation = config.evaluation_settings()
+    if evaluation.max_new_tokens is None:  # evaluate's default, made explicit for the hash
+        evaluation = replace(evaluation, max_new_tokens=REFERENCE_MAX_NEW_TOKENS)
     return EvaluationJob(
         model=config.model,
         task=task,
@@ -189,7 +205,8 @@ def evaluation_job(
         task_kind=task_kind,
         test_data=config.data_for(task, target, "test"),
         max_eval_examples=config.max_eval_examples,
-        evaluation=config.evaluation_settings(),
+        evaluation=evaluation,
+        metrics=get_task(task).metrics_fingerprint(),
         seed=config.seed,
     )
 

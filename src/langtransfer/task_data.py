@@ -51,7 +51,11 @@ def tokenise(
     enc = tokenizer([ex.input for ex in examples], truncation=False)["input_ids"]
     n_truncated = sum(len(ids) > max_length for ids in enc)
     # Keep the end token when cutting, as tokenizer truncation does.
-    rows = {"input_ids": [ids if len(ids) <= max_length else ids[: max_length - 1] + ids[-1:] for ids in enc]}
+    rows = {
+        "input_ids": [
+            ids if len(ids) <= max_length else ids[: max_length - 1] + ids[-1:] for ids in enc
+        ]
+    }
     n_truncated_targets = 0
     if with_labels:
         labels = tokenizer([ex.target for ex in examples])["input_ids"]

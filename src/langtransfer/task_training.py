@@ -14,19 +14,18 @@ from transformers import set_seed
 
 from langtransfer.compose import configuration_name
 from langtransfer.configurations import check_kind
-from langtransfer.errors import LangTransferError
+from langtransfer.errors import LangTransferError, MissingSplitError
 from langtransfer.language_training import check_output
 from langtransfer.languages import get_language
 from langtransfer.loaded_base import LoadedBase
 from langtransfer.representations import (
     AdapterSpec,
     PromptConfig,
-    new_adapter,
-    new_prompt,
 )
-from langtransfer.representations.base import representation_id
+from langtransfer.representations.base import new_representation, representation_id
 from langtransfer.task_data import load_examples, tokenise
 from langtransfer.tasks import get_task
+from langtransfer.tasks.sources import progress_bars
 from langtransfer.train import (
     TrainSettings,
     default_settings,
@@ -61,17 +60,27 @@ def train_task(
     settings_hash: str | None = None,
     show_progress: bool = True,
     trust_remote_code: bool = False,
+    reference_slp_stp_quirk: bool = False,
 ) -> Path:
     """Train a task adapter or soft task prompt on ``task`` in ``language`` and save it.
 
     ``model``: a :class:`LoadedBase` (shared, left as it was) or a name, which loads one.
     ``data``: None (the paper's hub source), ``"fixtures"`` or a local file/directory.
-    Validation uses the ``validation`` split where there is one, else a held-out 10% of
-    the training examples; the checkpoint with the lowest validation loss is kept.
+    Validation uses ``validation_data`` or the ``validation`` split of ``data``; only
+    when that source has no validation split (:class:`MissingSplitError`), a held-out
+    10% of the training examples; the checkpoint with the lowest validation loss is kept.
     Targets are cut to ``max_target_length`` tokens, by default the task's
     ``target_length`` (the reference's: 30 for QA and NER, 3 for NLI, 4 for CW).
+    ``reference_slp_stp_quirk`` (slp+stp only, else refused): train as the reference
+    did, with the language prompt twice in every forward (training and validation loss);
+    test-time generation is unaffected. Recorded in the manifest's ``training``.
     """
     check_kind(kind)
+    if reference_slp_stp_quirk and (kind != "prompt" or language_rep is None):
+        raise LangTransferError(
+            "reference_slp_stp_quirk applies to slp+stp only: a task prompt (kind 'prompt') "
+            "trained with a soft language prompt (language_rep)"
+        )
     task_obj, lang = get_task(task), get_language(language)
     output = Path(output)
     check_output(output, overwrite, resume, kind=kind, role="task", task=task_obj.name)
@@ -79,16 +88,26 @@ def train_task(
     if max_target_length is None:
         max_target_length = task_obj.target_length
 
-    train_examples = load_examples(task_obj, lang.code, "train", data, max_examples)
+    with progress_bars(show_progress):  # a study (progress off) prints no hub-load bars
+        train_examples = load_examples(task_obj, lang.code, "train", data, max_examples)
     try:
-        val_examples = load_examples(task_obj, lang.code, "validation", validation_data or data)
-    except LangTransferError:
+        with progress_bars(show_progress):
+            val_examples = load_examples(task_obj, lang.code, "validation",
+                                         validation_data or data)
+    except MissingSplitError:
+        # Only "this source has no validation split" falls back; any other error (a hub
+        # failure, a malformed file, validation data given but missing) stops here
+        # rather than silently changing what validation means.
+        if validation_data is not None:
+            raise
         n_val = min(MAX_VALIDATION, max(1, int(len(train_examples) * VALIDATION_FRACTION)))
         if len(train_examples) < 2:
             raise LangTransferError(
                 f"{task_obj.name} {lang.code}: {len(train_examples)} training example(s) is too few"
             ) from None
-        held = set(np.random.default_rng(settings.seed).permutation(len(train_examples))[:n_val].tolist())
+        held = set(
+            np.random.default_rng(settings.seed).permutation(len(train_examples))[:n_val].tolist()
+        )
         val_examples = [ex for i, ex in enumerate(train_examples) if i in held]
         train_examples = [ex for i, ex in enumerate(train_examples) if i not in held]
 
@@ -96,26 +115,34 @@ def train_task(
     base, tokenizer = loaded.model, loaded.tokenizer
     set_seed(settings.seed)  # a fresh adapter's initial weights come from the global RNG
     language_repr = loaded.representation(language_rep) if language_rep else None
-    if language_repr is not None and (language_repr.role != "language" or language_repr.language != lang.code):
+    if language_repr is not None and (
+        language_repr.role != "language" or language_repr.language != lang.code
+    ):
         raise LangTransferError(
             f"{language_rep} is a {language_repr.role} representation for "
-            f"{language_repr.language or language_repr.task!r}, but the task trains on {lang.code!r}: "
+            f"{language_repr.language or language_repr.task!r}, but the task trains on "
+            f"{lang.code!r}: "
             "pass the source language's representation"
         )
     # One id per trained artefact, the same in every process, so a resumed run's
     # checkpoints fit; the slot is given back when training ends.
     rep_id = representation_id("task", kind, task_obj.name, lang.code, "training")
-    if kind == "prompt":
-        prompt = prompt or PromptConfig(
-            num_tokens=prompt_tokens or 50, init_text=task_obj.prompt_init(lang.name), seed=settings.seed
-        )
-        task_repr = new_prompt("task", base, tokenizer, prompt, task=task_obj.name,
-                               settings_hash=settings_hash, id=rep_id)
-    else:
-        task_repr = new_adapter("task", adapter, task=task_obj.name, settings_hash=settings_hash,
-                                id=rep_id)
+    prompt = prompt or PromptConfig(
+        num_tokens=prompt_tokens or 50,
+        init_text=task_obj.prompt_init(lang.name),
+        seed=settings.seed,
+    )
+    task_repr = new_representation(kind, "task", base, tokenizer, prompt=prompt, adapter=adapter,
+                                   task=task_obj.name, settings_hash=settings_hash, id=rep_id)
     configuration = configuration_name(language_repr, task_repr)
-    composed = loaded.compose(configuration, language=language_repr, task=task_repr, train="task")
+    if reference_slp_stp_quirk and configuration != "slp+stp":
+        raise LangTransferError(
+            f"reference_slp_stp_quirk applies to slp+stp only, not {configuration} "
+            f"({language_rep} is a language {language_repr.kind if language_repr else None})"
+        )
+    composed = loaded.compose(configuration, language=language_repr, task=task_repr,
+                              train="task",
+                              duplicate_language_prompt_in_forward=reference_slp_stp_quirk)
     try:
         train = tokenise(train_examples, tokenizer, max_length, max_target_length)
         validation = tokenise(val_examples, tokenizer, max_length, max_target_length)
@@ -134,11 +161,16 @@ def train_task(
         )
         summary.update(
             configuration=configuration,
+            reference_slp_stp_quirk=reference_slp_stp_quirk,
             source_language=lang.code,
             language_representation=None
             if language_repr is None
-            else {"kind": language_repr.kind, "language": language_repr.language,
-                  "path": str(language_rep), "settings_hash": language_repr.settings_hash},
+            else {
+                "kind": language_repr.kind,
+                "language": language_repr.language,
+                "path": str(language_rep),
+                "settings_hash": language_repr.settings_hash,
+            },
             data=str(data) if data is not None else "paper",
             train_examples=len(train_examples),
             validation_examples=len(val_examples),
@@ -147,7 +179,9 @@ def train_task(
             max_length=max_length,
             max_target_length=max_target_length,
             validation_loss_initial=loss_initial,
-            validation_loss=evaluation_loss(composed, validation.dataset, tokenizer, eval_batch_size),
+            validation_loss=evaluation_loss(
+                composed, validation.dataset, tokenizer, eval_batch_size
+            ),
         )
         if trainer.is_world_process_zero():
             composed.save("task", output, training=summary, overwrite=True)

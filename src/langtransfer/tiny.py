@@ -10,12 +10,10 @@ from __future__ import annotations
 import torch
 from transformers import ByT5Tokenizer, MT5Config, MT5ForConditionalGeneration
 
-from langtransfer.models import TINY_NAME
-
 TINY_SEED = 0
 
 
-def tiny_config() -> MT5Config:
+def tiny_config(name: str = "tiny") -> MT5Config:
     """A 2+2-layer MT5 with a byte-level vocabulary (ByT5's 384 ids incl. sentinels)."""
     config = MT5Config(
         vocab_size=384,
@@ -32,16 +30,19 @@ def tiny_config() -> MT5Config:
         eos_token_id=1,
         tie_word_embeddings=False,
     )
-    config.name_or_path = TINY_NAME
+    config.name_or_path = name
     return config
 
 
-def build_tiny(seed: int = TINY_SEED) -> tuple[MT5ForConditionalGeneration, ByT5Tokenizer]:
-    """Build the tiny model with weights drawn from ``seed`` (same seed, same weights)."""
+def build_tiny(
+    seed: int = TINY_SEED, name: str = "tiny"
+) -> tuple[MT5ForConditionalGeneration, ByT5Tokenizer]:
+    """Build the tiny model with weights drawn from ``seed`` (same seed, same weights);
+    ``name`` is what it answers to (``langtransfer.models.TINY_NAME``)."""
     state = torch.random.get_rng_state()
     try:
         torch.manual_seed(seed)
-        model = MT5ForConditionalGeneration(tiny_config())
+        model = MT5ForConditionalGeneration(tiny_config(name))
     finally:
         torch.random.set_rng_state(state)
     model.eval()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import shutil
 import time
@@ -87,7 +88,7 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         for f in fields(self):  # values from YAML or JSON: check their types first
-            value, wanted = getattr(self, f.name), _FIELD_TYPES[f.type]
+            value, wanted = getattr(self, f.name), _FIELD_TYPES[str(f.type)]
             if value is None and None in wanted:
                 continue
             ok = any(isinstance(value, t) for t in wanted if t is not None)
@@ -97,13 +98,23 @@ class TrainSettings:
             if isinstance(value, float) and not math.isfinite(value):
                 raise LangTransferError(f"{f.name} must be a finite number, got {value}")
         if isinstance(self.report_to, list) and not all(isinstance(r, str) for r in self.report_to):
-            raise LangTransferError(f"report_to must list integration names, got {self.report_to!r:.40}")
+            raise LangTransferError(
+                f"report_to must list integration names, got {self.report_to!r:.40}"
+            )
         if self.optimizer not in OPTIMIZERS:
             raise UnknownNameError("optimizer", self.optimizer, OPTIMIZERS)
         if self.lr_scheduler not in LR_SCHEDULERS:
             raise UnknownNameError("lr_scheduler", self.lr_scheduler, LR_SCHEDULERS)
-        for name in ("max_steps", "batch_size", "save_steps", "logging_steps",
-                     "gradient_accumulation_steps", "eval_batch_size", "eval_steps", "save_total_limit"):
+        for name in (
+            "max_steps",
+            "batch_size",
+            "save_steps",
+            "logging_steps",
+            "gradient_accumulation_steps",
+            "eval_batch_size",
+            "eval_steps",
+            "save_total_limit",
+        ):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise LangTransferError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("warmup_steps", "dataloader_num_workers", "learning_rate", "weight_decay"):
@@ -198,7 +209,7 @@ class RepresentationTrainer(Trainer):
         model = self.accelerator.unwrap_model(self.model)
         bad = [n for n, p in model.trainable_parameters().items() if not torch.isfinite(p).all()]
         if bad:
-            last = last_complete_checkpoint(self.args.output_dir)
+            last = last_complete_checkpoint(str(self.args.output_dir))
             kept = f"the last good checkpoint is {last}" if last else "no checkpoint was saved yet"
             raise NonFiniteLossError(
                 f"non-finite weights ({bad[0]}) after step {self.state.global_step}, {when}; "
@@ -209,7 +220,9 @@ class RepresentationTrainer(Trainer):
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         model = self.accelerator.unwrap_model(self.model)
-        state_dict = {n: p.detach().cpu().contiguous() for n, p in model.trainable_parameters().items()}
+        state_dict = {
+            n: p.detach().cpu().contiguous() for n, p in model.trainable_parameters().items()
+        }
         super()._save(output_dir, state_dict=state_dict)
 
     def _save_checkpoint(self, model, trial) -> None:
@@ -218,12 +231,12 @@ class RepresentationTrainer(Trainer):
         name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
         final, staging = run_dir / name, run_dir / f".{name}.partial"
         if self.args.should_save:
-            shutil.rmtree(staging, ignore_errors=True)  # left by a killed run
+            remove_staging(run_dir)  # left by a killed run
         self.accelerator.wait_for_everyone()
         # Trainer writes `<run dir>/checkpoint-N` in place and then rotates old ones: point
         # it at the staging directory, and rotate here once the checkpoint is in place.
-        self._get_output_dir = lambda trial=None: str(staging)
-        self._rotate_checkpoints = lambda *a, **k: None
+        self._get_output_dir = lambda trial=None: str(staging)  # type: ignore[method-assign,misc]
+        self._rotate_checkpoints = lambda *a, **k: None  # type: ignore[method-assign]
         try:
             super()._save_checkpoint(model, trial)
             self.accelerator.wait_for_everyone()  # every process's rng state is written
@@ -273,7 +286,9 @@ def has_accelerator() -> bool:
     return torch.cuda.is_available() or torch.backends.mps.is_available()
 
 
-def training_arguments(settings: TrainSettings, checkpoint_dir: str | Path, has_eval: bool) -> TrainingArguments:
+def training_arguments(
+    settings: TrainSettings, checkpoint_dir: str | Path, has_eval: bool
+) -> TrainingArguments:
     evaluate = has_eval and settings.eval_steps is not None
     return TrainingArguments(
         output_dir=str(checkpoint_dir),
@@ -287,7 +302,9 @@ def training_arguments(settings: TrainSettings, checkpoint_dir: str | Path, has_
         warmup_steps=settings.warmup_steps,
         lr_scheduler_type=settings.lr_scheduler,
         save_strategy="steps",
-        save_steps=settings.eval_steps if evaluate and settings.keep_best else settings.save_steps,
+        save_steps=settings.eval_steps
+        if evaluate and settings.keep_best and settings.eval_steps
+        else settings.save_steps,
         save_total_limit=settings.save_total_limit,
         eval_strategy="steps" if evaluate else "no",
         eval_steps=settings.eval_steps if evaluate else None,
@@ -315,6 +332,27 @@ def training_arguments(settings: TrainSettings, checkpoint_dir: str | Path, has_
 
 
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
+_STAGING = re.compile(r"\.checkpoint-(\d+)\.partial")
+
+
+def remove_staging(checkpoint_dir: str | Path) -> int:
+    """Remove the ``.checkpoint-N.partial`` directories of killed saves; return how many.
+
+    A kill can land at any step of a save: while staging (the step is saved again after
+    resuming from an earlier checkpoint) but also after the rename into ``checkpoint-N``
+    and before the emptied staging directory is removed (then no save of step N follows
+    to remove it). One run writes a checkpoint directory at a time, so a staging
+    directory found when a run starts or saves belongs to none in progress.
+    """
+    folder = Path(checkpoint_dir)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0
+    stale = [folder / n for n in names if _STAGING.fullmatch(n)]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return len(stale)
 
 
 def last_complete_checkpoint(checkpoint_dir: str | Path) -> str | None:
@@ -371,7 +409,9 @@ def evaluation_loss(
         batch = {k: v.to(device) for k, v in batch.items()}
         logits = composed(**batch).logits
         mask = batch["labels"] != -100
-        loss = torch.nn.functional.cross_entropy(logits[mask].float(), batch["labels"][mask], reduction="sum")
+        loss = torch.nn.functional.cross_entropy(
+            logits[mask].float(), batch["labels"][mask], reduction="sum"
+        )
         total, tokens = total + loss.item(), tokens + int(mask.sum())
     composed.train(was_training)
     if tokens == 0:
@@ -397,7 +437,9 @@ def train_representation(
     starts afresh if there is none). The summary goes into the representation's manifest.
     """
     if composed.trained_role is None:
-        raise LangTransferError("nothing to train: the composed model has no trainable representation")
+        raise LangTransferError(
+            "nothing to train: the composed model has no trainable representation"
+        )
     if isinstance(train_dataset, Dataset):
         if len(train_dataset) == 0:
             raise LangTransferError("the training set is empty")
@@ -418,6 +460,8 @@ def train_representation(
     )
     if not show_progress:  # inside a study: one overall progress bar, no per-run log lines
         trainer.remove_callback(PrinterCallback)
+    if trainer.args.should_save:
+        remove_staging(checkpoint_dir)  # a resumed run may save no checkpoint at all
     last = last_complete_checkpoint(checkpoint_dir) if resume else None
     if last is not None:
         trainer.skipped_nonfinite = _skipped_steps(Path(last))

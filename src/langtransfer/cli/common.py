@@ -63,20 +63,34 @@ def add_training_options(parser: argparse.ArgumentParser, role: str) -> None:
     g = parser.add_argument_group("training (defaults: the paper's settings for --kind)")
     g.add_argument("--steps", type=int, help=f"training steps (default {steps})")
     g.add_argument("--batch-size", type=int, help="per-device batch size (default 32)")
-    g.add_argument("--eval-batch-size", type=int, help="evaluation batch size (default: batch size)")
-    g.add_argument("--learning-rate", type=float, help="prompt 0.5 (Adafactor), adapter 5e-5 (AdamW)")
+    g.add_argument(
+        "--eval-batch-size", type=int, help="evaluation batch size (default: batch size)"
+    )
+    g.add_argument(
+        "--learning-rate", type=float, help="prompt 0.5 (Adafactor), adapter 5e-5 (AdamW)"
+    )
     g.add_argument("--weight-decay", type=float, help="prompt 1e-5, adapter 0")
     g.add_argument("--optimizer", help="adafactor or adamw (prompt adafactor, adapter adamw)")
     g.add_argument("--warmup-steps", type=int, help="learning-rate warm-up steps (default 0)")
-    g.add_argument("--gradient-accumulation-steps", type=int, help="batches per optimiser step (default 1)")
+    g.add_argument(
+        "--gradient-accumulation-steps", type=int, help="batches per optimiser step (default 1)"
+    )
     g.add_argument("--save-steps", type=int, help="checkpoint every N steps (default 1000)")
     g.add_argument("--logging-steps", type=int, help="log the loss every N steps (default 50)")
     if role == "task":
-        g.add_argument("--eval-steps", type=int, help="validate every N steps and keep the best (default 1000)")
+        g.add_argument(
+            "--eval-steps", type=int, help="validate every N steps and keep the best (default 1000)"
+        )
     g.add_argument("--seed", type=int, help="random seed (default 42)")
-    g.add_argument("--bf16", action="store_true", default=None, help="bfloat16 mixed precision (GPU)")
-    g.add_argument("--fp16", action="store_true", default=None, help="float16 mixed precision (GPU)")
-    g.add_argument("--report-to", nargs="+", help="logging integrations, e.g. tensorboard wandb (default none)")
+    g.add_argument(
+        "--bf16", action="store_true", default=None, help="bfloat16 mixed precision (GPU)"
+    )
+    g.add_argument(
+        "--fp16", action="store_true", default=None, help="float16 mixed precision (GPU)"
+    )
+    g.add_argument(
+        "--report-to", nargs="+", help="logging integrations, e.g. tensorboard wandb (default none)"
+    )
     g.add_argument(
         "--skip-nonfinite-batches", action="store_true", default=None,
         help="skip a batch whose loss is NaN or infinite (counted in the log and the manifest) "
@@ -84,16 +98,29 @@ def add_training_options(parser: argparse.ArgumentParser, role: str) -> None:
     )
     g.add_argument("--checkpoint-dir", help="where checkpoints go (default: <output>.checkpoints)")
     g.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    g.add_argument("--overwrite", action="store_true", help="replace an existing representation in --output")
+    g.add_argument(
+        "--overwrite", action="store_true", help="replace an existing representation in --output"
+    )
 
     p = parser.add_argument_group("soft prompt (--kind prompt)")
     p.add_argument("--prompt-tokens", type=int, default=50, help="virtual tokens (default 50)")
-    p.add_argument("--init", default="text", help="initialisation: text, vocab, random or labels (default text)")
-    p.add_argument("--init-text", help="instruction the text init embeds (default: the paper's for the language/task)")
+    p.add_argument(
+        "--init",
+        default="text",
+        help="initialisation: text, vocab, random or labels (default text)",
+    )
+    p.add_argument(
+        "--init-text",
+        help="instruction the text init embeds (default: the paper's for the language/task)",
+    )
 
     a = parser.add_argument_group("adapter (--kind adapter)")
-    a.add_argument("--adapter-config", default="seq_bn", help="an `adapters` config name (default seq_bn)")
-    a.add_argument("--reduction-factor", type=int, default=16, help="bottleneck reduction factor (default 16)")
+    a.add_argument(
+        "--adapter-config", default="seq_bn", help="an `adapters` config name (default seq_bn)"
+    )
+    a.add_argument(
+        "--reduction-factor", type=int, default=16, help="bottleneck reduction factor (default 16)"
+    )
 
 
 def settings_from_args(args: argparse.Namespace, kind: str, role: str) -> TrainSettings:

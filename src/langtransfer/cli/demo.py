@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Run the small transfer study on the embedded tiny model with the shipped "
             "fixtures: 4 target languages (en, de, sk, ru; Latin and Cyrillic), 2 tasks "
-            "(NLI, check-worthiness), all seven configurations. Prints the tables and writes the report. "
+            "(NLI, check-worthiness), all seven configurations. Prints the tables and writes "
+            "the report. "
             "Rerunning continues or reuses the finished work. " + DISCLAIMER.replace("\n", " ")
         ),
     )

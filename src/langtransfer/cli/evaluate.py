@@ -22,19 +22,31 @@ def register(sub: argparse._SubParsersAction) -> None:
             "metrics.json (the reference's primary metric, variants beside it) to --output."
         ),
     )
-    p.add_argument("--task", required=True, help="qa, ner, nli, checkworthiness, or a registered task")
+    p.add_argument(
+        "--task", required=True, help="qa, ner, nli, checkworthiness, or a registered task"
+    )
     p.add_argument("--language", required=True, help="target language")
     p.add_argument("--language-rep", help="target language representation directory (or hub id); "
                    "it must be trained for --language")
     p.add_argument("--task-rep", help="task representation directory (or hub id)")
-    p.add_argument("--data", help="local file/directory or 'fixtures'; default: the paper's source on the hub")
+    p.add_argument(
+        "--data", help="local file/directory or 'fixtures'; default: the paper's source on the hub"
+    )
     p.add_argument("--split", default="test", help="split to evaluate (default test)")
-    p.add_argument("--output", required=True, help="directory for predictions.jsonl and metrics.json")
+    p.add_argument(
+        "--output", required=True, help="directory for predictions.jsonl and metrics.json"
+    )
     add_model_option(p)
     p.add_argument("--batch-size", type=int, default=64, help="generation batch size (default 64)")
-    p.add_argument("--max-new-tokens", type=int, help="new tokens generated at most (default 19, the paper's reference "
-                   "budget: transformers' default max_length 20 with the start token)")
-    p.add_argument("--max-length", type=int, default=256, help="input tokens kept (longer are cut and counted)")
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        help="new tokens generated at most (default 19, the paper's reference "
+        "budget: transformers' default max_length 20 with the start token)",
+    )
+    p.add_argument(
+        "--max-length", type=int, default=256, help="input tokens kept (longer are cut and counted)"
+    )
     p.add_argument("--max-examples", type=int, help="evaluate only the first N examples")
     p.add_argument("--num-beams", type=int, default=1, help="beam search width (default greedy)")
     p.add_argument(
@@ -66,6 +78,15 @@ def run(args: argparse.Namespace) -> int:
         scoring=args.scoring,
         trust_remote_code=args.trust_remote_code,
     )
-    keys = ("task", "language", "configuration", "scoring", "metrics", "n_examples", "n_unparseable", "n_truncated")
+    keys = (
+        "task",
+        "language",
+        "configuration",
+        "scoring",
+        "metrics",
+        "n_examples",
+        "n_unparseable",
+        "n_truncated",
+    )
     print(json.dumps({k: record.get(k) for k in keys}, indent=2, ensure_ascii=False))
     return 0

@@ -78,7 +78,9 @@ def run(args: argparse.Namespace) -> int:
     for item in args.metric:
         task, sep, metric = item.partition("=")
         if not sep or not task.strip() or not metric.strip():
-            raise LangTransferError(f"--metric {item!r} must look like TASK=METRIC, e.g. qa=mlqa_f1")
+            raise LangTransferError(
+                f"--metric {item!r} must look like TASK=METRIC, e.g. qa=mlqa_f1"
+            )
         metrics[task.strip()] = metric.strip()
     failures = read_failures(args.dirs)
     summary = build_report(records, out, failures=failures, metrics=metrics)

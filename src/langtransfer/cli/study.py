@@ -25,7 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("config", nargs="?", help="study YAML file")
-    p.add_argument("--example", choices=["demo", "paper"], help="print a shipped example config and exit")
+    p.add_argument(
+        "--example", choices=["demo", "paper"], help="print a shipped example config and exit"
+    )
     p.add_argument("--output", help="override the config's output directory")
     p.add_argument(
         "--dry-run", action="store_true",
@@ -33,7 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "it reads, marking missing data with its fix; build nothing (exit 1 if data is missing)",
     )
     p.add_argument("--shard", default="1/1", help="k/n: run shard k of n (default 1/1)")
-    p.add_argument("--overwrite", action="store_true", help="reuse an output directory of a study with other settings, discarding its results")
+    p.add_argument(
+        "--overwrite", action="store_true",
+        help="reuse an output directory of a study with other settings: results these "
+        "settings reproduce (same cell, same settings hash) are kept, the rest discarded",
+    )
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_extension_options(p)

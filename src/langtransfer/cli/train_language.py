@@ -31,8 +31,17 @@ def register(sub: argparse._SubParsersAction) -> None:
             "gloo without a GPU; `--cpu` alone starts one process unless MPI is set up)."
         ),
     )
-    p.add_argument("--language", required=True, help="language code or English name (see `langtransfer languages`)")
-    p.add_argument("--kind", required=True, choices=["prompt", "adapter"], help="soft language prompt or language adapter")
+    p.add_argument(
+        "--language",
+        required=True,
+        help="language code or English name (see `langtransfer languages`)",
+    )
+    p.add_argument(
+        "--kind",
+        required=True,
+        choices=["prompt", "adapter"],
+        help="soft language prompt or language adapter",
+    )
     p.add_argument(
         "--corpus",
         default="wikipedia",
@@ -43,17 +52,44 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--output", required=True, help="representation directory to write")
     add_model_option(p)
-    p.add_argument("--sequence-length", type=int, default=256, help="corrupted input length (default 256)")
+    p.add_argument(
+        "--sequence-length", type=int, default=256, help="corrupted input length (default 256)"
+    )
     p.add_argument("--max-documents", type=int, help="use only the first N documents")
     p.add_argument(
         "--validation-size",
-        type=float,
-        help="held-out documents: a count, or a fraction (default: 10%% of a local file; "
-        "for wikipedia 10%% of the training slice, at most 1000)",
+        type=validation_size,
+        metavar="N|FRACTION",
+        help="held-out validation documents: an integer is a document count (500), "
+        "a number with a decimal point a fraction of the documents in (0, 1) (0.05) "
+        "(default: 10%% of a local file; for wikipedia 10%% of the training slice, at most "
+        "1000)",
     )
     add_training_options(p, "language")
     add_extension_options(p, tasks=False)
     p.set_defaults(func=run)
+
+
+def validation_size(text: str) -> int | float:
+    """``--validation-size``: ``5`` is five documents, ``0.05`` five percent; anything
+    else (``2.5``, ``1.0``, ``0``) is refused rather than rounded into a count."""
+    try:
+        count = int(text)
+    except ValueError:
+        pass
+    else:
+        if count < 1:  # training validates before and after: it needs a document
+            raise argparse.ArgumentTypeError(f"a document count must be >= 1, got {text!r}")
+        return count
+    try:
+        fraction = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a document count or a fraction: {text!r}") from None
+    if not 0.0 < fraction < 1.0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a document count (an integer) nor a fraction in (0, 1)")
+    return fraction
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,9 +98,6 @@ def run(args: argparse.Namespace) -> int:
     from langtransfer.representations import read_manifest
 
     lang = get_language(args.language)
-    validation = args.validation_size
-    if validation is not None and validation >= 1:
-        validation = int(validation)
     # Trainer prints its log lines to stdout; keep stdout for the JSON summary alone.
     with contextlib.redirect_stdout(sys.stderr):
         out = train_language(
@@ -78,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
             adapter=adapter_from_args(args) if args.kind == "adapter" else None,
             sequence_length=args.sequence_length,
             max_documents=args.max_documents,
-            validation_size=validation,
+            validation_size=args.validation_size,
             checkpoint_dir=args.checkpoint_dir,
             resume=args.resume,
             overwrite=args.overwrite,

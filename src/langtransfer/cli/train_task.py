@@ -27,10 +27,19 @@ def register(sub: argparse._SubParsersAction) -> None:
             "and keeps the best checkpoint (lowest validation loss)."
         ),
     )
-    p.add_argument("--task", required=True, help="qa, ner, nli, checkworthiness, or a registered task")
+    p.add_argument(
+        "--task", required=True, help="qa, ner, nli, checkworthiness, or a registered task"
+    )
     p.add_argument("--language", required=True, help="source language of the training data")
-    p.add_argument("--kind", required=True, choices=["prompt", "adapter"], help="soft task prompt or task adapter")
-    p.add_argument("--language-rep", help="the source language's representation directory (or hub id)")
+    p.add_argument(
+        "--kind",
+        required=True,
+        choices=["prompt", "adapter"],
+        help="soft task prompt or task adapter",
+    )
+    p.add_argument(
+        "--language-rep", help="the source language's representation directory (or hub id)"
+    )
     p.add_argument(
         "--data",
         help="local file or directory of <language>.<split>.<ext> files, or 'fixtures' "
@@ -38,25 +47,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--output", required=True, help="representation directory to write")
     add_model_option(p)
-    p.add_argument("--max-length", type=int, default=256, help="input tokens kept per example (default 256)")
+    p.add_argument(
+        "--max-length", type=int, default=256, help="input tokens kept per example (default 256)"
+    )
     p.add_argument(
         "--max-target-length", type=int,
         help="target tokens kept, end token included (default: the task's, as the paper's "
         "reference: 30 for qa and ner, 3 for nli, 4 for checkworthiness)",
     )
     p.add_argument("--max-examples", type=int, help="use only the first N training examples")
+    p.add_argument(
+        "--reference-slp-stp-quirk", action="store_true",
+        help="slp+stp only (--kind prompt with a soft language prompt as --language-rep): "
+        "train as the paper's reference code did, with the language prompt twice in the "
+        "encoder input of every forward (training and validation loss); generation at test "
+        "time sees it once. Off by default (docs/fidelity.md)",
+    )
     add_training_options(p, "task")
     add_extension_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from langtransfer.errors import LangTransferError
     from langtransfer.languages import get_language
     from langtransfer.representations import read_manifest
     from langtransfer.task_training import train_task
     from langtransfer.tasks import get_task
 
     task, lang = get_task(args.task), get_language(args.language)
+    if args.reference_slp_stp_quirk and (args.kind != "prompt" or not args.language_rep):
+        # train_task refuses a language adapter as --language-rep once it has loaded it
+        raise LangTransferError(
+            "--reference-slp-stp-quirk applies to slp+stp only: --kind prompt with a soft "
+            f"language prompt as --language-rep (got --kind {args.kind}, "
+            f"--language-rep {args.language_rep or 'none'})"
+        )
     label_words = list(task.label_words.values()) or None
     out = train_task(
         model=args.model,
@@ -78,8 +104,16 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         overwrite=args.overwrite,
         trust_remote_code=args.trust_remote_code,
+        reference_slp_stp_quirk=args.reference_slp_stp_quirk,
     )
     training = read_manifest(out)["training"]
-    keys = ("configuration", "steps", "train_examples", "validation_examples", "validation_loss", "best_checkpoint")
+    keys = (
+        "configuration",
+        "steps",
+        "train_examples",
+        "validation_examples",
+        "validation_loss",
+        "best_checkpoint",
+    )
     print(json.dumps({"output": str(out), **{k: training.get(k) for k in keys}}, indent=2))
     return 0

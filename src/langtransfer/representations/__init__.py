@@ -7,6 +7,7 @@ from langtransfer.representations.base import (
     Representation,
     new_adapter,
     new_prompt,
+    new_representation,
 )
 from langtransfer.representations.peft_format import (
     convert_peft_bin,
@@ -34,6 +35,7 @@ __all__ = [
     "load_representation",
     "new_adapter",
     "new_prompt",
+    "new_representation",
     "read_manifest",
     "save_representation",
 ]

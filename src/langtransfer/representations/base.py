@@ -6,11 +6,18 @@ import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from langtransfer.configurations import REPRESENTATION_KINDS, ROLES, short_name
+from langtransfer.configurations import (
+    KIND_PLACEMENT,
+    REPRESENTATION_KINDS,
+    ROLES,
+    check_kind,
+    short_name,
+)
 from langtransfer.errors import LangTransferError, UnknownNameError
 from langtransfer.models import fingerprint
 from langtransfer.representations.adapter import AdapterSpec
@@ -92,6 +99,18 @@ class Representation:
             )
 
     @property
+    def in_layers(self) -> bool:
+        """Lives inside the base's layers (an adapter), not before the input (a prompt)."""
+        return KIND_PLACEMENT[self.kind] == "layers"
+
+    @property
+    def soft_prompt(self) -> SoftPrompt:
+        """A prompt representation's weights."""
+        if self.prompt is None:
+            raise LangTransferError(f"{self.id} is a {self.kind}, not a prompt")
+        return self.prompt
+
+    @property
     def subject(self) -> str:
         """The language code of a language representation, the task of a task one."""
         subject = self.language if self.role == "language" else self.task
@@ -136,7 +155,8 @@ def new_prompt(
     id: str = "",
 ) -> Representation:
     """A fresh soft prompt initialised from ``model``'s input embeddings."""
-    prompt = SoftPrompt.initialise(config, model.get_input_embeddings(), tokenizer)
+    embeddings = cast(nn.Embedding, model.get_input_embeddings())
+    prompt = SoftPrompt.initialise(config, embeddings, tokenizer)
     return Representation(
         kind="prompt",
         role=role,
@@ -169,3 +189,29 @@ def new_adapter(
         settings_hash=settings_hash,
         id=id,
     )
+
+
+def new_representation(
+    kind: str,
+    role: str,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    prompt: PromptConfig | None = None,
+    adapter: AdapterSpec | None = None,
+    language: str | None = None,
+    task: str | None = None,
+    settings_hash: str | None = None,
+    id: str = "",
+) -> Representation:
+    """A fresh representation of ``kind``: a prompt shaped by ``prompt``, or an adapter by
+    ``adapter`` (the other one is ignored), so callers need not branch on the kind."""
+    check_kind(kind)
+    common: dict[str, Any] = dict(
+        language=language, task=task, settings_hash=settings_hash, id=id
+    )
+    if kind == "prompt":
+        if prompt is None:
+            raise LangTransferError("a new prompt needs its PromptConfig")
+        return new_prompt(role, model, tokenizer, prompt, **common)
+    return new_adapter(role, adapter, **common)

@@ -38,8 +38,8 @@ from langtransfer.io import atomic_dir, os_error_from, write_json
 from langtransfer.languages import all_languages, get_language
 from langtransfer.models import fingerprint
 from langtransfer.representations.base import ROLES, Representation
+from langtransfer.representations.location import MANIFEST, resolve_location
 from langtransfer.representations.prompt import PromptConfig, SoftPrompt
-from langtransfer.representations.store import MANIFEST, resolve_location
 
 PEFT_CONFIG = "adapter_config.json"
 PEFT_WEIGHTS = "adapter_model.safetensors"

@@ -57,7 +57,11 @@ def init_token_ids(config: PromptConfig, tokenizer: PreTrainedTokenizerBase) -> 
     if config.init == "text":
         return _fill(tokenizer(config.init_text).input_ids, n)
     if config.init == "labels":
-        ids = [i for w in config.label_words for i in tokenizer(w, add_special_tokens=False).input_ids]
+        ids = [
+            i
+            for w in config.label_words or []
+            for i in tokenizer(w, add_special_tokens=False).input_ids
+        ]
         if not ids:
             raise LangTransferError(f"label words {config.label_words} tokenise to nothing")
         return _fill(ids, n)

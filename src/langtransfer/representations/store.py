@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,18 +25,22 @@ from langtransfer import __version__
 from langtransfer.errors import CorruptFileError, LangTransferError, OutputExistsError
 from langtransfer.io import atomic_dir, os_error_from, recover, write_json
 from langtransfer.models import fingerprint
+from langtransfer.representations import peft_format
 from langtransfer.representations.adapter import AdapterSpec
 from langtransfer.representations.base import KINDS, ROLES, Representation
+from langtransfer.representations.location import (  # noqa: F401  (old import path)
+    HUB_PATTERNS,
+    MANIFEST,
+    resolve_location,
+)
 from langtransfer.representations.prompt import PromptConfig, SoftPrompt
 
-MANIFEST = "manifest.json"
 PROMPT_WEIGHTS = "prompt.safetensors"
 ADAPTER_WEIGHTS = "adapter.safetensors"  # the `adapters` library's safetensors file name
 ADAPTER_CONFIG = "adapter_config.json"
 FORMAT = "langtransfer.representation"
 FORMAT_VERSION = 1
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def manifest_of(
@@ -128,19 +133,25 @@ def save_representation(
     if base_model is None and model is not None:
         base_model = fingerprint(model)  # a fresh adapter learns its base when attached
     with atomic_dir(directory, overwrite=True) as tmp:
-        if rep.kind == "prompt":
-            weights = rep.prompt.embedding.detach().to("cpu", torch.float32).contiguous()
-            try:
-                save_file({"embedding": weights}, str(tmp / PROMPT_WEIGHTS))
-            except SafetensorError as e:  # an I/O error (no space...) as safetensors reports it
-                raise os_error_from(e) from e
-        else:
-            if model is None or rep.name not in getattr(model, "adapters_config", {}):
-                raise LangTransferError(f"adapter {rep.name} is not attached to the given model")
-            model.save_adapter(str(tmp), rep.name, with_head=False, use_safetensors=True)
-            _name_adapter_files(tmp, rep.id, rep.label)
+        FORMATS[rep.kind].save(rep, tmp, model)
         write_json(tmp / MANIFEST, manifest_of(rep, training, base_model))
     return directory
+
+
+def _save_prompt(rep: Representation, directory: Path, model: PreTrainedModel | None) -> None:
+    weights = rep.soft_prompt.embedding.detach().to("cpu", torch.float32).contiguous()
+    try:
+        save_file({"embedding": weights}, str(directory / PROMPT_WEIGHTS))
+    except SafetensorError as e:  # an I/O error (no space...) as safetensors reports it
+        raise os_error_from(e) from e
+
+
+def _save_adapter(rep: Representation, directory: Path, model: PreTrainedModel | None) -> None:
+    if model is None or rep.name not in getattr(model, "adapters_config", {}):
+        raise LangTransferError(f"adapter {rep.name} is not attached to the given model")
+    adapter_model: Any = model  # save_adapter is added by the `adapters` library
+    adapter_model.save_adapter(str(directory), rep.name, with_head=False, use_safetensors=True)
+    _name_adapter_files(directory, rep.id, rep.label)
 
 
 def _name_adapter_files(directory: Path, slot: str, name: str) -> None:
@@ -163,7 +174,7 @@ def _name_adapter_files(directory: Path, slot: str, name: str) -> None:
 def content_hash(directory: Path, kind: str) -> str:
     """A hash of what a representation directory's weights are: the weight file and the
     config that shapes it (the manifest's provenance is left out)."""
-    files = [PROMPT_WEIGHTS] if kind == "prompt" else [ADAPTER_WEIGHTS, ADAPTER_CONFIG]
+    files = FORMATS[kind].files
     digest = hashlib.sha256()
     for name in files:
         with open(directory / name, "rb") as f:
@@ -171,35 +182,6 @@ def content_hash(directory: Path, kind: str) -> str:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
-
-
-HUB_PATTERNS = ("*.json", "*.safetensors")
-
-
-def resolve_location(location: str | Path, *, patterns: tuple[str, ...] = HUB_PATTERNS) -> Path:
-    """A local directory as is; ``org/name`` that is not a local path from the Hugging Face Hub.
-
-    From the hub only files matching ``patterns`` are fetched (never pickles by default).
-    """
-    path = Path(location)
-    recover(path)  # a directory whose replacement a kill interrupted
-    if path.exists():
-        if not path.is_dir():
-            raise LangTransferError(f"{location} is a file; a representation is a directory")
-        return path
-    if isinstance(location, str) and _HUB_ID.match(location):
-        from huggingface_hub import snapshot_download
-
-        try:
-            return Path(
-                snapshot_download(location, allow_patterns=list(patterns))
-            )
-        except Exception as e:  # network, auth, missing repo: all reported the same way
-            raise LangTransferError(
-                f"{location} is not a local directory and could not be fetched from the "
-                f"Hugging Face Hub: {e}"
-            ) from e
-    raise LangTransferError(f"representation directory {location} does not exist")
 
 
 def _check_safetensors(path: Path, expected: dict[str, tuple[int, ...]] | None = None) -> None:
@@ -235,9 +217,6 @@ def load_representation(location: str | Path) -> Representation:
     :func:`~langtransfer.representations.peft_format.load_peft_prompt`.
     """
     directory = resolve_location(location)
-    # peft_format builds on this module, hence imported here.
-    from langtransfer.representations import peft_format
-
     if peft_format.is_peft_dir(directory):
         return peft_format.load_peft_prompt(location)  # errors and provenance name a hub id
     m = read_manifest(directory)
@@ -254,27 +233,50 @@ def load_representation(location: str | Path) -> Representation:
             training=training,
             settings_hash=m.get("settings_hash"),
         )
-        if m["kind"] == "prompt":
-            config = PromptConfig(**(m.get("prompt") or {}))
-            shape = (config.num_tokens, int(m["base_model"]["d_model"]))
-            weights = directory / PROMPT_WEIGHTS
-            _check_safetensors(weights, {"embedding": shape})
-            common["content_hash"] = content_hash(directory, "prompt")
-            prompt = SoftPrompt(*shape)
-            with safe_open(str(weights), framework="pt") as f, torch.no_grad():
-                prompt.embedding.copy_(f.get_tensor("embedding"))
-            return Representation(prompt=prompt, prompt_config=config, path=directory, **common)
-        _check_safetensors(directory / ADAPTER_WEIGHTS)
-        _check_adapter_config(directory, m)
-        common["content_hash"] = content_hash(directory, "adapter")
-        spec = AdapterSpec(**(m.get("adapter") or {}))
-        return Representation(adapter=spec, path=directory, **common)
+        return FORMATS[m["kind"]].load(directory, m, common)
     except CorruptFileError:
         raise
     except LangTransferError as e:  # a bad value in the manifest (unknown init, no language...)
         raise CorruptFileError(f"{directory / MANIFEST}: {e}") from e
     except (TypeError, KeyError, ValueError, AttributeError) as e:
         raise CorruptFileError(f"{directory / MANIFEST}: malformed manifest ({e})") from e
+
+
+def _load_prompt(directory: Path, m: dict[str, Any], common: dict[str, Any]) -> Representation:
+    config = PromptConfig(**(m.get("prompt") or {}))
+    shape = (config.num_tokens, int(m["base_model"]["d_model"]))
+    weights = directory / PROMPT_WEIGHTS
+    _check_safetensors(weights, {"embedding": shape})
+    prompt = SoftPrompt(*shape)
+    with safe_open(str(weights), framework="pt") as f, torch.no_grad():
+        prompt.embedding.copy_(f.get_tensor("embedding"))
+    return Representation(prompt=prompt, prompt_config=config, path=directory,
+                          content_hash=content_hash(directory, "prompt"), **common)
+
+
+def _load_adapter(directory: Path, m: dict[str, Any], common: dict[str, Any]) -> Representation:
+    _check_safetensors(directory / ADAPTER_WEIGHTS)
+    _check_adapter_config(directory, m)
+    spec = AdapterSpec(**(m.get("adapter") or {}))
+    return Representation(adapter=spec, path=directory,
+                          content_hash=content_hash(directory, "adapter"), **common)
+
+
+@dataclass(frozen=True)
+class StoredFormat:
+    """How one representation kind's weights are written and read (the manifest beside
+    them is common to all kinds)."""
+
+    files: tuple[str, ...]  # the weight files, also what the content hash covers
+    save: Callable[[Representation, Path, PreTrainedModel | None], None]
+    load: Callable[[Path, dict[str, Any], dict[str, Any]], Representation]
+
+
+#: kind -> its stored format; a new kind adds its entry here.
+FORMATS: dict[str, StoredFormat] = {
+    "prompt": StoredFormat((PROMPT_WEIGHTS,), _save_prompt, _load_prompt),
+    "adapter": StoredFormat((ADAPTER_WEIGHTS, ADAPTER_CONFIG), _save_adapter, _load_adapter),
+}
 
 
 def _check_adapter_config(directory: Path, manifest: dict[str, Any]) -> None:

@@ -33,6 +33,7 @@ gives the unprefixed metrics and the primary metric, the figures the paper repor
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import re
@@ -41,7 +42,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from langtransfer.errors import DataFormatError, LangTransferError, UnknownNameError
+from langtransfer.errors import (
+    DataFormatError,
+    LangTransferError,
+    MissingSplitError,
+    UnknownNameError,
+)
 from langtransfer.jsonl import iter_json_lines, json_error
 from langtransfer.tasks.sources import (
     DataSource,
@@ -113,6 +119,9 @@ class Task:
         reference_reading: whether :meth:`parse_reference` reads generations differently
             from :meth:`parse` (then both readings are scored, see the module docstring).
         metric_notes: metric name -> what it is, written into ``metrics.json``.
+        metrics_version: bump it whenever parsing or scoring changes what a metric means
+            (not only its note): :meth:`metrics_fingerprint` carries it into the settings
+            hash of every study evaluation, so results scored the old way are rebuilt.
     """
 
     name: str = ""
@@ -129,6 +138,7 @@ class Task:
     target_length: int | None = None
     reference_reading: bool = False
     metric_notes: Mapping[str, str] = {}
+    metrics_version: int = 1
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -213,7 +223,7 @@ class Task:
             raise UnknownNameError(f"language for task {self.name}", language, self.sources)
         by_split = self.sources[language]
         if split not in by_split:
-            raise LangTransferError(
+            raise MissingSplitError(
                 f"task {self.name} has no {split} data for {language!r}; available splits: "
                 f"{', '.join(by_split) or 'none'} (or pass a local file with path=)"
             )
@@ -307,7 +317,7 @@ class Task:
         what = f"{self.name} fixtures" if fixtures else f"{self.name} files in {directory}"
         if language not in found:
             raise UnknownNameError(f"language for {what}", language, found)
-        raise LangTransferError(
+        raise MissingSplitError(
             f"no {split} split for {language!r} in {what}; available splits: "
             f"{', '.join(found[language])} (files are named <language>.<split>.<ext>)"
         )
@@ -493,6 +503,16 @@ class Task:
         out.update({STRICT_PREFIX + k: v for k, v in strict.items() if not k.startswith("n_")})
         out.update({k: v for k, v in strict.items() if k.startswith("n_")})
         return out
+
+    def metrics_fingerprint(self) -> str:
+        """A short hash of what this task's metrics are: :attr:`metrics_version`, the
+        primary metric, the readings scored and the metric notes. A study evaluation's
+        settings hash covers it, so a changed metric definition rebuilds the results."""
+        what = {"version": self.metrics_version, "primary": self.primary_metric,
+                "reference_reading": self.reference_reading,
+                "notes": dict(sorted(self.metric_notes.items()))}
+        text = json.dumps(what, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def metric_definitions(self, names: Iterable[str]) -> dict[str, str]:
         """What each of ``names`` is (from :attr:`metric_notes`; ``strict_`` names too)."""

@@ -53,11 +53,12 @@ def tags_to_spans(tokens: Sequence[str], tags: Sequence[Any]) -> list[Span]:
     if len(tags) != len(tokens):
         raise ValueError(f"{len(tags)} ner_tags for {len(tokens)} tokens")
     spans: list[Span] = []
-    start, kind = None, None
+    start: int | None = None
+    kind: str | None = None
 
     def close(end: int) -> None:
         text = collapse_whitespace(" ".join(tokens[start:end])) if start is not None else ""
-        if text:  # an entity of empty tokens has nothing to generate
+        if text and kind is not None:  # an entity of empty tokens has nothing to generate
             spans.append((kind, text))
 
     for i, tag in enumerate(tags):

@@ -5,8 +5,8 @@ Accepted data: rows with ``premise``, ``hypothesis`` and ``label`` (the hub's
 original XNLI/MNLI TSV columns ``sentence1``, ``sentence2``, ``gold_label`` with a
 ``language`` column (rows are filtered to the requested language; TSV is read without
 quoting, as those files need), or ANLI-style ``evidence`` (premise) and ``claim``
-(hypothesis), as ``ctu-aic/anli_cs`` and SK-ANLI have them. Labels: ids 0/1/2 = entailment/neutral/contradiction,
-the class names, or the words Yes/Maybe/No.
+(hypothesis), as ``ctu-aic/anli_cs`` and SK-ANLI have them. Labels: ids 0/1/2 =
+entailment/neutral/contradiction, the class names, or the words Yes/Maybe/No.
 
 Two readings of a generation (see :mod:`langtransfer.tasks.base`):
 

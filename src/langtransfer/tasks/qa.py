@@ -115,7 +115,9 @@ def normalize_answer_mlqa(text: str, language: str) -> str:
 
 
 def exact_match_mlqa(prediction: str, gold: str, language: str) -> float:
-    return float(normalize_answer_mlqa(prediction, language) == normalize_answer_mlqa(gold, language))
+    return float(
+        normalize_answer_mlqa(prediction, language) == normalize_answer_mlqa(gold, language)
+    )
 
 
 def f1_mlqa(prediction: str, gold: str, language: str) -> float:
@@ -188,8 +190,10 @@ class QATask(Task):
             return True  # malformed: canonical() names the problem
 
     def unusable_message(self, n: int) -> str:
-        return (f"all {n} questions are unanswerable (column 'answers' is empty); valid: "
-                "questions with at least one answer text (SQuAD 2.0 is_impossible ones are dropped)")
+        return (
+            f"all {n} questions are unanswerable (column 'answers' is empty); valid: "
+            "questions with at least one answer text (SQuAD 2.0 is_impossible ones are dropped)"
+        )
 
     def canonical(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         rec = self.fields(raw)

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from langtransfer.errors import DataFormatError, LangTransferError
+from langtransfer.errors import DataFormatError, LangTransferError, MissingSplitError
 
 #: The revision holding the dataset viewer's parquet export of a hub dataset.
 PARQUET_EXPORT = "refs/convert/parquet"
@@ -106,7 +107,9 @@ def carve(n: int, pick: Sequence[str], where: str = "<data>") -> list[int]:
                 test_size=REFERENCE_TEST_SIZE, seed=REFERENCE_SEED
             )[part]
         except ValueError as e:  # fewer rows than a split needs
-            raise DataFormatError(where, f"{len(index)} rows are too few to split 85/15: {e}") from e
+            raise DataFormatError(
+                where, f"{len(index)} rows are too few to split 85/15: {e}"
+            ) from e
     return list(index["i"])
 
 
@@ -126,7 +129,9 @@ _SPLIT_WORDS = {
 
 def named_split(path: Path) -> str | None:
     """The split a file's name says it holds (``dev-v2.0.json``: validation), if one."""
-    words = {_SPLIT_WORDS[w] for w in re.split(r"[^a-z0-9]+", path.name.lower()) if w in _SPLIT_WORDS}
+    words = {
+        _SPLIT_WORDS[w] for w in re.split(r"[^a-z0-9]+", path.name.lower()) if w in _SPLIT_WORDS
+    }
     return words.pop() if len(words) == 1 else None
 
 
@@ -148,7 +153,7 @@ def single_file_pick(path: Path, split: str) -> tuple[str, ...]:
         return ()
     said = f"its name says it is the {named} split" if named else (
         "its name names no split, so it is taken as test data only")
-    raise LangTransferError(
+    raise MissingSplitError(
         f"refusing {path} as {split} data: {said}, and one file serving two splits could put "
         f"the same rows in both; give a file named for the {split} split or a directory of "
         "<language>.<split>.<ext> files"
@@ -173,6 +178,33 @@ def hub_files(src: DataSource) -> list[Path]:
             f"{src.describe()}: no file matching {', '.join(patterns)} in the repository"
         )
     return files
+
+
+@contextmanager
+def progress_bars(show: bool) -> Iterator[None]:
+    """With ``show`` False, the loads inside print no progress bars: neither ``datasets``'
+    ("Generating train split") nor ``huggingface_hub``'s ("Fetching N files"). Logging
+    is untouched, so real warnings still print; the previous state comes back after."""
+    if show:
+        yield
+        return
+    import datasets
+    from huggingface_hub.utils import (
+        are_progress_bars_disabled,
+        disable_progress_bars,
+        enable_progress_bars,
+    )
+
+    datasets_on, hub_off = datasets.is_progress_bar_enabled(), are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        if datasets_on:
+            datasets.enable_progress_bars()
+        if not hub_off:
+            enable_progress_bars()
 
 
 def read_parquet_files(files: Sequence[Path]) -> Records:
