@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "langtransfer"
 #: Bottom to top. A module may import its own layer and the ones below.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundations", ("__init__", "errors", "io", "locks", "jsonl", "configurations",
-                     "languages", "tiny", "models")),
+                     "languages", "tiny", "models", "quiet")),
     ("representations and composition", ("representations", "compose", "loaded_base")),
     ("data", ("tasks", "extensions", "task_data", "corpora", "objectives", "data_check",
               "predictions")),

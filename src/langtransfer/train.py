@@ -257,7 +257,9 @@ class RepresentationTrainer(Trainer):
             del self._get_output_dir, self._rotate_checkpoints  # back to the class's methods
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
-            self._rotate_checkpoints(use_mtime=True, output_dir=str(run_dir))
+            # Numbered order: checkpoints are named by step, and transformers' mtime order
+            # warns (and falls back to it) whenever they were written within a second.
+            self._rotate_checkpoints(use_mtime=False, output_dir=str(run_dir))
 
     def _issue_warnings_after_load(self, load_result) -> None:
         # Called when a checkpoint is loaded (resume, keep-best). Checkpoints hold only the

@@ -14,6 +14,9 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from langtransfer.errors import UnknownNameError
+from langtransfer.quiet import install_filters
+
+install_filters()  # adapters' "none are activated": intended for adapter-free configurations
 
 DEFAULT_ADAPTER_CONFIG = "seq_bn"
 
