@@ -15,7 +15,8 @@ Conventions (the same in every table):
   empty field in CSV (what CSV readers treat as missing).
 - The best value per column is **bold** in Markdown, ``*``-suffixed in text, and listed
   in the trailing ``best_in`` CSV column of its row (``;``-separated column names). Best
-  is decided on the displayed (rounded) values, so ties are all marked.
+  is decided on the displayed (rounded) values, so ties are all marked; a column whose
+  displayed values are all equal has no best.
 - Summaries weigh every table equally: the average per configuration is the mean of the
   per-table averages; by script (or family) it is, for each table that has target
   languages of that script, the mean over those languages, then the mean over tables.
@@ -67,6 +68,9 @@ class Grid:
     with_avg: bool = True
     metric: str | None = None
     averages: dict[str, float | None] = field(default_factory=dict)
+    #: What a reader must know to trust the numbers (unparseable outputs, cut inputs, a
+    #: language no configuration scores on), printed under the table.
+    notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.with_avg and not self.averages:
@@ -83,9 +87,12 @@ class Grid:
         return self.averages.get(r) if c == AVG and self.with_avg else self.values.get((r, c))
 
     def best(self, c: str) -> set[str]:
-        """Rows holding the best (highest displayed) value of column ``c``."""
+        """Rows holding the best (highest displayed) value of column ``c``; none when the
+        column shows fewer than two different values (nothing is better than anything)."""
         shown = {r: round(v, 1) for r in self.rows if (v := self.get(r, c)) is not None}
-        top = max(shown.values(), default=None)
+        if len(set(shown.values())) < 2:
+            return set()
+        top = max(shown.values())
         return {r for r, v in shown.items() if v == top}
 
     def to_dict(self) -> dict[str, Any]:
@@ -111,9 +118,12 @@ class ReportSummary:
 
     @property
     def best_configuration(self) -> str | None:
-        """The configuration with the highest complete average, if any is complete."""
+        """The configuration with the highest complete average; None when no average is
+        complete or all complete ones are equal (as displayed), as for best marks."""
         complete = {c: v for c, v in self.average_by_configuration.items() if v is not None}
-        return max(complete, key=complete.__getitem__) if complete else None
+        if len({round(v, 1) for v in complete.values()}) < 2:
+            return None
+        return max(complete, key=complete.__getitem__)
 
 
 def _mean_if_complete(values: Sequence[float | None]) -> float | None:
@@ -201,7 +211,7 @@ def _task_grid(
     values = {
         (r["configuration"], r["target_language"]): float(r["metrics"][metric]) for r in records
     }
-    return Grid(
+    grid = Grid(
         name=f"{task}.{source}",
         title=f"{task} — source {source}, metric {metric}",
         rows=_ordered_configurations(r["configuration"] for r in records),
@@ -209,6 +219,33 @@ def _task_grid(
         values=values,
         metric=metric,
     )
+    grid.notes = _cell_notes(grid, records)
+    return grid
+
+
+def _cell_notes(grid: Grid, records: list[dict[str, Any]]) -> list[str]:
+    """Unparseable outputs and cut inputs where there are any, and every language on
+    which all configurations score 0 -- said in words, not left as a silent zero."""
+    order = {(r, c): i for i, (r, c) in enumerate(
+        (r, c) for r in grid.rows for c in grid.columns)}
+    by_cell = sorted(records, key=lambda r: order.get(
+        (r["configuration"], r["target_language"]), len(order)))
+    notes = []
+    for field_name, what in (
+        ("n_unparseable", "unparseable outputs (the strict reading's; scored as wrong, or as "
+                          "the reference reading's fallback class)"),
+        ("n_truncated", "inputs cut at the evaluation's max_length"),
+    ):
+        cells = [f"{r['configuration']}/{r['target_language']} {r[field_name]} of "
+                 f"{r['n_examples']}" for r in by_cell if r.get(field_name)]
+        if cells:
+            notes.append(f"{what}: {', '.join(cells)}")
+    for c in grid.columns:
+        column = [grid.get(r, c) for r in grid.rows]
+        if len(grid.rows) > 1 and all(v is not None and round(v, 1) == 0 for v in column):
+            notes.append(f"{c}: every configuration scores 0 -- this target is out of this "
+                         "model's reach here (see any counts above), not a result to compare")
+    return notes
 
 
 def _delta_grid(grid: Grid) -> Grid | None:
@@ -343,6 +380,8 @@ def to_markdown(grid: Grid, *, signed: bool = False, mark_best: bool = True) -> 
             for c, text in zip(grid.all_columns, row, strict=True)
         ]
         lines.append(f"| {r} | " + " | ".join(shown) + " |")
+    if grid.notes:
+        lines += [""] + [f"- {n}" for n in grid.notes]
     return "\n".join(lines) + "\n"
 
 
@@ -377,7 +416,8 @@ def to_text(grid: Grid, *, signed: bool = False, mark_best: bool = True) -> str:
         return "  ".join([cells[0].ljust(widths[0]), *padded]).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
-    return "\n".join([grid.title, line(header), rule, *map(line, body)]) + "\n"
+    notes = [""] + [f"note: {n}" for n in grid.notes] if grid.notes else []
+    return "\n".join([grid.title, line(header), rule, *map(line, body), *notes]) + "\n"
 
 
 def format_tables(
@@ -389,7 +429,8 @@ def format_tables(
     parts = [to_text(g) for g in tables.tasks]
     if len(tables.tasks) > 1:
         parts.append(to_text(tables.by_configuration))
-    note = f"* best in column; {MISSING} not evaluated (averages need every cell)"
+    note = (f"* best in column (none where all are equal); {MISSING} not evaluated "
+            "(averages need every cell)")
     return "\n".join(parts) + note + "\n"
 
 
@@ -504,7 +545,7 @@ def build_report(
             f"`{tables.records[0]['model'].get('name')}`. Values are each task's "
             + ("primary metric (the paper's reference computation)" if not metrics else
                "metric named in its table's title (the primary one unless chosen)")
-            + " (higher is better); **bold** = best in column; "
+            + " (higher is better); **bold** = best in column (none where all are equal); "
             f"{MISSING} = not evaluated; `avg` is over all target languages of the table and "
             "is shown only when the row is complete.",
             "",
