@@ -7,11 +7,12 @@ the task's parser and scores them with the task's metric (shared with
 ``langtransfer score``).
 
 Classification tasks can instead be scored by **label ranking** (``scoring="rank"``):
-the log-likelihood of each label word (with its end token) is computed with the
-encoder run once per batch and one decoder pass per label, and the most likely label
-is the prediction. Ranking never yields an unparseable prediction. The evaluation batch
-size is independent of the training batch size; batches are length-sorted and padded
-to their own longest row for both kinds of scoring.
+the log-likelihood of each label word (with its end token, cut to the task's target
+length as training cuts it) is computed with the encoder run once per batch and one
+decoder pass per label, and the most likely label is the prediction. Ranking never
+yields an unparseable prediction. The evaluation batch size is independent of the
+training batch size; batches are length-sorted and padded to their own longest row for
+both kinds of scoring.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from langtransfer.loaded_base import LoadedBase
 from langtransfer.models import fingerprint
 from langtransfer.predictions import metrics_record, score_predictions
 from langtransfer.representations import Representation
-from langtransfer.task_data import load_examples, tokenise
+from langtransfer.task_data import cut_target, load_examples, tokenise
 from langtransfer.tasks import get_task
 from langtransfer.tasks.sources import progress_bars
 
@@ -154,7 +155,8 @@ def label_log_likelihoods(
             ).logits
         else:
             logits = composed.base(
-                encoder_outputs=encoded, attention_mask=inputs["attention_mask"], labels=labels
+                encoder_outputs=encoded, attention_mask=inputs["attention_mask"], labels=labels,
+                use_cache=False,
             ).logits
         logp = logits.float().log_softmax(-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
         scores[:, k] = logp.sum(-1).cpu()
@@ -170,11 +172,24 @@ def rank_labels(
     batch_size: int = 64,
     language_ids: Sequence[int] | None = None,
     pad_to: int | None = None,
+    max_target_length: int | None = None,
     progress=None,
 ) -> list[str]:
     """The most likely of ``label_words`` for every row (label ranking), length-sorted
-    batches as in :func:`generate_texts`. Ties go to the earlier label."""
-    candidates = [tokenizer(w).input_ids for w in label_words]
+    batches as in :func:`generate_texts`. Ties go to the earlier label.
+
+    ``max_target_length``: score each label word as task training taught it, cut to that
+    many tokens (the task's target length, end token kept). Scoring the whole word would
+    add the log-likelihoods of tokens the model never learnt to emit, which favour the
+    shortest word whatever the input (a byte-level model's ``Checkworthy`` over ``Not
+    checkworthy``)."""
+    candidates = [cut_target(tokenizer(w).input_ids, max_target_length) for w in label_words]
+    if len({tuple(c) for c in candidates}) < len(candidates):
+        raise LangTransferError(
+            f"label words {list(label_words)} are not distinct when cut to "
+            f"{max_target_length} tokens (the task's target length): ranking cannot tell "
+            "them apart (use --scoring generate)"
+        )
     device = composed.base.device
     chosen: list[str] = [""] * len(rows)
     for idx in length_sorted_batches([len(r) for r in rows], batch_size):
@@ -263,7 +278,8 @@ def evaluate(
         composed.eval()
         if scoring == "rank":
             generated = rank_labels(composed, tokenizer, rows, list(task_obj.label_words.values()),
-                                    batch_size=batch_size, progress=bar)
+                                    batch_size=batch_size, progress=bar,
+                                    max_target_length=task_obj.target_length)
         else:
             generated = generate_texts(composed, tokenizer, rows, batch_size=batch_size,
                                        max_new_tokens=limit, num_beams=num_beams, progress=bar)
@@ -287,7 +303,8 @@ def evaluate(
         "scoring": scoring,
         "generation": {"max_new_tokens": limit, "num_beams": num_beams, "batch_size": batch_size}
         if scoring == "generate"
-        else {"label_words": list(task_obj.label_words.values()), "batch_size": batch_size},
+        else {"label_words": list(task_obj.label_words.values()), "batch_size": batch_size,
+              "label_target_length": task_obj.target_length},
     }
     if output is not None:
         output = Path(output)

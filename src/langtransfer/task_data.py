@@ -29,6 +29,14 @@ def load_examples(
     return examples[:max_examples] if max_examples else examples
 
 
+def cut_target(ids: list[int], max_target_length: int | None) -> list[int]:
+    """Target ids cut to ``max_target_length`` tokens, end token kept (as tokenizer
+    truncation does); what task training teaches and label ranking scores."""
+    if max_target_length is None or len(ids) <= max_target_length:
+        return ids
+    return ids[: max_target_length - 1] + ids[-1:]
+
+
 @dataclass
 class Tokenised:
     dataset: Dataset
@@ -61,8 +69,7 @@ def tokenise(
         labels = tokenizer([ex.target for ex in examples])["input_ids"]
         if max_target_length is not None:
             n_truncated_targets = sum(len(ids) > max_target_length for ids in labels)
-            labels = [ids if len(ids) <= max_target_length
-                      else ids[: max_target_length - 1] + ids[-1:] for ids in labels]
+            labels = [cut_target(ids, max_target_length) for ids in labels]
         rows["labels"] = labels
     rows["length"] = [len(ids) for ids in rows["input_ids"]]
     return Tokenised(Dataset.from_dict(rows), n_truncated, n_truncated_targets)
