@@ -50,6 +50,11 @@ ROLE_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
 TASK_PROMPT_FLAGS = ("reference_slp_stp_quirk",)
 ROLE_KEYS["task"]["prompt"] += TASK_PROMPT_FLAGS
 KIND_KEYS = ROLE_KEYS["task"]
+#: ``data: demo-fixtures`` (or per task): the demo's own small files, written so that the
+#: embedded tiny model can learn each task in seconds (see docs/study.md); ``fixtures``
+#: are the test fixtures, which the guard tests and the golden study read.
+DEMO_DATA = "demo-fixtures"
+DEMO_DATA_DIR = Path(__file__).resolve().parent / "data" / "demo"
 
 
 @dataclass(frozen=True)
@@ -173,7 +178,8 @@ class StudyConfig:
         """What ``train_task``/``evaluate`` take as ``data``: None (hub), 'fixtures', or a path.
 
         ``data`` is one value for everything, or a mapping task -> value, where a value is
-        ``hub``, ``fixtures``, or a mapping language -> (value, or split -> file). Whatever
+        ``hub``, ``fixtures``, ``demo-fixtures`` (the task's directory of demo files, a
+        path from here on), or a mapping language -> (value, or split -> file). Whatever
         is not listed comes from the hub. A split missing from a language's split mapping
         is an error.
         """
@@ -184,6 +190,8 @@ class StudyConfig:
             value = value.get(key, "hub")
         if value in ("hub", None):
             return None
+        if value == DEMO_DATA:
+            return str(demo_data_dir(task))
         if isinstance(value, dict):
             raise LangTransferError(
                 f"data for task {task!r}, language {language!r} lists no {split!r} split; "
@@ -210,6 +218,14 @@ class StudyConfig:
         d = self.to_dict()
         d.pop("output")
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def demo_data_dir(task: str) -> Path:
+    """The directory of ``task``'s demo files; an error names the tasks that have some."""
+    have = sorted(p.name for p in DEMO_DATA_DIR.iterdir() if p.is_dir())
+    if task not in have:
+        raise UnknownNameError(f"task with {DEMO_DATA}", task, have)
+    return DEMO_DATA_DIR / task
 
 
 def _is_int(value: Any) -> bool:
@@ -289,7 +305,8 @@ def check_types(config: StudyConfig, where: str) -> None:
     ):
         fail("corpus", "'wikipedia', 'fixtures' or a mapping language -> file")
     if not _string_tree(config.data, 3):
-        fail("data", "'hub', 'fixtures', a path, or a mapping task -> language -> split -> file")
+        fail("data", f"'hub', 'fixtures', '{DEMO_DATA}', a path, or a mapping task -> language "
+             "-> split -> file")
     if not isinstance(config.evaluation, dict):
         fail("evaluation", "a mapping of evaluation settings")
     for key, item in config.evaluation.items():

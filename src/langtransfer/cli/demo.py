@@ -3,14 +3,34 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 DISCLAIMER = (
-    "NOTE: this demo runs on an embedded tiny *random* model trained for seconds on a few "
-    "dozen sentences.\nIts scores are NOT meaningful; it shows the pipeline end to end. For "
-    "the real study on bigscience/mt0-base (GPU and model hub needed):\n"
+    "NOTE: this demo runs on an embedded tiny *random* model (about 250k parameters) trained for "
+    "seconds on the demo's own small files,\nwritten with cues such a model can learn. Its "
+    "numbers show the pipeline end to end, NOT the paper's results."
+)
+PAPER = (
+    "The real study on bigscience/mt0-base (GPU and model hub needed):\n"
     "  langtransfer study --example paper > paper.yaml   # edit data paths, then\n"
     "  langtransfer study paper.yaml"
 )
+
+
+def guidance(output: Path) -> str:
+    """What the demo prints last: where to look, how to read it, what it is not."""
+    report = output / "report"
+    return "\n".join([
+        "",
+        f"Report:   {report / 'report.md'}  (every table, the summaries and notes)",
+        f"Heatmaps: {report / 'heatmaps'}/  (one per task: configurations x target languages)",
+        "How to read them: each cell is a configuration's score on one target language's test "
+        "set, its task\nrepresentation trained on English only; compare each row with `base` "
+        "(the untouched model) --\nreport.md's 'Difference to base' section has those "
+        "differences, negative where transfer hurts.",
+        DISCLAIMER.replace("\n", " "),
+        PAPER,
+    ])
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "(NLI, check-worthiness), all seven configurations. Prints the tables and writes "
             "the report. "
             "Rerunning continues or reuses the finished work. " + DISCLAIMER.replace("\n", " ")
+            + " " + PAPER.replace("\n", " ")
         ),
     )
     p.add_argument("--output", default="runs/demo", help="study directory (default runs/demo)")
@@ -39,5 +60,5 @@ def run(args: argparse.Namespace) -> int:
     config = load_study_config(example_path("demo"), output=args.output)
     args.shard, args.dry_run, args.no_report = "1/1", False, False
     code = run_and_report(config, args)
-    print(DISCLAIMER)
+    print(guidance(Path(config.output)))
     return code

@@ -1,0 +1,127 @@
+"""The demo a newcomer runs (issue 16): every trained configuration learns, no cell is
+unparseable-only, best marks mean something, and its stderr carries none of the silenced
+third-party warnings.
+
+The reduced demo is the shipped demo config (same model, data, training and evaluation
+settings) on one task and the source language only, run as a user runs it: a
+``langtransfer study`` subprocess.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from helpers import build
+
+from langtransfer.cli.study import example_path
+from langtransfer.report import Grid, format_tables
+from langtransfer.results import read_records
+
+SILENCED = (
+    "mtime may not be reliable",
+    "There are adapters available but none are activated",
+    "Passing a tuple of `past_key_values` is deprecated",
+    "past_key_values should not be None",
+)
+TRAINED = ("ta", "stp", "la+ta", "la+stp", "slp+ta", "slp+stp")
+
+
+@pytest.fixture(scope="module")
+def reduced_demo(tmp_path_factory) -> tuple[Path, str]:
+    """(study directory, stderr) of the demo config on checkworthiness, target en."""
+    root = tmp_path_factory.mktemp("demo")
+    config = yaml.safe_load(example_path("demo").read_text(encoding="utf-8"))
+    config.update(output=str(root / "study"), tasks=["checkworthiness"], targets=["en"])
+    path = root / "demo.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run(
+        [sys.executable, "-m", "langtransfer", "study", str(path), "--quiet"],
+        capture_output=True, text=True, env=env, timeout=600, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return root / "study", done.stderr
+
+
+def test_every_trained_configuration_beats_base_on_the_source(reduced_demo):
+    records = read_records(reduced_demo[0])
+    score = {r["configuration"]: r["metrics"][r["primary_metric"]] for r in records}
+    assert sorted(score) == sorted(("base", *TRAINED))
+    for configuration in TRAINED:
+        assert score[configuration] > score["base"], (configuration, score)
+    # item 3 on the same records: marks only where values differ, on the top value
+    text = format_tables(records)
+    table = [line.split() for line in text.splitlines() if line.split()[:1] in
+             [[c] for c in ("base", *TRAINED)]]
+    marked = {row[0] for row in table if row[1].endswith("*")}
+    top = max(score.values())
+    assert marked == {c for c, v in score.items() if round(v, 1) == round(top, 1)}
+
+
+def test_no_cell_of_the_demo_is_unparseable_only(reduced_demo):
+    records = read_records(reduced_demo[0])
+    assert records
+    for r in records:
+        assert r["scoring"] == "rank"  # the demo's classification: real label predictions
+        assert r["n_unparseable"] < r["n_examples"], r["configuration"]
+        assert r["n_truncated"] == 0
+
+
+def test_demo_stderr_has_none_of_the_silenced_warnings(reduced_demo):
+    stderr = reduced_demo[1]
+    for message in SILENCED:
+        assert message not in stderr
+
+
+def test_no_best_mark_in_a_column_of_equal_values():
+    grid = Grid("t.en", "t", ["base", "ta", "stp"], ["de", "sk"],
+                {("base", "de"): 50.0, ("ta", "de"): 50.04, ("stp", "de"): 49.96,
+                 ("base", "sk"): 10.0, ("ta", "sk"): 30.0, ("stp", "sk"): 30.0})
+    assert grid.best("de") == set()  # all show 50.0
+    assert grid.best("sk") == {"ta", "stp"}  # a tie at the top is marked on both
+    assert grid.best("avg") == {"ta", "stp"}
+
+
+def test_adapter_free_model_beside_an_adapter_one_runs_without_the_warning(tiny, caplog):
+    """base beside ta on one base: none active is intended, and no longer logged."""
+    base, tok = tiny
+    with_adapter = build(base, tok, "ta", task="nli")
+    plain = build(base, tok, "base")
+    ids = torch.tensor([tok("a premise").input_ids])
+    with caplog.at_level(logging.WARNING):
+        plain(ids, labels=torch.tensor([tok("Yes").input_ids]))
+        with_adapter(ids, labels=torch.tensor([tok("Yes").input_ids]))
+    assert not [r for r in caplog.records if any(m in r.getMessage() for m in SILENCED)]
+    with_adapter.close()
+    plain.close()
+
+
+def test_adapters_none_active_message_is_dropped_and_others_still_show(caplog):
+    import langtransfer.representations.adapter  # noqa: F401  (installs the filter)
+
+    logger = logging.getLogger("adapters.model_mixin")
+    with caplog.at_level(logging.WARNING, logger="adapters.model_mixin"):
+        logger.warning("There are adapters available but none are activated for the forward "
+                       "pass.")
+        logger.warning("Some real adapters warning.")
+    assert [r.getMessage() for r in caplog.records] == ["Some real adapters warning."]
+
+
+def test_demo_fixtures_name_the_tasks_that_have_them(tmp_path):
+    from langtransfer.errors import LangTransferError
+    from langtransfer.study_config import load_study_config
+
+    config = yaml.safe_load(example_path("demo").read_text(encoding="utf-8"))
+    config.update(output=str(tmp_path / "s"), tasks=["qa"])
+    path = tmp_path / "demo.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    with pytest.raises(LangTransferError, match=r"'qa'.*checkworthiness, nli"):
+        load_study_config(path)
