@@ -50,7 +50,8 @@ def test_family_is_read_from_the_config(causal):
     assert LoadedBase(*causal, TINY_CAUSAL_NAME).family is CAUSAL
     bert = BertConfig()
     bert.name_or_path = "my-bert"
-    with pytest.raises(IncompatibleModelError, match="'my-bert' \\(model_type 'bert'\\) is neither"):
+    with pytest.raises(IncompatibleModelError,
+                       match="'my-bert' \\(model_type 'bert'\\) is neither"):
         family_of(bert)
 
 

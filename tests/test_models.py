@@ -52,7 +52,8 @@ def test_remote_code_is_off_by_default(monkeypatch):
             load_base()
         assert seen.pop("bigscience/mt0-base")["trust_remote_code"] is False
         if auto is transformers.AutoConfig:  # a seq2seq config, to reach the tokenizer
-            monkeypatch.setattr(auto, "from_pretrained", lambda name, **kw: transformers.MT5Config())
+            monkeypatch.setattr(auto, "from_pretrained",
+                                lambda name, **kw: transformers.MT5Config())
 
 
 @pytest.mark.parametrize("verb", ["train-language", "train-task", "evaluate"])

@@ -6,9 +6,9 @@ adapter) is the table in :mod:`langtransfer.configurations`; this module builds 
 Prompts are prepended to the input embeddings as ``[language][task][input]`` with the
 attention mask extended: the encoder's input of a seq2seq base (they never touch its
 decoder), the context a causal base's target continues (positions and labels as
-:mod:`langtransfer.families` describes; the family runs forward and generate). Adapters stack language -> task
-in every layer (the `adapters` library's ``Stack``). Swapping the language
-representation leaves the task representation as it is.
+:mod:`langtransfer.families` describes; the family runs forward and generate).
+Adapters stack language -> task in every layer (the `adapters` library's ``Stack``).
+Swapping the language representation leaves the task representation as it is.
 
 One base, many composed models: each representation takes a *slot* in the base under
 its id (an adapter's weights go into the base's layers under that name); a composed

@@ -57,7 +57,9 @@ class ModelFamily:
 
         return getattr(transformers, self.auto_class)
 
-    def encode_targets(self, tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[list[int]]:
+    def encode_targets(
+        self, tokenizer: PreTrainedTokenizerBase, texts: list[str]
+    ) -> list[list[int]]:
         """Target token ids, ending in EOS (generation learns to stop there)."""
         return [list(ids) for ids in tokenizer(texts)["input_ids"]]
 
@@ -75,7 +77,9 @@ class ModelFamily:
 class CausalFamily(ModelFamily):
     """Decoder-only bases: prompts and input are the context the target continues."""
 
-    def encode_targets(self, tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[list[int]]:
+    def encode_targets(
+        self, tokenizer: PreTrainedTokenizerBase, texts: list[str]
+    ) -> list[list[int]]:
         """The target's tokens without the tokenizer's specials (a BOS mid-sequence would
         be wrong) and then EOS, so the model learns where an answer ends."""
         eos = tokenizer.eos_token_id
@@ -116,7 +120,7 @@ class CausalFamily(ModelFamily):
         mask = torch.cat([mask, target.to(mask.dtype)], 1)
         check_positions(base, embeds.shape[1])
         width = labels.shape[1]
-        extra = {"logits_to_keep": width + 1} if _keeps_logits(type(base)) else {}
+        extra = {"logits_to_keep": width + 1} if _keeps_logits(base.forward) else {}
         out = base(inputs_embeds=embeds, attention_mask=mask, position_ids=positions(mask),
                    **extra, **kwargs)
         # The logit at column c predicts the token at c + 1: the last context column
@@ -125,7 +129,7 @@ class CausalFamily(ModelFamily):
         loss = torch.nn.functional.cross_entropy(
             logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100
         )
-        return CausalLMOutputWithPast(loss=loss, logits=logits)
+        return CausalLMOutputWithPast(loss=loss, logits=logits)  # type: ignore[arg-type]
 
     def generate(self, base: Any, inputs: dict[str, torch.Tensor], **kwargs: Any) -> torch.Tensor:
         """Greedy/beam continuation of each left-aligned row; only the new tokens."""
@@ -219,7 +223,11 @@ def _pad_id(base: Any) -> int:
     return int(pad) if pad is not None else 0  # masked everywhere: any id serves
 
 
-@functools.cache
-def _keeps_logits(cls: type) -> bool:
+def _keeps_logits(forward: Any) -> bool:
     """Whether the model's forward can compute only the last N logits (saves memory)."""
-    return "logits_to_keep" in inspect.signature(cls.forward).parameters
+    return _takes_logits_to_keep(getattr(forward, "__func__", forward))
+
+
+@functools.cache
+def _takes_logits_to_keep(function: Any) -> bool:
+    return "logits_to_keep" in inspect.signature(function).parameters

@@ -23,7 +23,9 @@ EMBEDDED = {TINY_NAME: "seq2seq", TINY_CAUSAL_NAME: "causal"}
 DEFAULT_MODEL = "bigscience/mt0-base"
 
 # The fields that must agree for a representation to fit a base model.
-FINGERPRINT_KEYS = ("family", "model_type", "vocab_size", "d_model", "num_layers", "num_decoder_layers")
+FINGERPRINT_KEYS = (
+    "family", "model_type", "vocab_size", "d_model", "num_layers", "num_decoder_layers",
+)
 
 
 logger = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ def load_base(
 
     from langtransfer.tiny import build_tiny, build_tiny_causal
 
+    model: PreTrainedModel
     if name == TINY_NAME:
         model, tokenizer = build_tiny(name=TINY_NAME)
     elif name == TINY_CAUSAL_NAME:

@@ -9,6 +9,8 @@ code paths are those of mT0 and of a decoder-only base such as Llama or Qwen2.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from transformers import (
     ByT5Tokenizer,
@@ -52,7 +54,7 @@ def tiny_causal_config(name: str = "tiny-causal", arch: str = "llama") -> Pretra
     """A 2-layer decoder-only model (``arch`` ``llama`` or ``qwen2``) over the byte
     vocabulary. ByT5's pad (0) and EOS (1) ids are the model's; it has no BOS (the byte
     tokenizer has none). 1024 positions leave room for prompts + a 256-token input."""
-    shape = dict(
+    shape: dict[str, Any] = dict(
         vocab_size=BYTE_VOCAB,
         hidden_size=64,
         intermediate_size=128,
