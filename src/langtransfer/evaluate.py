@@ -8,8 +8,9 @@ the task's parser and scores them with the task's metric (shared with
 
 Classification tasks can instead be scored by **label ranking** (``scoring="rank"``):
 the log-likelihood of each label word (with its end token, cut to the task's target
-length as training cuts it) is computed with the encoder run once per batch and one
-decoder pass per label, and the most likely label is the prediction. Ranking never
+length as training cuts targets) is computed (a seq2seq base: the encoder run once per
+batch and one decoder pass per label; a causal base: one forward per label over
+``[prompts][input][label]``), and the most likely label is the prediction. Ranking never
 yields an unparseable prediction. The evaluation batch size is independent of the
 training batch size; batches are length-sorted and padded to their own longest row for
 both kinds of scoring.
@@ -32,7 +33,7 @@ from langtransfer.loaded_base import LoadedBase
 from langtransfer.models import fingerprint
 from langtransfer.predictions import metrics_record, score_predictions
 from langtransfer.representations import Representation
-from langtransfer.task_data import cut_target, load_examples, tokenise
+from langtransfer.task_data import cut, load_examples, tokenise
 from langtransfer.tasks import get_task
 from langtransfer.tasks.sources import progress_bars
 
@@ -134,11 +135,13 @@ def label_log_likelihoods(
     language_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``[B, K]`` log-likelihood (sum over tokens) of each candidate target (token ids,
-    end token included) given each row's input. The encoder runs once; the decoder once
-    per candidate."""
+    end token included) given each row's input. A seq2seq base runs its encoder once and
+    its decoder once per candidate; a causal base (and an adapter bank) one forward per
+    candidate, its logits over the candidate's tokens."""
     scores = torch.empty(input_ids.shape[0], len(candidates))
     device = input_ids.device
-    if composed.uses_adapter_bank(language_ids):  # BatchSplit: one full forward per label
+    if composed.uses_adapter_bank(language_ids) or not composed.family.has_encoder:
+        # BatchSplit, or no encoder to reuse: one full forward per label
         encoded = None
     else:
         composed.check_language_ids(language_ids, input_ids.shape[0])
@@ -183,7 +186,9 @@ def rank_labels(
     add the log-likelihoods of tokens the model never learnt to emit, which favour the
     shortest word whatever the input (a byte-level model's ``Checkworthy`` over ``Not
     checkworthy``)."""
-    candidates = [cut_target(tokenizer(w).input_ids, max_target_length) for w in label_words]
+    candidates = composed.family.encode_targets(tokenizer, list(label_words))
+    if max_target_length is not None:
+        candidates = [cut(ids, max_target_length) for ids in candidates]
     if len({tuple(c) for c in candidates}) < len(candidates):
         raise LangTransferError(
             f"label words {list(label_words)} are not distinct when cut to "
@@ -269,7 +274,7 @@ def evaluate(
             f"{task_rep} was trained for task {task_repr.task!r}, not {task_obj.name!r}"
         )
     configuration = configuration_name(lang_repr, task_repr)
-    tokenised = tokenise(examples, tokenizer, max_length, with_labels=False)
+    tokenised = tokenise(examples, tokenizer, max_length, with_labels=False, family=loaded.family)
     rows = list(tokenised.dataset["input_ids"])
     limit = max_new_tokens or REFERENCE_MAX_NEW_TOKENS
     bar = tqdm(total=len(examples), desc=f"{task_obj.name}/{lang.code}/{configuration}",

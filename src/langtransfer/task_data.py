@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
+from langtransfer.families import SEQ2SEQ, ModelFamily
 from langtransfer.tasks import Example, Task, get_task
 
 
@@ -29,12 +31,11 @@ def load_examples(
     return examples[:max_examples] if max_examples else examples
 
 
-def cut_target(ids: list[int], max_target_length: int | None) -> list[int]:
-    """Target ids cut to ``max_target_length`` tokens, end token kept (as tokenizer
-    truncation does); what task training teaches and label ranking scores."""
-    if max_target_length is None or len(ids) <= max_target_length:
-        return ids
-    return ids[: max_target_length - 1] + ids[-1:]
+def cut(ids: list[int], max_length: int) -> list[int]:
+    """``ids`` cut to ``max_length`` tokens keeping the end token, as tokenizer
+    truncation does (evaluation and the predictor read inputs the same way; label
+    ranking cuts label words as training cuts targets)."""
+    return ids if len(ids) <= max_length else ids[: max_length - 1] + ids[-1:]
 
 
 @dataclass
@@ -50,26 +51,23 @@ def tokenise(
     max_length: int = 256,
     max_target_length: int | None = None,
     with_labels: bool = True,
+    family: ModelFamily = SEQ2SEQ,
 ) -> Tokenised:
     """Token ids per example, inputs cut at ``max_length`` (counted), no padding:
     batches are padded to their own longest row by the collator. Labels are cut to
     ``max_target_length`` tokens, end token kept, as tokenizer truncation does (the
     reference cuts them to the task's :attr:`~langtransfer.tasks.Task.target_length`);
-    ``None`` keeps them whole."""
+    ``None`` keeps them whole. ``family`` encodes the targets (a causal base's end in EOS
+    without the tokenizer's other specials: :meth:`ModelFamily.encode_targets`)."""
     enc = tokenizer([ex.input for ex in examples], truncation=False)["input_ids"]
     n_truncated = sum(len(ids) > max_length for ids in enc)
-    # Keep the end token when cutting, as tokenizer truncation does.
-    rows = {
-        "input_ids": [
-            ids if len(ids) <= max_length else ids[: max_length - 1] + ids[-1:] for ids in enc
-        ]
-    }
+    rows: dict[str, list[Any]] = {"input_ids": [cut(ids, max_length) for ids in enc]}
     n_truncated_targets = 0
     if with_labels:
-        labels = tokenizer([ex.target for ex in examples])["input_ids"]
+        labels = family.encode_targets(tokenizer, [ex.target for ex in examples])
         if max_target_length is not None:
             n_truncated_targets = sum(len(ids) > max_target_length for ids in labels)
-            labels = [cut_target(ids, max_target_length) for ids in labels]
+            labels = [cut(ids, max_target_length) for ids in labels]
         rows["labels"] = labels
     rows["length"] = [len(ids) for ids in rows["input_ids"]]
     return Tokenised(Dataset.from_dict(rows), n_truncated, n_truncated_targets)
