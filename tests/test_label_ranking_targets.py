@@ -8,7 +8,7 @@ from helpers import build, perturb
 
 from langtransfer.errors import LangTransferError
 from langtransfer.evaluate import label_log_likelihoods, pad_rows, rank_labels
-from langtransfer.task_data import cut_target, load_examples, tokenise
+from langtransfer.task_data import cut, load_examples, tokenise
 from langtransfer.tasks import get_task
 
 WORDS = list(get_task("checkworthiness").label_words.values())
@@ -27,8 +27,8 @@ def test_training_targets_and_ranked_candidates_are_cut_alike(tiny):
     exs = load_examples("checkworthiness", "en", "train", "fixtures")
     length = get_task("checkworthiness").target_length
     labels = tokenise(exs, tok, 256, max_target_length=length).dataset["labels"]
-    assert {tuple(cut_target(tok(w).input_ids, length)) for w in WORDS} == set(map(tuple, labels))
-    assert cut_target(tok("Not checkworthy").input_ids, 4) == tok("Not").input_ids  # end kept
+    assert {tuple(cut(tok(w).input_ids, length)) for w in WORDS} == set(map(tuple, labels))
+    assert cut(tok("Not checkworthy").input_ids, 4) == tok("Not").input_ids  # end kept
 
 
 def test_ranking_picks_the_most_likely_cut_label(tiny):
@@ -36,7 +36,7 @@ def test_ranking_picks_the_most_likely_cut_label(tiny):
     ranked = rank_labels(composed, tok, rows, WORDS, batch_size=4, max_target_length=4)
     ids, mask = pad_rows(rows, tok.pad_token_id)
     scores = label_log_likelihoods(composed, ids, mask,
-                                   [cut_target(tok(w).input_ids, 4) for w in WORDS])
+                                   [cut(tok(w).input_ids, 4) for w in WORDS])
     assert ranked == [WORDS[k] for k in scores.argmax(-1).tolist()]
     composed.close()
 
