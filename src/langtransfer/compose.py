@@ -511,7 +511,6 @@ class ComposedModel(nn.Module):
                 labels=labels,
                 decoder_input_ids=decoder_input_ids,
                 decoder_attention_mask=decoder_attention_mask,
-                use_cache=False,  # one pass, no cache (adapters' T5 warns about a None one)
             )
         assert language_ids is not None  # uses_adapter_bank
         order, inverse = self._adapter_bank_rows(language_ids)

@@ -158,8 +158,7 @@ def label_log_likelihoods(
             ).logits
         else:
             logits = composed.base(
-                encoder_outputs=encoded, attention_mask=inputs["attention_mask"], labels=labels,
-                use_cache=False,
+                encoder_outputs=encoded, attention_mask=inputs["attention_mask"], labels=labels
             ).logits
         logp = logits.float().log_softmax(-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
         scores[:, k] = logp.sum(-1).cpu()

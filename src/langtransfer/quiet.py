@@ -8,6 +8,12 @@ that triggers the message is imported (:mod:`langtransfer.representations.adapte
   pass." A composed model without adapters (``base``, ``stp``, ``slp+stp``) runs on a
   base that holds other models' adapters (one loaded base serves many runs): none active
   is intended, not a forgotten ``set_active_adapters``.
+* ``adapters``' own (m)T5 decoder: "Passing a tuple of `past_key_values` is deprecated"
+  and, from the legacy conversion it then calls, transformers' "past_key_values should
+  not be None in from_legacy_cache()": said on every forward with labels (no cache is
+  passed at all), about code inside ``adapters``, nothing a user can change. (Turning
+  the cache off instead would avoid it but changes logits in the last float digits, so
+  a PEFT-loaded prompt would no longer match ours exactly.)
 
 (transformers' "mtime may not be reliable" came from our own checkpoint rotation asking
 for modification-time order; :mod:`langtransfer.train` orders by step number instead.)
@@ -20,6 +26,9 @@ import logging
 #: logger name -> the start of the one message dropped from it.
 DROPPED_LOG_MESSAGES: dict[str, str] = {
     "adapters.model_mixin": "There are adapters available but none are activated",
+    "adapters.models.mt5.modeling_mt5": "Passing a tuple of `past_key_values` is deprecated",
+    "adapters.models.t5.modeling_t5": "Passing a tuple of `past_key_values` is deprecated",
+    "transformers.cache_utils": "past_key_values should not be None in from_legacy_cache()",
 }
 
 

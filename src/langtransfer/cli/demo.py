@@ -28,7 +28,7 @@ def guidance(output: Path) -> str:
         "set, its task\nrepresentation trained on English only; compare each row with `base` "
         "(the untouched model) --\nreport.md's 'Difference to base' section has those "
         "differences, negative where transfer hurts.",
-        DISCLAIMER.replace("\n", " "),
+        DISCLAIMER,
         PAPER,
     ])
 
@@ -38,8 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "demo",
         help="run the demo study on the embedded tiny model (minutes on a CPU)",
         description=(
-            "Run the small transfer study on the embedded tiny model with the shipped "
-            "fixtures: 4 target languages (en, de, sk, ru; Latin and Cyrillic), 2 tasks "
+            "Run the small transfer study on the embedded tiny model with the demo's "
+            "own small files: 4 target languages (en, de, sk, ru; Latin and Cyrillic), 2 tasks "
             "(NLI, check-worthiness), all seven configurations. Prints the tables and writes "
             "the report. "
             "Rerunning continues or reuses the finished work. " + DISCLAIMER.replace("\n", " ")
