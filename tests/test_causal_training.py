@@ -20,8 +20,10 @@ from langtransfer.errors import LangTransferError
 from langtransfer.language_training import train_language
 from langtransfer.models import TINY_CAUSAL_NAME, load_base
 from langtransfer.next_token import block_rows, next_token_dataset
+from langtransfer.predictor import Predictor
 from langtransfer.representations import read_manifest
 from langtransfer.task_training import train_task
+from langtransfer.tasks import FIXTURES_DIR, get_task
 from langtransfer.train import default_settings
 
 SEQ = 64
@@ -168,3 +170,15 @@ def test_a_study_of_all_seven_configurations_on_tiny_causal(tmp_path):
     assert sorted(r["configuration"] for r in records) == sorted(STUDY_CONFIGURATIONS)
     assert {r["model"]["family"] for r in records} == {"causal"}
     assert all(r["target_language"] == "de" for r in records)
+
+    # The Predictor serves the causal study: each configuration's predictions as evaluated.
+    task = get_task("nli")
+    path = next((FIXTURES_DIR / "nli").glob("de.test.*"))
+    inputs = [{f: r.data[f] for f in task.input_fields} for r in task.read_records(path)][:6]
+    with Predictor.load(tmp_path / "out", batch_size=4) as predictor:
+        for configuration in STUDY_CONFIGURATIONS:
+            folder = tmp_path / "out" / "predictions" / "nli" / configuration / "en__de"
+            expected = [json.loads(line)["prediction"] for line in
+                        (folder / "predictions.jsonl").read_text().splitlines()]
+            out = predictor.predict("nli", "de", inputs, configuration=configuration)
+            assert [p.raw for p in out] == expected, configuration
