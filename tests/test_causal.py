@@ -196,14 +196,18 @@ def test_a_row_does_not_depend_on_batch_mates_or_padding(causal, configuration):
                 assert other[1][row].tolist() == alone[1][0].tolist()
 
 
-def test_label_ranking_equals_the_manual_log_likelihood(causal):
+@pytest.mark.parametrize("configuration", ["slp+stp", "la+ta"])
+def test_label_ranking_equals_the_manual_log_likelihood(causal, configuration):
+    """The cached scoring (input once, each label on a copy of its KV cache) against the
+    full sequence through the base, row by row."""
     model, tok = causal
     rows = ids_of(tok, INPUTS)
     candidates = CAUSAL.encode_targets(tok, ["yes", "no", "maybe"])
     assert all(c[-1] == tok.eos_token_id for c in candidates)
-    with composed_for(model, tok, "slp+stp", seed=3) as c, torch.no_grad():
+    with composed_for(model, tok, configuration, seed=3) as c, torch.no_grad():
         ids, mask = pad_rows(rows, tok.pad_token_id)
         scores = label_log_likelihoods(c, ids, mask, candidates)
+        c.activate()
         emb = model.get_input_embeddings()
         for row, r in enumerate(rows):
             for k, cand in enumerate(candidates):

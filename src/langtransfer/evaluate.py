@@ -8,9 +8,9 @@ the task's parser and scores them with the task's metric (shared with
 
 Classification tasks can instead be scored by **label ranking** (``scoring="rank"``):
 the log-likelihood of each label word (with its end token) is computed (a seq2seq
-base: the encoder run once per batch and one decoder pass per label; a causal base: one
-forward per label over ``[prompts][input][label]``), and the most likely label is the
-prediction. Ranking never yields an unparseable prediction. The evaluation batch
+base: the encoder run once per batch and one decoder pass per label; a causal base: the
+prompts and input run once and each label's tokens on a copy of their KV cache), and the
+most likely label is the prediction. Ranking never yields an unparseable prediction. The evaluation batch
 size is independent of the training batch size; batches are length-sorted and padded
 to their own longest row for both kinds of scoring.
 """
@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from langtransfer.compose import ComposedModel, configuration_name
 from langtransfer.errors import LangTransferError, UnknownNameError
+from langtransfer.families import target_log_likelihood
 from langtransfer.io import write_json, write_jsonl
 from langtransfer.languages import get_language
 from langtransfer.loaded_base import LoadedBase
@@ -134,33 +135,23 @@ def label_log_likelihoods(
     language_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``[B, K]`` log-likelihood (sum over tokens) of each candidate target (token ids,
-    end token included) given each row's input. A seq2seq base runs its encoder once and
-    its decoder once per candidate; a causal base (and an adapter bank) one forward per
-    candidate, its logits over the candidate's tokens."""
-    scores = torch.empty(input_ids.shape[0], len(candidates))
-    device = input_ids.device
-    if composed.uses_adapter_bank(language_ids) or not composed.family.has_encoder:
-        # BatchSplit, or no encoder to reuse: one full forward per label
-        encoded = None
-    else:
+    end token included) given each row's input. The input is run once and each candidate
+    scored on it (:meth:`ModelFamily.label_log_likelihoods`); an adapter bank runs one full
+    forward per candidate (``BatchSplit`` regroups the rows on every call)."""
+    if not composed.uses_adapter_bank(language_ids):
         composed.check_language_ids(language_ids, input_ids.shape[0])
         composed.activate()
         inputs = composed.encoder_inputs(input_ids, attention_mask, language_ids)
-        encoded = composed.base.get_encoder()(**inputs, return_dict=True)
+        return composed.family.label_log_likelihoods(composed.base, inputs, candidates).cpu()
+    scores = torch.empty(input_ids.shape[0], len(candidates))
     for k, cand in enumerate(candidates):
-        labels = torch.as_tensor(cand, dtype=torch.long, device=device).repeat(
+        labels = torch.as_tensor(cand, dtype=torch.long, device=input_ids.device).repeat(
             input_ids.shape[0], 1
         )
-        if encoded is None:
-            logits = composed(
-                input_ids, attention_mask, labels=labels, language_ids=language_ids
-            ).logits
-        else:
-            logits = composed.base(
-                encoder_outputs=encoded, attention_mask=inputs["attention_mask"], labels=labels
-            ).logits
-        logp = logits.float().log_softmax(-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
-        scores[:, k] = logp.sum(-1).cpu()
+        logits = composed(
+            input_ids, attention_mask, labels=labels, language_ids=language_ids
+        ).logits
+        scores[:, k] = target_log_likelihood(logits, labels).cpu()
     return scores
 
 
