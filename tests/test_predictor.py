@@ -225,3 +225,32 @@ def test_a_request_is_formatted_as_the_data_is_without_its_gold(task):
         assert task_obj.request_input(fields) == example.input
         if len(task_obj.input_fields) == 1 and isinstance(fields[task_obj.input_fields[0]], str):
             assert task_obj.request_input(fields[task_obj.input_fields[0]]) == example.input
+
+
+def test_rows_of_several_tasks_and_languages_share_one_generate_call(
+    predictor, study, monkeypatch
+):
+    from langtransfer.compose import ComposedModel
+
+    calls = []
+    generate = ComposedModel.generate
+
+    def counting(self, input_ids, *args, **kwargs):
+        calls.append((input_ids.shape[0], kwargs.get("language_ids"), kwargs.get("task_ids")))
+        return generate(self, input_ids, *args, **kwargs)
+
+    monkeypatch.setattr(ComposedModel, "generate", counting)
+    rows = [(t, g, i) for i in range(2) for t in TASKS for g in TARGETS]
+    requests = [PredictRequest(t, g, request_inputs(t, g)[i], c) for t, g, i in rows
+                for c in ("slp+ta", "la+stp")]
+    with Predictor(predictor.loaded, predictor.entries.values(), batch_size=8) as wide:
+        out = wide.predict_requests(requests)
+    assert len(calls) == 2  # one per configuration: 8 rows of 2 tasks x 2 languages each
+    assert sorted(n for n, _, _ in calls) == [8, 8]
+    for n, language_ids, task_ids in calls:
+        assert len(set(language_ids.tolist())) == 2 and len(set(task_ids.tolist())) == 2
+    for request, prediction in zip(requests, out, strict=True):
+        expected = study_predictions(study, request.task, request.configuration,
+                                     request.language)
+        index = request_inputs(request.task, request.language).index(request.input)
+        assert prediction.raw == expected[index]

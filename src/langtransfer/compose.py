@@ -20,11 +20,14 @@ reference code for ``slp+stp``: its ``forward`` (training loss, keep-best valida
 sees ``[language][language][task][input]`` while its ``generate`` (test predictions) sees
 ``[language][task][input]`` (see docs/fidelity.md). Off by default.
 
-Mixed-language batches: :meth:`ComposedModel.set_languages` holds several language
-representations at once (a *bank*) and ``forward``/``generate`` take ``language_ids``,
-one bank index per row. Prompt banks gather each row's prompt from the stacked bank
-embeddings inside one forward; adapter banks run through the `adapters` library's
-``Stack(BatchSplit(lang_a, lang_b, ...), task)`` with the rows grouped by language.
+Mixed batches: :meth:`ComposedModel.set_languages` and :meth:`ComposedModel.set_tasks`
+hold several language / task representations at once (*banks*) and ``forward`` /
+``generate`` take ``language_ids`` / ``task_ids``, one bank index per row, so rows of
+different languages and tasks run in one call. Prompt banks gather each row's prompt
+from the stacked bank embeddings; adapter banks run through the `adapters` library's
+``Stack(BatchSplit(lang_a, lang_b, ...), BatchSplit(task_x, task_y, ...))`` with the rows
+grouped by (language adapter, task adapter) pair (see ``_adapter_groups`` for why not a
+``BatchSplit`` of ``Stack``\ s).
 """
 
 from __future__ import annotations

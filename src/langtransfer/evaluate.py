@@ -205,8 +205,11 @@ def rank_labels(
     """The most likely of ``label_words`` for every row (label ranking), length-sorted
     batches as in :func:`generate_texts`. Ties go to the earlier label. ``label_words``
     may instead give each row its own words (rows of several tasks in one batch)."""
-    per_row = [list(label_words)] * len(rows) if all(
-        isinstance(w, str) for w in label_words) else [list(w) for w in label_words]
+    per_row: list[list[str]] = (
+        [[str(w) for w in label_words]] * len(rows)
+        if all(isinstance(w, str) for w in label_words)
+        else [list(w) for w in label_words]
+    )
     if len(per_row) != len(rows):
         raise LangTransferError(f"{len(per_row)} label word lists for {len(rows)} rows")
     encoded = {w: tokenizer(w).input_ids for words in per_row for w in words}
