@@ -1,11 +1,12 @@
 """Rows of different languages and tasks in one forward / generate: each row's output
-equals running it alone, in every configuration, for the loss logits, generation and
-label ranking."""
+equals running it alone, in every configuration and both model families, for the loss
+logits, generation and label ranking."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from helpers import make_rep, perturb
 
 from langtransfer.compose import STUDY_CONFIGURATIONS, compose, loaded_representations
 from langtransfer.configurations import configuration_kinds
@@ -14,8 +15,6 @@ from langtransfer.evaluate import generate_texts, pad_rows, rank_labels
 from langtransfer.models import load_base
 from langtransfer.representations import load_representation, save_representation
 from langtransfer.tasks import get_task
-
-from helpers import make_rep, perturb
 
 LANGS = ("sk", "de", "cs")
 TASKS = ("nli", "ner", "qa")  # three input formats and output kinds
@@ -31,12 +30,18 @@ ROWS = [("nli", 0, "sk"), ("ner", 0, "de"), ("qa", 0, "cs"), ("nli", 1, "de"),
 TARGETS = {"nli": "Yes", "ner": "PER: Anna$$LOC: Bratislava", "qa": "Bratislava"}
 
 
+@pytest.fixture(scope="module", params=["tiny", "tiny-causal"])
+def base_name(request) -> str:
+    """Both model families: seq2seq (prompts before the encoder input) and causal."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def reps(tmp_path_factory):
+def reps(tmp_path_factory, base_name):
     """Perturbed language and task representations of both kinds, saved and loaded (so
     other bases load the same adapter weights)."""
     root = tmp_path_factory.mktemp("mixed")
-    model, tok = load_base("tiny")
+    model, tok = load_base(base_name)
     out: dict[tuple[str, str, str], object] = {}
     for seed, (role, subjects) in enumerate((("language", LANGS), ("task", TASKS))):
         for kind in ("prompt", "adapter"):
@@ -86,8 +91,8 @@ def tensor(ids, device="cpu"):
 
 
 @pytest.mark.parametrize("configuration", STUDY_CONFIGURATIONS)
-def test_each_mixed_row_equals_the_row_run_alone(reps, configuration):
-    base, tok = load_base("tiny")
+def test_each_mixed_row_equals_the_row_run_alone(reps, base_name, configuration):
+    base, tok = load_base(base_name)
     rows = row_texts(tok)
     mixed, ids = mixed_model(base, configuration, reps)
     ids_t = {k: tensor(v) for k, v in ids.items()}
@@ -101,7 +106,7 @@ def test_each_mixed_row_equals_the_row_run_alone(reps, configuration):
              for t, _, _ in ROWS]  # ner/qa rows rank free words: unequal label sets
     ranked = rank_labels(mixed, tok, rows, words, batch_size=len(rows), **ids)
 
-    ref_base, _ = load_base("tiny")
+    ref_base, _ = load_base(base_name)
     alone_logits, alone_generated, alone_ranked = [], [], []
     for i, ((task, _, language), row, target, row_words) in enumerate(
         zip(ROWS, rows, targets, words, strict=True)
@@ -135,8 +140,8 @@ def test_each_mixed_row_equals_the_row_run_alone(reps, configuration):
     assert not getattr(base, "adapters_config", None) or not base.adapters_config.adapters
 
 
-def test_beam_search_refused_with_adapter_banks_and_fine_with_prompt_banks(reps):
-    base, tok = load_base("tiny")
+def test_beam_search_refused_with_adapter_banks_and_fine_with_prompt_banks(reps, base_name):
+    base, tok = load_base(base_name)
     rows = row_texts(tok)[:3]
     ids, mask = pad_rows(rows, tok.pad_token_id)
     mixed, bank_ids = mixed_model(base, "slp+ta", reps)
@@ -152,8 +157,8 @@ def test_beam_search_refused_with_adapter_banks_and_fine_with_prompt_banks(reps)
     prompts.close()
 
 
-def test_task_bank_errors_name_the_problem(reps):
-    base, tok = load_base("tiny")
+def test_task_bank_errors_name_the_problem(reps, base_name):
+    base, tok = load_base(base_name)
     composed = compose(base, "base")
     composed.set_tasks({t: reps[("task", "prompt", t)] for t in TASKS})
     ids, mask = pad_rows(row_texts(tok)[:2], tok.pad_token_id)

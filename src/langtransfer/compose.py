@@ -3,10 +3,12 @@
 What each configuration composes (``slp+ta``: a soft language prompt and a task
 adapter) is the table in :mod:`langtransfer.configurations`; this module builds it.
 
-Prompts are prepended to the encoder input as ``[language][task][input]`` with the
-attention mask extended; they never touch the decoder. Adapters stack language -> task
-in every layer (the `adapters` library's ``Stack``). Swapping the language
-representation leaves the task representation as it is.
+Prompts are prepended to the input embeddings as ``[language][task][input]`` with the
+attention mask extended: the encoder's input of a seq2seq base (they never touch its
+decoder), the context a causal base's target continues (positions and labels as
+:mod:`langtransfer.families` describes; the family runs forward and generate).
+Adapters stack language -> task in every layer (the `adapters` library's ``Stack``).
+Swapping the language representation leaves the task representation as it is.
 
 One base, many composed models: each representation takes a *slot* in the base under
 its id (an adapter's weights go into the base's layers under that name); a composed
@@ -27,7 +29,7 @@ different languages and tasks run in one call. Prompt banks gather each row's pr
 from the stacked bank embeddings; adapter banks run through the `adapters` library's
 ``Stack(BatchSplit(lang_a, lang_b, ...), BatchSplit(task_x, task_y, ...))`` with the rows
 grouped by (language adapter, task adapter) pair (see ``_adapter_groups`` for why not a
-``BatchSplit`` of ``Stack``\ s).
+``BatchSplit`` of stacks).
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ from langtransfer.configurations import (  # noqa: F401  (re-exported: old impor
     get_configuration,
 )
 from langtransfer.errors import CorruptFileError, LangTransferError, UnknownNameError
-from langtransfer.models import check_compatible, fingerprint
+from langtransfer.families import family_of
+from langtransfer.models import check_compatible, fingerprint, hidden_size
 from langtransfer.representations.adapter import ensure_adapter_support, replay_adapter_init
 from langtransfer.representations.base import Representation
 from langtransfer.representations.prompt import SoftPrompt
@@ -88,7 +91,8 @@ def configuration_name(language: Representation | None, task: Representation | N
 
 
 class ComposedModel(nn.Module):
-    """A frozen seq2seq model with an optional language and an optional task representation.
+    """A frozen base model (seq2seq or causal, :attr:`family`) with an optional language and
+    an optional task representation.
 
     ``train`` names the one representation whose parameters get gradients (``"language"``
     or ``"task"``); everything else is frozen.
@@ -112,6 +116,7 @@ class ComposedModel(nn.Module):
     ):
         super().__init__()
         self.base = base
+        self.family = family_of(base)  # raises for a base that is neither family
         self.duplicate_language_prompt_in_forward = duplicate_language_prompt_in_forward
         self.prompts = nn.ModuleDict()
         # Mixed batches: per role, the bank {key: rep} and its prompts in bank-index order.
@@ -189,10 +194,10 @@ class ComposedModel(nn.Module):
             )
 
     def _check_prompt_width(self, rep: Representation) -> None:
-        if rep.soft_prompt.dim != self.base.config.d_model:
+        if rep.soft_prompt.dim != hidden_size(self.base):
             raise LangTransferError(
                 f"{rep.role} {rep.kind} {rep.name} has width {rep.soft_prompt.dim} but base model "
-                f"{fingerprint(self.base)['name']!r} has d_model {self.base.config.d_model}"
+                f"{fingerprint(self.base)['name']!r} has d_model {hidden_size(self.base)}"
             )
 
     def _acquire(self, rep: Representation) -> None:
@@ -296,8 +301,8 @@ class ComposedModel(nn.Module):
         self._activate_adapters()
 
     def _activate_adapters(self, composition: Any = None) -> None:
-        """Activate the attached adapters: language -> task, or ``composition`` (a bank's
-        ``BatchSplit`` of per-row-group ``Stack``\\ s, see :meth:`_adapter_groups`)."""
+        """Activate the attached adapters: language -> task, or ``composition`` (the
+        per-row composition of a bank, see :meth:`_adapter_groups`)."""
         if not hasattr(self.base, "adapters_config"):
             return
         if composition is not None:
@@ -544,7 +549,7 @@ class ComposedModel(nn.Module):
         *,
         duplicate_language: bool = False,
     ) -> dict[str, torch.Tensor]:
-        """Encoder inputs with the prompts prepended: ``[language][task][input]``
+        """The input with the prompts prepended: ``[language][task][input]``
         (``[language][language][task][input]`` with ``duplicate_language``, the reference's
         slp+stp training input).
 
@@ -597,8 +602,9 @@ class ComposedModel(nn.Module):
         groups = self._adapter_groups(language_ids, task_ids, input_ids.shape[0])
         if groups is None:
             self.activate()
-            return self.base(
-                **self.encoder_inputs(
+            return self.family.forward(
+                self.base,
+                self.encoder_inputs(
                     input_ids, attention_mask, language_ids, task_ids,
                     duplicate_language=self.duplicate_language_prompt_in_forward,
                 ),
@@ -613,8 +619,9 @@ class ComposedModel(nn.Module):
 
         self._activate_adapters(composition)
         try:
-            out = self.base(
-                **self.encoder_inputs(
+            out = self.family.forward(
+                self.base,
+                self.encoder_inputs(
                     input_ids[order], rows(attention_mask), rows(language_ids), rows(task_ids)
                 ),
                 labels=rows(labels),
@@ -640,7 +647,8 @@ class ComposedModel(nn.Module):
         task_ids: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> torch.Tensor:
-        """Generate decoder token ids (the prompts shape only the encoder input).
+        """Generate token ids: a seq2seq base's decoder ids (the prompts shape only the
+        encoder input), a causal base's new tokens only.
 
         ``language_ids`` / ``task_ids`` as in :meth:`forward`: one ``generate`` call for a
         batch whose rows are in different languages and tasks. With an adapter bank only
@@ -651,8 +659,8 @@ class ComposedModel(nn.Module):
         groups = self._adapter_groups(language_ids, task_ids, input_ids.shape[0])
         if groups is None:
             self.activate()
-            return self.base.generate(
-                **self.encoder_inputs(input_ids, attention_mask, language_ids, task_ids),
+            return self.family.generate(
+                self.base, self.encoder_inputs(input_ids, attention_mask, language_ids, task_ids),
                 **kwargs,
             )
         if kwargs.get("num_beams", 1) != 1 or kwargs.get("num_return_sequences", 1) != 1:
@@ -666,8 +674,8 @@ class ComposedModel(nn.Module):
             mask = None if attention_mask is None else attention_mask[order]
             lang = None if language_ids is None else language_ids[order]
             task = None if task_ids is None else task_ids[order]
-            out = self.base.generate(
-                **self.encoder_inputs(input_ids[order], mask, lang, task), **kwargs
+            out = self.family.generate(
+                self.base, self.encoder_inputs(input_ids[order], mask, lang, task), **kwargs
             )
         finally:
             self._activate_adapters()

@@ -136,8 +136,7 @@ def label_log_likelihoods(
     task_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``[B, K]`` log-likelihood (sum over tokens) of each candidate target (token ids,
-    end token included) given each row's input. The encoder runs once; the decoder once
-    per candidate."""
+    end token included) given each row's input (see :func:`row_label_log_likelihoods`)."""
     rows = [list(candidates)] * input_ids.shape[0]
     return torch.tensor(row_label_log_likelihoods(
         composed, input_ids, attention_mask, rows, language_ids, task_ids
@@ -154,12 +153,15 @@ def row_label_log_likelihoods(
     task_ids: torch.Tensor | None = None,
 ) -> list[list[float]]:
     """Per row, the log-likelihood of each of *its own* candidate targets (rows of
-    different tasks rank different label sets in one batch). The encoder runs once; the
-    decoder once per candidate position ``k``, each row scoring its ``k``-th candidate
-    (targets of unequal length padded with -100 and left out of the sum)."""
+    different tasks rank different label sets in one batch). A seq2seq base runs its
+    encoder once and its decoder once per candidate position ``k``, each row scoring its
+    ``k``-th candidate (targets of unequal length padded with -100 and left out of the
+    sum); a causal base (and an adapter bank) one forward per position, its logits over
+    the candidate's tokens."""
     batch, device = input_ids.shape[0], input_ids.device
     scores = [[0.0] * len(c) for c in candidates]
-    if composed.uses_adapter_bank(language_ids, task_ids):  # BatchSplit: a full forward each
+    if composed.uses_adapter_bank(language_ids, task_ids) or not composed.family.has_encoder:
+        # BatchSplit, or no encoder to reuse: one full forward per label
         encoded = None
     else:
         composed.check_bank_ids(language_ids, task_ids, batch)
@@ -212,7 +214,8 @@ def rank_labels(
     )
     if len(per_row) != len(rows):
         raise LangTransferError(f"{len(per_row)} label word lists for {len(rows)} rows")
-    encoded = {w: tokenizer(w).input_ids for words in per_row for w in words}
+    words = list(dict.fromkeys(w for row_words in per_row for w in row_words))
+    encoded = dict(zip(words, composed.family.encode_targets(tokenizer, words), strict=True))
     device = composed.base.device
     chosen: list[str] = [""] * len(rows)
     for idx in length_sorted_batches([len(r) for r in rows], batch_size):
@@ -293,7 +296,7 @@ def evaluate(
             f"{task_rep} was trained for task {task_repr.task!r}, not {task_obj.name!r}"
         )
     configuration = configuration_name(lang_repr, task_repr)
-    tokenised = tokenise(examples, tokenizer, max_length, with_labels=False)
+    tokenised = tokenise(examples, tokenizer, max_length, with_labels=False, family=loaded.family)
     rows = list(tokenised.dataset["input_ids"])
     limit = max_new_tokens or REFERENCE_MAX_NEW_TOKENS
     bar = tqdm(total=len(examples), desc=f"{task_obj.name}/{lang.code}/{configuration}",

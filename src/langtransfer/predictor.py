@@ -115,8 +115,8 @@ class Entry:
     language: str
     configuration: str
     source: str | None
-    language_rep: Path | None = None
-    task_rep: Path | None = None
+    language_rep: Path | str | None = None  # a directory, or a hub id as given
+    task_rep: Path | str | None = None
     score: float | None = None  # the study's primary metric on this target
     scoring: str = "generate"
     max_new_tokens: int = REFERENCE_MAX_NEW_TOKENS
@@ -376,17 +376,25 @@ def _read_json(path: Path) -> Any:
         raise CorruptFileError(f"{path}: cannot read ({e})") from e
 
 
+def _study_bases(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(label, name) of each base model of a study (label "" in a single-model study)."""
+    from langtransfer.study_config import parse_models
+
+    if config.get("models"):
+        return [(b.label, b.name) for b in parse_models(config["models"])]
+    model = config.get("model")
+    return [("", model)] if isinstance(model, str) else []
+
+
 def _trained_on(studies: list[Path], reps: list[str | Path]) -> str:
     """The base model the sources were trained on (one name, or an error naming them)."""
+    from langtransfer.representations.store import resolve_location
+
     names: dict[str, str] = {}
     for study in studies:
-        config = _read_json(study / STUDY_FILE).get("config") or {}
-        model = config.get("model")
-        if isinstance(model, str):
-            names.setdefault(model, str(study))
+        for _, name in _study_bases(_read_json(study / STUDY_FILE).get("config") or {}):
+            names.setdefault(name, str(study))
     for location in reps:
-        from langtransfer.representations.store import resolve_location
-
         name = read_manifest(resolve_location(location))["base_model"].get("name")
         if isinstance(name, str) and name:
             names.setdefault(name, str(location))
@@ -405,34 +413,43 @@ def _fits(recorded: Mapping[str, Any], loaded: LoadedBase) -> bool:
 
 
 def _study_entries(study: Path, loaded: LoadedBase) -> list[Entry]:
-    """One entry per result record of ``study`` made on the loaded base."""
+    """One entry per result record of ``study`` made on the loaded base (in a
+    multi-model study, the records of the base of that name, or of that shape)."""
     from langtransfer.results import read_records
     from langtransfer.study_jobs import language_rep_path, task_rep_path
 
     config = _read_json(study / STUDY_FILE).get("config") or {}
     max_length = (config.get("evaluation") or {}).get("max_length", DEFAULT_MAX_LENGTH)
     records = read_records(study)
-    fitting = [r for r in records if _fits(r.get("model") or {}, loaded)]
+    bases = _study_bases(config)
+    label = next((lab for lab, name in bases if name == loaded.name), None)
+    fitting = [r for r in records if (r.get("model_label") or "") == label] if (
+        label is not None) else [r for r in records if _fits(r.get("model") or {}, loaded)]
     if records and not fitting:
         raise LangTransferError(
-            f"{study}: no result was made on base model {loaded.name!r} (the study's: "
-            f"{', '.join(sorted({str((r.get('model') or {}).get('name')) for r in records}))})"
+            f"{study}: no result was made on base model {loaded.name!r}; the study's: "
+            f"{', '.join(name for _, name in bases) or 'none recorded'} (pass model=)"
         )
+    output = config.get("output")
     entries = []
     for r in fitting:
         task, configuration = r["task"], r["configuration"]
         source, target = r["source_language"], r["target_language"]
-        variant = r.get("variant") or ""
+        variant, model_label = r.get("variant") or "", r.get("model_label") or ""
         kinds = get_configuration(configuration)
-        paths: dict[str, Path | None] = {"language": None, "task": None}
+        paths: dict[str, Path | str | None] = {"language": None, "task": None}
         for role, layout in (
-            ("language", language_rep_path(study, kinds.language_kind or "", target)),
-            ("task", task_rep_path(study, task, source, configuration)),
+            ("language", language_rep_path(study, kinds.language_kind or "", target,
+                                           model_label)),
+            ("task", task_rep_path(study, task, source, configuration, model_label)),
         ):
             if kinds.kind(role) is None:
                 continue
             recorded = ((r.get("representations") or {}).get(role) or {}).get("path")
-            candidates = [Path(recorded)] if recorded else []
+            candidates = [] if not recorded else [Path(recorded)]
+            if recorded and isinstance(output, str) and Path(recorded).is_relative_to(output):
+                # The study wrote paths under its output as given; it may have moved.
+                candidates.append(study / Path(recorded).relative_to(output))
             found = next((p for p in (*candidates, layout) if (p / MANIFEST).is_file()), None)
             if found is None:
                 raise CorruptFileError(
@@ -479,11 +496,11 @@ def _representation_entries(locations: list[str | Path], loaded: LoadedBase) -> 
             for (k, language), where in languages.items():
                 if k == kind:
                     entries.append(Entry(rep.task or "", language, configuration, source,
-                                         Path(str(where)), Path(str(location))))
+                                         where, location))
         else:
             codes = dict.fromkeys([lang for _, lang in languages] + ([source] if source else []))
-            entries += [Entry(rep.task or "", language, configuration, source, None,
-                              Path(str(location))) for language in codes]
+            entries += [Entry(rep.task or "", language, configuration, source, None, location)
+                        for language in codes]
     if locations and not tasks:
         raise LangTransferError(
             "the representation sources hold no task representation: a predictor needs at "
