@@ -8,9 +8,9 @@ import pytest
 import torch
 from test_corpora import _article, wiki  # noqa: F401  (the Wikipedia mirror fixture)
 
+from langtransfer import languages
 from langtransfer.corpora import cap_tokens, load_corpus, read_documents
 from langtransfer.errors import LangTransferError, UnknownNameError
-from langtransfer import languages
 from langtransfer.language_training import train_language
 from langtransfer.languages import (
     NATIVE_INSTRUCTION,
