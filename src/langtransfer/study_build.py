@@ -93,6 +93,8 @@ class StudyBuilder:
             adapter=job.adapter,
             sequence_length=job.sequence_length,
             max_documents=job.max_documents,
+            max_tokens=job.max_tokens,
+            corpus_extent=job.corpus_extent,
             validation_size=job.validation_documents,
             checkpoint_dir=art.work,
             resume=True,
@@ -151,4 +153,6 @@ class StudyBuilder:
             metrics_fingerprint=job.metrics,
             seed=job.seed,
         )
+        if job.variant:  # the paper's cells have no variant field, as before
+            record["variant"] = job.variant
         write_record(self.study_dir, record)

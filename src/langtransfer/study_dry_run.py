@@ -117,7 +117,8 @@ def _to_build(artefacts: list[Artefact], done: dict[str, bool]) -> list[str]:
         if not done[art.id]:
             job = art.job
             name = job.kind if isinstance(job, LanguageJob) else job.task
-            groups.setdefault(f"{art.stage} {name}", []).append(art)
+            variant = f" [{job.variant}]" if job.variant else ""
+            groups.setdefault(f"{art.stage} {name}{variant}", []).append(art)
     lines = []
     for name, arts in groups.items():
         stage = arts[0].stage
@@ -135,6 +136,20 @@ def _to_build(artefacts: list[Artefact], done: dict[str, bool]) -> list[str]:
     return lines
 
 
+def _variant_counts(artefacts: list[Artefact]) -> list[str]:
+    """One line per language-representation variant (``axes``): what it adds to the plan."""
+    counts: dict[str, dict[str, int]] = {}
+    for art in artefacts:
+        if art.job.variant:
+            per_stage = counts.setdefault(art.job.variant, dict.fromkeys(STAGES, 0))
+            per_stage[art.stage] += 1
+    return [
+        f"variant {label}: {n['language']} language representations, {n['task']} task "
+        f"representations, {n['evaluation']} evaluations"
+        for label, n in counts.items()
+    ]
+
+
 def describe_dry_run(artefacts: list[Artefact], result: DryRun, title: str = "plan") -> str:
     """The dry-run text: counts, problems, sources read, what is left to build."""
     from langtransfer.study import is_done
@@ -147,6 +162,7 @@ def describe_dry_run(artefacts: list[Artefact], result: DryRun, title: str = "pl
         arts = [a for a in artefacts if a.stage == stage]
         k = sum(done[a.id] for a in arts)
         lines.append(f"{_stage_name(stage)}: {len(arts)} ({k} done, {len(arts) - k} to build)")
+    lines += _variant_counts(artefacts)
     missing = result.missing
     lines.append(f"data: {len(result.checks)} task x language x split cells, "
                  f"{len(result.checks) - len(missing)} ok, {len(missing)} missing")

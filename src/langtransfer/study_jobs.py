@@ -30,6 +30,7 @@ from langtransfer.languages import get_language
 
 if TYPE_CHECKING:
     from langtransfer.representations import AdapterSpec, PromptConfig
+    from langtransfer.study_axes import Variant
     from langtransfer.study_config import EvaluationSettings, StudyConfig
     from langtransfer.train import TrainSettings
 
@@ -48,12 +49,15 @@ class LanguageJob:
     train: TrainSettings
     prompt: PromptConfig | None
     adapter: AdapterSpec | None
+    corpus_extent: str = "paper"
+    max_tokens: int | None = None
+    variant: str = ""
 
     stage = "language"
 
     @property
     def key(self) -> tuple[str, ...]:
-        return (self.kind, self.language)
+        return (self.kind, self.language) + _variant_part(self.variant)
 
 
 @dataclass(frozen=True)
@@ -79,12 +83,13 @@ class TaskJob:
     prompt: PromptConfig | None
     adapter: AdapterSpec | None
     reference_slp_stp_quirk: bool
+    variant: str = ""
 
     stage = "task"
 
     @property
     def key(self) -> tuple[str, ...]:
-        return (self.task, self.source, self.configuration)
+        return (self.task, self.source, self.configuration) + _variant_part(self.variant)
 
 
 @dataclass(frozen=True)
@@ -108,15 +113,27 @@ class EvaluationJob:
     evaluation: EvaluationSettings
     metrics: str
     seed: int
+    variant: str = ""
 
     stage = "evaluation"
 
     @property
     def key(self) -> tuple[str, ...]:
-        return (self.task, self.configuration, self.source, self.target)
+        return (self.task, self.configuration, self.source, self.target) + _variant_part(
+            self.variant
+        )
 
 
 Job = LanguageJob | TaskJob | EvaluationJob
+
+#: Job fields added after studies were run, with the value every earlier job had: left
+#: out of the settings at that value, so the hashes of existing studies stay the same.
+ADDED_FIELDS: dict[str, Any] = {"corpus_extent": "paper", "max_tokens": None, "variant": ""}
+
+
+def _variant_part(variant: str) -> tuple[str, ...]:
+    """A variant's jobs are keyed by their label last; the paper's have no such part."""
+    return (variant,) if variant else ()
 
 
 def _plain(value: Any) -> Any:
@@ -125,32 +142,51 @@ def _plain(value: Any) -> Any:
 
 
 def job_settings(job: Job) -> dict[str, Any]:
-    """Every field of the job as plain JSON-able values: what the settings hash covers."""
-    return {f.name: _plain(getattr(job, f.name)) for f in fields(job)}
+    """Every field of the job as plain JSON-able values: what the settings hash covers
+    (an :data:`ADDED_FIELDS` field at its old value is left out)."""
+    return {
+        f.name: _plain(getattr(job, f.name))
+        for f in fields(job)
+        if f.name not in ADDED_FIELDS or getattr(job, f.name) != ADDED_FIELDS[f.name]
+    }
 
 
 # -- jobs from a study config ----------------------------------------------------------
 
 
-def language_job(config: StudyConfig, language: str, kind: str) -> LanguageJob:
+def language_job(
+    config: StudyConfig, language: str, kind: str, variant: Variant | None = None
+) -> LanguageJob:
+    """The study's language job, or ``variant``'s: the same with its one setting changed."""
     lang = get_language(language)
+    prompt = None
+    if kind == "prompt":
+        prompt = config.prompt_config("language", lang.name, lang.instruction)
+        if variant is not None and variant.template is not None:
+            prompt = replace(prompt, init="text", init_text=lang.instruction_from(variant.template))
+        elif variant is not None and variant.init is not None:
+            prompt = replace(prompt, init=variant.init)
+    corpus = variant is not None and variant.axis == "corpus_size"
     return LanguageJob(
         model=config.model,
         language=lang.code,
         kind=kind,
         corpus=config.corpus_for(lang.code),
-        max_documents=config.max_documents,
+        max_documents=variant.max_documents if variant and corpus else config.max_documents,
         validation_documents=config.validation_documents,
         sequence_length=config.sequence_length,
         train=config.train_settings("language", kind),
-        prompt=config.prompt_config("language", lang.name, lang.instruction)
-        if kind == "prompt"
-        else None,
+        prompt=prompt,
         adapter=config.adapter_spec("language") if kind == "adapter" else None,
+        corpus_extent=variant.extent if variant and corpus else "paper",
+        max_tokens=variant.max_tokens if variant and corpus else None,
+        variant=variant.label if variant else "",
     )
 
 
-def task_job(config: StudyConfig, task: str, source: str, configuration: str) -> TaskJob:
+def task_job(
+    config: StudyConfig, task: str, source: str, configuration: str, variant: str = ""
+) -> TaskJob:
     from langtransfer.tasks import get_task
 
     task_obj, lang = get_task(task), get_language(source)
@@ -182,11 +218,13 @@ def task_job(config: StudyConfig, task: str, source: str, configuration: str) ->
         prompt=prompt,
         adapter=config.adapter_spec("task") if kind == "adapter" else None,
         reference_slp_stp_quirk=config.reference_slp_stp_quirk(configuration),
+        variant=variant,
     )
 
 
 def evaluation_job(
-    config: StudyConfig, task: str, configuration: str, source: str, target: str
+    config: StudyConfig, task: str, configuration: str, source: str, target: str,
+    variant: str = "",
 ) -> EvaluationJob:
     from langtransfer.evaluate import REFERENCE_MAX_NEW_TOKENS
     from langtransfer.tasks import get_task
@@ -208,6 +246,7 @@ def evaluation_job(
         evaluation=evaluation,
         metrics=get_task(task).metrics_fingerprint(),
         seed=config.seed,
+        variant=variant,
     )
 
 
@@ -247,12 +286,22 @@ class Artefact:
         return job_settings(self.job)
 
 
-def language_rep_path(study_dir: str | Path, kind: str, language: str) -> Path:
-    return Path(study_dir) / "representations" / "language" / kind / language
+def _variant_dir(study_dir: str | Path, part: str, variant: str) -> Path:
+    """``<study>/<part>`` for the paper's artefacts, ``<study>/<part>/<variant>`` for a
+    variant's (labels are path-safe and contain ``=``, so they never clash with a kind
+    or a task)."""
+    return Path(study_dir) / part / variant if variant else Path(study_dir) / part
 
 
-def task_rep_path(study_dir: str | Path, task: str, source: str, configuration: str) -> Path:
-    return Path(study_dir) / "representations" / "task" / task / source / configuration
+def language_rep_path(study_dir: str | Path, kind: str, language: str, variant: str = "") -> Path:
+    return _variant_dir(study_dir, "representations", variant) / "language" / kind / language
+
+
+def task_rep_path(
+    study_dir: str | Path, task: str, source: str, configuration: str, variant: str = ""
+) -> Path:
+    return (_variant_dir(study_dir, "representations", variant) / "task" / task / source
+            / configuration)
 
 
 def _hash(payload: dict[str, Any]) -> str:
@@ -305,37 +354,48 @@ def plan(config: StudyConfig) -> list[Artefact]:
     def checkpoints(job: Job) -> Path:
         return out / "checkpoints" / job.stage / "/".join(job.key)
 
-    def language_rep(lang: str, kind: str) -> Artefact:
-        if f"language:{kind}/{lang}" in arts:  # shared by many cells: build its job once
-            return arts[f"language:{kind}/{lang}"]
-        job = language_job(config, lang, kind)
-        return add(job, language_rep_path(out, kind, lang), (), work=checkpoints(job))
+    def language_rep(lang: str, kind: str, variant: Variant | None) -> Artefact:
+        label = variant.label if variant else ""
+        aid = f"language:{'/'.join((kind, lang) + _variant_part(label))}"
+        if aid in arts:  # shared by many cells: build its job once
+            return arts[aid]
+        job = language_job(config, lang, kind, variant)
+        return add(job, language_rep_path(out, kind, lang, label), (), work=checkpoints(job))
 
-    def task_rep(task: str, source: str, configuration: str) -> Artefact:
-        if f"task:{task}/{source}/{configuration}" in arts:
-            return arts[f"task:{task}/{source}/{configuration}"]
-        job = task_job(config, task, source, configuration)
-        inputs = {"language": language_rep(source, job.language_kind)} if job.language_kind else {}
-        return add(job, task_rep_path(out, task, source, configuration), tuple(inputs.values()),
-                   inputs={role: d.path for role, d in inputs.items()}, work=checkpoints(job))
+    def task_rep(task: str, source: str, configuration: str, variant: Variant | None) -> Artefact:
+        label = variant.label if variant else ""
+        aid = f"task:{'/'.join((task, source, configuration) + _variant_part(label))}"
+        if aid in arts:
+            return arts[aid]
+        job = task_job(config, task, source, configuration, label)
+        inputs = ({"language": language_rep(source, job.language_kind, variant)}
+                  if job.language_kind else {})
+        return add(job, task_rep_path(out, task, source, configuration, label),
+                   tuple(inputs.values()), inputs={role: d.path for role, d in inputs.items()},
+                   work=checkpoints(job))
 
-    for task in config.tasks:
-        for source in config.sources:
-            if (task, source, "source") in skip:
-                continue
-            for configuration in config.configurations:
-                for target in config.targets:
-                    if (task, target, "target") in skip:
+    for variant in [None, *config.variants()]:
+        label = variant.label if variant else ""
+        for task in config.tasks:
+            for source in config.sources:
+                if (task, source, "source") in skip:
+                    continue
+                for configuration in config.configurations:
+                    language_kind = get_configuration(configuration, study=True).kinds[0]
+                    if variant is not None and not variant.applies_to(language_kind):
                         continue
-                    job = evaluation_job(config, task, configuration, source, target)
-                    deps: dict[str, Artefact] = {}
-                    if job.task_kind:
-                        deps["task"] = task_rep(task, source, configuration)
-                    if job.language_kind:
-                        deps["language"] = language_rep(target, job.language_kind)
-                    cell = Path(task) / configuration / f"{source}__{target}"
-                    add(job, out / "results" / cell.with_suffix(".json"), tuple(deps.values()),
-                        inputs={role: d.path for role, d in deps.items()},
-                        work=out / "predictions" / cell)
+                    for target in config.targets:
+                        if (task, target, "target") in skip:
+                            continue
+                        job = evaluation_job(config, task, configuration, source, target, label)
+                        deps: dict[str, Artefact] = {}
+                        if job.task_kind:
+                            deps["task"] = task_rep(task, source, configuration, variant)
+                        if job.language_kind:
+                            deps["language"] = language_rep(target, job.language_kind, variant)
+                        cell = Path(task) / configuration / f"{source}__{target}"
+                        add(job, _variant_dir(out, "results", label) / cell.with_suffix(".json"),
+                            tuple(deps.values()), inputs={role: d.path for role, d in deps.items()},
+                            work=_variant_dir(out, "predictions", label) / cell)
     order = {s: i for i, s in enumerate(STAGES)}
     return sorted(arts.values(), key=lambda a: order[a.stage])
