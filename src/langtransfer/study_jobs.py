@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from langtransfer.configurations import get_configuration
 from langtransfer.languages import get_language
+from langtransfer.results import Key, cell_dir, record_path
 
 if TYPE_CHECKING:
     from langtransfer.representations import AdapterSpec, PromptConfig
@@ -393,9 +394,9 @@ def plan(config: StudyConfig) -> list[Artefact]:
                             deps["task"] = task_rep(task, source, configuration, variant)
                         if job.language_kind:
                             deps["language"] = language_rep(target, job.language_kind, variant)
-                        cell = Path(task) / configuration / f"{source}__{target}"
-                        add(job, _variant_dir(out, "results", label) / cell.with_suffix(".json"),
-                            tuple(deps.values()), inputs={role: d.path for role, d in deps.items()},
-                            work=_variant_dir(out, "predictions", label) / cell)
+                        cell = Key(task, configuration, source, target, variant=label)
+                        add(job, record_path(out, cell), tuple(deps.values()),
+                            inputs={role: d.path for role, d in deps.items()},
+                            work=out / "predictions" / cell_dir(cell))
     order = {s: i for i, s in enumerate(STAGES)}
     return sorted(arts.values(), key=lambda a: order[a.stage])
