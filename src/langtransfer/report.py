@@ -31,6 +31,7 @@ so it may be replaced as a whole next time)::
     report.md  report.json
     tables/<task>.<source>.md|csv     deltas/<task>.<source>.md|csv
     heatmaps/<task>.<source>.png      summary/{configurations,deltas,scripts,families}.md|csv
+    axes/<axis>.<task>.<source>.png|csv   (studies with ``axes``: see report_axes)
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from langtransfer.configurations import STUDY_CONFIGURATIONS
 from langtransfer.errors import LangTransferError, OutputExistsError, UnknownNameError
 from langtransfer.io import atomic_dir, atomic_path, write_json, write_text
 from langtransfer.languages import all_languages, get_language
+from langtransfer.report_axes import axis_section
 from langtransfer.results import cell_name, merge_records, record_key, row_label
 from langtransfer.study_failures import Failure
 
@@ -573,6 +575,7 @@ def build_report(
         no_base = [g.name for g in tables.tasks if "base" not in g.rows]
         if no_base:
             md.append(f"No `base` results, so no differences, for: {', '.join(no_base)}.")
+        md += axis_section(tables.records, out, written, metrics)
         if failures:
             md += ["", "## Failures", "", "Artefacts that were not built, so their cells are "
                    f"{MISSING} above; rerunning the study retries them.", ""]
