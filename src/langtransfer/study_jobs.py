@@ -156,9 +156,14 @@ def job_settings(job: Job) -> dict[str, Any]:
 
 
 def language_job(
-    config: StudyConfig, language: str, kind: str, variant: Variant | None = None
+    config: StudyConfig,
+    language: str,
+    kind: str,
+    model: str | None = None,
+    variant: Variant | None = None,
 ) -> LanguageJob:
-    """The study's language job, or ``variant``'s: the same with its one setting changed."""
+    """``model``: the base's name (default: the config's single ``model``); ``variant``:
+    the study's language job with that variant's one setting changed."""
     lang = get_language(language)
     prompt = None
     if kind == "prompt":
@@ -169,7 +174,7 @@ def language_job(
             prompt = replace(prompt, init=variant.init)
     corpus = variant is not None and variant.axis == "corpus_size"
     return LanguageJob(
-        model=config.model,
+        model=config.model if model is None else model,
         language=lang.code,
         kind=kind,
         corpus=config.corpus_for(lang.code),
@@ -186,7 +191,12 @@ def language_job(
 
 
 def task_job(
-    config: StudyConfig, task: str, source: str, configuration: str, variant: str = ""
+    config: StudyConfig,
+    task: str,
+    source: str,
+    configuration: str,
+    model: str | None = None,
+    variant: str = "",
 ) -> TaskJob:
     from langtransfer.tasks import get_task
 
@@ -204,7 +214,7 @@ def task_job(
             seed=train.seed,
         )
     return TaskJob(
-        model=config.model,
+        model=config.model if model is None else model,
         task=task_obj.name,
         source=lang.code,
         configuration=configuration,
@@ -224,7 +234,12 @@ def task_job(
 
 
 def evaluation_job(
-    config: StudyConfig, task: str, configuration: str, source: str, target: str,
+    config: StudyConfig,
+    task: str,
+    configuration: str,
+    source: str,
+    target: str,
+    model: str | None = None,
     variant: str = "",
 ) -> EvaluationJob:
     from langtransfer.evaluate import REFERENCE_MAX_NEW_TOKENS
@@ -235,7 +250,7 @@ def evaluation_job(
     if evaluation.max_new_tokens is None:  # evaluate's default, made explicit for the hash
         evaluation = replace(evaluation, max_new_tokens=REFERENCE_MAX_NEW_TOKENS)
     return EvaluationJob(
-        model=config.model,
+        model=config.model if model is None else model,
         task=task,
         configuration=configuration,
         source=source,
@@ -261,7 +276,9 @@ class Artefact:
     """One unit of work: its job, where it goes, the ids of the artefacts it needs, and
     the hash of its job and of theirs. ``inputs`` maps a role (``language``, ``task``) to
     the directory of the representation the builder attaches; ``work`` is where training
-    checkpoints or predictions go."""
+    checkpoints or predictions go. ``model_label`` is the base's label in a study of
+    several models ("" with one): part of where the artefact goes and of its id, not of
+    its hash (the job's ``model`` is)."""
 
     job: Job
     path: Path
@@ -269,6 +286,7 @@ class Artefact:
     hash: str = ""
     inputs: dict[str, Path] = field(default_factory=dict, compare=False, hash=False)
     work: Path | None = None
+    model_label: str = ""
 
     @property
     def stage(self) -> str:
@@ -280,29 +298,43 @@ class Artefact:
 
     @property
     def id(self) -> str:
-        return f"{self.stage}:{'/'.join(self.key)}"
+        return artefact_id(self.stage, self.key, self.model_label)
 
     @property
     def settings(self) -> dict[str, Any]:
         return job_settings(self.job)
 
 
-def _variant_dir(study_dir: str | Path, part: str, variant: str) -> Path:
-    """``<study>/<part>`` for the paper's artefacts, ``<study>/<part>/<variant>`` for a
-    variant's (labels are path-safe and contain ``=``, so they never clash with a kind
-    or a task)."""
-    return Path(study_dir) / part / variant if variant else Path(study_dir) / part
+def artefact_id(stage: str, key: tuple[str, ...], model_label: str = "") -> str:
+    """``language:prompt/sk``, or ``language:tiny/prompt/sk`` for the base labelled tiny."""
+    return f"{stage}:{'/'.join((model_label, *key) if model_label else key)}"
 
 
-def language_rep_path(study_dir: str | Path, kind: str, language: str, variant: str = "") -> Path:
-    return _variant_dir(study_dir, "representations", variant) / "language" / kind / language
+def _under(study_dir: str | Path, top: str, model_label: str, variant: str = "") -> Path:
+    """``<study>/<top>``, then ``/<label>`` in a study of several models and ``/<variant>``
+    for a variant's artefacts (labels are path-safe and a variant's contains ``=``, so
+    neither clashes with a kind or a task)."""
+    return Path(study_dir, top, *(s for s in (model_label, variant) if s))
+
+
+def language_rep_path(
+    study_dir: str | Path, kind: str, language: str, model_label: str = "", variant: str = ""
+) -> Path:
+    return _under(study_dir, "representations", model_label, variant) / "language" / kind / language
 
 
 def task_rep_path(
-    study_dir: str | Path, task: str, source: str, configuration: str, variant: str = ""
+    study_dir: str | Path,
+    task: str,
+    source: str,
+    configuration: str,
+    model_label: str = "",
+    variant: str = "",
 ) -> Path:
-    return (_variant_dir(study_dir, "representations", variant) / "task" / task / source
-            / configuration)
+    return (
+        _under(study_dir, "representations", model_label, variant)
+        / "task" / task / source / configuration
+    )
 
 
 def _hash(payload: dict[str, Any]) -> str:
@@ -341,42 +373,64 @@ def left_out(config: StudyConfig) -> list[LeftOut]:
 
 def plan(config: StudyConfig) -> list[Artefact]:
     """Every artefact of the study in dependency order, each listed once (without the
-    cells :func:`left_out` names)."""
+    cells :func:`left_out` names). With several base models, all of one base's artefacts
+    come before the next base's, so a process holds one base at a time and loads each
+    once; their directories (and, through the job's ``model``, their hashes) differ."""
     out = Path(config.output)
     skip = {(x.task, x.language, x.role) for x in left_out(config)}
     arts: dict[str, Artefact] = {}
+    order = {s: i for i, s in enumerate(STAGES)}
+    planned: list[Artefact] = []
+    for base in config.bases():
+        start = len(arts)
+        _plan_base(config, base.name, base.label, out, skip, arts)
+        planned += sorted(list(arts.values())[start:], key=lambda a: order[a.stage])
+    return planned
+
+
+def _plan_base(
+    config: StudyConfig,
+    model: str,
+    label: str,
+    out: Path,
+    skip: set[tuple[str, str, str]],
+    arts: dict[str, Artefact],
+) -> None:
+    """Add the artefacts of the grid on one base (``model``, labelled ``label``) to ``arts``."""
 
     def add(job: Job, path: Path, deps: tuple[Artefact, ...], **where: Any) -> Artefact:
         payload = {"stage": job.stage, "key": job.key, "settings": job_settings(job),
                    "deps": [d.hash for d in deps]}
-        art = Artefact(job, path, tuple(d.id for d in deps), _hash(payload), **where)
+        art = Artefact(job, path, tuple(d.id for d in deps), _hash(payload), model_label=label,
+                       **where)
         return arts.setdefault(art.id, art)
 
     def checkpoints(job: Job) -> Path:
-        return out / "checkpoints" / job.stage / "/".join(job.key)
+        return _under(out, "checkpoints", label) / job.stage / "/".join(job.key)
 
     def language_rep(lang: str, kind: str, variant: Variant | None) -> Artefact:
-        label = variant.label if variant else ""
-        aid = f"language:{'/'.join((kind, lang) + _variant_part(label))}"
+        name = variant.label if variant else ""
+        aid = artefact_id("language", (kind, lang, *_variant_part(name)), label)
         if aid in arts:  # shared by many cells: build its job once
             return arts[aid]
-        job = language_job(config, lang, kind, variant)
-        return add(job, language_rep_path(out, kind, lang, label), (), work=checkpoints(job))
+        job = language_job(config, lang, kind, model, variant)
+        return add(job, language_rep_path(out, kind, lang, label, name), (),
+                   work=checkpoints(job))
 
     def task_rep(task: str, source: str, configuration: str, variant: Variant | None) -> Artefact:
-        label = variant.label if variant else ""
-        aid = f"task:{'/'.join((task, source, configuration) + _variant_part(label))}"
+        name = variant.label if variant else ""
+        aid = artefact_id("task", (task, source, configuration, *_variant_part(name)), label)
         if aid in arts:
             return arts[aid]
-        job = task_job(config, task, source, configuration, label)
+        job = task_job(config, task, source, configuration, model, name)
         inputs = ({"language": language_rep(source, job.language_kind, variant)}
                   if job.language_kind else {})
-        return add(job, task_rep_path(out, task, source, configuration, label),
+        return add(job, task_rep_path(out, task, source, configuration, label, name),
                    tuple(inputs.values()), inputs={role: d.path for role, d in inputs.items()},
                    work=checkpoints(job))
 
     for variant in [None, *config.variants()]:
-        label = variant.label if variant else ""
+        name = variant.label if variant else ""
         for task in config.tasks:
             for source in config.sources:
                 if (task, source, "source") in skip:
@@ -388,15 +442,15 @@ def plan(config: StudyConfig) -> list[Artefact]:
                     for target in config.targets:
                         if (task, target, "target") in skip:
                             continue
-                        job = evaluation_job(config, task, configuration, source, target, label)
+                        job = evaluation_job(config, task, configuration, source, target, model,
+                                             name)
                         deps: dict[str, Artefact] = {}
                         if job.task_kind:
                             deps["task"] = task_rep(task, source, configuration, variant)
                         if job.language_kind:
                             deps["language"] = language_rep(target, job.language_kind, variant)
-                        cell = Key(task, configuration, source, target, variant=label)
+                        cell = Key(task, configuration, source, target, model_label=label,
+                                   variant=name)
                         add(job, record_path(out, cell), tuple(deps.values()),
                             inputs={role: d.path for role, d in deps.items()},
                             work=out / "predictions" / cell_dir(cell))
-    order = {s: i for i, s in enumerate(STAGES)}
-    return sorted(arts.values(), key=lambda a: order[a.stage])
