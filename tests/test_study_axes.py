@@ -80,6 +80,20 @@ def test_each_axis_changes_the_plan_as_documented(tmp_path, capsys):
     assert "  evaluation nli [instruction=native]: 6 cells = configurations 2" in text
 
 
+def test_within_limits_the_variants_to_part_of_the_grid(tmp_path):
+    values = dict(targets=["en", "sk", "de"], tasks=["nli", "checkworthiness"],
+                  configurations=CONFIGURATIONS)
+    axes = {"init": ["vocab"], "corpus_size": [10],
+            "within": {"tasks": ["nli"], "targets": ["sk"], "configurations": ["slp+ta"]}}
+    arts = plan(load_study_config(small(tmp_path, **values, axes=axes)))
+    varied = {a.id for a in arts if a.job.variant}
+    # Per variant: the source's and sk's prompt, one task prompt, one cell.
+    assert varied == {f"{stage}:{key}/{label}" for label in ("init=vocab", "corpus=10")
+                      for stage, key in (("language", "prompt/en"), ("language", "prompt/sk"),
+                                         ("task", "nli/en/slp+ta"),
+                                         ("evaluation", "nli/slp+ta/en/sk"))}
+
+
 @pytest.mark.parametrize("axes, message", [
     ({"init": ["vocab", "vocab"]}, "axes.init value 'vocab' repeats 'vocab'"),
     ({"corpus_size": [1000, "1k"]}, "axes.corpus_size value '1k' repeats 1000"),
@@ -90,9 +104,15 @@ def test_each_axis_changes_the_plan_as_documented(tmp_path, capsys):
     ({"corpus_size": [0]}, "corpus_size cap 0 is not positive"),
     ({"corpus_size": ["-5 tokens"]}, "corpus_size cap '-5 tokens' is not positive"),
     ({"corpus_size": ["lots"]}, "corpus_size value 'lots' is not paper, full"),
-    ({"sizes": [10]}, "unknown axis in .* 'sizes'; valid: corpus_size, init, instruction"),
+    ({"sizes": [10]}, "unknown axis in .* 'sizes'; valid: corpus_size, init, instruction, within"),
     ({"init": []}, "axes.init must be a non-empty list"),
     ({"instruction": [{"bad label": "x"}]}, "instruction label 'bad label' must be"),
+    ({"init": ["vocab"], "within": {"targets": ["de"]}},
+     "unknown target in .* axes.within.targets .*'de'; valid: en, sk"),
+    ({"init": ["vocab"], "within": {"tasks": ["nli"], "sizes": [1]}},
+     "unknown key in .* axes.within 'sizes'"),
+    ({"init": ["vocab"], "within": {"configurations": ["ta"]}},
+     "axes.init varies language prompts, but no configuration"),
 ])
 def test_bad_axis_values_are_one_line_errors_naming_them(tmp_path, capsys, axes, message):
     config = small(tmp_path, axes=axes)

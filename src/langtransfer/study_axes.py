@@ -18,6 +18,11 @@ prompts; ``corpus_size``: prompts and adapters). A value equal to the study's ow
 setting (``text``, ``english``, ``paper`` by default) names the default rows, which every
 study has.
 
+``within: {tasks: [...], targets: [...], configurations: [...]}`` limits the variants to
+part of the grid (each a subset of the study's own list; a variant's task
+representations still use the source's variant language representation), so an axis
+can be tried cheaply on one task and a few languages.
+
 Variant labels (``init=vocab``, ``instruction=native``, ``corpus=10k``,
 ``corpus=50k-tokens``, ``corpus=full``) name the variant's directories and report rows,
 so they are path-safe.
@@ -33,6 +38,9 @@ from langtransfer.errors import LangTransferError, UnknownNameError
 from langtransfer.languages import INSTRUCTION_TEMPLATE, NATIVE_INSTRUCTION
 
 AXES = ("init", "instruction", "corpus_size")
+#: The key of ``axes`` that limits where the variants run (not an axis).
+WITHIN = "within"
+WITHIN_KEYS = ("tasks", "targets", "configurations")
 #: Language-prompt initialisations an axis may compare (``labels`` is for task prompts).
 INIT_VALUES = ("text", "vocab", "random", "frequent")
 #: The paper's instruction, and the one written in the language itself.
@@ -66,6 +74,50 @@ class Variant:
 
     def applies_to(self, language_kind: str | None) -> bool:
         return language_kind is not None and language_kind in self.kinds
+
+
+@dataclass(frozen=True)
+class Within:
+    """Where the variants run: ``None`` is the study's whole list."""
+
+    tasks: tuple[str, ...] | None = None
+    targets: tuple[str, ...] | None = None
+    configurations: tuple[str, ...] | None = None
+
+    def covers(self, task: str, configuration: str, target: str) -> bool:
+        return all(
+            allowed is None or value in allowed
+            for allowed, value in ((self.tasks, task), (self.configurations, configuration),
+                                   (self.targets, target))
+        )
+
+
+def parse_within(axes: Any, grid: dict[str, list[str]], where: str) -> Within:
+    """``axes.within``: each key a subset of the study's own ``tasks``/``targets``/
+    ``configurations`` (``grid``), names normalised as the study's are."""
+    from langtransfer.languages import get_language
+
+    value = axes.get(WITHIN) if isinstance(axes, dict) else None
+    if value is None:
+        return Within()
+    if not isinstance(value, dict):
+        raise LangTransferError(
+            f"{where}: axes.within must be a mapping of {', '.join(WITHIN_KEYS)}"
+        )
+    limits: dict[str, tuple[str, ...]] = {}
+    for key, names in value.items():
+        if key not in WITHIN_KEYS:
+            raise UnknownNameError(f"key in {where} axes.within", key, WITHIN_KEYS)
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise LangTransferError(f"{where}: axes.within.{key} must be a non-empty list of names")
+        if key == "targets":
+            names = [get_language(n).code for n in names]
+        for name in names:
+            if name not in grid[key]:
+                raise UnknownNameError(f"{key[:-1]} in {where} axes.within.{key} (the study's "
+                                       f"{key})", name, grid[key])
+        limits[key] = tuple(names)
+    return Within(**limits)
 
 
 def compact(n: int) -> str:
@@ -166,8 +218,10 @@ def parse_axes(
         raise LangTransferError(f"{where}: 'axes' must be a mapping axis -> list of values")
     variants: list[Variant] = []
     for axis, values in axes.items():
+        if axis == WITHIN:
+            continue
         if axis not in AXES:
-            raise UnknownNameError(f"axis in {where} axes", axis, AXES)
+            raise UnknownNameError(f"axis in {where} axes", axis, (*AXES, WITHIN))
         if not isinstance(values, list) or not values:
             raise LangTransferError(f"{where}: axes.{axis} must be a non-empty list of values")
         seen: dict[tuple[Any, ...], Any] = {}

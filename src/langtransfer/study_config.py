@@ -25,7 +25,7 @@ from langtransfer.evaluate import SCORING
 from langtransfer.languages import INSTRUCTION_TEMPLATE, get_language
 from langtransfer.models import DEFAULT_MODEL
 from langtransfer.representations import AdapterSpec, PromptConfig
-from langtransfer.study_axes import Variant, parse_axes
+from langtransfer.study_axes import Variant, Within, parse_axes, parse_within
 from langtransfer.train import TrainSettings, default_settings
 
 PROMPT_KEYS = ("num_tokens", "init", "init_text")
@@ -196,13 +196,20 @@ class StudyConfig:
         """The language-representation variants of ``axes``, checked (see
         :func:`~langtransfer.study_axes.parse_axes`)."""
         prompt = self.language_training.get("prompt", {})
+        within = self.axes_within(where).configurations or self.configurations
         return parse_axes(
             self.axes,
             default_init=prompt.get("init", "text"),
             default_template=prompt.get("init_text", INSTRUCTION_TEMPLATE),
-            language_kinds=self.language_kinds(),
+            language_kinds={k for c in within if (k := configuration_kinds(c)[0])},
             where=where,
         )
+
+    def axes_within(self, where: str = "study config") -> Within:
+        """Where the variants run (``axes.within``; the whole grid when not given)."""
+        grid = {"tasks": self.tasks, "targets": self.targets,
+                "configurations": self.configurations}
+        return parse_within(self.axes, grid, where)
 
     def train_settings(self, role: str, kind: str) -> TrainSettings:
         table = self.language_training if role == "language" else self.task_training

@@ -429,6 +429,7 @@ def _plan_base(
                    tuple(inputs.values()), inputs={role: d.path for role, d in inputs.items()},
                    work=checkpoints(job))
 
+    within = config.axes_within()
     for variant in [None, *config.variants()]:
         name = variant.label if variant else ""
         for task in config.tasks:
@@ -441,6 +442,8 @@ def _plan_base(
                         continue
                     for target in config.targets:
                         if (task, target, "target") in skip:
+                            continue
+                        if variant is not None and not within.covers(task, configuration, target):
                             continue
                         job = evaluation_job(config, task, configuration, source, target, model,
                                              name)
