@@ -161,6 +161,7 @@ def _corpus_plot(points: list[_Point], title: str, path: Path) -> str:
     for i, configuration in enumerate(configurations):
         ax = fig.add_subplot(1, len(configurations), i + 1)
         mine = [p for p in points if p.configuration == configuration]
+        plotted = False
         for target in dict.fromkeys(p.target for p in mine):
             line = sorted(
                 (x, y, p.variant)
@@ -172,16 +173,19 @@ def _corpus_plot(points: list[_Point], title: str, path: Path) -> str:
             if not line:
                 continue
             ax.plot([x for x, _, _ in line], [y for _, y, _ in line], marker="o", label=target)
+            plotted = True
             for x, y, variant in line:
                 if not variant:  # the paper's slice
                     ax.plot([x], [y], marker="*", markersize=12, color="black", zorder=3)
         if with_base:
             ax.axhline(0.0, color="0.5", linewidth=0.8, linestyle="--")
-        ax.set_xscale("log")
+        if plotted:  # no point knows its size (records from before sizes were recorded)
+            ax.set_xscale("log")
         ax.set_xlabel(f"training {unit} of the language representation")
         ax.set_ylabel("gain over base" if with_base else "score")
         ax.set_title(configuration, fontsize=9)
-        ax.legend(fontsize=7, title="target", title_fontsize=7, loc="best")
+        if plotted:
+            ax.legend(fontsize=7, title="target", title_fontsize=7, loc="best")
     fig.suptitle(title, fontsize=10)
     _save(fig, path)
     return unit
