@@ -61,6 +61,9 @@ def _summary(rep: Representation | None, path: str | Path | None) -> dict[str, A
         "settings_hash": rep.settings_hash,
         "base_model": rep.base_model,
         "steps": rep.training.get("steps"),
+        # How much text a language representation saw: the corpus-size axis's x value.
+        **({k: rep.training.get(k) for k in ("train_documents", "train_tokens")}
+           if rep.role == "language" else {}),
     }
 
 
