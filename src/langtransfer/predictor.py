@@ -440,8 +440,8 @@ def _study_entries(study: Path, loaded: LoadedBase) -> list[Entry]:
         paths: dict[str, Path | str | None] = {"language": None, "task": None}
         for role, layout in (
             ("language", language_rep_path(study, kinds.language_kind or "", target,
-                                           model_label)),
-            ("task", task_rep_path(study, task, source, configuration, model_label)),
+                                           model_label, variant)),
+            ("task", task_rep_path(study, task, source, configuration, model_label, variant)),
         ):
             if kinds.kind(role) is None:
                 continue
