@@ -71,22 +71,20 @@ class ModelFamily:
         return base.generate(**inputs, **kwargs)
 
     def label_log_likelihoods(
-        self, base: Any, inputs: dict[str, torch.Tensor], candidates: Sequence[Sequence[int]]
+        self, base: Any, inputs: dict[str, torch.Tensor], targets: Sequence[torch.Tensor]
     ) -> torch.Tensor:
-        """``[B, K]`` summed log-likelihood of each candidate target given each row's
-        input: the encoder runs once, the decoder once per candidate."""
+        """``[B, K]``: the summed log-likelihood of each target (``[B, T]`` labels, -100
+        over padding) given each row's input. The encoder runs once, the decoder once per
+        target."""
         import torch
 
         encoded = base.get_encoder()(**inputs, return_dict=True)
-        rows = inputs["attention_mask"].shape[0]
-        device = inputs["attention_mask"].device
-        scores = torch.empty(rows, len(candidates), device=device)
-        for k, cand in enumerate(candidates):
-            labels = torch.as_tensor(cand, dtype=torch.long, device=device).repeat(rows, 1)
-            logits = base(encoder_outputs=encoded, attention_mask=inputs["attention_mask"],
-                          labels=labels).logits
-            scores[:, k] = target_log_likelihood(logits, labels)
-        return scores
+        return torch.stack([
+            target_log_likelihood(base(encoder_outputs=encoded,
+                                       attention_mask=inputs["attention_mask"],
+                                       labels=labels).logits, labels)
+            for labels in targets
+        ], 1)
 
 
 @dataclass(frozen=True)
@@ -158,19 +156,19 @@ class CausalFamily(ModelFamily):
         return base.generate(inputs_embeds=embeds, attention_mask=mask, **kwargs)
 
     def label_log_likelihoods(
-        self, base: Any, inputs: dict[str, torch.Tensor], candidates: Sequence[Sequence[int]]
+        self, base: Any, inputs: dict[str, torch.Tensor], targets: Sequence[torch.Tensor]
     ) -> torch.Tensor:
-        """The prompts and input run once (their KV cache kept); each candidate's tokens
-        then run on a copy of that cache. The last input column's logits score every
-        candidate's first token."""
+        """The prompts and input run once (their KV cache kept); each target's tokens then
+        run on a copy of that cache. The last input column's logits score every target's
+        first token; a row's padding (-100) comes after its tokens, so it is masked and
+        changes nothing before it."""
         import copy
 
         import torch
 
         embeds, mask = left_aligned(base, inputs)
         rows, context = mask.shape
-        longest = max((len(c) for c in candidates), default=0)
-        check_positions(base, context + longest)
+        check_positions(base, context + max((t.shape[1] for t in targets), default=0))
         if context == 0:
             raise LangTransferError("a causal base needs at least one input token or prompt")
         extra = {"logits_to_keep": 1} if _keeps_logits(base.forward) else {}
@@ -178,23 +176,23 @@ class CausalFamily(ModelFamily):
                    use_cache=True, **extra)
         first = out.logits[:, -1].float().log_softmax(-1)
         following = mask.long().sum(1, keepdim=True)  # the position after each row's input
-        scores = torch.empty(rows, len(candidates), device=mask.device)
-        for k, cand in enumerate(candidates):
-            ids = torch.as_tensor(cand, dtype=torch.long, device=mask.device).repeat(rows, 1)
-            score = first.gather(1, ids[:, :1]).squeeze(1)
-            if len(cand) > 1:
-                step = ids[:, :-1]  # each token predicts the next one
+        scores = []
+        for labels in targets:
+            real = labels != -100
+            score = first.gather(1, labels[:, :1].clamp(min=0)).squeeze(1) * real[:, 0]
+            if labels.shape[1] > 1:
+                step = labels[:, :-1].masked_fill(~real[:, :-1], _pad_id(base))
                 width = step.shape[1]
                 logits = base(
                     input_ids=step,
-                    attention_mask=torch.cat([mask, mask.new_ones(rows, width)], 1),
+                    attention_mask=torch.cat([mask, real[:, :-1].to(mask.dtype)], 1),
                     position_ids=following + torch.arange(width, device=mask.device),
                     past_key_values=copy.deepcopy(out.past_key_values),
                     use_cache=True,
                 ).logits
-                score = score + target_log_likelihood(logits, ids[:, 1:])
-            scores[:, k] = score
-        return scores
+                score = score + target_log_likelihood(logits, labels[:, 1:])
+            scores.append(score)
+        return torch.stack(scores, 1)
 
 
 SEQ2SEQ = ModelFamily("seq2seq", "AutoModelForSeq2SeqLM", "span_corruption")
@@ -252,9 +250,9 @@ def left_aligned(base: Any, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tens
 
 def target_log_likelihood(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """``[B]``: the summed log-probability of ``labels`` ``[B, T]`` under ``logits``
-    ``[B, T, V]``."""
-    logp = logits.float().log_softmax(-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
-    return logp.sum(-1)
+    ``[B, T, V]``, positions labelled -100 left out."""
+    logp = logits.float().log_softmax(-1).gather(-1, labels.clamp(min=0).unsqueeze(-1))
+    return (logp.squeeze(-1) * (labels != -100)).sum(-1)
 
 
 def positions(mask: torch.Tensor) -> torch.Tensor:
