@@ -13,7 +13,7 @@ from transformers import BertConfig, GPTNeoXConfig, GPTNeoXForCausalLM, LlamaFor
 
 from langtransfer.compose import compose
 from langtransfer.errors import IncompatibleModelError, LangTransferError
-from langtransfer.evaluate import label_log_likelihoods, pad_rows
+from langtransfer.evaluate import label_log_likelihoods, pad_rows, row_label_log_likelihoods
 from langtransfer.families import CAUSAL, SEQ2SEQ, family_of
 from langtransfer.loaded_base import LoadedBase
 from langtransfer.models import TINY_CAUSAL_NAME, ensure_pad_token, fingerprint, load_base
@@ -217,6 +217,12 @@ def test_label_ranking_equals_the_manual_log_likelihood(causal, configuration):
                 start = len(p) + len(r) - 1
                 want = sum(float(logp[start + j, t]) for j, t in enumerate(cand))
                 assert float(scores[row, k]) == pytest.approx(want, rel=1e-4)
+        # Each row its own label set, of unequal lengths (-100 padding inside a position).
+        own = [[2, 0], [1], [0, 2, 1]]
+        per_row = row_label_log_likelihoods(c, ids, mask, [[candidates[k] for k in ks]
+                                                           for ks in own])
+        for row, ks in enumerate(own):
+            assert per_row[row] == pytest.approx([float(scores[row, k]) for k in ks], rel=1e-4)
 
 
 # -- adapters and banks -------------------------------------------------------------------
