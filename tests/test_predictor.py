@@ -336,3 +336,39 @@ def test_a_study_variant_is_an_entry_of_its_own(tmp_path):
             expected = [json.loads(x)["prediction"] for x in path.read_text().splitlines()]
             assert [x.raw for x in p.predict("nli", "sk", inputs, configuration=name)] == (
                 expected[: len(inputs)])
+
+
+def test_a_representation_that_will_not_load_fails_at_load_and_leaves_the_base(
+    study, predictor, tmp_path
+):
+    import shutil
+
+    from langtransfer.errors import CorruptFileError
+
+    reps = study / "representations"
+    bad = tmp_path / "ta"
+    shutil.copytree(reps / "task" / "nli" / "en" / "slp+ta", bad)
+    weights = next(bad.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated
+    loaded = predictor.loaded
+    held = set(loaded.loaded())
+    with pytest.raises(CorruptFileError, match=str(bad)):
+        Predictor.load([reps / "language" / "prompt" / "sk", bad], model=loaded)
+    assert set(loaded.loaded()) == held  # nothing of the failed load stays in the base
+
+
+def test_a_failing_call_group_fails_only_its_own_rows(predictor, monkeypatch):
+    run = Predictor._run
+
+    def failing(self, call, rows):
+        if call.configuration == "la+stp":
+            raise LangTransferError("la+stp broke")
+        return run(self, call, rows)
+
+    monkeypatch.setattr(Predictor, "_run", failing)
+    inputs = request_inputs("nli", "sk")[:2]
+    out = predictor.predict_requests([PredictRequest("nli", "sk", inputs[0], "la+stp"),
+                                      PredictRequest("nli", "sk", inputs[1], "slp+ta"),
+                                      PredictRequest("nli", "sk", inputs[1], "la+stp")])
+    assert [str(x) if isinstance(x, LangTransferError) else type(x).__name__ for x in out] == [
+        "la+stp broke", "Prediction", "la+stp broke"]
