@@ -99,9 +99,9 @@ class Output(BaseModel):
 class PredictResponse(BaseModel):
     task: str
     language: str
-    configuration: str | None
-    source: str | None
-    outputs: list[Output]
+    configuration: str | None = Field(description="the configuration that answered")
+    source: str | None = Field(description="the task representation's source language")
+    outputs: list[Output] = Field(description="one per input, in order")
 
 
 class ErrorBody(BaseModel):
@@ -172,6 +172,9 @@ def create_app(
             yield
         finally:
             await asyncio.to_thread(batcher.close)
+            close = getattr(predictor, "close", None)
+            if close is not None:  # the base is given back as it was loaded
+                close()
 
     app = FastAPI(
         title="langtransfer",
@@ -236,9 +239,13 @@ def create_app(
                 return _error(500, f"inputs[{i}]: internal error ({type(r).__name__}: {r})")
             outputs.append(Output(output=r.output, raw=r.raw, truncated=r.truncated))
         metrics.inputs.labels(task=body.task, language=body.language).inc(n)
-        return PredictResponse(task=body.task, language=body.language,
-                               configuration=body.configuration, source=body.source,
-                               outputs=outputs)
+        # every row of a request runs on the same entry: the first says which it was
+        first = results[0]
+        return PredictResponse(
+            task=body.task, language=body.language,
+            configuration=getattr(first, "configuration", None) or body.configuration,
+            source=getattr(first, "source", body.source), outputs=outputs,
+        )
 
     @app.get("/v1/representations")
     async def representations() -> dict[str, Any]:
