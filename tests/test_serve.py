@@ -123,6 +123,7 @@ BAD = [
     # (what, body or raw bytes, headers, status, a phrase the message must hold)
     ("malformed JSON", b'{"task": "nli", "language": ', None, 400, "malformed JSON"),
     ("not JSON", b"task=nli", {"content-type": "text/plain"}, 415, "must be JSON"),
+    ("a body too large", b" " * (9 * 2**20) + b"{}", None, 413, "at most"),
     ("not an object", [1, 2], None, 422, "valid dictionary"),
     ("task not a string", {"task": 5, "language": "sk", "inputs": ["x"]}, None, 422, "task"),
     ("inputs not a list", {"task": "nli", "language": "sk", "inputs": "x"}, None, 422,

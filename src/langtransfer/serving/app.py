@@ -7,12 +7,12 @@ model, so it keeps accepting and answering while a batch runs. ``GET
 /v1/representations``, ``GET /health`` and ``GET /metrics`` (Prometheus) answer from
 memory. OpenAPI docs are at ``/docs`` and ``/openapi.json``.
 
-Errors are JSON ``{"detail": "<one line>", ...}``: 400 malformed JSON; 415 a body sent
-as another content type; 422 wrong types, missing or extra fields, no inputs or more
-than ``max_inputs``, an unknown task, language, configuration or source (with
-``valid``), or an input the task cannot read (``inputs[i]: ...``); 503 with
-``Retry-After`` when the queue is full or the server is shutting down. A request's
-failure never fails the other requests batched with it.
+Errors are JSON ``{"detail": "<one line>", ...}``: 400 malformed JSON; 413 a body over
+:data:`MAX_BODY_BYTES`; 415 a body sent as another content type; 422 wrong types,
+missing or extra fields, no inputs or more than ``max_inputs``, an unknown task,
+language, configuration or source (with ``valid``), or an input the task cannot read
+(``inputs[i]: ...``); 503 with ``Retry-After`` when the queue is full or the server is
+shutting down. A request's failure never fails the other requests batched with it.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ log = logging.getLogger("langtransfer.serving")
 
 #: Inputs one request may hold at most (``langtransfer serve --max-inputs``).
 DEFAULT_MAX_INPUTS = 64
+#: A body declaring more bytes is refused (413) before it is read.
+MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
 class PredictorLike(Protocol):
@@ -185,11 +187,20 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.batcher, app.state.metrics, app.state.predictor = batcher, metrics, predictor
+    # What can be asked for is fixed once loaded; listing it here, not per request, also
+    # keeps the event loop away from the base while the worker thread uses it.
+    available = jsonable_encoder(predictor.available())
 
     @app.middleware("http")
     async def count(request: Request, call_next: Callable[[Request], Awaitable[Response]]):
         start = time.perf_counter()
-        response = await call_next(request)
+        length = request.headers.get("content-length", "0")
+        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+            response: Response = _error(
+                413, f"the body must be at most {MAX_BODY_BYTES} bytes, got {length}"
+            )
+        else:
+            response = await call_next(request)
         route = getattr(request.scope.get("route"), "path", "other")
         metrics.observe_request(route, response.status_code, time.perf_counter() - start)
         return response
@@ -200,6 +211,7 @@ def create_app(
 
     error_responses: dict[int | str, dict[str, Any]] = {
         400: {"model": ErrorBody, "description": "malformed JSON"},
+        413: {"model": ErrorBody, "description": f"a body over {MAX_BODY_BYTES} bytes"},
         415: {"model": ErrorBody, "description": "the body is not JSON"},
         422: {"model": ErrorBody, "description": "wrong types, bad input count, unknown name"},
         503: {"model": ErrorBody, "description": "queue full or shutting down; see Retry-After"},
@@ -251,7 +263,7 @@ def create_app(
     async def representations() -> dict[str, Any]:
         """What can be asked for: task, language, configuration, source, representation
         ids, and which entry answers when configuration and source are not given."""
-        return {"representations": jsonable_encoder(predictor.available())}
+        return {"representations": available}
 
     @app.get("/health", responses={503: {"description": "shutting down"}})
     async def health() -> Any:
