@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from langtransfer.configurations import get_configuration
 from langtransfer.languages import get_language
+from langtransfer.results import Key, cell_dir, record_path
 
 if TYPE_CHECKING:
     from langtransfer.representations import AdapterSpec, PromptConfig
@@ -333,9 +334,9 @@ def plan(config: StudyConfig) -> list[Artefact]:
                         deps["task"] = task_rep(task, source, configuration)
                     if job.language_kind:
                         deps["language"] = language_rep(target, job.language_kind)
-                    cell = Path(task) / configuration / f"{source}__{target}"
-                    add(job, out / "results" / cell.with_suffix(".json"), tuple(deps.values()),
+                    cell = Key(task, configuration, source, target)
+                    add(job, record_path(out, cell), tuple(deps.values()),
                         inputs={role: d.path for role, d in deps.items()},
-                        work=out / "predictions" / cell)
+                        work=out / "predictions" / cell_dir(cell))
     order = {s: i for i, s in enumerate(STAGES)}
     return sorted(arts.values(), key=lambda a: order[a.stage])
