@@ -49,26 +49,27 @@ def register(sub: argparse._SubParsersAction) -> None:
         "listens on every interface)",
     )
     p.add_argument(
-        "--port", type=int, default=DEFAULT_PORT,
+        "--port", type=int, default=DEFAULT_PORT, metavar="PORT",
         help=f"port (default {DEFAULT_PORT}; 0: a free one, printed at start)",
     )
     g = p.add_argument_group("batching and limits")
-    g.add_argument("--max-batch-size", type=int, default=32,
+    g.add_argument("--max-batch-size", type=int, default=32, metavar="N",
                    help="rows per model call at most (default 32; 1 = one at a time)")
-    g.add_argument("--max-wait-ms", type=float, default=10.0,
+    g.add_argument("--max-wait-ms", type=float, default=10.0, metavar="MS",
                    help="how long the oldest waiting row waits for batch mates (default 10)")
-    g.add_argument("--max-queue", type=int, default=1024,
+    g.add_argument("--max-queue", type=int, default=1024, metavar="N",
                    help="rows waiting at most; more get 503 + Retry-After (default 1024)")
-    g.add_argument("--max-inputs", type=int, default=64,
+    g.add_argument("--max-inputs", type=int, default=64, metavar="N",
                    help="inputs per request at most (default 64)")
-    g.add_argument("--graceful-timeout", type=float, default=60.0,
+    g.add_argument("--graceful-timeout", type=float, default=60.0, metavar="SECONDS",
                    help="seconds to let requests in flight finish at shutdown (default 60)")
     p.add_argument("--log-level", default="info",
                    choices=("critical", "error", "warning", "info", "debug"),
                    help="uvicorn's log level (default info)")
     p.add_argument(
         "--trust-remote-code", action="store_true",
-        help="allow a hub model to run its own Python code when loading (off by default)",
+        help="with --model: allow a hub model to run its own Python code when loading (off by "
+        "default)",
     )
     add_extension_options(p)
     p.set_defaults(func=run)

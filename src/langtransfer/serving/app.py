@@ -267,7 +267,7 @@ def create_app(
 
     @app.get("/health", responses={503: {"description": "shutting down"}})
     async def health() -> Any:
-        """``ok`` while serving; 503 once shutdown started."""
+        """``ok`` while serving; 503 while the queue drains at shutdown."""
         state = {"queue_depth": batcher.queue_depth, "max_queue": settings.max_queue,
                  "max_batch_size": settings.max_batch_size, "max_inputs": max_inputs}
         if batcher.closing:
