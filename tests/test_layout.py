@@ -24,8 +24,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("results", ("results", "study_failures", "report")),
     ("the study", ("study", "study_config", "study_jobs", "study_build", "study_dry_run",
                    "study_failures")),
-    # the HTTP server over a predictor; its batcher needs only the standard library
-    ("serving", ("serving",)),
+    # Serving reads a study's output and predicts with its representations; the HTTP
+    # server (serving/) sits on the predictor, its batcher needs only the standard library.
+    ("serving", ("predictor", "serving")),
     ("the CLI", ("cli", "__main__")),
 ]
 

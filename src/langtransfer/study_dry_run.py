@@ -117,7 +117,8 @@ def _to_build(artefacts: list[Artefact], done: dict[str, bool]) -> list[str]:
         if not done[art.id]:
             job = art.job
             name = job.kind if isinstance(job, LanguageJob) else job.task
-            groups.setdefault(f"{art.stage} {name}", []).append(art)
+            where = f"{art.model_label}: " if art.model_label else ""
+            groups.setdefault(f"{where}{art.stage} {name}", []).append(art)
     lines = []
     for name, arts in groups.items():
         stage = arts[0].stage
@@ -147,6 +148,17 @@ def describe_dry_run(artefacts: list[Artefact], result: DryRun, title: str = "pl
         arts = [a for a in artefacts if a.stage == stage]
         k = sum(done[a.id] for a in arts)
         lines.append(f"{_stage_name(stage)}: {len(arts)} ({k} done, {len(arts) - k} to build)")
+    labels = list(dict.fromkeys(a.model_label for a in artefacts))
+    if any(labels):
+        lines.append(f"models: {len(labels)}")
+        for label in labels:
+            arts = [a for a in artefacts if a.model_label == label]
+            k = sum(done[a.id] for a in arts)
+            per_stage = ", ".join(
+                f"{sum(a.stage == stage for a in arts)} {stage}" for stage in STAGES
+            )
+            lines.append(f"  {label} ({arts[0].job.model}): {len(arts)} artefacts ({k} done, "
+                         f"{len(arts) - k} to build) = {per_stage}")
     missing = result.missing
     lines.append(f"data: {len(result.checks)} task x language x split cells, "
                  f"{len(result.checks) - len(missing)} ok, {len(missing)} missing")
