@@ -14,11 +14,11 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-LANGUAGES = ("en", "sk", "de")
+LANGUAGES = ("en", "sk")
 
 
 def tiny_representations(root: Path) -> list[Path]:
-    """Soft language prompts for en, sk, de and two task representations trained on en
+    """Soft language prompts for en and sk and two task representations trained on en
     (an nli adapter, a qa prompt), each a few steps on the tiny model: the directories."""
     import torch
 

@@ -44,6 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "representations were trained on)",
     )
     p.add_argument(
+        "--default", dest="defaults", action="append", default=[], metavar="TASK=CONFIGURATION",
+        help="the configuration a request for TASK gets when it names none (repeatable; "
+        "default: a study's best on the target, else slp+ta, la+ta, slp+stp, la+stp, ta, "
+        "stp, base, the first the sources have)",
+    )
+    p.add_argument(
         "--host", default=DEFAULT_HOST,
         help=f"address to bind (default {DEFAULT_HOST}: this machine only; 0.0.0.0 "
         "listens on every interface)",
@@ -116,12 +122,20 @@ def run(args: argparse.Namespace) -> int:
         raise LangTransferError(
             f"--max-inputs must be in 1..--max-queue ({args.max_queue}), got {args.max_inputs}"
         )
+    defaults = {}
+    for item in args.defaults:
+        task, sep, configuration = item.partition("=")
+        if not sep or not task or not configuration:
+            raise LangTransferError(f"--default takes TASK=CONFIGURATION, got {item!r}")
+        defaults[task] = configuration
     model = args.model
     if model is not None and args.trust_remote_code:
         from langtransfer.loaded_base import LoadedBase
 
         model = LoadedBase.load(model, trust_remote_code=True)
-    predictor = Predictor.load(args.sources, model=model, batch_size=args.max_batch_size)
+    predictor = Predictor.load(
+        args.sources, model=model, batch_size=args.max_batch_size, defaults=defaults
+    )
     app = create_app(predictor, settings, max_inputs=args.max_inputs)
     sock = bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
