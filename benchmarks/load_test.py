@@ -132,12 +132,14 @@ def offline(reps: dict[str, Path], root: Path) -> list[dict]:
 class Server:
     """``langtransfer serve`` on a free loopback port, stopped on leaving the block."""
 
-    def __init__(self, sources: list[Path], args: list[str]):
+    def __init__(self, sources: list[Path], args: list[str], threads: int):
         self.command = [sys.executable, "-m", "langtransfer", "serve", *map(str, sources),
                         "--model", "tiny", "--port", "0", "--log-level", "warning", *args]
+        self.threads = threads
 
     def __enter__(self) -> Server:
-        env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+        env = {**os.environ, "PYTHONPATH": str(REPO / "src"),
+               "OMP_NUM_THREADS": str(self.threads)}
         self.err = tempfile.TemporaryFile("w+")
         self.proc = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=self.err,
                                      text=True, env=env)
@@ -207,8 +209,8 @@ def run_clients(url: str, plan: list[dict], clients: int, duration: float) -> di
 
 
 def measure(mode: str, sources: list[Path], server_args: list[str], plan: list[dict],
-            clients: int, duration: float) -> dict:
-    with Server(sources, server_args) as server:
+            clients: int, duration: float, threads: int) -> dict:
+    with Server(sources, server_args, threads) as server:
         warm = run_clients(server.url, plan[: min(len(plan), 2 * clients)], clients, duration)
         if any(s != 200 for _, s, _ in warm["results"].values()):
             raise SystemExit(f"{mode}: the warm-up got errors")
@@ -249,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=180,
                    help="seconds per mode at most (default 180)")
     p.add_argument("--max-wait-ms", default="10", help="batched mode's max wait (default 10)")
+    p.add_argument("--server-threads", type=int, default=1,
+                   help="the server's torch threads (OMP_NUM_THREADS; default 1: the clients "
+                   "keep the other cores)")
     p.add_argument("--quick", action="store_true", help="8 clients, 48 requests: a check")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", type=Path, default=OUT, help=f"JSON results (default {OUT})")
@@ -272,11 +277,11 @@ def main(argv: list[str] | None = None) -> int:
             "unbatched": ["--max-batch-size", "1", "--max-wait-ms", "0"],
         }
         report = {"clients": args.clients, "requests": args.requests,
-                  "cases": len(cases), "modes": {}}
+                  "server_threads": args.server_threads, "cases": len(cases), "modes": {}}
         for mode, server_args in modes.items():
             log(f"{mode}: {args.clients} clients, {len(plan)} requests")
             report["modes"][mode] = measure(mode, sources, server_args, plan, args.clients,
-                                            args.duration)
+                                            args.duration, args.server_threads)
     b, u = report["modes"]["batched"], report["modes"]["unbatched"]
     report["speedup"] = round(b["throughput_rps"] / u["throughput_rps"], 2)
     report["p99_ratio"] = round(b["p99_ms"] / u["p99_ms"], 2) if u["p99_ms"] else None
