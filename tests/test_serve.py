@@ -213,39 +213,14 @@ def test_health_representations_metrics_and_docs(server, predictor):
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
 
-def test_a_full_queue_answers_503_with_retry_after(reps, predictor):
-    x = INPUTS["nli", "sk"][:2]
-    with ServeProcess(reps, "--max-batch-size", "1", "--max-wait-ms", "0", "--max-queue", "2",
-                      "--max-inputs", "2") as s:
-        answers: list[httpx.Response] = []
-        barrier = threading.Barrier(10)
-
-        def client() -> None:
-            barrier.wait(10)
-            answers.append(s.post({"task": "nli", "language": "sk", "inputs": x}))
-
-        threads = [threading.Thread(target=client) for _ in range(10)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
-        codes = sorted(r.status_code for r in answers)
-        assert len(codes) == 10 and set(codes) == {200, 503}, codes
-        want = expected(predictor, "nli", "sk", x)
-        for r in answers:
-            if r.status_code == 503:
-                assert int(r.headers["retry-after"]) >= 1
-                assert "queue is full" in r.json()["detail"]
-            else:
-                assert r.json()["outputs"] == want
-        assert s.metric('langtransfer_rejected_total{reason="queue_full"}') == codes.count(503)
-        assert s.post({"task": "nli", "language": "sk", "inputs": x}).status_code == 200
-
-
-def test_sigterm_finishes_the_requests_in_flight_then_exits(reps, predictor):
+def test_a_full_queue_answers_503_and_sigterm_finishes_the_requests_in_flight(reps, predictor):
+    """Six single-input requests fill the queue (a long max wait holds them there): the
+    seventh gets 503 with Retry-After; then SIGTERM, and the six still get their answers
+    before the process exits 0."""
     jobs = [("nli", "sk", x) for x in INPUTS["nli", "sk"][:3]] + [
         ("qa", "en", x) for x in INPUTS["qa", "en"][:3]]
-    s = ServeProcess(reps, "--max-batch-size", "64", "--max-wait-ms", "1500")
+    s = ServeProcess(reps, "--max-batch-size", "64", "--max-wait-ms", "3000",
+                     "--max-queue", "6", "--max-inputs", "6")
     with s:
         answers: dict[int, httpx.Response] = {}
 
@@ -260,6 +235,11 @@ def test_sigterm_finishes_the_requests_in_flight_then_exits(reps, predictor):
         while s.metric("langtransfer_queue_depth") < len(jobs):  # all queued, none run yet
             assert time.monotonic() < deadline, "the requests never reached the queue"
             time.sleep(0.02)
+        full = s.post({"task": "nli", "language": "en", "inputs": INPUTS["nli", "en"][:1]})
+        assert full.status_code == 503, full.text
+        assert int(full.headers["retry-after"]) >= 1
+        assert "queue is full (6 of 6 rows waiting)" in full.json()["detail"]
+        assert s.metric('langtransfer_rejected_total{reason="queue_full"}') == 1
         s.terminate()
         for t in threads:
             t.join(60)
