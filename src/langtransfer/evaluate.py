@@ -7,9 +7,10 @@ the task's parser and scores them with the task's metric (shared with
 ``langtransfer score``).
 
 Classification tasks can instead be scored by **label ranking** (``scoring="rank"``):
-the log-likelihood of each label word (with its end token) is computed with the
-encoder run once per batch and one decoder pass per label, and the most likely label
-is the prediction. Ranking never yields an unparseable prediction. The evaluation batch
+the log-likelihood of each label word (with its end token) is computed (a seq2seq
+base: the encoder run once per batch and one decoder pass per label; a causal base: one
+forward per label over ``[prompts][input][label]``), and the most likely label is the
+prediction. Ranking never yields an unparseable prediction. The evaluation batch
 size is independent of the training batch size; batches are length-sorted and padded
 to their own longest row for both kinds of scoring.
 """
@@ -60,6 +61,9 @@ def _summary(rep: Representation | None, path: str | Path | None) -> dict[str, A
         "settings_hash": rep.settings_hash,
         "base_model": rep.base_model,
         "steps": rep.training.get("steps"),
+        # How much text a language representation saw: the corpus-size axis's x value.
+        **({k: rep.training.get(k) for k in ("train_documents", "train_tokens")}
+           if rep.role == "language" else {}),
     }
 
 
@@ -133,11 +137,13 @@ def label_log_likelihoods(
     language_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``[B, K]`` log-likelihood (sum over tokens) of each candidate target (token ids,
-    end token included) given each row's input. The encoder runs once; the decoder once
-    per candidate."""
+    end token included) given each row's input. A seq2seq base runs its encoder once and
+    its decoder once per candidate; a causal base (and an adapter bank) one forward per
+    candidate, its logits over the candidate's tokens."""
     scores = torch.empty(input_ids.shape[0], len(candidates))
     device = input_ids.device
-    if composed.uses_adapter_bank(language_ids):  # BatchSplit: one full forward per label
+    if composed.uses_adapter_bank(language_ids) or not composed.family.has_encoder:
+        # BatchSplit, or no encoder to reuse: one full forward per label
         encoded = None
     else:
         composed.check_language_ids(language_ids, input_ids.shape[0])
@@ -174,7 +180,7 @@ def rank_labels(
 ) -> list[str]:
     """The most likely of ``label_words`` for every row (label ranking), length-sorted
     batches as in :func:`generate_texts`. Ties go to the earlier label."""
-    candidates = [tokenizer(w).input_ids for w in label_words]
+    candidates = composed.family.encode_targets(tokenizer, list(label_words))
     device = composed.base.device
     chosen: list[str] = [""] * len(rows)
     for idx in length_sorted_batches([len(r) for r in rows], batch_size):
@@ -254,7 +260,7 @@ def evaluate(
             f"{task_rep} was trained for task {task_repr.task!r}, not {task_obj.name!r}"
         )
     configuration = configuration_name(lang_repr, task_repr)
-    tokenised = tokenise(examples, tokenizer, max_length, with_labels=False)
+    tokenised = tokenise(examples, tokenizer, max_length, with_labels=False, family=loaded.family)
     rows = list(tokenised.dataset["input_ids"])
     limit = max_new_tokens or REFERENCE_MAX_NEW_TOKENS
     bar = tqdm(total=len(examples), desc=f"{task_obj.name}/{lang.code}/{configuration}",

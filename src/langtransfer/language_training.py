@@ -1,12 +1,15 @@
 """Training a language representation (soft language prompt or language adapter).
 
-Unlabelled text of one language -> T5 span corruption -> a prompt or adapter trained on
-the frozen base model -> a representation directory whose manifest records the
-validation loss with and without it.
+Unlabelled text of one language -> the base family's language objective (T5 span
+corruption for seq2seq, next-token language modelling in packed blocks for causal) -> a
+prompt or adapter trained on the frozen base model -> a representation directory whose
+manifest records the objective and the validation loss with and without it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +17,11 @@ from datasets import Dataset
 from transformers import set_seed
 
 from langtransfer.configurations import check_kind, configuration_for
-from langtransfer.corpora import STREAM_SHUFFLE_BUFFER, load_corpus
+from langtransfer.corpora import STREAM_SHUFFLE_BUFFER, Corpus, TokenCapped, cap_tokens, load_corpus
 from langtransfer.errors import LangTransferError, OutputExistsError
 from langtransfer.languages import get_language
 from langtransfer.loaded_base import LoadedBase
+from langtransfer.next_token import next_token_dataset
 from langtransfer.objectives import span_corruption_dataset
 from langtransfer.representations import (
     AdapterSpec,
@@ -25,12 +29,19 @@ from langtransfer.representations import (
     read_manifest,
 )
 from langtransfer.representations.base import new_representation, representation_id
+from langtransfer.representations.prompt import frequent_token_ids
 from langtransfer.train import (
     TrainSettings,
     default_settings,
     evaluation_loss,
     train_representation,
 )
+
+#: Language objectives by name (:attr:`langtransfer.families.ModelFamily.language_objective`).
+LANGUAGE_OBJECTIVES = {
+    "span_corruption": span_corruption_dataset,
+    "next_token": next_token_dataset,
+}
 
 
 def check_output(output: Path, overwrite: bool, resume: bool = False, **expected: Any) -> None:
@@ -58,6 +69,21 @@ def check_output(output: Path, overwrite: bool, resume: bool = False, **expected
         )
 
 
+def _train_documents(text: Corpus, texts: Iterable[str]) -> int | None:
+    """Documents trained on (a stream's: its row range; empty rows are skipped in it)."""
+    if isinstance(texts, list):
+        return len(texts)
+    return len(text.train) if isinstance(text.train, list) else text.max_documents
+
+
+def _train_tokens(texts: Iterable[str], tokenizer: Any) -> int | None:
+    if isinstance(texts, TokenCapped):
+        return texts.tokens or None  # a stream: known once it was read to its cap
+    if isinstance(texts, list):
+        return sum(len(tokenizer(t, add_special_tokens=False).input_ids) for t in texts)
+    return None
+
+
 def train_language(
     *,
     model: str | LoadedBase,
@@ -70,6 +96,8 @@ def train_language(
     adapter: AdapterSpec | None = None,
     sequence_length: int = 256,
     max_documents: int | None = None,
+    max_tokens: int | None = None,
+    corpus_extent: str = "paper",
     validation_size: int | float | None = None,
     shuffle_buffer: int | None = None,
     checkpoint_dir: str | Path | None = None,
@@ -86,9 +114,14 @@ def train_language(
     tokens initialised from ``Generate the output in {Language}:``; training defaults to
     the paper's settings for the kind. Checkpoints go to ``checkpoint_dir`` (default
     ``<output>.checkpoints``) so a killed run resumes with ``resume``. A streamed corpus
-    (Wikipedia) is shuffled with a buffer of ``shuffle_buffer`` span-corruption blocks
+    (Wikipedia) is shuffled with a buffer of ``shuffle_buffer`` training blocks
     (default :data:`~langtransfer.corpora.STREAM_SHUFFLE_BUFFER`); local files are
     map-style datasets, drawn at random by the Trainer.
+
+    How much text: ``corpus_extent`` ``paper`` (the reference's slice) or ``full`` (the
+    whole source, see :func:`~langtransfer.corpora.load_corpus`), ``max_documents`` and
+    ``max_tokens`` cap its training documents and tokens. A prompt with init ``frequent``
+    gets the language's most frequent training tokens here (recorded in its manifest).
     """
     check_kind(kind)
     lang = get_language(language)
@@ -103,10 +136,16 @@ def train_language(
         max_documents=max_documents,
         validation_size=validation_size,
         seed=settings.seed,
+        extent=corpus_extent,
     )
-    train = span_corruption_dataset(
-        text.train, tokenizer, input_length=sequence_length, seed=settings.seed
-    )
+    texts: Iterable[str] = text.train
+    if max_tokens is not None:
+        texts = cap_tokens(text.train, tokenizer, max_tokens)
+        if not text.streaming:
+            texts = list(texts)
+    objective = loaded.family.language_objective
+    make_dataset = LANGUAGE_OBJECTIVES[objective]
+    train = make_dataset(texts, tokenizer, input_length=sequence_length, seed=settings.seed)
     if text.streaming:
         # The reference's map-style dataset draws batches at random from all blocks; a
         # stream is shuffled within a buffer (seeded, and re-seeded per epoch by Trainer's
@@ -114,7 +153,7 @@ def train_language(
         train = train.shuffle(
             seed=settings.seed, buffer_size=shuffle_buffer or STREAM_SHUFFLE_BUFFER
         )
-    validation = span_corruption_dataset(
+    validation = make_dataset(
         text.validation,
         tokenizer,
         input_length=sequence_length,
@@ -137,6 +176,9 @@ def train_language(
     # fit); the slot is given back when training ends.
     rep_id = representation_id("language", kind, lang.code, "training")
     prompt = prompt or PromptConfig(init_text=lang.instruction, seed=settings.seed)
+    if kind == "prompt" and prompt.init == "frequent" and not prompt.extra.get("token_ids"):
+        ids = frequent_token_ids(texts, tokenizer, prompt.num_tokens)  # what it trains on
+        prompt = replace(prompt, extra={**prompt.extra, "token_ids": ids})
     rep = new_representation(kind, "language", base, tokenizer, prompt=prompt, adapter=adapter,
                              language=lang.code, settings_hash=settings_hash, id=rep_id)
     # An adapter's weights are drawn from the global RNG when it is attached, before the
@@ -156,10 +198,15 @@ def train_language(
         )
         summary.update(
             corpus=text.source,
+            objective=objective,
             max_documents=max_documents,
+            max_tokens=max_tokens,
+            corpus_extent=corpus_extent,
             sequence_length=sequence_length,
             # A stream's slice is a row range (empty rows are skipped inside it).
-            train_documents=len(text.train) if isinstance(text.train, list) else text.max_documents,
+            train_documents=_train_documents(text, texts),
+            # Tokens trained on, counted where known: local text, or a token-capped one.
+            train_tokens=_train_tokens(texts, tokenizer),
             shuffle_buffer=(shuffle_buffer or STREAM_SHUFFLE_BUFFER) if text.streaming else None,
             validation_documents=len(text.validation),
             validation_sequences=len(validation),

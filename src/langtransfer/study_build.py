@@ -96,6 +96,8 @@ class StudyBuilder:
             adapter=job.adapter,
             sequence_length=job.sequence_length,
             max_documents=job.max_documents,
+            max_tokens=job.max_tokens,
+            corpus_extent=job.corpus_extent,
             validation_size=job.validation_documents,
             checkpoint_dir=art.work,
             resume=True,
@@ -155,4 +157,6 @@ class StudyBuilder:
             seed=job.seed,
             model_label=art.model_label,  # "" (one base) is stored as absent
         )
+        if job.variant:  # the paper's cells have no variant field, as before
+            record["variant"] = job.variant
         write_record(self.study_dir, record)
