@@ -129,10 +129,10 @@ def run(args: argparse.Namespace) -> int:
             raise LangTransferError(f"--default takes TASK=CONFIGURATION, got {item!r}")
         defaults[task] = configuration
     model = args.model
-    if model is not None and args.trust_remote_code:
+    if model is not None:
         from langtransfer.loaded_base import LoadedBase
 
-        model = LoadedBase.load(model, trust_remote_code=True)
+        model = LoadedBase.load(model, trust_remote_code=args.trust_remote_code)
     predictor = Predictor.load(
         args.sources, model=model, batch_size=args.max_batch_size, defaults=defaults
     )
