@@ -79,7 +79,7 @@ def shard_plan(artefacts: list[Artefact], k: int, n: int) -> list[Artefact]:
     groups dealt round-robin, so a task representation is needed by one shard only.
     """
     def group(a: Artefact) -> tuple[str, ...]:  # (task, source, configuration) of a cell
-        task, configuration, source, _ = a.key
+        task, configuration, source = a.key[:3]
         return task, source, configuration
 
     by_id = {a.id: a for a in artefacts}

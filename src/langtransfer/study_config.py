@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,8 @@ class StudyConfig:
     representation kind (``prompt``/``adapter``) to overrides of the paper's settings.
     ``task_modules`` (Python files or module names that call ``register_task``) and
     ``languages_file`` (YAML/JSON language lists) are loaded before anything is checked.
+    ``composed``: language representations built without training (see
+    :func:`composed_specs` and docs/study.md).
     """
 
     output: str
@@ -105,6 +108,7 @@ class StudyConfig:
     evaluation: dict[str, Any] = field(default_factory=dict)
     task_modules: list[str] = field(default_factory=list)
     languages_file: list[str] = field(default_factory=list)
+    composed: list[dict[str, Any]] = field(default_factory=list)
 
     # -- derived -------------------------------------------------------------------------
 
@@ -147,6 +151,10 @@ class StudyConfig:
         table = self.language_training if role == "language" else self.task_training
         values = table.get("adapter", {})
         return AdapterSpec(**{k: v for k, v in values.items() if k in ADAPTER_KEYS})
+
+    def composed_specs(self) -> list[ComposedSpec]:
+        """The ``composed`` entries, checked and with their weights resolved."""
+        return composed_specs(self)
 
     def evaluation_settings(self) -> EvaluationSettings:
         return EvaluationSettings(**self.evaluation)
@@ -209,7 +217,115 @@ class StudyConfig:
         must not share an output directory."""
         d = self.to_dict()
         d.pop("output")
+        if not d["composed"]:  # a key added later: studies without it keep their fingerprint
+            d.pop("composed")
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+#: Keys of a ``composed`` entry.
+COMPOSED_KEYS = ("language", "weights", "from", "name")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class ComposedSpec:
+    """One ``composed`` entry resolved: the target ``language`` it stands for, its
+    ``variant`` label (``composed=proxy``, ``composed=<name>``...), the parts' weights in
+    order, and where they came from (``registry``: a proxy from the relatives by family
+    and script; ``user``: the entry's ``weights``)."""
+
+    language: str
+    variant: str
+    weights: tuple[tuple[str, float], ...]
+    weights_from: str
+
+
+def composed_specs(config: StudyConfig, where: str = "study config") -> list[ComposedSpec]:
+    """Check the ``composed`` entries and resolve their weights.
+
+    An entry is ``{language: sk}`` (a proxy: weights from its relatives among the study's
+    sources and targets, or among ``from``), or ``{language: sk, weights: {cs: 0.6, sl:
+    0.4}}`` (weights given; they must sum to one). ``name`` sets the variant label
+    (``composed=<name>``); the default is ``composed=proxy`` for a proxy and the weights
+    spelled out (``composed=cs0.6_sl0.4``) otherwise. Each error is one line naming the
+    bad value.
+    """
+    from langtransfer.languages import relatives
+    from langtransfer.representations.combine import check_weights
+
+    entries = config.composed
+    if not isinstance(entries, list):
+        raise LangTransferError(f"{where}: 'composed' must be a list of entries, got "
+                                f"{entries!r:.60}")
+    if entries and not config.language_kinds():
+        raise LangTransferError(
+            f"{where}: 'composed' needs a configuration with a language representation "
+            f"(la+ta, la+stp, slp+ta, slp+stp); configurations are {config.configurations}"
+        )
+    specs: list[ComposedSpec] = []
+    for i, entry in enumerate(entries, start=1):
+        at = f"{where}: composed entry {i}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("language"), str):
+            raise LangTransferError(f"{at} must be a mapping with a 'language', got "
+                                    f"{entry!r:.60}")
+        for key in entry:
+            if key not in COMPOSED_KEYS:
+                raise UnknownNameError(f"key in {at}", key, COMPOSED_KEYS)
+        language = get_language(entry["language"]).code
+        if language not in config.targets:
+            raise LangTransferError(
+                f"{at}: language {language!r} is not a target, so nothing would evaluate it "
+                f"(targets: {', '.join(config.targets)})"
+            )
+        weights, pool = entry.get("weights"), entry.get("from")
+        if weights is not None and pool is not None:
+            raise LangTransferError(f"{at}: give 'weights' or 'from' (a proxy's candidates), "
+                                    "not both")
+        if weights is not None:
+            if not isinstance(weights, dict) or not weights:
+                raise LangTransferError(f"{at}: 'weights' must be a mapping language -> "
+                                        f"weight, got {weights!r:.60}")
+            resolved = _unique_codes(list(weights), f"{at} weights")
+            chosen = check_weights(dict(zip(resolved, weights.values(), strict=True)),
+                                   what=f"{at} ({language})")
+            source = "user"
+            default = "_".join(f"{c}{w:g}" for c, w in chosen.items())
+        else:
+            if pool is not None and (not isinstance(pool, list) or not pool):
+                raise LangTransferError(f"{at}: 'from' must be a list of languages, got "
+                                        f"{pool!r:.60}")
+            candidates = (_unique_codes(pool, f"{at} from") if pool is not None
+                          else list(dict.fromkeys(config.sources + config.targets)))
+            try:
+                chosen = relatives(language, candidates)
+            except LangTransferError as e:
+                raise LangTransferError(f"{at}: {e}") from None
+            source, default = "registry", "proxy"
+        name = entry.get("name", default)
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise LangTransferError(f"{at}: name must be letters, digits, '.', '_' or '-', "
+                                    f"got {name!r:.40}")
+        spec = ComposedSpec(language, f"composed={name}", tuple(chosen.items()), source)
+        for other in specs:
+            if (other.language, other.variant) == (spec.language, spec.variant):
+                raise LangTransferError(
+                    f"{at}: {spec.variant} for {language} repeats an earlier entry; give "
+                    "each a different name"
+                )
+        specs.append(spec)
+    return specs
+
+
+def _unique_codes(values: list[Any], what: str) -> list[str]:
+    codes: list[str] = []
+    for value in values:
+        if not isinstance(value, str):
+            raise LangTransferError(f"{what}: {value!r:.40} is not a language")
+        code = get_language(value).code
+        if code in codes:
+            raise LangTransferError(f"{what}: language {code!r} repeats")
+        codes.append(code)
+    return codes
 
 
 def _is_int(value: Any) -> bool:
@@ -334,6 +450,7 @@ def validate(config: StudyConfig, where: str = "study config") -> StudyConfig:
         for kind in ("prompt", "adapter"):
             config.train_settings(role, kind)  # raises on bad values
         config.adapter_spec(role)
+    composed_specs(config, where)
     check_inputs(config)
     return config
 

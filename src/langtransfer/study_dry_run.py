@@ -18,6 +18,7 @@ from langtransfer.data_check import DataCheck, check_data
 from langtransfer.study_jobs import (
     STAGES,
     Artefact,
+    ComposedJob,
     EvaluationJob,
     LanguageJob,
     LeftOut,
@@ -105,6 +106,11 @@ def _stage_name(stage: str) -> str:
     return "evaluations" if stage == "evaluation" else f"{stage} representations"
 
 
+def _weights(art: Artefact) -> tuple[tuple[str, float], ...]:
+    assert isinstance(art.job, ComposedJob)
+    return art.job.weights
+
+
 def _names(values: Iterable[str]) -> str:
     values = list(dict.fromkeys(values))
     return f"{len(values)} ({' '.join(values)})"
@@ -116,13 +122,20 @@ def _to_build(artefacts: list[Artefact], done: dict[str, bool]) -> list[str]:
     for art in artefacts:
         if not done[art.id]:
             job = art.job
-            name = job.kind if isinstance(job, LanguageJob) else job.task
+            if isinstance(job, (LanguageJob, ComposedJob)):
+                name = job.kind
+            else:  # evaluations of a variant are a group of their own
+                name = job.task + (f" [{job.variant}]" if getattr(job, "variant", "") else "")
             groups.setdefault(f"{art.stage} {name}", []).append(art)
     lines = []
     for name, arts in groups.items():
         stage = arts[0].stage
         if stage == "language":
             lines.append(f"{name}: {_names(a.key[1] for a in arts)}")
+        elif stage == "composed":  # no training: one line each, with its parts' weights
+            lines += [f"{name} {a.key[1]} [{a.key[2]}] (no training) = "
+                      + " + ".join(f"{w:.3g} {lang}" for lang, w in _weights(a))
+                      for a in arts]
         elif stage == "task":
             lines.append(f"{name}: {len(arts)} = configurations "
                          f"{_names(a.key[2] for a in arts)} x sources "

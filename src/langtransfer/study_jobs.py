@@ -27,10 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 from langtransfer.configurations import get_configuration
 from langtransfer.languages import get_language
+from langtransfer.results import Key, cell_dir, record_path
 
 if TYPE_CHECKING:
     from langtransfer.representations import AdapterSpec, PromptConfig
-    from langtransfer.study_config import EvaluationSettings, StudyConfig
+    from langtransfer.study_config import ComposedSpec, EvaluationSettings, StudyConfig
     from langtransfer.train import TrainSettings
 
 
@@ -108,15 +109,42 @@ class EvaluationJob:
     evaluation: EvaluationSettings
     metrics: str
     seed: int
+    variant: str = ""
 
     stage = "evaluation"
 
     @property
     def key(self) -> tuple[str, ...]:
-        return (self.task, self.configuration, self.source, self.target)
+        cell = (self.task, self.configuration, self.source, self.target)
+        return (*cell, self.variant) if self.variant else cell
 
 
-Job = LanguageJob | TaskJob | EvaluationJob
+@dataclass(frozen=True)
+class ComposedJob:
+    """Build one language representation without training
+    (``combine_language_representations``): the weighted combination of the trained
+    language representations of ``kind`` of the languages in ``weights``, standing for
+    ``language`` in the cells of ``variant``."""
+
+    model: str
+    language: str
+    kind: str
+    variant: str
+    weights: tuple[tuple[str, float], ...]
+    weights_from: str
+
+    stage = "composed"
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return (self.kind, self.language, self.variant)
+
+
+Job = LanguageJob | ComposedJob | TaskJob | EvaluationJob
+
+#: Fields left out of a job's settings while empty: added after studies were run, so
+#: the hashes of jobs that do not use them stay as they were.
+OMITTED_WHEN_EMPTY = ("variant",)
 
 
 def _plain(value: Any) -> Any:
@@ -125,8 +153,12 @@ def _plain(value: Any) -> Any:
 
 
 def job_settings(job: Job) -> dict[str, Any]:
-    """Every field of the job as plain JSON-able values: what the settings hash covers."""
-    return {f.name: _plain(getattr(job, f.name)) for f in fields(job)}
+    """Every field of the job as plain JSON-able values: what the settings hash covers
+    (a field of :data:`OMITTED_WHEN_EMPTY` only when set)."""
+    return {
+        f.name: _plain(getattr(job, f.name)) for f in fields(job)
+        if not (f.name in OMITTED_WHEN_EMPTY and getattr(job, f.name) == "")
+    }
 
 
 # -- jobs from a study config ----------------------------------------------------------
@@ -185,8 +217,20 @@ def task_job(config: StudyConfig, task: str, source: str, configuration: str) ->
     )
 
 
+def composed_job(config: StudyConfig, spec: ComposedSpec, kind: str) -> ComposedJob:
+    return ComposedJob(
+        model=config.model,
+        language=spec.language,
+        kind=kind,
+        variant=spec.variant,
+        weights=spec.weights,
+        weights_from=spec.weights_from,
+    )
+
+
 def evaluation_job(
-    config: StudyConfig, task: str, configuration: str, source: str, target: str
+    config: StudyConfig, task: str, configuration: str, source: str, target: str,
+    variant: str = "",
 ) -> EvaluationJob:
     from langtransfer.evaluate import REFERENCE_MAX_NEW_TOKENS
     from langtransfer.tasks import get_task
@@ -208,12 +252,13 @@ def evaluation_job(
         evaluation=evaluation,
         metrics=get_task(task).metrics_fingerprint(),
         seed=config.seed,
+        variant=variant,
     )
 
 
 # -- artefacts: a job, where it goes, what it needs -------------------------------------
 
-STAGES = ("language", "task", "evaluation")
+STAGES = ("language", "composed", "task", "evaluation")
 
 
 @dataclass(frozen=True)
@@ -249,6 +294,12 @@ class Artefact:
 
 def language_rep_path(study_dir: str | Path, kind: str, language: str) -> Path:
     return Path(study_dir) / "representations" / "language" / kind / language
+
+
+def composed_rep_path(
+    study_dir: str | Path, kind: str, language: str, variant: str
+) -> Path:
+    return Path(study_dir) / "representations" / "composed" / kind / variant / language
 
 
 def task_rep_path(study_dir: str | Path, task: str, source: str, configuration: str) -> Path:
@@ -319,23 +370,41 @@ def plan(config: StudyConfig) -> list[Artefact]:
         return add(job, task_rep_path(out, task, source, configuration), tuple(inputs.values()),
                    inputs={role: d.path for role, d in inputs.items()}, work=checkpoints(job))
 
+    def composed_rep(spec: ComposedSpec, kind: str) -> Artefact:
+        if f"composed:{kind}/{spec.language}/{spec.variant}" in arts:
+            return arts[f"composed:{kind}/{spec.language}/{spec.variant}"]
+        parts = {lang: language_rep(lang, kind) for lang, _ in spec.weights}
+        return add(composed_job(config, spec, kind),
+                   composed_rep_path(out, kind, spec.language, spec.variant),
+                   tuple(parts.values()), inputs={lang: d.path for lang, d in parts.items()})
+
+    specs = config.composed_specs()
     for task in config.tasks:
         for source in config.sources:
             if (task, source, "source") in skip:
                 continue
             for configuration in config.configurations:
-                for target in config.targets:
+                # the trained cells, then each composed one (configurations with a language
+                # representation only): the same task representation, another language one
+                cells: list[tuple[str, ComposedSpec | None]] = [(t, None) for t in config.targets]
+                if get_configuration(configuration).uses_language:
+                    cells += [(spec.language, spec) for spec in specs]
+                for target, spec in cells:
                     if (task, target, "target") in skip:
                         continue
-                    job = evaluation_job(config, task, configuration, source, target)
+                    variant = spec.variant if spec is not None else ""
+                    job = evaluation_job(config, task, configuration, source, target, variant)
                     deps: dict[str, Artefact] = {}
                     if job.task_kind:
                         deps["task"] = task_rep(task, source, configuration)
                     if job.language_kind:
-                        deps["language"] = language_rep(target, job.language_kind)
-                    cell = Path(task) / configuration / f"{source}__{target}"
-                    add(job, out / "results" / cell.with_suffix(".json"), tuple(deps.values()),
+                        deps["language"] = (
+                            composed_rep(spec, job.language_kind) if spec is not None
+                            else language_rep(target, job.language_kind)
+                        )
+                    cell = Key(task, configuration, source, target, variant=variant)
+                    add(job, record_path(out, cell), tuple(deps.values()),
                         inputs={role: d.path for role, d in deps.items()},
-                        work=out / "predictions" / cell)
+                        work=out / "predictions" / cell_dir(cell))
     order = {s: i for i, s in enumerate(STAGES)}
     return sorted(arts.values(), key=lambda a: order[a.stage])
