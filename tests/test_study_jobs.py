@@ -49,7 +49,7 @@ BASE: dict[str, Any] = {
 
 #: Options that do not parameterise a job: they choose which jobs exist (grid), where
 #: they go (location) or what the registries hold (extensions). Each has its own test.
-GRID = {"sources", "targets", "tasks", "configurations"}
+GRID = {"sources", "targets", "tasks", "configurations", "composed"}
 LOCATION = {"output"}
 EXTENSIONS = {"task_modules", "languages_file"}
 
@@ -245,7 +245,8 @@ def test_grid_location_and_extension_options_are_the_only_others(tmp_path):
     for name in sorted(GRID):
         value = {"sources": ["en", "de"], "targets": ["en", "sk", "ru"],
                  "tasks": ["nli", "checkworthiness"],
-                 "configurations": ["base", "slp+stp"]}[name]
+                 "configurations": ["base", "slp+stp"],
+                 "composed": [{"language": "sk"}]}[name]
         arts = {a.id: a for a in plan(config_with(tmp_path, (name,), value, name))}
         assert set(arts) != set(reference), name
         # Jobs in both grids are the same jobs.

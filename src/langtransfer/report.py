@@ -29,6 +29,11 @@ so it may be replaced as a whole next time)::
     report.md  report.json
     tables/<task>.<source>.md|csv     deltas/<task>.<source>.md|csv
     heatmaps/<task>.<source>.png      summary/{configurations,deltas,scripts,families}.md|csv
+    plots/trained_vs_composed.png     summary/trained_vs_composed.md|csv  (composed cells only)
+
+Composed language representations (study ``composed:``, variant ``composed=...``) get a
+section of their own: each composed cell beside its trained counterpart (same task
+representation, same configuration) and ``base``, and a scatter plot of the two.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ import io
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import fmean
 from typing import Any
@@ -555,6 +560,8 @@ def build_report(
         no_base = [g.name for g in tables.tasks if "base" not in g.rows]
         if no_base:
             md.append(f"No `base` results, so no differences, for: {', '.join(no_base)}.")
+        composed = _composed_section(tables, out, written)
+        md += [""] + composed if composed else []
         if failures:
             md += ["", "## Failures", "", "Artefacts that were not built, so their cells are "
                    f"{MISSING} above; rerunning the study retries them.", ""]
@@ -577,6 +584,11 @@ def build_report(
                 if g is not None
             },
         }
+        pairs = composed_pairs(tables)
+        data["trained_vs_composed"] = {
+            "plot": COMPOSED_PLOT if (out / COMPOSED_PLOT).is_file() else None,
+            "cells": [{**asdict(p), "delta": p.delta} for p in pairs],
+        } if pairs else None
         data["failures"] = [
             {"artefact": f.artefact, "status": f.status, "error": f.error,
              "blocked_by": list(f.blocked_by)}
@@ -592,3 +604,170 @@ def build_report(
         tables=tuple(g.name for g in tables.tasks),
         average_by_configuration=dict(tables.by_configuration.averages),
     )
+
+
+# --- trained vs composed language representations -----------------------------------------
+
+#: The variant prefix of composed/proxy language representations (docs/study.md).
+COMPOSED = "composed="
+COMPOSED_PLOT = "plots/trained_vs_composed.png"
+COMPOSED_TABLE = "summary/trained_vs_composed"
+COMPOSED_PARAGRAPH = (
+    "A composed row (`<configuration> [composed=...]`) uses the same task representation "
+    "as the trained row of its configuration; only the target language's representation "
+    "differs. Instead of one trained on the language's text it is a weighted combination, "
+    "built without training, of the representations trained for other languages "
+    "(prompts: the weighted sum of their embeddings; adapters: `adapters`' weighted "
+    "average of their weights). `composed=proxy` weighs the target's relatives among the "
+    "study's languages by the registry: one point for the same family, one for the same "
+    "script, normalised. Each point of the plot is one cell (task, source, "
+    "configuration, target): x is its score with the trained representation, y with the "
+    "composed one. On the diagonal the composed one is as good as training; above it, "
+    "better; below, worse. `composed - trained` is that vertical distance; `base` is "
+    "the untouched model, so a composed value between `base` and `trained` recovers part "
+    "of what training the language's own representation gained."
+)
+
+
+@dataclass(frozen=True)
+class ComposedPair:
+    """One composed cell and its trained counterpart (same task representation)."""
+
+    table: str  # the task table, ``nli.en``
+    metric: str | None
+    configuration: str
+    variant: str
+    target: str
+    weights: str
+    composed: float
+    trained: float | None
+    base: float | None
+
+    @property
+    def delta(self) -> float | None:
+        return None if self.trained is None else self.composed - self.trained
+
+
+def _split_row(row: str) -> tuple[str, str]:
+    """``slp+ta [composed=proxy]`` -> (``slp+ta``, ``composed=proxy``)."""
+    configuration, _, variant = row.partition(" [")
+    return configuration, variant.removesuffix("]")
+
+
+def _weights_text(records: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], str]:
+    """(table, configuration, variant, target) -> ``0.5 cs + 0.5 sl`` from the records'
+    ``composition`` (written by the study)."""
+    out = {}
+    for r in records:
+        weights = (r.get("composition") or {}).get("weights")
+        if isinstance(weights, dict) and r.get("variant"):
+            key = (f"{r['task']}.{r['source_language']}", r["configuration"], r["variant"],
+                   r["target_language"])
+            out[key] = " + ".join(f"{w:.2g} {lang}" for lang, w in weights.items())
+    return out
+
+
+def composed_pairs(tables: _Tables) -> list[ComposedPair]:
+    """Every composed cell of the task tables with the trained and base values beside it."""
+    weights = _weights_text(tables.records)
+    pairs = []
+    for g in tables.tasks:
+        for row in g.rows:
+            configuration, variant = _split_row(row)
+            if not variant.startswith(COMPOSED):
+                continue
+            for c in g.columns:
+                value = g.values.get((row, c))
+                if value is not None:
+                    pairs.append(ComposedPair(
+                        g.name, g.metric, configuration, variant, c,
+                        weights.get((g.name, configuration, variant, c), ""), value,
+                        g.values.get((configuration, c)), g.values.get(("base", c)),
+                    ))
+    return pairs
+
+
+def _composed_markdown(pairs: list[ComposedPair]) -> str:
+    lines = ["| table | configuration | variant | target | parts | trained | composed | "
+             "composed - trained | base |", "|---|---|---|---|---|---:|---:|---:|---:|"]
+    for p in pairs:
+        lines.append(
+            f"| {p.table} | {p.configuration} | {p.variant} | {p.target} | {p.weights or '–'} "
+            f"| {_fmt(p.trained)} | {_fmt(p.composed)} | {_fmt(p.delta, signed=True)} "
+            f"| {_fmt(p.base)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _composed_csv(pairs: list[ComposedPair]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["table", "metric", "configuration", "variant", "target", "parts",
+                     "trained", "composed", "composed_minus_trained", "base"])
+    for p in pairs:
+        writer.writerow([p.table, p.metric or "", p.configuration, p.variant, p.target,
+                         p.weights, *("" if v is None else f"{v:.4g}"
+                                      for v in (p.trained, p.composed, p.delta, p.base))])
+    return buf.getvalue()
+
+
+def _composed_plot(pairs: list[ComposedPair], path: Path) -> None:
+    """One panel per task table: trained (x) against composed (y), the diagonal drawn."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = list(dict.fromkeys(p.table for p in pairs))
+    fig = Figure(figsize=(4.2 * len(names), 4.4), dpi=100)
+    FigureCanvasAgg(fig)
+    rows = list(dict.fromkeys(f"{p.configuration} [{p.variant}]" for p in pairs))
+    markers = "osD^v<>pX*"
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(1, len(names), i + 1)
+        panel = [p for p in pairs if p.table == name]
+        shown = [v for p in panel for v in (p.trained, p.composed) if v is not None]
+        low, high = min(shown), max(shown)
+        pad = max((high - low) * 0.1, 1.0)
+        ax.plot([low - pad, high + pad], [low - pad, high + pad], color="0.6", lw=1,
+                ls="--", label="composed = trained")
+        for j, row in enumerate(rows):
+            mine = [p for p in panel if f"{p.configuration} [{p.variant}]" == row
+                    and p.trained is not None]
+            if not mine:
+                continue
+            ax.scatter([p.trained for p in mine], [p.composed for p in mine],
+                       marker=markers[j % len(markers)], label=row, zorder=3)
+            for p in mine:
+                ax.annotate(p.target, (p.trained or 0.0, p.composed), fontsize=7,
+                            xytext=(3, 3), textcoords="offset points")
+        ax.set_xlim(low - pad, high + pad)
+        ax.set_ylim(low - pad, high + pad)
+        ax.set_xlabel(f"trained language representation ({panel[0].metric or 'metric'})")
+        ax.set_ylabel("composed language representation")
+        ax.set_title(name, fontsize=10)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle("Trained vs composed language representations", fontsize=11)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+
+
+def _composed_section(tables: _Tables, out: Path, written: list[Path]) -> list[str]:
+    """The report's trained-vs-composed section (empty without composed records)."""
+    pairs = composed_pairs(tables)
+    if not pairs:
+        return []
+    md_path, csv_path = out / f"{COMPOSED_TABLE}.md", out / f"{COMPOSED_TABLE}.csv"
+    table = _composed_markdown(pairs)
+    write_text(md_path, "# Trained vs composed language representations\n\n" + table)
+    write_text(csv_path, _composed_csv(pairs))
+    written += [md_path, csv_path]
+    lines = ["## Trained vs composed language representations", "", COMPOSED_PARAGRAPH, ""]
+    if any(p.trained is not None for p in pairs):
+        _composed_plot(pairs, out / COMPOSED_PLOT)
+        written.append(out / COMPOSED_PLOT)
+        lines += [f"Plot: [{COMPOSED_PLOT}]({COMPOSED_PLOT})", "",
+                  f"![Trained vs composed language representations]({COMPOSED_PLOT})", ""]
+    else:
+        lines += ["No composed cell has a trained counterpart here, so there is no plot.", ""]
+    lines += [table, f"[Markdown]({COMPOSED_TABLE}.md) · [CSV]({COMPOSED_TABLE}.csv)", ""]
+    return lines

@@ -170,4 +170,24 @@ class StudyBuilder:
         )
         if job.variant:
             record["variant"] = job.variant
+            composition = _composition(art.inputs.get("language"))
+            if composition is not None:
+                record["composition"] = composition
         write_record(self.study_dir, record)
+
+
+def _composition(language_rep: Path | None) -> dict[str, Any] | None:
+    """What a composed language representation is made of (its parts' weights and where
+    they came from), for the result record; None for a trained one."""
+    if language_rep is None:
+        return None
+    from langtransfer.representations import read_manifest
+
+    composed = (read_manifest(language_rep).get("training") or {}).get("composed")
+    if not isinstance(composed, dict):
+        return None
+    return {
+        "weights": {p["language"]: p["weight"] for p in composed.get("parts", [])},
+        "weights_from": composed.get("weights_from"),
+        "method": composed.get("method"),
+    }
