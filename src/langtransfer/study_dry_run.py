@@ -159,7 +159,11 @@ def describe_dry_run(artefacts: list[Artefact], result: DryRun, title: str = "pl
     for stage in STAGES:
         arts = [a for a in artefacts if a.stage == stage]
         k = sum(done[a.id] for a in arts)
-        lines.append(f"{_stage_name(stage)}: {len(arts)} ({k} done, {len(arts) - k} to build)")
+        if stage == "composed" and not arts:
+            continue  # a study without `composed:` prints what it always did
+        note = ", no training" if stage == "composed" else ""
+        lines.append(f"{_stage_name(stage)}: {len(arts)} ({k} done, {len(arts) - k} to build"
+                     f"{note})")
     missing = result.missing
     lines.append(f"data: {len(result.checks)} task x language x split cells, "
                  f"{len(result.checks) - len(missing)} ok, {len(missing)} missing")
