@@ -29,7 +29,7 @@ GRID = {
 
 def config(tmp_path: Path, name: str = "s.yaml", **values):
     raw = {**FAST, **GRID, "output": str(tmp_path / "out"), **values}
-    (tmp_path / name).write_text(yaml.safe_dump(raw), encoding="utf-8")
+    (tmp_path / name).write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     return load_study_config(tmp_path / name)
 
 
