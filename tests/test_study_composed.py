@@ -168,3 +168,24 @@ def test_composed_needs_a_configuration_with_a_language_representation(tmp_path,
     assert len(err.splitlines()) == 1
     assert "'composed' needs a configuration with a language representation" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_language_without_a_corpus_gets_cells_with_its_proxy_only(tmp_path):
+    from langtransfer.corpora import fixture_path
+
+    corpus = {c: str(fixture_path(c)) for c in ("en", "de", "ru")}  # no Slovak text
+    with pytest.raises(LangTransferError, match="corpus lists no file for language 'sk'"):
+        config(tmp_path, corpus=corpus)
+    study = config(tmp_path, corpus=corpus, composed=[{"language": "sk", "trained": False}])
+    ids = {a.id for a in plan(study)}
+    assert not {"language:prompt/sk", "language:adapter/sk", "evaluation:nli/slp+ta/en/sk"} & ids
+    assert {"evaluation:nli/base/en/sk", "evaluation:nli/slp+ta/en/sk/composed=proxy",
+            "composed:prompt/sk/composed=proxy"} <= ids
+    for bad, pattern in (
+        ([{"language": "en", "trained": False}], "en is a source"),
+        ([{"language": "sk", "trained": False},
+          {"language": "ru", "weights": {"sk": 1.0}}], "sk has no trained representation"),
+        ([{"language": "sk", "trained": "no"}], "trained must be true or false, got 'no'"),
+    ):
+        with pytest.raises(LangTransferError, match=pattern):
+            config(tmp_path, composed=bad)

@@ -223,7 +223,7 @@ class StudyConfig:
 
 
 #: Keys of a ``composed`` entry.
-COMPOSED_KEYS = ("language", "weights", "from", "name")
+COMPOSED_KEYS = ("language", "weights", "from", "name", "trained")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -238,6 +238,7 @@ class ComposedSpec:
     variant: str
     weights: tuple[tuple[str, float], ...]
     weights_from: str
+    trained: bool = True
 
 
 def composed_specs(config: StudyConfig, where: str = "study config") -> list[ComposedSpec]:
@@ -247,7 +248,9 @@ def composed_specs(config: StudyConfig, where: str = "study config") -> list[Com
     sources and targets, or among ``from``), or ``{language: sk, weights: {cs: 0.6, sl:
     0.4}}`` (weights given; they must sum to one). ``name`` sets the variant label
     (``composed=<name>``); the default is ``composed=proxy`` for a proxy and the weights
-    spelled out (``composed=cs0.6_sl0.4``) otherwise. Each error is one line naming the
+    spelled out (``composed=cs0.6_sl0.4``) otherwise. ``trained: false`` (a language
+    with no corpus) leaves out its trained language representation and the cells that
+    use it; it is then no part of any combination. Each error is one line naming the
     bad value.
     """
     from langtransfer.languages import relatives
@@ -262,15 +265,10 @@ def composed_specs(config: StudyConfig, where: str = "study config") -> list[Com
             f"{where}: 'composed' needs a configuration with a language representation "
             f"(la+ta, la+stp, slp+ta, slp+stp); configurations are {config.configurations}"
         )
+    untrained = _untrained(config, where)
     specs: list[ComposedSpec] = []
     for i, entry in enumerate(entries, start=1):
         at = f"{where}: composed entry {i}"
-        if not isinstance(entry, dict) or not isinstance(entry.get("language"), str):
-            raise LangTransferError(f"{at} must be a mapping with a 'language', got "
-                                    f"{entry!r:.60}")
-        for key in entry:
-            if key not in COMPOSED_KEYS:
-                raise UnknownNameError(f"key in {at}", key, COMPOSED_KEYS)
         language = get_language(entry["language"]).code
         if language not in config.targets:
             raise LangTransferError(
@@ -285,7 +283,7 @@ def composed_specs(config: StudyConfig, where: str = "study config") -> list[Com
             if not isinstance(weights, dict) or not weights:
                 raise LangTransferError(f"{at}: 'weights' must be a mapping language -> "
                                         f"weight, got {weights!r:.60}")
-            resolved = _unique_codes(list(weights), f"{at} weights")
+            resolved = _unique_codes(list(weights), f"{at} weights", untrained)
             chosen = check_weights(dict(zip(resolved, weights.values(), strict=True)),
                                    what=f"{at} ({language})")
             source = "user"
@@ -294,8 +292,9 @@ def composed_specs(config: StudyConfig, where: str = "study config") -> list[Com
             if pool is not None and (not isinstance(pool, list) or not pool):
                 raise LangTransferError(f"{at}: 'from' must be a list of languages, got "
                                         f"{pool!r:.60}")
-            candidates = (_unique_codes(pool, f"{at} from") if pool is not None
-                          else list(dict.fromkeys(config.sources + config.targets)))
+            candidates = (_unique_codes(pool, f"{at} from", untrained) if pool is not None
+                          else [c for c in dict.fromkeys(config.sources + config.targets)
+                                if c not in untrained])
             try:
                 chosen = relatives(language, candidates)
             except LangTransferError as e:
@@ -305,7 +304,8 @@ def composed_specs(config: StudyConfig, where: str = "study config") -> list[Com
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise LangTransferError(f"{at}: name must be letters, digits, '.', '_' or '-', "
                                     f"got {name!r:.40}")
-        spec = ComposedSpec(language, f"composed={name}", tuple(chosen.items()), source)
+        spec = ComposedSpec(language, f"composed={name}", tuple(chosen.items()), source,
+                            language not in untrained)
         for other in specs:
             if (other.language, other.variant) == (spec.language, spec.variant):
                 raise LangTransferError(
@@ -316,7 +316,35 @@ def composed_specs(config: StudyConfig, where: str = "study config") -> list[Com
     return specs
 
 
-def _unique_codes(values: list[Any], what: str) -> list[str]:
+def _untrained(config: StudyConfig, where: str) -> set[str]:
+    """The languages of entries with ``trained: false``, after checking each entry's
+    shape; such a language may not be a source (its task representations would train
+    with it) nor be given ``trained: true`` by another entry."""
+    flags: dict[str, bool] = {}
+    for i, entry in enumerate(config.composed, start=1):
+        at = f"{where}: composed entry {i}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("language"), str):
+            raise LangTransferError(f"{at} must be a mapping with a 'language', got "
+                                    f"{entry!r:.60}")
+        for key in entry:
+            if key not in COMPOSED_KEYS:
+                raise UnknownNameError(f"key in {at}", key, COMPOSED_KEYS)
+        trained = entry.get("trained", True)
+        if not isinstance(trained, bool):
+            raise LangTransferError(f"{at}: trained must be true or false, got {trained!r:.40}")
+        language = get_language(entry["language"]).code
+        if flags.setdefault(language, trained) != trained:
+            raise LangTransferError(f"{at}: trained: {str(trained).lower()} for {language} "
+                                    "contradicts an earlier entry")
+        if not trained and language in config.sources:
+            raise LangTransferError(
+                f"{at}: {language} is a source, so its language representation is trained "
+                "(task representations train with it); trained: false is for targets only"
+            )
+    return {lang for lang, trained in flags.items() if not trained}
+
+
+def _unique_codes(values: list[Any], what: str, untrained: set[str]) -> list[str]:
     codes: list[str] = []
     for value in values:
         if not isinstance(value, str):
@@ -324,6 +352,9 @@ def _unique_codes(values: list[Any], what: str) -> list[str]:
         code = get_language(value).code
         if code in codes:
             raise LangTransferError(f"{what}: language {code!r} repeats")
+        if code in untrained:
+            raise LangTransferError(f"{what}: {code} has no trained representation "
+                                    "(trained: false)")
         codes.append(code)
     return codes
 

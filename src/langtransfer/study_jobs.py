@@ -379,6 +379,7 @@ def plan(config: StudyConfig) -> list[Artefact]:
                    tuple(parts.values()), inputs={lang: d.path for lang, d in parts.items()})
 
     specs = config.composed_specs()
+    untrained = {spec.language for spec in specs if not spec.trained}
     for task in config.tasks:
         for source in config.sources:
             if (task, source, "source") in skip:
@@ -388,6 +389,7 @@ def plan(config: StudyConfig) -> list[Artefact]:
                 # representation only): the same task representation, another language one
                 cells: list[tuple[str, ComposedSpec | None]] = [(t, None) for t in config.targets]
                 if get_configuration(configuration).uses_language:
+                    cells = [(t, None) for t in config.targets if t not in untrained]
                     cells += [(spec.language, spec) for spec in specs]
                 for target, spec in cells:
                     if (task, target, "target") in skip:
