@@ -147,7 +147,7 @@ def test_a_study_builds_evaluates_and_reports_composed_representations(tmp_path)
     ([{"language": "cs"}], LangTransferError,
      r"composed entry 1: language 'cs' is not a target.*targets: en, de, ru, zh"),
     ([{"language": "sk", "weight": {"de": 1}}], UnknownNameError,
-     r"unknown key in .*composed entry 1 'weight'; valid: from, language, name, weights"),
+     r"unknown key in .*composed entry 1 'weight'; valid: from, language, name, trained, weights"),
     ([{"language": "sk", "name": "a/b"}], LangTransferError, r"name must be .* got 'a/b'"),
     ([{"language": "sk", "weights": {"xx": 1.0}}], UnknownNameError, r"unknown language 'xx'"),
 ])
