@@ -734,7 +734,7 @@ def _composed_plot(pairs: list[ComposedPair], path: Path) -> None:
                     and p.trained is not None]
             if not mine:
                 continue
-            ax.scatter([p.trained for p in mine], [p.composed for p in mine],
+            ax.scatter([p.trained or 0.0 for p in mine], [p.composed for p in mine],
                        marker=markers[j % len(markers)], label=row, zorder=3)
             for p in mine:
                 ax.annotate(p.target, (p.trained or 0.0, p.composed), fontsize=7,

@@ -125,7 +125,8 @@ def _to_build(artefacts: list[Artefact], done: dict[str, bool]) -> list[str]:
             if isinstance(job, (LanguageJob, ComposedJob)):
                 name = job.kind
             else:  # evaluations of a variant are a group of their own
-                name = job.task + (f" [{job.variant}]" if getattr(job, "variant", "") else "")
+                variant = job.variant if isinstance(job, EvaluationJob) else ""
+                name = job.task + (f" [{variant}]" if variant else "")
             groups.setdefault(f"{art.stage} {name}", []).append(art)
     lines = []
     for name, arts in groups.items():
