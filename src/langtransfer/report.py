@@ -4,7 +4,9 @@ Conventions (the same in every table):
 
 - One table per task and source language (``qa/en``): configurations are rows in the
   paper's order (only those with results), target languages are columns in the language
-  registry's order, then ``avg``. Tables are not averaged over source languages, because
+  registry's order, then ``avg``. A language-representation variant is a row of its own,
+  ``<configuration> [<variant>]`` (``slp+ta [init=vocab]``), after its configuration's
+  default row. Tables are not averaged over source languages, because
   a task representation trained in another language is a different model.
 - Values are the record's primary metric (the reference's figure; higher is better) to
   one decimal, or the metric chosen for the task (``metrics={"qa": "mlqa_f1"}``, CLI
@@ -52,7 +54,7 @@ from langtransfer.configurations import STUDY_CONFIGURATIONS
 from langtransfer.errors import LangTransferError, OutputExistsError, UnknownNameError
 from langtransfer.io import atomic_dir, atomic_path, write_json, write_text
 from langtransfer.languages import all_languages, get_language
-from langtransfer.results import cell_name, merge_records, record_key
+from langtransfer.results import cell_name, merge_records, record_key, row_label
 from langtransfer.study_failures import Failure
 
 MISSING = "–"
@@ -150,9 +152,21 @@ def _language_order(codes: Iterable[str]) -> list[str]:
     return sorted(set(codes), key=lambda c: (rank.get(c, len(rank)), c))
 
 
-def _ordered_configurations(names: Iterable[str]) -> list[str]:
-    present = set(names)
-    return [c for c in STUDY_CONFIGURATIONS if c in present]
+def _row_order(label: str) -> tuple[int, str]:
+    """A row label (``slp+ta`` or ``slp+ta [init=vocab]``): its configuration's place in
+    the paper's order, then the variant (the default one, "", first)."""
+    configuration, _, variant = label.partition(" [")
+    return STUDY_CONFIGURATIONS.index(configuration), variant
+
+
+def _ordered_configurations(labels: Iterable[str]) -> list[str]:
+    """Row labels in the paper's order of configurations, each one's variants after it."""
+    present = {r for r in labels if r.partition(" [")[0] in STUDY_CONFIGURATIONS}
+    return sorted(present, key=_row_order)
+
+
+def _row(record: Mapping[str, Any]) -> str:
+    return row_label(record["configuration"], record_key(record).variant)
 
 
 # --- building the tables ---------------------------------------------------------------
@@ -171,6 +185,12 @@ class _Tables:
 
 def _check_comparable(records: list[dict[str, Any]]) -> None:
     """Refuse to put results of different base models into one report."""
+    labels = sorted({record_key(r).model_label for r in records})
+    if len(labels) > 1:
+        raise LangTransferError(
+            f"records come from several models of a study ({', '.join(labels)}); "
+            "report them separately"
+        )
     models: dict[str, dict[str, Any]] = {}
     for r in records:
         models.setdefault(json.dumps(r["model"], sort_keys=True), r)
@@ -203,13 +223,11 @@ def _task_grid(
                 f"metric of task {task} (in {cell_name(record_key(lacking[0]))})", metric,
                 lacking[0]["metrics"],
             )
-    values = {
-        (r["configuration"], r["target_language"]): float(r["metrics"][metric]) for r in records
-    }
+    values = {(_row(r), r["target_language"]): float(r["metrics"][metric]) for r in records}
     return Grid(
         name=f"{task}.{source}",
         title=f"{task} — source {source}, metric {metric}",
-        rows=_ordered_configurations(r["configuration"] for r in records),
+        rows=_ordered_configurations(_row(r) for r in records),
         columns=_language_order(r["target_language"] for r in records),
         values=values,
         metric=metric,

@@ -1,20 +1,28 @@
 """The results store: one JSON record per evaluation cell, merged across shards.
 
-A *cell* is (task, configuration, source language, target language). Its record lives at::
+A *cell* is (task, configuration, source language, target language), and in a study with
+several base models or language-representation variants also the model's label and the
+variant (:class:`Key`). Its record lives at::
 
-    <study_dir>/results/<task>/<configuration>/<source>__<target>.json
+    <study_dir>/results/[<model_label>/][<variant>/]<task>/<configuration>/<source>__<target>.json
 
+where the bracketed segments appear only when non-empty, so a single-model study without
+variants (and every record written before these fields existed) keeps its paths.
 (``__`` because ``->`` is awkward in shells and ``>`` is not allowed in Windows names;
-language codes never contain ``_``, so the split is unambiguous). One file per cell means
+language codes never contain ``_``, so the split is unambiguous.) One file per cell means
 shards of a study never write the same file unless they evaluate the same cell, and a
 kill mid-study loses at most the cell being written (files go through
 :mod:`langtransfer.io`).
 
-A record is a JSON object with the fields in :data:`RECORD_FIELDS`; extra fields are kept.
-The optional ``run`` field (host, time, duration...) is free-form provenance and is
-ignored when two copies of a cell are compared, so re-running a cell deterministically on
-another shard is not a conflict. Every other difference is: the same cell with different
-content in two places raises instead of silently picking one.
+A record is a JSON object with the fields in :data:`RECORD_FIELDS` and optionally those in
+:data:`KEY_FIELDS_OPTIONAL` (``model_label``: the base's short label in a multi-model
+study; ``variant``: the language-representation variant, ``axis=value`` such as
+``init=vocab``; absent or "" = the single model / the paper's default, and written as
+absent); extra fields are kept. The optional ``run`` field (host, time, duration...) is
+free-form provenance and is ignored when two copies of a cell are compared, so
+re-running a cell deterministically on another shard is not a conflict. Every other
+difference is: the same cell with different content in two places raises instead of
+silently picking one.
 
 Every ``*.json`` file under ``results/`` is read as a record (names starting with ``.``
 are temporary files and are skipped), so other per-cell outputs such as predictions must
@@ -29,7 +37,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from langtransfer.configurations import STUDY_CONFIGURATIONS, get_configuration
 from langtransfer.errors import CorruptFileError, LangTransferError, OutputExistsError
@@ -62,37 +70,70 @@ _SEP = "__"
 _TASK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _CODE_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
-Key = tuple[str, str, str, str]  # (task, configuration, source, target)
+#: Optional record fields that are part of a cell's key ("" when absent).
+KEY_FIELDS_OPTIONAL: tuple[str, ...] = ("model_label", "variant")
+#: A model label: a path segment, never hidden (no leading ".") and without "=" so it can
+#: never be mistaken for a variant segment.
+MODEL_LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+#: A variant label: ``axis=value`` (``init=vocab``, ``corpus=10k``, ``composed=proxy``).
+VARIANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*=[A-Za-z0-9=._-]+$")
+
+
+class Key(NamedTuple):
+    """The cell a record belongs to; ``model_label``/``variant`` are "" when unused."""
+
+    task: str
+    configuration: str
+    source: str
+    target: str
+    model_label: str = ""
+    variant: str = ""
 
 
 def record_key(record: Mapping[str, Any]) -> Key:
-    """The cell a (valid) record belongs to."""
-    return (
+    """The cell a (valid) record belongs to; missing optional fields read as ""."""
+    return Key(
         record["task"],
         record["configuration"],
         record["source_language"],
         record["target_language"],
+        record.get("model_label") or "",
+        record.get("variant") or "",
     )
 
 
-def cell_name(key: Key) -> str:
-    """``qa/slp+ta/en->sk``: how errors and logs name a cell."""
-    task, configuration, source, target = key
-    return f"{task}/{configuration}/{source}->{target}"
+def row_label(configuration: str, variant: str = "") -> str:
+    """How a report row names a configuration: ``slp+ta``, or ``slp+ta [init=vocab]``."""
+    return f"{configuration} [{variant}]" if variant else configuration
+
+
+def cell_name(key: Key | tuple[str, ...]) -> str:
+    """``qa/slp+ta/en->sk`` -- or ``tiny:qa/slp+ta [init=vocab]/en->sk`` with a model
+    label and a variant: how errors and logs name a cell."""
+    key = Key(*key)
+    prefix = f"{key.model_label}:" if key.model_label else ""
+    configuration = row_label(key.configuration, key.variant)
+    return f"{prefix}{key.task}/{configuration}/{key.source}->{key.target}"
+
+
+def cell_dir(key: Key) -> Path:
+    """The cell's path relative to ``results/`` (and ``predictions/``), without a suffix."""
+    segments = [s for s in (key.model_label, key.variant) if s]
+    return Path(*segments, key.task, key.configuration, f"{key.source}{_SEP}{key.target}")
 
 
 def record_path(study_dir: str | os.PathLike, record_or_key: Mapping[str, Any] | Key) -> Path:
     """Where the record of a cell lives inside ``study_dir``."""
-    key = record_or_key if isinstance(record_or_key, tuple) else record_key(record_or_key)
-    task, configuration, source, target = key
-    return Path(study_dir) / RESULTS_DIR / task / configuration / f"{source}{_SEP}{target}.json"
+    key = Key(*record_or_key) if isinstance(record_or_key, tuple) else record_key(record_or_key)
+    return Path(study_dir) / RESULTS_DIR / cell_dir(key).with_suffix(".json")
 
 
 def sort_key(record: Mapping[str, Any]) -> tuple:
-    """Task, source, configuration in the paper's order, target."""
-    task, configuration, source, target = record_key(record)
+    """Model label, task, source, configuration in the paper's order, variant, target."""
+    key = record_key(record)
+    configuration = key.configuration
     order = CONFIGURATIONS.index(configuration) if configuration in CONFIGURATIONS else 99
-    return (task, source, order, configuration, target)
+    return (key.model_label, key.task, key.source, order, configuration, key.variant, key.target)
 
 
 def _is_int(value: object) -> bool:
@@ -144,6 +185,13 @@ def record_problems(record: object) -> list[str]:
     model = record["model"]
     if not isinstance(model, dict) or not isinstance(model.get("name"), str):
         problems.append("model must be an object with a 'name' (the base model fingerprint)")
+    for field, pattern, form in (
+        ("model_label", MODEL_LABEL_RE, "letters, digits, '.', '_' or '-'"),
+        ("variant", VARIANT_RE, "axis=value of letters, digits, '=', '.', '_' or '-'"),
+    ):
+        value = record.get(field, "")
+        if value != "" and not (isinstance(value, str) and pattern.match(value)):
+            problems.append(f"{field} must be empty or {form}, got {value!r:.60}")
     problems += _representation_problems(record["representations"], configuration)
     if not isinstance(record["settings_hash"], str) or not record["settings_hash"]:
         problems.append("settings_hash must be a non-empty string")
@@ -186,7 +234,11 @@ def validate_record(record: object, where: str = "result record") -> None:
 
 
 def _comparable(record: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in record.items() if k not in VOLATILE_FIELDS}
+    return {
+        k: v
+        for k, v in record.items()
+        if k not in VOLATILE_FIELDS and not (k in KEY_FIELDS_OPTIONAL and v == "")
+    }
 
 
 def _differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
@@ -216,7 +268,11 @@ def write_record(
     directory): that raises :class:`OutputExistsError` unless ``overwrite``, rather than
     silently keeping whichever finished last.
     """
-    record = dict(record)
+    # An empty model label or variant is the same cell as none: stored as absent, so a
+    # single-model study's records are byte-identical to those written before the fields.
+    record = {
+        k: v for k, v in record.items() if not (k in KEY_FIELDS_OPTIONAL and v == "")
+    }
     validate_record(record, f"result record for {_cell_or_unknown(record)}")
     path = record_path(study_dir, record)
     if path.exists() and not overwrite:
