@@ -24,6 +24,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("results", ("results", "study_failures", "report")),
     ("the study", ("study", "study_config", "study_jobs", "study_build", "study_dry_run",
                    "study_failures")),
+    # Serving reads a study's output and predicts with its representations.
+    ("serving", ("predictor", "serving")),
     ("the CLI", ("cli", "__main__")),
 ]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
@@ -29,6 +30,12 @@ def load_examples(
     return examples[:max_examples] if max_examples else examples
 
 
+def cut(ids: list[int], max_length: int) -> list[int]:
+    """``ids`` cut to ``max_length`` tokens keeping the end token, as tokenizer
+    truncation does (evaluation and the predictor read inputs the same way)."""
+    return ids if len(ids) <= max_length else ids[: max_length - 1] + ids[-1:]
+
+
 @dataclass
 class Tokenised:
     dataset: Dataset
@@ -50,19 +57,13 @@ def tokenise(
     ``None`` keeps them whole."""
     enc = tokenizer([ex.input for ex in examples], truncation=False)["input_ids"]
     n_truncated = sum(len(ids) > max_length for ids in enc)
-    # Keep the end token when cutting, as tokenizer truncation does.
-    rows = {
-        "input_ids": [
-            ids if len(ids) <= max_length else ids[: max_length - 1] + ids[-1:] for ids in enc
-        ]
-    }
+    rows: dict[str, list[Any]] = {"input_ids": [cut(ids, max_length) for ids in enc]}
     n_truncated_targets = 0
     if with_labels:
         labels = tokenizer([ex.target for ex in examples])["input_ids"]
         if max_target_length is not None:
             n_truncated_targets = sum(len(ids) > max_target_length for ids in labels)
-            labels = [ids if len(ids) <= max_target_length
-                      else ids[: max_target_length - 1] + ids[-1:] for ids in labels]
+            labels = [cut(ids, max_target_length) for ids in labels]
         rows["labels"] = labels
     rows["length"] = [len(ids) for ids in rows["input_ids"]]
     return Tokenised(Dataset.from_dict(rows), n_truncated, n_truncated_targets)

@@ -122,6 +122,9 @@ class Task:
         metrics_version: bump it whenever parsing or scoring changes what a metric means
             (not only its note): :meth:`metrics_fingerprint` carries it into the settings
             hash of every study evaluation, so results scored the old way are rebuilt.
+        target_fields: the required fields the target and gold come from (``label``,
+            ``answers``); a prediction request gives the others (:attr:`input_fields`),
+            which :meth:`format_input` must read alone.
     """
 
     name: str = ""
@@ -139,6 +142,7 @@ class Task:
     reference_reading: bool = False
     metric_notes: Mapping[str, str] = {}
     metrics_version: int = 1
+    target_fields: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -418,19 +422,62 @@ class Task:
                 line,
             )
 
-    def fields(self, raw: Mapping[str, Any]) -> dict[str, Any]:
-        """Raw record -> dict keyed by canonical field names (aliases resolved)."""
-        missing = self.missing_columns(raw)
+    def fields(
+        self, raw: Mapping[str, Any], *, only: Iterable[str] | None = None
+    ) -> dict[str, Any]:
+        """Raw record -> dict keyed by canonical field names (aliases resolved).
+
+        ``only``: resolve (and require) just these fields, e.g. :attr:`input_fields` for
+        a prediction request, which has no gold."""
+        if only is None:
+            wanted = {**self.optional_columns, **self.columns}
+            missing = self.missing_columns(raw)
+        else:
+            wanted = {f: self.columns.get(f, (f,)) for f in only}
+            missing = [f for f, names in wanted.items() if not {*names, f} & set(raw)]
         if missing:
             raise DataFormatError("<record>", f"missing column(s): {'; '.join(missing)}")
         out: dict[str, Any] = {}
-        for field, names in {**self.optional_columns, **self.columns}.items():
+        for field, names in wanted.items():
             # The canonical name itself is always accepted, so canonical() is idempotent.
             for n in (*names, field):
                 if n in raw:
                     out[field] = raw[n]
                     break
         return out
+
+    @property
+    def input_fields(self) -> tuple[str, ...]:
+        """The fields :meth:`format_input` reads: the required ones but the targets."""
+        return tuple(f for f in self.columns if f not in self.target_fields)
+
+    def request_input(self, value: Mapping[str, Any] | str) -> str:
+        """A prediction request's input (the task's input fields, or a plain string for a
+        task with one) -> the model's input text; a bad one is a one-line error naming
+        the fields the task reads."""
+        fields = self.input_fields
+        if isinstance(value, str):
+            if len(fields) != 1:
+                raise LangTransferError(
+                    f"task {self.name} takes an object with fields {', '.join(fields)}; a "
+                    "plain string is accepted only for a task with one input field"
+                )
+            value = {fields[0]: value}
+        if not isinstance(value, Mapping):
+            raise LangTransferError(
+                f"task {self.name} input must be an object with fields {', '.join(fields)}, "
+                f"got {type(value).__name__}"
+            )
+        try:
+            self.fields(value, only=fields)  # names a missing field before the formatter
+            return self.format_input(value)
+        except (ValueError, TypeError, KeyError) as e:
+            detail = e.args[0] if isinstance(e, KeyError) and e.args else e
+            if isinstance(e, DataFormatError):
+                detail = str(e).removeprefix("<record>: ")
+            raise LangTransferError(
+                f"bad {self.name} input ({detail}); fields: {', '.join(fields)}"
+            ) from e
 
     # ------------------------------------------------------------ task hooks
     def canonical(self, raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -651,6 +698,7 @@ class ClassificationTask(Task):
     #: A class whose binary F1 is also reported (``f1_<class>``), as scikit-learn's
     #: ``f1_score(average="binary")`` with that class as the positive label computes it.
     positive_class: str | None = None
+    target_fields = ("label",)
 
     def label_from_data(self, value: Any) -> str:
         """A data label -> class name: an id (int or digit string), class name or word."""

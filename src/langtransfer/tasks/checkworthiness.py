@@ -29,7 +29,7 @@ are reported beside it. Two readings of a generation (see :mod:`langtransfer.tas
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from langtransfer.errors import DataFormatError
@@ -116,8 +116,10 @@ class CheckworthinessTask(ClassificationTask):
     def missing_columns(self, columns):
         return super().missing_columns(str(c).strip().lower() for c in columns)
 
-    def fields(self, raw: Mapping[str, Any]) -> dict[str, Any]:
-        return super().fields({str(k).strip().lower(): v for k, v in raw.items()})
+    def fields(
+        self, raw: Mapping[str, Any], *, only: Iterable[str] | None = None
+    ) -> dict[str, Any]:
+        return super().fields({str(k).strip().lower(): v for k, v in raw.items()}, only=only)
 
     def label_from_data(self, value: Any) -> str:
         if isinstance(value, bool):
@@ -137,7 +139,10 @@ class CheckworthinessTask(ClassificationTask):
         return rec
 
     def format_input(self, raw: Mapping[str, Any]) -> str:
-        return f"checkworthiness claim: {clean_claim(self.canonical(raw)['text'])}"
+        text = self.fields(raw, only=self.input_fields)["text"]
+        if not isinstance(text, str):
+            raise ValueError(f"text must be text, got {text!r:.60}")
+        return f"checkworthiness claim: {clean_claim(text)}"
 
     def parse_reference(self, generated: str) -> str:
         """The reference: a label word exactly, else ``No`` in it -> not check-worthy."""

@@ -136,13 +136,18 @@ class NERTask(Task):
             missing.append("ner_tags or spans")
         return missing
 
-    def canonical(self, raw: Mapping[str, Any]) -> dict[str, Any]:
-        rec = self.fields(raw)
-        tokens = rec["tokens"]
+    @staticmethod
+    def _tokens(tokens: Any) -> list[str]:
+        """A token list, or text split at whitespace."""
         if isinstance(tokens, str):
             tokens = tokens.split()
         if not isinstance(tokens, Sequence) or not all(isinstance(t, str) for t in tokens):
             raise ValueError(f"tokens must be a list of strings, got {tokens!r:.60}")
+        return list(tokens)
+
+    def canonical(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        rec = self.fields(raw)
+        tokens = self._tokens(rec["tokens"])
         if rec.get("ner_tags") is not None:
             spans = tags_to_spans(tokens, rec["ner_tags"])
         else:
@@ -150,7 +155,7 @@ class NERTask(Task):
         return {"id": rec.get("id"), "tokens": list(tokens), "spans": spans}
 
     def format_input(self, raw: Mapping[str, Any]) -> str:
-        return "tag: " + " ".join(self.canonical(raw)["tokens"])
+        return "tag: " + " ".join(self._tokens(self.fields(raw, only=self.input_fields)["tokens"]))
 
     def format_target(self, raw: Mapping[str, Any]) -> str:
         return SEPARATOR.join(f"{k}: {t}" for k, t in self.canonical(raw)["spans"])

@@ -55,13 +55,18 @@ class NLITask(ClassificationTask):
 
     def canonical(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         rec = super().canonical(raw)
+        self._check_text(rec)
+        return rec
+
+    @staticmethod
+    def _check_text(rec: Mapping[str, Any]) -> None:
         for key in ("premise", "hypothesis"):
             if not isinstance(rec[key], str):
                 raise ValueError(f"{key} must be text, got {rec[key]!r:.60}")
-        return rec
 
     def format_input(self, raw: Mapping[str, Any]) -> str:
-        rec = self.canonical(raw)
+        rec = self.fields(raw, only=self.input_fields)
+        self._check_text(rec)
         return (
             f"{rec['premise']} \n\nQuestion: Does this imply that \"{rec['hypothesis']}\"? "
             "Yes, no, or maybe?"

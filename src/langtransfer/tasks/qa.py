@@ -153,6 +153,7 @@ class QATask(Task):
     sources = QA_SOURCES
     unavailable = QA_UNAVAILABLE
     empty_prediction = ""
+    target_fields = ("answers",)
 
     def _json_rows(self, path: Path, obj: Any) -> list[Row]:
         """Nested SQuAD JSON is flattened to one row per question; other JSON as usual."""
@@ -208,7 +209,10 @@ class QATask(Task):
         return rec
 
     def format_input(self, raw: Mapping[str, Any]) -> str:
-        rec = self.canonical(raw)
+        rec = self.fields(raw, only=self.input_fields)
+        for key in ("question", "context"):
+            if not isinstance(rec[key], str):
+                raise ValueError(f"{key} must be text, got {rec[key]!r:.60}")
         return f"question: {rec['question']} context: {rec['context']}"
 
     def format_target(self, raw: Mapping[str, Any]) -> str:

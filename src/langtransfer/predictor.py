@@ -1,0 +1,461 @@
+"""Predictions from one loaded base for many (task, language) pairs: the Python API that
+``langtransfer serve`` puts behind HTTP.
+
+A :class:`Predictor` holds one :class:`~langtransfer.loaded_base.LoadedBase` and a set of
+*entries*: (task, target language, configuration, source language) with the language and
+task representation directories that compose it. Sources:
+
+* a **study output directory** (it holds ``study.json``): one entry per result record of
+  the loaded base, composed from the study's representation directories, predicting with
+  the study's evaluation settings (scoring, generation budget, beams, input length), so a
+  prediction equals the study's own prediction for the same input;
+* **representation directories or hub ids**: every task representation is paired with
+  each given language representation of the kind its configuration needs (its
+  configuration is recorded in its training manifest); a configuration without a language
+  representation (``ta``, ``stp``) serves every language given plus the task's source.
+
+**The default** for a (task, language) when a request names no configuration or source:
+from a study, its best entry on that target by the task's primary metric (ties: the
+paper's configuration order, then the source); from representation directories, the first
+in :data:`DEFAULT_PREFERENCE` (the target's own language representation before none), then
+the source in the order given. ``Predictor.load(..., defaults={"nli": "la+ta"})`` names the
+default configuration per task instead.
+
+Inputs are the task's own example fields without the gold (``{"premise", "hypothesis"}``
+for NLI; a plain string for a task with one input field), formatted by the task's
+formatter. An input longer than ``max_length`` tokens is cut, keeping the end token, as
+evaluation cuts it, and its prediction says ``truncated=True``. Outputs are parsed by the
+task's (strict) parser into JSON-able values: answer text (QA), a list of
+``{"type", "text"}`` spans (NER), a class name or ``None`` when unreadable
+(classification); ``raw`` is the generated text (the chosen label word when ranking).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from langtransfer.configurations import STUDY_CONFIGURATIONS, get_configuration
+from langtransfer.errors import CorruptFileError, LangTransferError, UnknownNameError
+from langtransfer.evaluate import REFERENCE_MAX_NEW_TOKENS, SCORING, generate_texts, rank_labels
+from langtransfer.languages import get_language
+from langtransfer.loaded_base import LoadedBase
+from langtransfer.models import FINGERPRINT_KEYS, fingerprint
+from langtransfer.representations.location import MANIFEST
+from langtransfer.representations.store import read_manifest
+from langtransfer.task_data import cut
+from langtransfer.tasks import get_task
+
+#: The default configuration without study results: the paper's best on average first,
+#: configurations with the target's own language representation before those without.
+DEFAULT_PREFERENCE: tuple[str, ...] = ("slp+ta", "la+ta", "slp+stp", "la+stp", "ta", "stp",
+                                       "base")
+#: The study's marker file (``langtransfer.study.STUDY_FILE``; not imported: that module
+#: pulls in training).
+STUDY_FILE = "study.json"
+DEFAULT_MAX_LENGTH = 256
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    """One row: a task input in a language, optionally naming the configuration and the
+    source language of the task representation (else the documented default)."""
+
+    task: str
+    language: str
+    input: Mapping[str, Any] | str
+    configuration: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """``output``: the parsed, JSON-able task output; ``raw``: the generated text;
+    ``truncated``: the input was cut to the model's input length."""
+
+    output: Any
+    raw: str
+    truncated: bool
+    configuration: str = ""
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One servable (task, language, configuration, source) and how it predicts."""
+
+    task: str
+    language: str
+    configuration: str
+    source: str | None
+    language_rep: Path | None = None
+    task_rep: Path | None = None
+    score: float | None = None  # the study's primary metric on this target
+    scoring: str = "generate"
+    max_new_tokens: int = REFERENCE_MAX_NEW_TOKENS
+    num_beams: int = 1
+    max_length: int = DEFAULT_MAX_LENGTH
+    default: bool = False
+
+    @property
+    def key(self) -> tuple[str, str, str, str | None]:
+        return self.task, self.language, self.configuration, self.source
+
+    def describe(self, loaded: LoadedBase) -> dict[str, Any]:
+        ids = {role: loaded.representation(p).id if p is not None else None
+               for role, p in (("language", self.language_rep), ("task", self.task_rep))}
+        return {"task": self.task, "language": self.language,
+                "configuration": self.configuration, "source": self.source,
+                "representations": ids, "default": self.default, "score": self.score,
+                "scoring": self.scoring}
+
+
+class Predictor:
+    """Parsed task outputs for rows in any (task, language) the loaded entries serve.
+
+    Build one with :meth:`load`. Calls are serialised by a lock (one base, one forward at
+    a time); the HTTP server's batcher feeds :meth:`predict_requests`.
+    """
+
+    def __init__(self, loaded: LoadedBase, entries: Iterable[Entry], *, batch_size: int = 32):
+        if batch_size < 1:
+            raise LangTransferError(f"batch_size must be >= 1, got {batch_size}")
+        self.loaded = loaded
+        self.batch_size = batch_size
+        self.entries: dict[tuple[str, str, str, str | None], Entry] = {}
+        for entry in entries:
+            self.entries.setdefault(entry.key, entry)
+        if not self.entries:
+            raise LangTransferError("nothing to serve: the sources hold no task entries")
+        self._composed: dict[tuple[str, str, str, str | None], Any] = {}
+        self._lock = threading.Lock()
+
+    # -- loading --------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls,
+        sources: str | Path | Sequence[str | Path],
+        *,
+        model: str | LoadedBase | None = None,
+        batch_size: int = 32,
+        defaults: Mapping[str, str] | None = None,
+    ) -> Predictor:
+        """A predictor for ``sources``: a study output directory, representation
+        directories or hub ids (a mix is fine). ``model``: a base name or a
+        :class:`LoadedBase` (default: the base the sources were trained on).
+        ``defaults``: task -> the configuration its requests get by default."""
+        if isinstance(sources, (str, Path)):
+            sources = [sources]
+        if not sources:
+            raise LangTransferError("Predictor.load needs at least one source")
+        studies = [Path(s) for s in sources if (Path(s) / STUDY_FILE).is_file()]
+        reps = [s for s in sources if not (Path(s) / STUDY_FILE).is_file()]
+        loaded = LoadedBase.of(model) if model is not None else LoadedBase.load(
+            _trained_on(studies, reps)
+        )
+        entries: list[Entry] = []
+        for study in studies:
+            entries += _study_entries(study, loaded)
+        entries += _representation_entries(reps, loaded)
+        return cls(loaded, _mark_defaults(entries, defaults or {}), batch_size=batch_size)
+
+    # -- what can be asked ------------------------------------------------------------
+
+    def available(self) -> list[dict[str, Any]]:
+        """Every entry: task, language, configuration, source, representation ids,
+        whether it is the default for its (task, language), its study score."""
+        return [e.describe(self.loaded) for e in self.entries.values()]
+
+    def entry(self, request: PredictRequest) -> Entry:
+        """The entry a request runs on; an unknown name is an :class:`UnknownNameError`
+        naming the valid ones (for that task, language and configuration)."""
+        task = request.task.strip().lower() if isinstance(request.task, str) else request.task
+        entries = _pick(list(self.entries.values()), "task", task, lambda e: e.task)
+        language = _language_code(request.language)
+        entries = _pick(entries, f"language for task {task}", language, lambda e: e.language)
+        if request.configuration is not None:
+            entries = _pick(entries, f"configuration for {task} in {language}",
+                            request.configuration, lambda e: e.configuration)
+        if request.source is not None:
+            entries = _pick(entries, f"source language for {task} in {language}",
+                            _language_code(request.source), lambda e: e.source)
+        # Entries are in preference order: the default first, then the next best.
+        return entries[0]
+
+    def validate(self, request: PredictRequest) -> None:
+        """Raise :class:`UnknownNameError` (naming the valid values) for a request's
+        unknown task, language, configuration or source, and a
+        :class:`LangTransferError` for an input the task cannot read."""
+        entry = self.entry(request)
+        get_task(entry.task).request_input(request.input)
+
+    # -- predicting -------------------------------------------------------------------
+
+    def predict(
+        self,
+        task: str,
+        language: str,
+        inputs: Sequence[Mapping[str, Any] | str] | Mapping[str, Any] | str,
+        *,
+        configuration: str | None = None,
+        source: str | None = None,
+    ) -> list[Prediction]:
+        """Predictions for ``inputs`` (one input or a list) of one task and language, in
+        batches of ``batch_size``; a bad input raises."""
+        if isinstance(inputs, (str, Mapping)):
+            inputs = [inputs]
+        requests = [PredictRequest(task, language, x, configuration, source) for x in inputs]
+        out: list[Prediction] = []
+        for result in self.predict_requests(requests):
+            if isinstance(result, LangTransferError):
+                raise result
+            out.append(result)
+        return out
+
+    def predict_requests(
+        self, requests: Sequence[PredictRequest]
+    ) -> list[Prediction | LangTransferError]:
+        """Predictions for rows of any tasks and languages, in their order; a bad row gets
+        its error in its place and does not stop the others."""
+        results: list[Prediction | LangTransferError | None] = [None] * len(requests)
+        groups: dict[tuple[str, str, str, str | None], list[tuple[int, list[int], bool]]] = {}
+        tokenizer = self.loaded.tokenizer
+        for i, request in enumerate(requests):
+            try:
+                entry = self.entry(request)
+                text = get_task(entry.task).request_input(request.input)
+            except LangTransferError as e:
+                results[i] = e
+                continue
+            ids = tokenizer(text, truncation=False)["input_ids"]
+            groups.setdefault(entry.key, []).append(
+                (i, cut(ids, entry.max_length), len(ids) > entry.max_length)
+            )
+        with self._lock:
+            for key, rows in groups.items():
+                entry = self.entries[key]
+                texts = self._run(entry, [r for _, r, _ in rows])
+                task = get_task(entry.task)
+                for (i, _, truncated), raw in zip(rows, texts, strict=True):
+                    results[i] = Prediction(_jsonable(task.parse(raw)), raw, truncated,
+                                            entry.configuration, entry.source)
+        return [r for r in results if r is not None]
+
+    def _run(self, entry: Entry, rows: list[list[int]]) -> list[str]:
+        composed = self._composed_for(entry)
+        tokenizer = self.loaded.tokenizer
+        if entry.scoring == "rank":
+            words = list(get_task(entry.task).label_words.values())
+            return rank_labels(composed, tokenizer, rows, words, batch_size=self.batch_size)
+        return generate_texts(composed, tokenizer, rows, batch_size=self.batch_size,
+                              max_new_tokens=entry.max_new_tokens, num_beams=entry.num_beams)
+
+    def _composed_for(self, entry: Entry) -> Any:
+        composed = self._composed.get(entry.key)
+        if composed is None:
+            loaded = self.loaded
+            language = loaded.representation(entry.language_rep) if entry.language_rep else None
+            task = loaded.representation(entry.task_rep) if entry.task_rep else None
+            composed = loaded.compose(entry.configuration, language=language, task=task)
+            composed.eval()
+            self._composed[entry.key] = composed
+        return composed
+
+    def close(self) -> None:
+        """Give the base back as it was loaded (every composed model closed)."""
+        with self._lock:
+            for composed in self._composed.values():
+                composed.close()
+            self._composed.clear()
+
+    def __enter__(self) -> Predictor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+def _language_code(value: object) -> object:
+    """A language code or English name -> its code; anything else as is (then named)."""
+    try:
+        return get_language(value).code if isinstance(value, str) else value
+    except UnknownNameError:
+        return value
+
+
+def _pick(entries: list[Entry], what: str, value: object, attr: Any) -> list[Entry]:
+    kept = [e for e in entries if attr(e) == value]
+    if not kept:
+        raise UnknownNameError(what, value, {str(attr(e)) for e in entries})
+    return kept
+
+
+def _jsonable(value: Any) -> Any:
+    """Parsed task outputs as JSON values: NER spans become ``{"type", "text"}``."""
+    if isinstance(value, tuple) and all(isinstance(v, tuple) and len(v) == 2 for v in value):
+        return [{"type": k, "text": t} for k, t in value]
+    return value
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise CorruptFileError(f"{path}: cannot read ({e})") from e
+
+
+def _trained_on(studies: list[Path], reps: list[str | Path]) -> str:
+    """The base model the sources were trained on (one name, or an error naming them)."""
+    names: dict[str, str] = {}
+    for study in studies:
+        config = _read_json(study / STUDY_FILE).get("config") or {}
+        model = config.get("model")
+        if isinstance(model, str):
+            names.setdefault(model, str(study))
+    for location in reps:
+        from langtransfer.representations.store import resolve_location
+
+        name = read_manifest(resolve_location(location))["base_model"].get("name")
+        if isinstance(name, str) and name:
+            names.setdefault(name, str(location))
+    if len(names) != 1:
+        found = ", ".join(f"{n} ({w})" for n, w in names.items()) or "none recorded"
+        raise LangTransferError(
+            f"pass model=: the sources name {len(names)} base models ({found})"
+        )
+    return next(iter(names))
+
+
+def _fits(recorded: Mapping[str, Any], loaded: LoadedBase) -> bool:
+    """Whether a record's base-model fingerprint is the loaded base's."""
+    actual = fingerprint(loaded.model)
+    return all(recorded.get(k, actual[k]) == actual[k] for k in ("name", *FINGERPRINT_KEYS))
+
+
+def _study_entries(study: Path, loaded: LoadedBase) -> list[Entry]:
+    """One entry per result record of ``study`` made on the loaded base."""
+    from langtransfer.results import read_records
+    from langtransfer.study_jobs import language_rep_path, task_rep_path
+
+    config = _read_json(study / STUDY_FILE).get("config") or {}
+    max_length = (config.get("evaluation") or {}).get("max_length", DEFAULT_MAX_LENGTH)
+    records = read_records(study)
+    fitting = [r for r in records if _fits(r.get("model") or {}, loaded)]
+    if records and not fitting:
+        raise LangTransferError(
+            f"{study}: no result was made on base model {loaded.name!r} (the study's: "
+            f"{', '.join(sorted({str((r.get('model') or {}).get('name')) for r in records}))})"
+        )
+    entries = []
+    for r in fitting:
+        task, configuration = r["task"], r["configuration"]
+        source, target = r["source_language"], r["target_language"]
+        variant = r.get("variant") or ""
+        kinds = get_configuration(configuration)
+        paths: dict[str, Path | None] = {"language": None, "task": None}
+        for role, layout in (
+            ("language", language_rep_path(study, kinds.language_kind or "", target)),
+            ("task", task_rep_path(study, task, source, configuration)),
+        ):
+            if kinds.kind(role) is None:
+                continue
+            recorded = ((r.get("representations") or {}).get(role) or {}).get("path")
+            candidates = [Path(recorded)] if recorded else []
+            found = next((p for p in (*candidates, layout) if (p / MANIFEST).is_file()), None)
+            if found is None:
+                raise CorruptFileError(
+                    f"{study}: the {role} representation of {task}/{configuration}/"
+                    f"{source}->{target} is missing (looked at {recorded or layout})"
+                )
+            paths[role] = found
+        generation = r.get("generation") or {}
+        label = f"{configuration} [{variant}]" if variant else configuration
+        primary = r.get("primary_metric")
+        score = (r.get("metrics") or {}).get(primary) if isinstance(primary, str) else None
+        entries.append(Entry(
+            task, target, label, source, paths["language"], paths["task"],
+            score=score if isinstance(score, (int, float)) else None,
+            scoring=str(r.get("scoring")) if r.get("scoring") in SCORING else "generate",
+            max_new_tokens=generation.get("max_new_tokens") or REFERENCE_MAX_NEW_TOKENS,
+            num_beams=generation.get("num_beams") or 1,
+            max_length=max_length,
+        ))
+    return entries
+
+
+def _representation_entries(locations: list[str | Path], loaded: LoadedBase) -> list[Entry]:
+    """Entries pairing each task representation with the language ones its
+    configuration needs (see the module docstring)."""
+    languages: dict[tuple[str, str], str | Path] = {}  # (kind, language) -> location
+    tasks = []
+    for location in locations:
+        rep = loaded.representation(location)
+        if rep.role == "language":
+            assert rep.language is not None
+            languages.setdefault((rep.kind, rep.language), location)
+        else:
+            tasks.append((rep, location))
+    entries = []
+    for rep, location in tasks:
+        configuration = rep.training.get("configuration")
+        source = rep.training.get("source_language")
+        if configuration is None or get_configuration(configuration).task_kind != rep.kind:
+            configuration = "ta" if rep.in_layers else "stp"  # no language rep recorded
+        kind = get_configuration(configuration).language_kind
+        source = source if isinstance(source, str) else None
+        if kind is not None:
+            for (k, language), where in languages.items():
+                if k == kind:
+                    entries.append(Entry(rep.task or "", language, configuration, source,
+                                         Path(str(where)), Path(str(location))))
+        else:
+            codes = dict.fromkeys([lang for _, lang in languages] + ([source] if source else []))
+            entries += [Entry(rep.task or "", language, configuration, source, None,
+                              Path(str(location))) for language in codes]
+    if locations and not tasks:
+        raise LangTransferError(
+            "the representation sources hold no task representation: a predictor needs at "
+            "least one (a study directory holds them all)"
+        )
+    return entries
+
+
+def _mark_defaults(entries: list[Entry], defaults: Mapping[str, str]) -> list[Entry]:
+    """The entries of each (task, language) in preference order, the first marked as the
+    default (see the module docstring)."""
+    for task, configuration in defaults.items():
+        have = {e.configuration for e in entries if e.task == task}
+        if configuration not in have:
+            raise UnknownNameError(f"default configuration for task {task}", configuration, have)
+    order = {name: i for i, name in enumerate(DEFAULT_PREFERENCE)}
+    paper = {name: i for i, name in enumerate(STUDY_CONFIGURATIONS)}
+    sources = {e.source: i for i, e in reversed(list(enumerate(entries)))}
+
+    def rank(e: Entry) -> tuple:
+        named = defaults.get(e.task)
+        if named is not None:
+            return (e.configuration != named, sources[e.source])
+        if e.score is not None:
+            return (0, -e.score, paper.get(e.configuration.split(" ")[0], 99),
+                    e.configuration, str(e.source))
+        return (1, order.get(e.configuration, 99), sources[e.source])
+
+    groups: dict[tuple[str, str], list[Entry]] = {}
+    for e in entries:
+        groups.setdefault((e.task, e.language), []).append(e)
+    out = []
+    for group in groups.values():
+        group.sort(key=rank)
+        out += [replace(group[0], default=True), *group[1:]]
+    return out
+
+
+__all__ = ["DEFAULT_PREFERENCE", "Entry", "PredictRequest", "Prediction", "Predictor"]

@@ -1,0 +1,227 @@
+"""The Python predictor: loading a study or representation directories, defaults,
+parsed outputs equal to the study's own predictions, bad input, truncation."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import yaml
+from test_study import FAST
+
+from langtransfer.errors import LangTransferError, UnknownNameError
+from langtransfer.evaluate import REFERENCE_MAX_NEW_TOKENS, evaluate
+from langtransfer.predictor import Entry, Prediction, Predictor, PredictRequest
+from langtransfer.study import run_study
+from langtransfer.study_config import load_study_config
+from langtransfer.tasks import FIXTURES_DIR, get_task
+
+TASKS = ("nli", "ner")
+TARGETS = ("en", "sk")
+CONFIGURATIONS = ("base", "ta", "slp+ta", "la+stp")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    """A tiny study: two tasks, two targets, four configurations (prompts and adapters in
+    both roles)."""
+    root = tmp_path_factory.mktemp("predictor")
+    config = {**FAST, "output": str(root / "study"), "tasks": list(TASKS),
+              "targets": list(TARGETS), "configurations": list(CONFIGURATIONS)}
+    (root / "study.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    run = run_study(load_study_config(root / "study.yaml"), progress=False)
+    assert not run.failures
+    return root / "study"
+
+
+@pytest.fixture(scope="module")
+def predictor(study):
+    with Predictor.load(study, batch_size=4) as p:
+        yield p
+
+
+def request_inputs(task: str, language: str) -> list[dict]:
+    """The fixture test inputs as a client sends them: the input fields, no gold."""
+    path = next((FIXTURES_DIR / task).glob(f"{language}.test.*"))
+    task_obj = get_task(task)
+    rows = [r.data for r in task_obj.read_records(path)]
+    return [{f: row[f] for f in task_obj.input_fields} for row in rows]
+
+
+def study_predictions(study: Path, task: str, configuration: str, target: str) -> list[str]:
+    path = study / "predictions" / task / configuration / f"en__{target}" / "predictions.jsonl"
+    return [json.loads(line)["prediction"] for line in path.read_text().splitlines()]
+
+
+def test_a_study_predicts_what_it_evaluated_in_every_cell(study, predictor):
+    listed = {(a["task"], a["language"], a["configuration"]) for a in predictor.available()}
+    assert listed == {(t, g, c) for t in TASKS for g in TARGETS for c in CONFIGURATIONS}
+    for task in TASKS:
+        for target in TARGETS:
+            inputs = request_inputs(task, target)[: len(study_predictions(study, task, "base",
+                                                                          target))]
+            for configuration in CONFIGURATIONS:
+                out = predictor.predict(task, target, inputs, configuration=configuration)
+                expected = study_predictions(study, task, configuration, target)
+                assert [p.raw for p in out] == expected, (task, target, configuration)
+                parsed = [get_task(task).parse(raw) for raw in expected]
+                if task == "ner":  # spans as JSON objects
+                    parsed = [[{"type": k, "text": t} for k, t in spans] for spans in parsed]
+                assert [p.output for p in out] == parsed
+                assert {(p.configuration, p.source) for p in out} == {(configuration, "en")}
+                json.dumps([p.output for p in out])  # JSON-able
+
+
+def test_available_lists_representation_ids_and_one_default_per_task_and_language(predictor):
+    rows = predictor.available()
+    defaults = [(a["task"], a["language"]) for a in rows if a["default"]]
+    assert sorted(defaults) == sorted({(a["task"], a["language"]) for a in rows})
+    slp = next(a for a in rows if a["configuration"] == "slp+ta" and a["language"] == "sk")
+    assert slp["representations"]["language"].startswith("slp-sk-")
+    assert slp["representations"]["task"].startswith("ta-nli-en-") or slp["task"] == "ner"
+    base = next(a for a in rows if a["configuration"] == "base")
+    assert base["representations"] == {"language": None, "task": None}
+
+
+def test_the_default_is_the_best_by_primary_metric_or_the_one_named(predictor, study):
+    loaded = predictor.loaded
+    entries = list(predictor.entries.values())
+    # Scores: ta best on sk, a tie (paper order: base first) on en.
+    scored = [replace(e, score=(90.0 if (e.configuration, e.language) == ("ta", "sk") else 10.0),
+                      default=False) for e in entries if e.task == "nli"]
+    from langtransfer.predictor import _mark_defaults
+
+    p = Predictor(loaded, _mark_defaults(scored, {}))
+    assert p.entry(PredictRequest("nli", "sk", "x")).configuration == "ta"
+    assert p.entry(PredictRequest("nli", "en", "x")).configuration == "base"
+    named = Predictor.load(study, model=loaded, defaults={"nli": "la+stp"})
+    assert named.entry(PredictRequest("nli", "sk", "x")).configuration == "la+stp"
+    assert named.entry(PredictRequest("ner", "sk", "x")).configuration == "base"
+    with pytest.raises(UnknownNameError, match="default configuration for task nli 'slp'.*"
+                                               "valid: base, la\\+stp, slp\\+ta, ta"):
+        Predictor.load(study, model=loaded, defaults={"nli": "slp"})
+
+
+def test_representation_directories_serve_what_the_study_evaluated(study, predictor):
+    reps = study / "representations"
+    sources = [reps / "language" / "prompt" / "sk", reps / "language" / "prompt" / "en",
+               reps / "task" / "nli" / "en" / "slp+ta", reps / "task" / "nli" / "en" / "ta"]
+    p = Predictor.load([str(s) for s in sources], model=predictor.loaded)
+    assert {e.max_new_tokens for e in p.entries.values()} == {REFERENCE_MAX_NEW_TOKENS}
+    # The study's generation budget (FAST's), to compare with its predictions.
+    p = Predictor(p.loaded, [replace(e, max_new_tokens=6) for e in p.entries.values()])
+    assert {(a["language"], a["configuration"], a["default"]) for a in p.available()} == {
+        ("sk", "slp+ta", True), ("en", "slp+ta", True), ("sk", "ta", False), ("en", "ta", False)
+    }
+    inputs = request_inputs("nli", "sk")[:6]
+    assert [x.raw for x in p.predict("nli", "sk", inputs)] == study_predictions(
+        study, "nli", "slp+ta", "sk")
+    assert [x.raw for x in p.predict("nli", "sk", inputs, configuration="ta")] == (
+        study_predictions(study, "nli", "ta", "sk"))
+    with pytest.raises(LangTransferError, match="no task representation"):
+        Predictor.load([str(sources[0])], model=predictor.loaded)
+
+
+def test_mixed_rows_come_back_in_order_and_a_bad_row_gets_its_own_error(predictor, study):
+    nli, ner = request_inputs("nli", "sk")[:3], request_inputs("ner", "en")[:3]
+    requests = [
+        PredictRequest("nli", "sk", nli[0], "slp+ta"),
+        PredictRequest("ner", "en", ner[0], "la+stp"),
+        PredictRequest("nli", "xx", nli[1]),
+        PredictRequest("nli", "Slovak", nli[1], "slp+ta", source="en"),
+        PredictRequest("nli", "sk", {"premise": "only a premise"}),
+        PredictRequest("pos", "sk", "text"),
+        PredictRequest("ner", "en", " ".join(ner[1]["tokens"]), "la+stp"),  # a plain string
+    ]
+    out = predictor.predict_requests(requests)
+    assert len(out) == len(requests)
+    nli_expected = study_predictions(study, "nli", "slp+ta", "sk")
+    ner_expected = study_predictions(study, "ner", "la+stp", "en")
+    assert isinstance(out[0], Prediction) and out[0].raw == nli_expected[0]
+    assert isinstance(out[1], Prediction) and out[1].raw == ner_expected[0]
+    assert isinstance(out[3], Prediction) and out[3].raw == nli_expected[1]
+    assert isinstance(out[6], Prediction) and out[6].raw == ner_expected[1]
+    assert isinstance(out[2], UnknownNameError) and "valid: en, sk" in str(out[2])
+    assert isinstance(out[4], LangTransferError) and "hypothesis" in str(out[4])
+    assert isinstance(out[5], UnknownNameError) and "valid: ner, nli" in str(out[5])
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        (PredictRequest("qa", "sk", "x"), "unknown task 'qa'; valid: ner, nli"),
+        (PredictRequest("nli", "sw", "x"), "unknown language for task nli 'sw'; valid: en, sk"),
+        (PredictRequest("nli", "sk", "x", configuration="slp+stp"),
+         "unknown configuration for nli in sk 'slp\\+stp'; valid: base, la\\+stp, slp\\+ta, ta"),
+        (PredictRequest("nli", "sk", "x", source="de"),
+         "unknown source language for nli in sk 'de'; valid: en"),
+        (PredictRequest("nli", "sk", "one string"), "nli takes an object with fields premise, "
+                                                    "hypothesis"),
+        (PredictRequest("nli", "sk", {"premise": 3, "hypothesis": "h"}), "premise must be text"),
+        (PredictRequest("nli", "sk", ["a", "b"]), "must be an object"),  # type: ignore[arg-type]
+    ],
+)
+def test_validate_names_the_bad_value_and_the_valid_ones(predictor, request_, message):
+    with pytest.raises(LangTransferError, match=message):
+        predictor.validate(request_)
+    with pytest.raises(LangTransferError, match=message):
+        predictor.predict(request_.task, request_.language, [request_.input],
+                          configuration=request_.configuration, source=request_.source)
+
+
+def test_long_inputs_are_cut_and_flagged_and_batching_does_not_change_outputs(predictor):
+    inputs = request_inputs("nli", "sk")[:6]
+    long = {"premise": "slovo " * 80, "hypothesis": "dlhé"}  # > 256 bytes (byte tokens)
+    longer = {**long, "hypothesis": long["hypothesis"] + " a ešte dlhšie"}
+    out = predictor.predict("nli", "sk", [*inputs, long, longer], configuration="slp+ta")
+    assert [p.truncated for p in out] == [False] * 6 + [True, True]
+    # Both are cut to the same first tokens (plus the end token), as evaluation cuts them.
+    assert out[6].raw == out[7].raw
+    one_by_one = [predictor.predict("nli", "sk", x, configuration="slp+ta")[0] for x in inputs]
+    assert one_by_one == out[:6]
+
+
+def test_label_ranking_entries_equal_evaluate_with_rank_scoring(study, predictor, tmp_path):
+    loaded = predictor.loaded
+    entry = predictor.entry(PredictRequest("nli", "sk", "x", "slp+ta"))
+    ranked = Predictor(loaded, [replace(entry, scoring="rank", default=True)])
+    inputs = request_inputs("nli", "sk")
+    out = ranked.predict("nli", "sk", inputs)
+    evaluate(model=loaded, task="nli", language="sk", language_rep=entry.language_rep,
+             task_rep=entry.task_rep, data="fixtures", scoring="rank", output=tmp_path,
+             show_progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert [p.raw for p in out] == [r["prediction"] for r in rows]
+    assert [p.output for p in out] == [r["parsed"] for r in rows]
+    assert {p.output for p in out} <= set(get_task("nli").classes)
+    ranked.close()
+
+
+def test_closing_gives_the_base_back_and_entries_need_something_to_serve(study):
+    p = Predictor.load(study)
+    p.predict("nli", "sk", request_inputs("nli", "sk")[:2], configuration="la+stp")
+    assert p.loaded.loaded()
+    p.close()
+    assert p.loaded.loaded() == {}
+    with pytest.raises(LangTransferError, match="nothing to serve"):
+        Predictor(p.loaded, [])
+    with pytest.raises(LangTransferError, match="batch_size must be >= 1"):
+        Predictor(p.loaded, [Entry("nli", "sk", "base", None)], batch_size=0)
+
+
+@pytest.mark.parametrize("task", ["qa", "ner", "nli", "checkworthiness"])
+def test_a_request_is_formatted_as_the_data_is_without_its_gold(task):
+    task_obj = get_task(task)
+    examples = task_obj.load("sk", "test", source="fixtures")
+    path = next((FIXTURES_DIR / task).glob("sk.test.*"))
+    rows = [r.data for r in task_obj.select(task_obj.read_records(path), "sk", str(path))]
+    rows = [r for r in rows if task_obj.usable(r)]
+    assert len(rows) == len(examples)
+    for row, example in zip(rows, examples, strict=True):
+        fields = task_obj.fields(row, only=task_obj.input_fields)
+        assert not set(fields) & set(task_obj.target_fields)
+        assert task_obj.request_input(fields) == example.input
+        if len(task_obj.input_fields) == 1 and isinstance(fields[task_obj.input_fields[0]], str):
+            assert task_obj.request_input(fields[task_obj.input_fields[0]]) == example.input
