@@ -49,7 +49,7 @@ BASE: dict[str, Any] = {
 
 #: Options that do not parameterise a job: they choose which jobs exist (grid), where
 #: they go (location) or what the registries hold (extensions). Each has its own test.
-GRID = {"sources", "targets", "tasks", "configurations", "composed"}
+GRID = {"sources", "targets", "tasks", "configurations", "models", "composed"}
 LOCATION = {"output"}
 EXTENSIONS = {"task_modules", "languages_file"}
 
@@ -124,6 +124,8 @@ def alternatives(name: str, current: Any) -> list[Any]:
 def config_with(tmp_path: Path, path: tuple[str, ...], value: Any, name: str) -> StudyConfig:
     raw = yaml.safe_load(yaml.safe_dump(BASE))
     raw["output"] = str(tmp_path / "out")
+    if path == ("models",):
+        raw.pop("model")  # one or the other
     if path[0] == "evaluation" and path[1] == "scoring":
         raw["tasks"] = ["nli"]  # ranking needs a classification task: nli is one
     target = raw
@@ -245,7 +247,7 @@ def test_grid_location_and_extension_options_are_the_only_others(tmp_path):
     for name in sorted(GRID):
         value = {"sources": ["en", "de"], "targets": ["en", "sk", "ru"],
                  "tasks": ["nli", "checkworthiness"],
-                 "configurations": ["base", "slp+stp"],
+                 "configurations": ["base", "slp+stp"], "models": ["tiny", "some/base"],
                  "composed": [{"language": "sk"}]}[name]
         arts = {a.id: a for a in plan(config_with(tmp_path, (name,), value, name))}
         assert set(arts) != set(reference), name

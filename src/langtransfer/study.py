@@ -75,12 +75,12 @@ def parse_shard(text: str) -> tuple[int, int]:
 def shard_plan(artefacts: list[Artefact], k: int, n: int) -> list[Artefact]:
     """Shard ``k`` of ``n``: its evaluation cells and everything they depend on.
 
-    Cells are grouped by task representation (task, source, configuration) and the
+    Cells are grouped by task representation (base, task, source, configuration) and the
     groups dealt round-robin, so a task representation is needed by one shard only.
     """
-    def group(a: Artefact) -> tuple[str, ...]:  # (task, source, configuration) of a cell
-        task, configuration, source = a.key[:3]
-        return task, source, configuration
+    def group(a: Artefact) -> tuple[str, ...]:  # (base, task, source, configuration)
+        task, configuration, source = a.key[:3]  # a variant's cell has a fifth part
+        return a.model_label, task, source, configuration
 
     by_id = {a.id: a for a in artefacts}
     cells = [a for a in artefacts if a.stage == "evaluation"]

@@ -45,8 +45,11 @@ class StudyBuilder:
         return LoadedBase.load(name)
 
     def model(self, name: str) -> Any:
-        """The loaded base called ``name``, loaded on first use (a study has one)."""
+        """The loaded base called ``name``, loaded on first use. A study of several bases
+        plans each one's artefacts together, so each is loaded once; the previous one is
+        released when the next is loaded."""
         if self._base is None or self._base.name != name:
+            self._base = None  # the previous base is freed before the next one loads
             self._base = self.load_base(name)
             self.base_loads += 1
             self._digest = self._base.weights_digest()
@@ -167,6 +170,7 @@ class StudyBuilder:
             settings_hash=art.hash,
             metrics_fingerprint=job.metrics,
             seed=job.seed,
+            model_label=art.model_label,  # "" (one base) is stored as absent
         )
         if job.variant:
             record["variant"] = job.variant

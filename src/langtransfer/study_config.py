@@ -23,6 +23,7 @@ from langtransfer.configurations import (
 from langtransfer.errors import DataFormatError, LangTransferError, UnknownNameError
 from langtransfer.evaluate import SCORING
 from langtransfer.languages import get_language
+from langtransfer.models import DEFAULT_MODEL
 from langtransfer.representations import AdapterSpec, PromptConfig
 from langtransfer.train import TrainSettings, default_settings
 
@@ -75,9 +76,78 @@ EVALUATION_KEYS: dict[str, type] = {
 }
 
 
+@dataclass(frozen=True)
+class Base:
+    """One base model of a study: its name (``tiny``, a local directory or a hub id) and
+    its label, the path segment and record field that keeps its artefacts apart from the
+    other bases' ("" in a single-model study: paths as before)."""
+
+    label: str
+    name: str
+
+
+#: A model label: a path segment of letters, digits, '.', '_', '-' (never hidden, no '=').
+LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+MODEL_ENTRY_KEYS = ("name", "label")
+
+
+def default_label(name: str) -> str:
+    """The label of a base named ``name``: its last path component (``mt0-base`` for
+    ``bigscience/mt0-base``, the directory's name for a local one), other characters
+    replaced by ``-``."""
+    last = name.replace("\\", "/").rstrip("/").rpartition("/")[2]
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", last).lstrip(".-_")
+
+
+def _model_entry(entry: Any) -> Base:
+    if isinstance(entry, str) and entry:
+        return Base(default_label(entry), entry)
+    if isinstance(entry, dict) and isinstance(entry.get("name"), str) and entry["name"]:
+        for key in entry:
+            if key not in MODEL_ENTRY_KEYS:
+                raise UnknownNameError("key in a models entry", key, MODEL_ENTRY_KEYS)
+        label = entry.get("label", default_label(entry["name"]))
+        if not isinstance(label, str):
+            raise LangTransferError(f"models: label of {entry['name']!r} must be a string")
+        return Base(label, entry["name"])
+    raise LangTransferError(
+        f"models: each entry is a model name or a mapping with 'name' (and 'label'), "
+        f"got {entry!r:.60}"
+    )
+
+
+def parse_models(models: Any) -> list[Base]:
+    """The ``models`` list as bases, checked: names and labels unique, labels path-safe."""
+    if not isinstance(models, list) or not models:
+        raise LangTransferError(
+            f"models must be a non-empty list of model names (or {{name, label}} mappings), "
+            f"got {models!r:.60}"
+        )
+    bases: list[Base] = []
+    for base in map(_model_entry, models):
+        if not LABEL_RE.match(base.label):
+            raise LangTransferError(
+                f"models: label {base.label!r} of {base.name!r} must be letters, digits, "
+                "'.', '_' or '-' (not starting with '.', '_' or '-'); give one with "
+                f"{{name: {base.name}, label: ...}}"
+            )
+        for other in bases:
+            if other.name == base.name:
+                raise LangTransferError(f"models lists {base.name!r} twice")
+            if other.label == base.label:
+                raise LangTransferError(
+                    f"models: label {base.label!r} names both {other.name!r} and "
+                    f"{base.name!r}; give them different labels ({{name: ..., label: ...}})"
+                )
+        bases.append(base)
+    return bases
+
+
 @dataclass
 class StudyConfig:
-    """One transfer study: languages × tasks × configurations on one base model.
+    """One transfer study: languages × tasks × configurations on one base model
+    (``model``), or on each of several (``models``: names or ``{name, label}`` mappings;
+    see :meth:`bases`).
 
     ``corpus`` is ``wikipedia`` (streamed), ``fixtures`` (the shipped text), or a mapping
     language -> file. ``data`` is ``hub`` (the paper's sources), ``fixtures``, or a mapping
@@ -91,6 +161,7 @@ class StudyConfig:
 
     output: str
     model: str = "bigscience/mt0-base"
+    models: list[Any] = field(default_factory=list)
     sources: list[str] = field(default_factory=lambda: ["en"])
     targets: list[str] = field(default_factory=list)
     tasks: list[str] = field(default_factory=list)
@@ -111,6 +182,11 @@ class StudyConfig:
     composed: list[dict[str, Any]] = field(default_factory=list)
 
     # -- derived -------------------------------------------------------------------------
+
+    def bases(self) -> list[Base]:
+        """The base models the grid runs on: ``models`` with their labels, or the one
+        ``model`` with the empty label (a single-model study keeps its paths)."""
+        return parse_models(self.models) if self.models else [Base("", self.model)]
 
     def language_kinds(self) -> set[str]:
         return {k for c in self.configurations if (k := configuration_kinds(c)[0])}
@@ -437,6 +513,12 @@ def check_types(config: StudyConfig, where: str) -> None:
         fail("corpus", "'wikipedia', 'fixtures' or a mapping language -> file")
     if not _string_tree(config.data, 3):
         fail("data", "'hub', 'fixtures', a path, or a mapping task -> language -> split -> file")
+    if config.models != []:
+        if config.model != DEFAULT_MODEL:
+            raise LangTransferError(
+                f"{where}: give either 'model' ({config.model}) or 'models', not both"
+            )
+        parse_models(config.models)
     if not isinstance(config.evaluation, dict):
         fail("evaluation", "a mapping of evaluation settings")
     for key, item in config.evaluation.items():
@@ -531,9 +613,13 @@ def load_study_config(path: str | Path, **overrides: Any) -> StudyConfig:
         if "output" not in raw:
             raise DataFormatError(path, "missing 'output' (the study directory)")
         for key in ("sources", "targets", "tasks", "configurations", "task_modules",
-                    "languages_file"):
+                    "languages_file", "models"):
             if isinstance(raw.get(key), str):
                 raw[key] = [raw[key]]
+        if "models" in raw:
+            if "model" in raw:
+                raise LangTransferError(f"{path}: give either 'model' or 'models', not both")
+            parse_models(raw["models"])  # an empty list is an error, not the default
         config = validate(StudyConfig(**raw), str(path))
         # Relative outputs are relative to the working directory, as on the command line.
         config.output = str(Path(config.output))

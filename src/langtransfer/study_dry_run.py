@@ -127,7 +127,8 @@ def _to_build(artefacts: list[Artefact], done: dict[str, bool]) -> list[str]:
             else:  # evaluations of a variant are a group of their own
                 variant = job.variant if isinstance(job, EvaluationJob) else ""
                 name = job.task + (f" [{variant}]" if variant else "")
-            groups.setdefault(f"{art.stage} {name}", []).append(art)
+            where = f"{art.model_label}: " if art.model_label else ""
+            groups.setdefault(f"{where}{art.stage} {name}", []).append(art)
     lines = []
     for name, arts in groups.items():
         stage = arts[0].stage
@@ -165,6 +166,18 @@ def describe_dry_run(artefacts: list[Artefact], result: DryRun, title: str = "pl
         note = ", no training" if stage == "composed" else ""
         lines.append(f"{_stage_name(stage)}: {len(arts)} ({k} done, {len(arts) - k} to build"
                      f"{note})")
+    labels = list(dict.fromkeys(a.model_label for a in artefacts))
+    stages = [s for s in STAGES if s != "composed" or any(a.stage == s for a in artefacts)]
+    if any(labels):
+        lines.append(f"models: {len(labels)}")
+        for label in labels:
+            arts = [a for a in artefacts if a.model_label == label]
+            k = sum(done[a.id] for a in arts)
+            per_stage = ", ".join(
+                f"{sum(a.stage == stage for a in arts)} {stage}" for stage in stages
+            )
+            lines.append(f"  {label} ({arts[0].job.model}): {len(arts)} artefacts ({k} done, "
+                         f"{len(arts) - k} to build) = {per_stage}")
     missing = result.missing
     lines.append(f"data: {len(result.checks)} task x language x split cells, "
                  f"{len(result.checks) - len(missing)} ok, {len(missing)} missing")

@@ -164,10 +164,13 @@ def job_settings(job: Job) -> dict[str, Any]:
 # -- jobs from a study config ----------------------------------------------------------
 
 
-def language_job(config: StudyConfig, language: str, kind: str) -> LanguageJob:
+def language_job(
+    config: StudyConfig, language: str, kind: str, model: str | None = None
+) -> LanguageJob:
+    """``model``: the base's name (default: the config's single ``model``)."""
     lang = get_language(language)
     return LanguageJob(
-        model=config.model,
+        model=config.model if model is None else model,
         language=lang.code,
         kind=kind,
         corpus=config.corpus_for(lang.code),
@@ -182,7 +185,9 @@ def language_job(config: StudyConfig, language: str, kind: str) -> LanguageJob:
     )
 
 
-def task_job(config: StudyConfig, task: str, source: str, configuration: str) -> TaskJob:
+def task_job(
+    config: StudyConfig, task: str, source: str, configuration: str, model: str | None = None
+) -> TaskJob:
     from langtransfer.tasks import get_task
 
     task_obj, lang = get_task(task), get_language(source)
@@ -199,7 +204,7 @@ def task_job(config: StudyConfig, task: str, source: str, configuration: str) ->
             seed=train.seed,
         )
     return TaskJob(
-        model=config.model,
+        model=config.model if model is None else model,
         task=task_obj.name,
         source=lang.code,
         configuration=configuration,
@@ -217,9 +222,11 @@ def task_job(config: StudyConfig, task: str, source: str, configuration: str) ->
     )
 
 
-def composed_job(config: StudyConfig, spec: ComposedSpec, kind: str) -> ComposedJob:
+def composed_job(
+    config: StudyConfig, spec: ComposedSpec, kind: str, model: str | None = None
+) -> ComposedJob:
     return ComposedJob(
-        model=config.model,
+        model=config.model if model is None else model,
         language=spec.language,
         kind=kind,
         variant=spec.variant,
@@ -229,7 +236,12 @@ def composed_job(config: StudyConfig, spec: ComposedSpec, kind: str) -> Composed
 
 
 def evaluation_job(
-    config: StudyConfig, task: str, configuration: str, source: str, target: str,
+    config: StudyConfig,
+    task: str,
+    configuration: str,
+    source: str,
+    target: str,
+    model: str | None = None,
     variant: str = "",
 ) -> EvaluationJob:
     from langtransfer.evaluate import REFERENCE_MAX_NEW_TOKENS
@@ -240,7 +252,7 @@ def evaluation_job(
     if evaluation.max_new_tokens is None:  # evaluate's default, made explicit for the hash
         evaluation = replace(evaluation, max_new_tokens=REFERENCE_MAX_NEW_TOKENS)
     return EvaluationJob(
-        model=config.model,
+        model=config.model if model is None else model,
         task=task,
         configuration=configuration,
         source=source,
@@ -266,7 +278,9 @@ class Artefact:
     """One unit of work: its job, where it goes, the ids of the artefacts it needs, and
     the hash of its job and of theirs. ``inputs`` maps a role (``language``, ``task``) to
     the directory of the representation the builder attaches; ``work`` is where training
-    checkpoints or predictions go."""
+    checkpoints or predictions go. ``model_label`` is the base's label in a study of
+    several models ("" with one): part of where the artefact goes and of its id, not of
+    its hash (the job's ``model`` is)."""
 
     job: Job
     path: Path
@@ -274,6 +288,7 @@ class Artefact:
     hash: str = ""
     inputs: dict[str, Path] = field(default_factory=dict, compare=False, hash=False)
     work: Path | None = None
+    model_label: str = ""
 
     @property
     def stage(self) -> str:
@@ -285,25 +300,44 @@ class Artefact:
 
     @property
     def id(self) -> str:
-        return f"{self.stage}:{'/'.join(self.key)}"
+        return artefact_id(self.stage, self.key, self.model_label)
 
     @property
     def settings(self) -> dict[str, Any]:
         return job_settings(self.job)
 
 
-def language_rep_path(study_dir: str | Path, kind: str, language: str) -> Path:
-    return Path(study_dir) / "representations" / "language" / kind / language
+def artefact_id(stage: str, key: tuple[str, ...], model_label: str = "") -> str:
+    """``language:prompt/sk``, or ``language:tiny/prompt/sk`` for the base labelled tiny."""
+    return f"{stage}:{'/'.join((model_label, *key) if model_label else key)}"
+
+
+def _under(study_dir: str | Path, top: str, model_label: str) -> Path:
+    """``<study>/<top>``, or ``<study>/<top>/<label>`` in a study of several models."""
+    return Path(study_dir) / top / model_label if model_label else Path(study_dir) / top
+
+
+def language_rep_path(
+    study_dir: str | Path, kind: str, language: str, model_label: str = ""
+) -> Path:
+    return _under(study_dir, "representations", model_label) / "language" / kind / language
 
 
 def composed_rep_path(
-    study_dir: str | Path, kind: str, language: str, variant: str
+    study_dir: str | Path, kind: str, language: str, variant: str, model_label: str = ""
 ) -> Path:
-    return Path(study_dir) / "representations" / "composed" / kind / variant / language
+    return (
+        _under(study_dir, "representations", model_label) / "composed" / kind / variant
+        / language
+    )
 
 
-def task_rep_path(study_dir: str | Path, task: str, source: str, configuration: str) -> Path:
-    return Path(study_dir) / "representations" / "task" / task / source / configuration
+def task_rep_path(
+    study_dir: str | Path, task: str, source: str, configuration: str, model_label: str = ""
+) -> Path:
+    return (
+        _under(study_dir, "representations", model_label) / "task" / task / source / configuration
+    )
 
 
 def _hash(payload: dict[str, Any]) -> str:
@@ -342,40 +376,65 @@ def left_out(config: StudyConfig) -> list[LeftOut]:
 
 def plan(config: StudyConfig) -> list[Artefact]:
     """Every artefact of the study in dependency order, each listed once (without the
-    cells :func:`left_out` names)."""
+    cells :func:`left_out` names). With several base models, all of one base's artefacts
+    come before the next base's, so a process holds one base at a time and loads each
+    once; their directories (and, through the job's ``model``, their hashes) differ."""
     out = Path(config.output)
     skip = {(x.task, x.language, x.role) for x in left_out(config)}
     arts: dict[str, Artefact] = {}
+    order = {s: i for i, s in enumerate(STAGES)}
+    planned: list[Artefact] = []
+    for base in config.bases():
+        start = len(arts)
+        _plan_base(config, base.name, base.label, out, skip, arts)
+        planned += sorted(list(arts.values())[start:], key=lambda a: order[a.stage])
+    return planned
+
+
+def _plan_base(
+    config: StudyConfig,
+    model: str,
+    label: str,
+    out: Path,
+    skip: set[tuple[str, str, str]],
+    arts: dict[str, Artefact],
+) -> None:
+    """Add the artefacts of the grid on one base (``model``, labelled ``label``) to ``arts``."""
 
     def add(job: Job, path: Path, deps: tuple[Artefact, ...], **where: Any) -> Artefact:
         payload = {"stage": job.stage, "key": job.key, "settings": job_settings(job),
                    "deps": [d.hash for d in deps]}
-        art = Artefact(job, path, tuple(d.id for d in deps), _hash(payload), **where)
+        art = Artefact(job, path, tuple(d.id for d in deps), _hash(payload), model_label=label,
+                       **where)
         return arts.setdefault(art.id, art)
 
     def checkpoints(job: Job) -> Path:
-        return out / "checkpoints" / job.stage / "/".join(job.key)
+        return _under(out, "checkpoints", label) / job.stage / "/".join(job.key)
 
     def language_rep(lang: str, kind: str) -> Artefact:
-        if f"language:{kind}/{lang}" in arts:  # shared by many cells: build its job once
-            return arts[f"language:{kind}/{lang}"]
-        job = language_job(config, lang, kind)
-        return add(job, language_rep_path(out, kind, lang), (), work=checkpoints(job))
+        aid = artefact_id("language", (kind, lang), label)
+        if aid in arts:  # shared by many cells: build its job once
+            return arts[aid]
+        job = language_job(config, lang, kind, model)
+        return add(job, language_rep_path(out, kind, lang, label), (), work=checkpoints(job))
 
     def task_rep(task: str, source: str, configuration: str) -> Artefact:
-        if f"task:{task}/{source}/{configuration}" in arts:
-            return arts[f"task:{task}/{source}/{configuration}"]
-        job = task_job(config, task, source, configuration)
+        aid = artefact_id("task", (task, source, configuration), label)
+        if aid in arts:
+            return arts[aid]
+        job = task_job(config, task, source, configuration, model)
         inputs = {"language": language_rep(source, job.language_kind)} if job.language_kind else {}
-        return add(job, task_rep_path(out, task, source, configuration), tuple(inputs.values()),
-                   inputs={role: d.path for role, d in inputs.items()}, work=checkpoints(job))
+        return add(job, task_rep_path(out, task, source, configuration, label),
+                   tuple(inputs.values()), inputs={role: d.path for role, d in inputs.items()},
+                   work=checkpoints(job))
 
     def composed_rep(spec: ComposedSpec, kind: str) -> Artefact:
-        if f"composed:{kind}/{spec.language}/{spec.variant}" in arts:
-            return arts[f"composed:{kind}/{spec.language}/{spec.variant}"]
+        aid = artefact_id("composed", (kind, spec.language, spec.variant), label)
+        if aid in arts:
+            return arts[aid]
         parts = {lang: language_rep(lang, kind) for lang, _ in spec.weights}
-        return add(composed_job(config, spec, kind),
-                   composed_rep_path(out, kind, spec.language, spec.variant),
+        return add(composed_job(config, spec, kind, model),
+                   composed_rep_path(out, kind, spec.language, spec.variant, label),
                    tuple(parts.values()), inputs={lang: d.path for lang, d in parts.items()})
 
     specs = config.composed_specs()
@@ -395,7 +454,8 @@ def plan(config: StudyConfig) -> list[Artefact]:
                     if (task, target, "target") in skip:
                         continue
                     variant = spec.variant if spec is not None else ""
-                    job = evaluation_job(config, task, configuration, source, target, variant)
+                    job = evaluation_job(config, task, configuration, source, target, model,
+                                         variant)
                     deps: dict[str, Artefact] = {}
                     if job.task_kind:
                         deps["task"] = task_rep(task, source, configuration)
@@ -404,9 +464,8 @@ def plan(config: StudyConfig) -> list[Artefact]:
                             composed_rep(spec, job.language_kind) if spec is not None
                             else language_rep(target, job.language_kind)
                         )
-                    cell = Key(task, configuration, source, target, variant=variant)
+                    cell = Key(task, configuration, source, target, model_label=label,
+                               variant=variant)
                     add(job, record_path(out, cell), tuple(deps.values()),
                         inputs={role: d.path for role, d in deps.items()},
                         work=out / "predictions" / cell_dir(cell))
-    order = {s: i for i, s in enumerate(STAGES)}
-    return sorted(arts.values(), key=lambda a: order[a.stage])
