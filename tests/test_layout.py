@@ -14,10 +14,10 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "langtransfer"
 #: Bottom to top. A module may import its own layer and the ones below.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundations", ("__init__", "errors", "io", "locks", "jsonl", "configurations",
-                     "languages", "tiny", "models")),
+                     "languages", "tiny", "families", "models")),
     ("representations and composition", ("representations", "compose", "loaded_base")),
-    ("data", ("tasks", "extensions", "task_data", "corpora", "objectives", "data_check",
-              "predictions")),
+    ("data", ("tasks", "extensions", "task_data", "corpora", "objectives", "next_token",
+              "data_check", "predictions")),
     ("training", ("train", "language_training", "task_training")),
     ("evaluation", ("evaluate",)),
     # study_failures is the store of failed artefacts' records, which the report reads.

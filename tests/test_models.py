@@ -45,10 +45,15 @@ def test_remote_code_is_off_by_default(monkeypatch):
         seen[name] = kwargs
         raise OSError("no network here")
 
-    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", fake)
-    with pytest.raises(LangTransferError, match="bigscience/mt0-base"):
-        load_base()
-    assert seen["bigscience/mt0-base"]["trust_remote_code"] is False
+    # The config is read first (it picks the family), then the tokenizer and weights.
+    for auto in (transformers.AutoConfig, transformers.AutoTokenizer):
+        monkeypatch.setattr(auto, "from_pretrained", fake)
+        with pytest.raises(LangTransferError, match="bigscience/mt0-base"):
+            load_base()
+        assert seen.pop("bigscience/mt0-base")["trust_remote_code"] is False
+        if auto is transformers.AutoConfig:  # a seq2seq config, to reach the tokenizer
+            monkeypatch.setattr(auto, "from_pretrained",
+                                lambda name, **kw: transformers.MT5Config())
 
 
 @pytest.mark.parametrize("verb", ["train-language", "train-task", "evaluate"])

@@ -164,15 +164,23 @@ def test_dry_run_counts_per_model(tmp_path, other, capsys):
 # -- a real run --------------------------------------------------------------------------
 
 
-def test_a_study_of_two_bases_loads_each_once_and_keeps_their_results_apart(tmp_path, other):
+def test_a_study_of_two_bases_loads_each_once_and_keeps_their_results_apart(
+    tmp_path, other, capsys
+):
     from langtransfer.loaded_base import LoadedBase
     from langtransfer.representations import read_manifest
 
-    config = load_study_config(write(tmp_path, models=["tiny", str(other)]))
+    path = write(tmp_path, models=["tiny", str(other)])
+    config = load_study_config(path)
     loads = LoadedBase.loads
-    run = run_study(config, progress=False)
-    assert run.ok and run.built == 10
-    assert run.base_loads == 2 and LoadedBase.loads - loads == 2
+    assert main(["study", str(path), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "10 artefacts built" in printed and "base loads: 2" in printed
+    assert LoadedBase.loads - loads == 2
+    assert "== model tiny (tiny) ==" in printed and "== across models ==" in printed
+    report = Path(config.output) / "report"
+    assert (report / "summary" / "models.agreement.csv").is_file()
+    assert (report / "tiny-narrow" / "tables" / "nli.en.md").is_file()
     records = read_records(config.output)
     assert len(records) == 4
     by_label: dict[str, list[dict]] = {}

@@ -3,10 +3,12 @@
 What each configuration composes (``slp+ta``: a soft language prompt and a task
 adapter) is the table in :mod:`langtransfer.configurations`; this module builds it.
 
-Prompts are prepended to the encoder input as ``[language][task][input]`` with the
-attention mask extended; they never touch the decoder. Adapters stack language -> task
-in every layer (the `adapters` library's ``Stack``). Swapping the language
-representation leaves the task representation as it is.
+Prompts are prepended to the input embeddings as ``[language][task][input]`` with the
+attention mask extended: the encoder's input of a seq2seq base (they never touch its
+decoder), the context a causal base's target continues (positions and labels as
+:mod:`langtransfer.families` describes; the family runs forward and generate).
+Adapters stack language -> task in every layer (the `adapters` library's ``Stack``).
+Swapping the language representation leaves the task representation as it is.
 
 One base, many composed models: each representation takes a *slot* in the base under
 its id (an adapter's weights go into the base's layers under that name); a composed
@@ -49,7 +51,8 @@ from langtransfer.configurations import (  # noqa: F401  (re-exported: old impor
     get_configuration,
 )
 from langtransfer.errors import CorruptFileError, LangTransferError, UnknownNameError
-from langtransfer.models import check_compatible, fingerprint
+from langtransfer.families import family_of
+from langtransfer.models import check_compatible, fingerprint, hidden_size
 from langtransfer.representations.adapter import ensure_adapter_support, replay_adapter_init
 from langtransfer.representations.base import Representation
 from langtransfer.representations.prompt import SoftPrompt
@@ -85,7 +88,8 @@ def configuration_name(language: Representation | None, task: Representation | N
 
 
 class ComposedModel(nn.Module):
-    """A frozen seq2seq model with an optional language and an optional task representation.
+    """A frozen base model (seq2seq or causal, :attr:`family`) with an optional language and
+    an optional task representation.
 
     ``train`` names the one representation whose parameters get gradients (``"language"``
     or ``"task"``); everything else is frozen.
@@ -109,6 +113,7 @@ class ComposedModel(nn.Module):
     ):
         super().__init__()
         self.base = base
+        self.family = family_of(base)  # raises for a base that is neither family
         self.duplicate_language_prompt_in_forward = duplicate_language_prompt_in_forward
         self.prompts = nn.ModuleDict()
         # Mixed-language batches: code -> SoftPrompt, and the codes in bank-index order.
@@ -184,10 +189,10 @@ class ComposedModel(nn.Module):
             )
 
     def _check_prompt_width(self, rep: Representation) -> None:
-        if rep.soft_prompt.dim != self.base.config.d_model:
+        if rep.soft_prompt.dim != hidden_size(self.base):
             raise LangTransferError(
                 f"{rep.role} {rep.kind} {rep.name} has width {rep.soft_prompt.dim} but base model "
-                f"{fingerprint(self.base)['name']!r} has d_model {self.base.config.d_model}"
+                f"{fingerprint(self.base)['name']!r} has d_model {hidden_size(self.base)}"
             )
 
     def _acquire(self, rep: Representation) -> None:
@@ -449,7 +454,7 @@ class ComposedModel(nn.Module):
         *,
         duplicate_language: bool = False,
     ) -> dict[str, torch.Tensor]:
-        """Encoder inputs with the prompts prepended: ``[language][task][input]``
+        """The input with the prompts prepended: ``[language][task][input]``
         (``[language][language][task][input]`` with ``duplicate_language``, the reference's
         slp+stp training input).
 
@@ -497,8 +502,9 @@ class ComposedModel(nn.Module):
         self.check_language_ids(language_ids, input_ids.shape[0])
         if not self.uses_adapter_bank(language_ids):
             self.activate()
-            return self.base(
-                **self.encoder_inputs(
+            return self.family.forward(
+                self.base,
+                self.encoder_inputs(
                     input_ids, attention_mask, language_ids,
                     duplicate_language=self.duplicate_language_prompt_in_forward,
                 ),
@@ -513,8 +519,9 @@ class ComposedModel(nn.Module):
             return None if t is None else t[order]
 
         try:
-            out = self.base(
-                **self.encoder_inputs(input_ids[order], rows(attention_mask)),
+            out = self.family.forward(
+                self.base,
+                self.encoder_inputs(input_ids[order], rows(attention_mask)),
                 labels=rows(labels),
                 decoder_input_ids=rows(decoder_input_ids),
                 decoder_attention_mask=rows(decoder_attention_mask),
@@ -537,7 +544,8 @@ class ComposedModel(nn.Module):
         language_ids: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> torch.Tensor:
-        """Generate decoder token ids (the prompts shape only the encoder input).
+        """Generate token ids: a seq2seq base's decoder ids (the prompts shape only the
+        encoder input), a causal base's new tokens only.
 
         ``language_ids`` as in :meth:`forward`: one ``generate`` call for a batch whose
         rows are in different languages. With an adapter bank only greedy/sampled
@@ -547,8 +555,8 @@ class ComposedModel(nn.Module):
         self.check_language_ids(language_ids, input_ids.shape[0])
         if not self.uses_adapter_bank(language_ids):
             self.activate()
-            return self.base.generate(
-                **self.encoder_inputs(input_ids, attention_mask, language_ids), **kwargs
+            return self.family.generate(
+                self.base, self.encoder_inputs(input_ids, attention_mask, language_ids), **kwargs
             )
         if kwargs.get("num_beams", 1) != 1 or kwargs.get("num_return_sequences", 1) != 1:
             raise LangTransferError(
@@ -559,7 +567,9 @@ class ComposedModel(nn.Module):
         order, inverse = self._adapter_bank_rows(language_ids)
         try:
             mask = None if attention_mask is None else attention_mask[order]
-            out = self.base.generate(**self.encoder_inputs(input_ids[order], mask), **kwargs)
+            out = self.family.generate(
+                self.base, self.encoder_inputs(input_ids[order], mask), **kwargs
+            )
         finally:
             self._activate_adapters()
         return out[inverse]

@@ -133,11 +133,13 @@ def label_log_likelihoods(
     language_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``[B, K]`` log-likelihood (sum over tokens) of each candidate target (token ids,
-    end token included) given each row's input. The encoder runs once; the decoder once
-    per candidate."""
+    end token included) given each row's input. A seq2seq base runs its encoder once and
+    its decoder once per candidate; a causal base (and an adapter bank) one forward per
+    candidate, its logits over the candidate's tokens."""
     scores = torch.empty(input_ids.shape[0], len(candidates))
     device = input_ids.device
-    if composed.uses_adapter_bank(language_ids):  # BatchSplit: one full forward per label
+    if composed.uses_adapter_bank(language_ids) or not composed.family.has_encoder:
+        # BatchSplit, or no encoder to reuse: one full forward per label
         encoded = None
     else:
         composed.check_language_ids(language_ids, input_ids.shape[0])
@@ -174,7 +176,7 @@ def rank_labels(
 ) -> list[str]:
     """The most likely of ``label_words`` for every row (label ranking), length-sorted
     batches as in :func:`generate_texts`. Ties go to the earlier label."""
-    candidates = [tokenizer(w).input_ids for w in label_words]
+    candidates = composed.family.encode_targets(tokenizer, list(label_words))
     device = composed.base.device
     chosen: list[str] = [""] * len(rows)
     for idx in length_sorted_batches([len(r) for r in rows], batch_size):
@@ -254,7 +256,7 @@ def evaluate(
             f"{task_rep} was trained for task {task_repr.task!r}, not {task_obj.name!r}"
         )
     configuration = configuration_name(lang_repr, task_repr)
-    tokenised = tokenise(examples, tokenizer, max_length, with_labels=False)
+    tokenised = tokenise(examples, tokenizer, max_length, with_labels=False, family=loaded.family)
     rows = list(tokenised.dataset["input_ids"])
     limit = max_new_tokens or REFERENCE_MAX_NEW_TOKENS
     bar = tqdm(total=len(examples), desc=f"{task_obj.name}/{lang.code}/{configuration}",

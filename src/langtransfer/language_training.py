@@ -1,8 +1,9 @@
 """Training a language representation (soft language prompt or language adapter).
 
-Unlabelled text of one language -> T5 span corruption -> a prompt or adapter trained on
-the frozen base model -> a representation directory whose manifest records the
-validation loss with and without it.
+Unlabelled text of one language -> the base family's language objective (T5 span
+corruption for seq2seq, next-token language modelling in packed blocks for causal) -> a
+prompt or adapter trained on the frozen base model -> a representation directory whose
+manifest records the objective and the validation loss with and without it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from langtransfer.corpora import STREAM_SHUFFLE_BUFFER, load_corpus
 from langtransfer.errors import LangTransferError, OutputExistsError
 from langtransfer.languages import get_language
 from langtransfer.loaded_base import LoadedBase
+from langtransfer.next_token import next_token_dataset
 from langtransfer.objectives import span_corruption_dataset
 from langtransfer.representations import (
     AdapterSpec,
@@ -31,6 +33,12 @@ from langtransfer.train import (
     evaluation_loss,
     train_representation,
 )
+
+#: Language objectives by name (:attr:`langtransfer.families.ModelFamily.language_objective`).
+LANGUAGE_OBJECTIVES = {
+    "span_corruption": span_corruption_dataset,
+    "next_token": next_token_dataset,
+}
 
 
 def check_output(output: Path, overwrite: bool, resume: bool = False, **expected: Any) -> None:
@@ -86,7 +94,7 @@ def train_language(
     tokens initialised from ``Generate the output in {Language}:``; training defaults to
     the paper's settings for the kind. Checkpoints go to ``checkpoint_dir`` (default
     ``<output>.checkpoints``) so a killed run resumes with ``resume``. A streamed corpus
-    (Wikipedia) is shuffled with a buffer of ``shuffle_buffer`` span-corruption blocks
+    (Wikipedia) is shuffled with a buffer of ``shuffle_buffer`` training blocks
     (default :data:`~langtransfer.corpora.STREAM_SHUFFLE_BUFFER`); local files are
     map-style datasets, drawn at random by the Trainer.
     """
@@ -104,9 +112,9 @@ def train_language(
         validation_size=validation_size,
         seed=settings.seed,
     )
-    train = span_corruption_dataset(
-        text.train, tokenizer, input_length=sequence_length, seed=settings.seed
-    )
+    objective = loaded.family.language_objective
+    make_dataset = LANGUAGE_OBJECTIVES[objective]
+    train = make_dataset(text.train, tokenizer, input_length=sequence_length, seed=settings.seed)
     if text.streaming:
         # The reference's map-style dataset draws batches at random from all blocks; a
         # stream is shuffled within a buffer (seeded, and re-seeded per epoch by Trainer's
@@ -114,7 +122,7 @@ def train_language(
         train = train.shuffle(
             seed=settings.seed, buffer_size=shuffle_buffer or STREAM_SHUFFLE_BUFFER
         )
-    validation = span_corruption_dataset(
+    validation = make_dataset(
         text.validation,
         tokenizer,
         input_length=sequence_length,
@@ -156,6 +164,7 @@ def train_language(
         )
         summary.update(
             corpus=text.source,
+            objective=objective,
             max_documents=max_documents,
             sequence_length=sequence_length,
             # A stream's slice is a row range (empty rows are skipped inside it).

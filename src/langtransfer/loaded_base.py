@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from langtransfer.families import family_of
 from langtransfer.models import DEFAULT_MODEL, check_compatible, load_base
 
 if TYPE_CHECKING:  # torch and transformers load with the model, not for `--help`
@@ -42,6 +43,7 @@ class LoadedBase:
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
+        self.family = family_of(model)  # seq2seq or causal: how it is fed and trained
         # The frozen weights are the parameters and buffers the model has before any
         # adapter is added; the digest covers exactly these.
         self._frozen = [n for n, _ in model.named_parameters()] + [
@@ -53,7 +55,8 @@ class LoadedBase:
     def load(
         cls, name: str = DEFAULT_MODEL, *, trust_remote_code: bool = False, torch_dtype: Any = None
     ) -> LoadedBase:
-        """Load ``name`` (``tiny``, a local directory or a hub id) once; see ``load_base``."""
+        """Load ``name`` (``tiny``, ``tiny-causal``, a local directory or a hub id) once;
+        see ``load_base``."""
         model, tokenizer = load_base(
             name, trust_remote_code=trust_remote_code, torch_dtype=torch_dtype
         )

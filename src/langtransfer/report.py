@@ -36,6 +36,12 @@ so it may be replaced as a whole next time)::
 Composed language representations (study ``composed:``, variant ``composed=...``) get a
 section of their own: each composed cell beside its trained counterpart (same task
 representation, same configuration) and ``base``, and a scatter plot of the two.
+
+With several base models (records with different ``model_label``), each model's tables,
+deltas, heatmaps and summaries go under ``<label>/`` as above, and the top level holds the
+cross-model summary: ``summary/models.md|csv|png`` (each configuration's average on each
+base), ``summary/models.deltas.md|csv`` and ``summary/models.agreement.md|csv`` (the best
+configuration per task, target language and base, and whether the bases agree).
 """
 
 from __future__ import annotations
@@ -82,6 +88,9 @@ class Grid:
     def row(self, r: str) -> list[float | None]:
         return [self.values.get((r, c)) for c in self.columns]
 
+    def column(self, c: str) -> dict[str, float | None]:
+        return {r: self.get(r, c) for r in self.rows}
+
     @property
     def all_columns(self) -> list[str]:
         return self.columns + ([AVG] if self.with_avg else [])
@@ -115,12 +124,25 @@ class ReportSummary:
     n_records: int
     tables: tuple[str, ...]
     average_by_configuration: dict[str, float | None]
+    #: With several base models: label -> configuration -> average over the tables every
+    #: model has (``average_by_configuration`` is then empty, ``tables`` are
+    #: ``<label>/<task>.<source>``).
+    average_by_model: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     @property
     def best_configuration(self) -> str | None:
         """The configuration with the highest complete average, if any is complete."""
-        complete = {c: v for c, v in self.average_by_configuration.items() if v is not None}
-        return max(complete, key=complete.__getitem__) if complete else None
+        return _best_of(self.average_by_configuration)
+
+    @property
+    def best_by_model(self) -> dict[str, str | None]:
+        """Per base model (several-model reports): its best configuration on average."""
+        return {label: _best_of(avgs) for label, avgs in self.average_by_model.items()}
+
+
+def _best_of(averages: Mapping[str, float | None]) -> str | None:
+    complete = {c: v for c, v in averages.items() if v is not None}
+    return max(complete, key=complete.__getitem__) if complete else None
 
 
 def _mean_if_complete(values: Sequence[float | None]) -> float | None:
@@ -184,13 +206,8 @@ class _Tables:
 
 
 def _check_comparable(records: list[dict[str, Any]]) -> None:
-    """Refuse to put results of different base models into one report."""
-    labels = sorted({record_key(r).model_label for r in records})
-    if len(labels) > 1:
-        raise LangTransferError(
-            f"records come from several models of a study ({', '.join(labels)}); "
-            "report them separately"
-        )
+    """Refuse to put results of different base models into one table set (a study of
+    several models labels them: :func:`build_report` reports each label apart)."""
     models: dict[str, dict[str, Any]] = {}
     for r in records:
         models.setdefault(json.dumps(r["model"], sort_keys=True), r)
@@ -307,19 +324,34 @@ def _group_grid(grids: list[Grid], kind: str) -> Grid:
     return Grid(name, title, rows, columns, values, with_avg=False)
 
 
+def _by_model(
+    records: Iterable[Mapping[str, Any]], metrics: Mapping[str, str] | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """The merged records per model label (sorted; "" alone in a single-model study),
+    after checking that every task ``metrics`` names has records."""
+    merged = merge_records(records)
+    if not merged:
+        raise LangTransferError("no result records to report")
+    tasks = sorted({r["task"] for r in merged})
+    unknown = sorted(set(metrics or {}) - set(tasks))
+    if unknown:
+        raise UnknownNameError("task for --metric", unknown[0], tasks)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in merged:
+        groups.setdefault(record_key(r).model_label, []).append(r)
+    return dict(sorted(groups.items()))
+
+
 def _build_tables(
     records: Iterable[Mapping[str, Any]], metrics: Mapping[str, str] | None = None
 ) -> _Tables:
+    """The tables of one model's records."""
     records = merge_records(records)
     if not records:
         raise LangTransferError("no result records to report")
     _check_comparable(records)
-    metrics = dict(metrics or {})
-    unknown = sorted(set(metrics) - {r["task"] for r in records})
-    if unknown:
-        raise UnknownNameError(
-            "task for --metric", unknown[0], sorted({r["task"] for r in records})
-        )
+    present = {r["task"] for r in records}
+    metrics = {t: m for t, m in (metrics or {}).items() if t in present}
     cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in records:
         cells.setdefault((r["task"], r["source_language"]), []).append(r)
@@ -406,12 +438,23 @@ def to_text(grid: Grid, *, signed: bool = False, mark_best: bool = True) -> str:
 def format_tables(
     records: Iterable[Mapping[str, Any]], metrics: Mapping[str, str] | None = None
 ) -> str:
-    """The per-task tables (and, with several tasks, the per-configuration summary) as text.
+    """The per-task tables (and, with several tasks, the per-configuration summary) as text;
+    with several base models, those of each model and then the cross-model summary.
     ``metrics``: task -> metric to show instead of its primary one (see :func:`build_report`)."""
-    tables = _build_tables(records, metrics)
-    parts = [to_text(g) for g in tables.tasks]
-    if len(tables.tasks) > 1:
-        parts.append(to_text(tables.by_configuration))
+    per_model = {
+        label: _build_tables(rs, metrics) for label, rs in _by_model(records, metrics).items()
+    }
+    parts = []
+    for label, tables in per_model.items():
+        if len(per_model) > 1:
+            parts.append(f"== model {label} ({_model_name(tables)}) ==\n")
+        parts += [to_text(g) for g in tables.tasks]
+        if len(tables.tasks) > 1:
+            parts.append(to_text(tables.by_configuration))
+    if len(per_model) > 1:
+        cross = _cross_model(per_model)
+        parts += ["== across models ==\n", to_text(cross.by_model),
+                  "\n".join(cross.findings()) + "\n"]
     note = f"* best in column; {MISSING} not evaluated (averages need every cell)"
     return "\n".join(parts) + note + "\n"
 
@@ -494,6 +537,93 @@ def _check_replaceable(out_dir: Path) -> None:
     )
 
 
+def _model_name(tables: _Tables) -> str:
+    return str(tables.records[0]["model"].get("name"))
+
+
+def _values_sentence(metrics: Mapping[str, str] | None) -> str:
+    return (
+        "Values are each task's "
+        + ("primary metric (the paper's reference computation)" if not metrics else
+           "metric named in its table's title (the primary one unless chosen)")
+        + " (higher is better); **bold** = best in column; "
+        f"{MISSING} = not evaluated; `avg` is over all target languages of the table and "
+        "is shown only when the row is complete."
+    )
+
+
+def _model_sections(
+    tables: _Tables, out: Path, prefix: str, written: list[Path], h: str = "##"
+) -> list[str]:
+    """The Markdown of one model's tables, summaries and deltas, writing their files
+    under ``out/prefix`` (``h``: the heading level of the sections)."""
+    sub = (lambda name: f"{prefix}/{name}") if prefix else (lambda name: name)
+    md = [f"{h} Per task", ""]
+    for g in tables.tasks:
+        links = _write_grid(out, sub("tables"), g, written)
+        png = out / sub("heatmaps") / f"{g.name}.png"
+        _heatmap(g, png)
+        written.append(png)
+        links.append(f"{sub('heatmaps')}/{g.name}.png")
+        md += [
+            f"{h}# {g.title}",
+            "",
+            to_markdown(g),
+            f"[Markdown]({links[0]}) · [CSV]({links[1]}) · [heatmap]({links[2]})",
+            "",
+            f"![{g.title}]({links[2]})",
+            "",
+        ]
+    md += [f"{h} Summaries", ""]
+    for g in (tables.by_configuration, tables.by_script, tables.by_family):
+        links = _write_grid(out, sub("summary"), g, written)
+        md += [f"{h}# {g.title}", "", to_markdown(g)]
+        md += [f"[Markdown]({links[0]}) · [CSV]({links[1]})", ""]
+    md += [
+        f"{h} Difference to base (negative = negative transfer)",
+        "",
+        "Each value is the configuration's score minus `base` (the untouched model) in "
+        "the same cell; negative values mean the configuration hurts.",
+        "",
+    ]
+    if tables.delta_summary is not None:
+        links = _write_grid(out, sub("summary"), tables.delta_summary, written, signed=True)
+        md += [f"{h}# {tables.delta_summary.title}", ""]
+        md += [to_markdown(tables.delta_summary, signed=True, mark_best=False)]
+        md += [f"[Markdown]({links[0]}) · [CSV]({links[1]})", ""]
+    for g in tables.deltas:
+        links = _write_grid(out, sub("deltas"), g, written, signed=True)
+        md += [f"{h}# {g.title}", "", to_markdown(g, signed=True, mark_best=False)]
+        md += [f"[Markdown]({links[0]}) · [CSV]({links[1]})", ""]
+    no_base = [g.name for g in tables.tasks if "base" not in g.rows]
+    if no_base:
+        md.append(f"No `base` results, so no differences, for: {', '.join(no_base)}.")
+    composed = _composed_section(tables, out, written, prefix, h)
+    return md + ([""] + composed if composed else [])
+
+
+def _tables_data(tables: _Tables, prefix: str = "") -> dict[str, Any]:
+    data = {
+        "model": tables.records[0]["model"],
+        "tables": [g.to_dict() for g in tables.tasks],
+        "deltas": [g.to_dict() for g in tables.deltas],
+        "summary": {
+            g.name: g.to_dict()
+            for g in (
+                tables.by_configuration,
+                tables.delta_summary,
+                tables.by_script,
+                tables.by_family,
+            )
+            if g is not None
+        },
+    }
+    composed = _composed_data(tables, prefix)
+    if composed is not None:
+        data["trained_vs_composed"] = composed
+    return data
+
+
 def build_report(
     records: Iterable[Mapping[str, Any]],
     out_dir: str | os.PathLike,
@@ -510,6 +640,11 @@ def build_report(
     ``failures``: the study's failed and blocked artefacts, listed in their own section
     (their cells show as not evaluated in the tables).
 
+    Records of several base models (a study with ``models:``; their ``model_label``
+    differs) get one set of tables per model, under ``<label>/``, and a cross-model
+    summary first (:func:`_cross_model`: the best configuration on each base and where
+    the bases disagree).
+
     The directory is built beside ``out_dir`` and swapped in at the end, so a report never
     mixes files of two runs (a task that disappeared leaves no stale table) and a failed
     run leaves the previous report intact. An existing ``out_dir`` is replaced only if it
@@ -517,96 +652,45 @@ def build_report(
     """
     final = Path(out_dir)
     _check_replaceable(final)
-    tables = _build_tables(records, metrics)
+    per_model = {
+        label: _build_tables(rs, metrics) for label, rs in _by_model(records, metrics).items()
+    }
+    n_records = sum(len(t.records) for t in per_model.values())
+    cross = _cross_model(per_model) if len(per_model) > 1 else None
     with atomic_dir(final) as out:
         written: list[Path] = []
-        md = [
-            "# langtransfer report",
-            "",
-            f"{len(tables.records)} result records; base model "
-            f"`{tables.records[0]['model'].get('name')}`. Values are each task's "
-            + ("primary metric (the paper's reference computation)" if not metrics else
-               "metric named in its table's title (the primary one unless chosen)")
-            + " (higher is better); **bold** = best in column; "
-            f"{MISSING} = not evaluated; `avg` is over all target languages of the table and "
-            "is shown only when the row is complete.",
-            "",
-            "## Per task",
-            "",
-        ]
-        for g in tables.tasks:
-            links = _write_grid(out, "tables", g, written)
-            png = out / "heatmaps" / f"{g.name}.png"
-            _heatmap(g, png)
-            written.append(png)
-            links.append(f"heatmaps/{g.name}.png")
-            md += [
-                f"### {g.title}",
+        data: dict[str, Any] = {"generator": GENERATOR, "n_records": n_records}
+        if cross is None:
+            (tables,) = per_model.values()
+            md = [
+                "# langtransfer report",
                 "",
-                to_markdown(g),
-                f"[Markdown]({links[0]}) · [CSV]({links[1]}) · [heatmap]({links[2]})",
-                "",
-                f"![{g.title}]({links[2]})",
+                f"{n_records} result records; base model `{_model_name(tables)}`. "
+                + _values_sentence(metrics),
                 "",
             ]
-        summaries = [
-            ("summary", tables.by_configuration, False),
-            ("summary", tables.by_script, False),
-            ("summary", tables.by_family, False),
-        ]
-        md += ["## Summaries", ""]
-        for sub, g, signed in summaries:
-            links = _write_grid(out, sub, g, written, signed=signed)
-            md += [f"### {g.title}", "", to_markdown(g, signed=signed)]
-            md += [f"[Markdown]({links[0]}) · [CSV]({links[1]})", ""]
-        md += [
-            "## Difference to base (negative = negative transfer)",
-            "",
-            "Each value is the configuration's score minus `base` (the untouched model) in "
-            "the same cell; negative values mean the configuration hurts.",
-            "",
-        ]
-        if tables.delta_summary is not None:
-            links = _write_grid(out, "summary", tables.delta_summary, written, signed=True)
-            md += [f"### {tables.delta_summary.title}", ""]
-            md += [to_markdown(tables.delta_summary, signed=True, mark_best=False)]
-            md += [f"[Markdown]({links[0]}) · [CSV]({links[1]})", ""]
-        for g in tables.deltas:
-            links = _write_grid(out, "deltas", g, written, signed=True)
-            md += [f"### {g.title}", "", to_markdown(g, signed=True, mark_best=False)]
-            md += [f"[Markdown]({links[0]}) · [CSV]({links[1]})", ""]
-        no_base = [g.name for g in tables.tasks if "base" not in g.rows]
-        if no_base:
-            md.append(f"No `base` results, so no differences, for: {', '.join(no_base)}.")
-        composed = _composed_section(tables, out, written)
-        md += [""] + composed if composed else []
+            md += _model_sections(tables, out, "", written)
+            data.update(_tables_data(tables))
+        else:
+            names = ", ".join(f"`{label}` ({_model_name(t)})" for label, t in per_model.items())
+            md = [
+                "# langtransfer report",
+                "",
+                f"{n_records} result records of {len(per_model)} base models: {names}. "
+                + _values_sentence(metrics),
+                "",
+            ]
+            md += _cross_model_sections(cross, out, written)
+            for label, tables in per_model.items():
+                md += [f"## Model `{label}`", "", f"Base model `{_model_name(tables)}`.", ""]
+                md += _model_sections(tables, out, label, written, h="###")
+            data["models"] = {label: _tables_data(t, label) for label, t in per_model.items()}
+            data["cross_model"] = cross.to_dict()
         if failures:
             md += ["", "## Failures", "", "Artefacts that were not built, so their cells are "
                    f"{MISSING} above; rerunning the study retries them.", ""]
             md += [f"- {f.status}: {f.line()}" for f in failures]
         write_text(out / "report.md", "\n".join(md).rstrip() + "\n")
-        data = {
-            "generator": GENERATOR,
-            "n_records": len(tables.records),
-            "model": tables.records[0]["model"],
-            "tables": [g.to_dict() for g in tables.tasks],
-            "deltas": [g.to_dict() for g in tables.deltas],
-            "summary": {
-                g.name: g.to_dict()
-                for g in (
-                    tables.by_configuration,
-                    tables.delta_summary,
-                    tables.by_script,
-                    tables.by_family,
-                )
-                if g is not None
-            },
-        }
-        pairs = composed_pairs(tables)
-        data["trained_vs_composed"] = {
-            "plot": COMPOSED_PLOT if (out / COMPOSED_PLOT).is_file() else None,
-            "cells": [{**asdict(p), "delta": p.delta} for p in pairs],
-        } if pairs else None
         data["failures"] = [
             {"artefact": f.artefact, "status": f.status, "error": f.error,
              "blocked_by": list(f.blocked_by)}
@@ -614,14 +698,244 @@ def build_report(
         ]
         write_json(out / "report.json", data)
         relative = [p.relative_to(out) for p in written] + [Path("report.md"), Path("report.json")]
+    if cross is None:
+        (tables,) = per_model.values()
+        return ReportSummary(
+            out_dir=final,
+            index=final / "report.md",
+            files=tuple(final / f for f in relative),
+            n_records=n_records,
+            tables=tuple(g.name for g in tables.tasks),
+            average_by_configuration=dict(tables.by_configuration.averages),
+        )
     return ReportSummary(
         out_dir=final,
         index=final / "report.md",
         files=tuple(final / f for f in relative),
-        n_records=len(tables.records),
-        tables=tuple(g.name for g in tables.tasks),
-        average_by_configuration=dict(tables.by_configuration.averages),
+        n_records=n_records,
+        tables=tuple(f"{label}/{g.name}" for label, t in per_model.items() for g in t.tasks),
+        average_by_configuration={},
+        average_by_model={label: dict(cross.by_model.column(label)) for label in cross.labels},
     )
+
+
+# --- across base models --------------------------------------------------------------------
+
+#: How many disagreements the findings list before "and N more".
+LIST_DISAGREEMENTS = 12
+
+
+@dataclass
+class _CrossModel:
+    """How the base models of one report compare: which configuration wins on each.
+
+    ``by_model``: configurations x model labels, each value the configuration's average
+    over the tables (task x source) every model has; ``deltas`` the same minus ``base``.
+    ``agreement``: per common table and column (target language, ``avg``), the best
+    configuration(s) on each model, among the configurations every model has there.
+    """
+
+    labels: list[str]
+    common: list[str]
+    by_model: Grid
+    deltas: Grid | None
+    agreement: list[tuple[str, str, dict[str, set[str]]]]
+
+    @staticmethod
+    def same(best: Mapping[str, set[str]]) -> bool:
+        """The models agree when one configuration is best (or tied best) on all."""
+        return bool(set.intersection(*best.values()))
+
+    def overall(self) -> dict[str, set[str]]:
+        return {label: self.by_model.best(label) for label in self.labels}
+
+    def findings(self) -> list[str]:
+        """What the cross-model summary says, one sentence per line."""
+        lines = []
+        overall = self.overall()
+        if not all(overall.values()):
+            lines.append("No configuration has a complete average on every base, so no overall "
+                         "winner is named.")
+        elif self.same(overall):
+            (best,) = sorted(set.intersection(*overall.values()))[:1]
+            lines.append(f"Best configuration on average: {best} on every base.")
+        else:
+            per = "; ".join(
+                f"{label}: {_joined(b)} ({_fmt(self.by_model.get(sorted(b)[0], label))})"
+                for label, b in overall.items()
+            )
+            lines.append(f"The best configuration on average differs between bases: {per}.")
+        n = len(self.agreement)
+        differ = [(t, c, b) for t, c, b in self.agreement if not self.same(b)]
+        if not n:
+            lines.append("The bases have no table cell in common to compare.")
+            return lines
+        lines.append(f"The bases agree on the best configuration in {n - len(differ)} of {n} "
+                     "cells (task x target language, and each table's average).")
+        if differ:
+            shown = [
+                f"{t} -> {c} ("
+                + "; ".join(f"{label}: {_joined(b[label])}" for label in self.labels) + ")"
+                for t, c, b in differ[:LIST_DISAGREEMENTS]
+            ]
+            more = len(differ) - LIST_DISAGREEMENTS
+            lines.append("They disagree on: " + ", ".join(shown)
+                         + (f", and {more} more (see the agreement table)." if more > 0 else "."))
+        return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "models": self.labels,
+            "common_tables": self.common,
+            "by_model": self.by_model.to_dict(),
+            "deltas": None if self.deltas is None else self.deltas.to_dict(),
+            "best_by_model": {label: sorted(b) for label, b in self.overall().items()},
+            "agreement": [
+                {"table": t, "column": c, "same": self.same(b),
+                 "best": {label: sorted(v) for label, v in b.items()}}
+                for t, c, b in self.agreement
+            ],
+            "findings": self.findings(),
+        }
+
+
+def _joined(configurations: set[str]) -> str:
+    return " = ".join(sorted(configurations, key=_row_order)) or MISSING
+
+
+def _best_among(grid: Grid, rows: Sequence[str], column: str) -> set[str]:
+    shown = {r: round(v, 1) for r in rows if (v := grid.get(r, column)) is not None}
+    top = max(shown.values(), default=None)
+    return {r for r, v in shown.items() if v == top}
+
+
+def _cross_model(per_model: Mapping[str, _Tables]) -> _CrossModel:
+    """Compare the models on the tables (task x source) they all have."""
+    labels = list(per_model)
+    grids = {label: {g.name: g for g in t.tasks} for label, t in per_model.items()}
+    common = [name for name in grids[labels[0]] if all(name in grids[lb] for lb in labels)]
+    summaries = {
+        label: _summary_grid([grids[label][n] for n in common], "x", "x") for label in labels
+    }
+    delta_summaries = {}
+    for label in labels:
+        per_table = [d for n in common if (d := _delta_grid(grids[label][n])) is not None]
+        if len(per_table) == len(common) and common:
+            delta_summaries[label] = _summary_grid(per_table, "x", "x")
+    rows = _ordered_configurations(r for s in summaries.values() for r in s.rows)
+
+    def across(parts: Mapping[str, Grid], name: str, title: str) -> Grid:
+        values = {
+            (r, label): v
+            for label, g in parts.items()
+            for r in rows
+            if (v := g.averages.get(r)) is not None
+        }
+        present = [r for r in rows if any((r, label) in values for label in parts)]
+        return Grid(name, title, present, list(parts), values, with_avg=False)
+
+    what = ", ".join(common) if common else "none"
+    by_model = across(
+        summaries, "models",
+        f"Average per configuration on each base model (over the tables all have: {what})",
+    )
+    deltas = None
+    if len(delta_summaries) == len(labels):
+        deltas = across(delta_summaries, "models.deltas",
+                        "Average difference to base on each base model (negative = negative "
+                        "transfer)")
+    agreement = []
+    for name in common:
+        per = [grids[label][name] for label in labels]
+        shared_rows = [r for r in per[0].rows if all(r in g.rows for g in per)]
+        columns = [c for c in per[0].all_columns if all(c in g.all_columns for g in per)]
+        table = _label(per[0], [grids[labels[0]][n] for n in common])
+        for c in columns:
+            best = {label: _best_among(g, shared_rows, c) for label, g in zip(labels, per,
+                                                                            strict=True)}
+            if all(best.values()):
+                agreement.append((table, c, best))
+    return _CrossModel(labels, common, by_model, deltas, agreement)
+
+
+def _agreement_table(cross: _CrossModel) -> tuple[str, str]:
+    """The agreement list as (Markdown, CSV): one row per table and column."""
+    header = ["table", "target", *cross.labels, "same best"]
+    rows = [
+        [t, c, *(_joined(b[label]) for label in cross.labels), "yes" if cross.same(b) else "no"]
+        for t, c, b in cross.agreement
+    ]
+    md = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    md += ["| " + " | ".join(r[:-1] + ["yes" if r[-1] == "yes" else "**no**"]) + " |"
+           for r in rows]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerows([header, *rows])
+    return "\n".join(md) + "\n", buf.getvalue()
+
+
+def _bars(grid: Grid, path: Path) -> None:
+    """Grouped bars: each configuration's average, one bar per base model."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    n = len(grid.columns)
+    fig = Figure(figsize=(1.5 + 0.9 * len(grid.rows), 3.6), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    width = 0.8 / max(n, 1)
+    for j, label in enumerate(grid.columns):
+        xs = [i + (j - (n - 1) / 2) * width for i in range(len(grid.rows))]
+        ys = [grid.get(r, label) or 0.0 for r in grid.rows]
+        ax.bar(xs, ys, width=width, label=label)
+    ax.set_xticks(range(len(grid.rows)), labels=grid.rows)
+    ax.set_ylabel("average")
+    ax.set_title(grid.title, fontsize=9, wrap=True)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+
+
+READING_MODELS = (
+    "**How to read this.** Every base model ran the same grid; each one's own tables are "
+    "in its section below. The first table gives each configuration's average on each "
+    "base over the tables (task x source) all bases have; **bold** marks the best "
+    "configuration on that base. Read it down a column, not across: scores of different "
+    "bases are on different scales, so the question is whether the same configuration wins "
+    "on each, not which base scores higher. The agreement table then names, for each task "
+    "and target language (and each table's average), the best configuration on every "
+    "base, among the configurations all of them have there; *same best* is yes when one "
+    "configuration is best (or tied best, to one decimal) on all of them. The lines "
+    "between the tables say where they disagree."
+)
+
+
+def _cross_model_sections(cross: _CrossModel, out: Path, written: list[Path]) -> list[str]:
+    findings = [f"- {line}" for line in cross.findings()]
+    md = ["## Across base models", "", READING_MODELS, "", *findings, ""]
+    links = _write_grid(out, "summary", cross.by_model, written)
+    png = out / "summary" / "models.png"
+    _bars(cross.by_model, png)
+    written.append(png)
+    md += [f"### {cross.by_model.title}", "", to_markdown(cross.by_model),
+           f"[Markdown]({links[0]}) · [CSV]({links[1]}) · [plot](summary/models.png)", "",
+           f"![{cross.by_model.title}](summary/models.png)", ""]
+    if cross.deltas is not None:
+        links = _write_grid(out, "summary", cross.deltas, written, signed=True)
+        md += [f"### {cross.deltas.title}", "",
+               to_markdown(cross.deltas, signed=True, mark_best=False),
+               f"[Markdown]({links[0]}) · [CSV]({links[1]})", ""]
+    agreement_md, agreement_csv = _agreement_table(cross)
+    for suffix, text in (("md", "# Best configuration per base model\n\n" + agreement_md),
+                         ("csv", agreement_csv)):
+        path = out / "summary" / f"models.agreement.{suffix}"
+        write_text(path, text)
+        written.append(path)
+    md += ["### Best configuration per task, target language and base model", "",
+           agreement_md,
+           "[Markdown](summary/models.agreement.md) · [CSV](summary/models.agreement.csv)", ""]
+    return md
 
 
 # --- trained vs composed language representations -----------------------------------------
@@ -769,23 +1083,43 @@ def _composed_plot(pairs: list[ComposedPair], path: Path) -> None:
         fig.savefig(tmp, format="png")
 
 
-def _composed_section(tables: _Tables, out: Path, written: list[Path]) -> list[str]:
+def _composed_paths(prefix: str) -> tuple[str, str]:
+    """(plot, table stem) of the trained-vs-composed section, under a model's prefix."""
+    def join(path: str) -> str:
+        return f"{prefix}/{path}" if prefix else path
+
+    return join(COMPOSED_PLOT), join(COMPOSED_TABLE)
+
+
+def _composed_data(tables: _Tables, prefix: str) -> dict[str, Any] | None:
+    """``report.json``'s ``trained_vs_composed``: the plot's path and every pair."""
+    pairs = composed_pairs(tables)
+    if not pairs:
+        return None
+    plot = _composed_paths(prefix)[0] if any(p.trained is not None for p in pairs) else None
+    return {"plot": plot, "cells": [{**asdict(p), "delta": p.delta} for p in pairs]}
+
+
+def _composed_section(
+    tables: _Tables, out: Path, written: list[Path], prefix: str = "", h: str = "##"
+) -> list[str]:
     """The report's trained-vs-composed section (empty without composed records)."""
     pairs = composed_pairs(tables)
     if not pairs:
         return []
-    md_path, csv_path = out / f"{COMPOSED_TABLE}.md", out / f"{COMPOSED_TABLE}.csv"
+    plot, stem = _composed_paths(prefix)
+    md_path, csv_path = out / f"{stem}.md", out / f"{stem}.csv"
     table = _composed_markdown(pairs)
     write_text(md_path, "# Trained vs composed language representations\n\n" + table)
     write_text(csv_path, _composed_csv(pairs))
     written += [md_path, csv_path]
-    lines = ["## Trained vs composed language representations", "", COMPOSED_PARAGRAPH, ""]
+    lines = [f"{h} Trained vs composed language representations", "", COMPOSED_PARAGRAPH, ""]
     if any(p.trained is not None for p in pairs):
-        _composed_plot(pairs, out / COMPOSED_PLOT)
-        written.append(out / COMPOSED_PLOT)
-        lines += [f"Plot: [{COMPOSED_PLOT}]({COMPOSED_PLOT})", "",
-                  f"![Trained vs composed language representations]({COMPOSED_PLOT})", ""]
+        _composed_plot(pairs, out / plot)
+        written.append(out / plot)
+        lines += [f"Plot: [{plot}]({plot})", "",
+                  f"![Trained vs composed language representations]({plot})", ""]
     else:
         lines += ["No composed cell has a trained counterpart here, so there is no plot.", ""]
-    lines += [table, f"[Markdown]({COMPOSED_TABLE}.md) · [CSV]({COMPOSED_TABLE}.csv)", ""]
+    lines += [table, f"[Markdown]({stem}.md) · [CSV]({stem}.csv)", ""]
     return lines

@@ -9,6 +9,7 @@ from typing import Any
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
+from langtransfer.families import SEQ2SEQ, ModelFamily
 from langtransfer.tasks import Example, Task, get_task
 
 
@@ -49,18 +50,20 @@ def tokenise(
     max_length: int = 256,
     max_target_length: int | None = None,
     with_labels: bool = True,
+    family: ModelFamily = SEQ2SEQ,
 ) -> Tokenised:
     """Token ids per example, inputs cut at ``max_length`` (counted), no padding:
     batches are padded to their own longest row by the collator. Labels are cut to
     ``max_target_length`` tokens, end token kept, as tokenizer truncation does (the
     reference cuts them to the task's :attr:`~langtransfer.tasks.Task.target_length`);
-    ``None`` keeps them whole."""
+    ``None`` keeps them whole. ``family`` encodes the targets (a causal base's end in EOS
+    without the tokenizer's other specials: :meth:`ModelFamily.encode_targets`)."""
     enc = tokenizer([ex.input for ex in examples], truncation=False)["input_ids"]
     n_truncated = sum(len(ids) > max_length for ids in enc)
     rows: dict[str, list[Any]] = {"input_ids": [cut(ids, max_length) for ids in enc]}
     n_truncated_targets = 0
     if with_labels:
-        labels = tokenizer([ex.target for ex in examples])["input_ids"]
+        labels = family.encode_targets(tokenizer, [ex.target for ex in examples])
         if max_target_length is not None:
             n_truncated_targets = sum(len(ids) > max_target_length for ids in labels)
             labels = [cut(ids, max_target_length) for ids in labels]

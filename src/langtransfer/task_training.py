@@ -144,8 +144,10 @@ def train_task(
                               train="task",
                               duplicate_language_prompt_in_forward=reference_slp_stp_quirk)
     try:
-        train = tokenise(train_examples, tokenizer, max_length, max_target_length)
-        validation = tokenise(val_examples, tokenizer, max_length, max_target_length)
+        train = tokenise(train_examples, tokenizer, max_length, max_target_length,
+                         family=loaded.family)
+        validation = tokenise(val_examples, tokenizer, max_length, max_target_length,
+                              family=loaded.family)
         eval_batch_size = settings.eval_batch_size or settings.batch_size
         # Before training (the fresh representation): what "the loss fell" is measured against.
         loss_initial = evaluation_loss(composed, validation.dataset, tokenizer, eval_batch_size)

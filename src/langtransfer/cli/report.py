@@ -87,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(format_tables(records, metrics))
     best = summary.best_configuration
+    if summary.best_by_model:
+        best = "; ".join(f"{label}: {b or '-'}" for label, b in summary.best_by_model.items())
     print(
         f"report of {summary.n_records} records written to {summary.index}"
         + (f" (best on average: {best})" if best else "")

@@ -13,7 +13,8 @@ from adapters.configuration.adapter_config import ADAPTER_CONFIG_MAP
 from torch import nn
 from transformers import PreTrainedModel
 
-from langtransfer.errors import UnknownNameError
+from langtransfer.errors import IncompatibleModelError, UnknownNameError
+from langtransfer.models import model_name
 
 DEFAULT_ADAPTER_CONFIG = "seq_bn"
 
@@ -79,7 +80,14 @@ def ensure_adapter_support(model: PreTrainedModel) -> bool:
     try:
         for name in _DRAW_METHODS:
             setattr(torch.Tensor, name, spy(name))
-        adapters.init(model)
+        adapters.init(model, interface=_interface_for(model))
+    except ValueError as e:  # `adapters` has no support (built-in or interface) for it
+        torch.random.set_rng_state(before)
+        raise IncompatibleModelError(
+            f"base model {model_name(model) or '(unnamed)'!r} "
+            f"({model.config.model_type}) has no adapter support in the `adapters` library; "
+            f"adapters work on: {', '.join(supported_architectures())} (prompts work on any)"
+        ) from e
     finally:
         for name, original in originals.items():
             setattr(torch.Tensor, name, original)
@@ -90,6 +98,39 @@ def ensure_adapter_support(model: PreTrainedModel) -> bool:
     torch.random.set_rng_state(after)
     _INIT_DRAWS[model] = draws if replayable else None
     return True
+
+
+#: Decoder-only types whose built-in `adapters` (1.3) code misses transformers 4.57's KV
+#: cache (its attention reads ``past_key_value``, transformers passes ``past_key_values``),
+#: so cached generation diverges from the model's own forward. They share Qwen2's module
+#: layout and go through the library's plugin interface with Qwen2's description instead.
+VIA_INTERFACE = ("llama", "mistral")
+
+
+def _interface_for(model: PreTrainedModel) -> Any:
+    if model.config.model_type not in VIA_INTERFACE:
+        return None  # the library's own choice (built-in model or plugin interface)
+    from dataclasses import replace
+
+    from adapters.wrappers.interfaces import CUSTOM_INTERFACES
+
+    return replace(CUSTOM_INTERFACES["qwen2"])
+
+
+def supported_architectures() -> list[str]:
+    """The model types the installed `adapters` supports: its built-in models and those
+    it reaches through its plugin interface (``qwen2``, ``gemma2``...)."""
+    import pkgutil
+
+    import adapters.models
+    from adapters.wrappers.interfaces import CUSTOM_INTERFACES
+
+    built_in = {
+        m.name.replace("_", "-")
+        for m in pkgutil.iter_modules(adapters.models.__path__)
+        if m.ispkg and m.name != "auto"
+    }
+    return sorted(built_in | set(CUSTOM_INTERFACES))
 
 
 def replay_adapter_init(model: PreTrainedModel) -> bool:

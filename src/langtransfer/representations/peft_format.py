@@ -36,7 +36,7 @@ from langtransfer.errors import (
 )
 from langtransfer.io import atomic_dir, os_error_from, write_json
 from langtransfer.languages import all_languages, get_language
-from langtransfer.models import fingerprint
+from langtransfer.models import fingerprint, hidden_size
 from langtransfer.representations.base import ROLES, Representation
 from langtransfer.representations.location import MANIFEST, resolve_location
 from langtransfer.representations.prompt import PromptConfig, SoftPrompt
@@ -261,7 +261,7 @@ def _read_origin(directory: Path) -> dict[str, Any]:
 
 def check_width(width: int, declared_base: str | None, model: PreTrainedModel, what: str) -> None:
     """A prompt ``width`` wide (made for ``declared_base``) must match ``model``'s d_model."""
-    d_model = model.config.d_model
+    d_model = hidden_size(model)
     if width != d_model:
         raise IncompatibleModelError(
             f"{what} is {width} wide (made for base model {declared_base!r}) but base model "
