@@ -189,3 +189,29 @@ def test_a_language_without_a_corpus_gets_cells_with_its_proxy_only(tmp_path):
     ):
         with pytest.raises(LangTransferError, match=pattern):
             config(tmp_path, composed=bad)
+
+
+def test_report_of_several_models_has_a_composed_section_per_model(tmp_path):
+    from langtransfer.report import build_report
+    from tests.test_report import make_record
+
+    records = []
+    for label, shift in (("a", 0.0), ("b", 5.0)):
+        for target in ("de", "sk"):
+            for configuration, v in (("base", 30.0), ("slp+ta", 40.0)):
+                records.append(make_record("nli", configuration, target, v + shift,
+                                           model_label=label))
+        records.append(make_record("nli", "slp+ta", "sk", 37.0 + shift, model_label=label,
+                                   variant="composed=proxy",
+                                   composition={"weights": {"de": 1.0}}))
+    summary = build_report(records, tmp_path / "report")
+    md = summary.index.read_text()
+    data = json.loads((tmp_path / "report" / "report.json").read_text())
+    for label, shift in (("a", 0.0), ("b", 5.0)):
+        plot = f"{label}/plots/trained_vs_composed.png"
+        assert (tmp_path / "report" / plot).is_file() and f"]({plot})" in md
+        (cell,) = data["models"][label]["trained_vs_composed"]["cells"]
+        assert (cell["trained"], cell["composed"], cell["base"]) == (40 + shift, 37 + shift,
+                                                                      30 + shift)
+        assert cell["delta"] == -3.0 and cell["weights"] == "1 de"
+    assert md.count("### Trained vs composed language representations") == 2
