@@ -32,6 +32,7 @@ so it may be replaced as a whole next time)::
     tables/<task>.<source>.md|csv     deltas/<task>.<source>.md|csv
     heatmaps/<task>.<source>.png      summary/{configurations,deltas,scripts,families}.md|csv
     plots/trained_vs_composed.png     summary/trained_vs_composed.md|csv  (composed cells only)
+    axes/<axis>.<task>.<source>.png|csv   (studies with ``axes``: see report_axes)
 
 Composed language representations (study ``composed:``, variant ``composed=...``) get a
 section of their own: each composed cell beside its trained counterpart (same task
@@ -60,6 +61,7 @@ from langtransfer.configurations import STUDY_CONFIGURATIONS
 from langtransfer.errors import LangTransferError, OutputExistsError, UnknownNameError
 from langtransfer.io import atomic_dir, atomic_path, write_json, write_text
 from langtransfer.languages import all_languages, get_language
+from langtransfer.report_axes import axis_section
 from langtransfer.results import cell_name, merge_records, record_key, row_label
 from langtransfer.study_failures import Failure
 
@@ -686,6 +688,8 @@ def build_report(
                 md += _model_sections(tables, out, label, written, h="###")
             data["models"] = {label: _tables_data(t, label) for label, t in per_model.items()}
             data["cross_model"] = cross.to_dict()
+        md += axis_section([r for t in per_model.values() for r in t.records], out, written,
+                           metrics)
         if failures:
             md += ["", "## Failures", "", "Artefacts that were not built, so their cells are "
                    f"{MISSING} above; rerunning the study retries them.", ""]

@@ -98,6 +98,8 @@ class StudyBuilder:
             adapter=job.adapter,
             sequence_length=job.sequence_length,
             max_documents=job.max_documents,
+            max_tokens=job.max_tokens,
+            corpus_extent=job.corpus_extent,
             validation_size=job.validation_documents,
             checkpoint_dir=art.work,
             resume=True,

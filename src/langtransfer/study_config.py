@@ -22,9 +22,10 @@ from langtransfer.configurations import (
 )
 from langtransfer.errors import DataFormatError, LangTransferError, UnknownNameError
 from langtransfer.evaluate import SCORING
-from langtransfer.languages import get_language
+from langtransfer.languages import INSTRUCTION_TEMPLATE, get_language
 from langtransfer.models import DEFAULT_MODEL
 from langtransfer.representations import AdapterSpec, PromptConfig
+from langtransfer.study_axes import Variant, Within, parse_axes, parse_within
 from langtransfer.train import TrainSettings, default_settings
 
 PROMPT_KEYS = ("num_tokens", "init", "init_text")
@@ -157,6 +158,8 @@ class StudyConfig:
     ``languages_file`` (YAML/JSON language lists) are loaded before anything is checked.
     ``composed``: language representations built without training (see
     :func:`composed_specs` and docs/study.md).
+    ``axes`` lists language-representation variants compared with the study's own setting
+    (:mod:`langtransfer.study_axes`).
     """
 
     output: str
@@ -180,6 +183,7 @@ class StudyConfig:
     task_modules: list[str] = field(default_factory=list)
     languages_file: list[str] = field(default_factory=list)
     composed: list[dict[str, Any]] = field(default_factory=list)
+    axes: dict[str, list[Any]] = field(default_factory=dict)
 
     # -- derived -------------------------------------------------------------------------
 
@@ -190,6 +194,25 @@ class StudyConfig:
 
     def language_kinds(self) -> set[str]:
         return {k for c in self.configurations if (k := configuration_kinds(c)[0])}
+
+    def variants(self, where: str = "study config") -> list[Variant]:
+        """The language-representation variants of ``axes``, checked (see
+        :func:`~langtransfer.study_axes.parse_axes`)."""
+        prompt = self.language_training.get("prompt", {})
+        within = self.axes_within(where).configurations or self.configurations
+        return parse_axes(
+            self.axes,
+            default_init=prompt.get("init", "text"),
+            default_template=prompt.get("init_text", INSTRUCTION_TEMPLATE),
+            language_kinds={k for c in within if (k := configuration_kinds(c)[0])},
+            where=where,
+        )
+
+    def axes_within(self, where: str = "study config") -> Within:
+        """Where the variants run (``axes.within``; the whole grid when not given)."""
+        grid = {"tasks": self.tasks, "targets": self.targets,
+                "configurations": self.configurations}
+        return parse_within(self.axes, grid, where)
 
     def train_settings(self, role: str, kind: str) -> TrainSettings:
         table = self.language_training if role == "language" else self.task_training
@@ -293,9 +316,14 @@ class StudyConfig:
         must not share an output directory."""
         d = self.to_dict()
         d.pop("output")
-        if not d["composed"]:  # a key added later: studies without it keep their fingerprint
-            d.pop("composed")
+        for key in _ADDED_KEYS:  # absent or empty: the fingerprint studies had before it
+            if not d[key]:
+                d.pop(key)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+#: Keys added after studies were run: left out of the fingerprint when empty.
+_ADDED_KEYS = ("models", "axes", "composed")
 
 
 #: Keys of a ``composed`` entry.
@@ -557,6 +585,12 @@ def validate(config: StudyConfig, where: str = "study config") -> StudyConfig:
         raise LangTransferError(f"{where}: 'sources' lists no source language")
     _check_kind_tables("language_training", config.language_training, where)
     _check_kind_tables("task_training", config.task_training, where)
+    if config.task_training.get("prompt", {}).get("init") == "frequent":
+        raise LangTransferError(
+            f"{where}: task_training.prompt.init 'frequent' is a language-prompt "
+            "initialisation (a language's frequent tokens); task prompts take text, vocab, "
+            "random or labels"
+        )
     if config.sequence_length < 16:
         raise LangTransferError(f"{where}: sequence_length {config.sequence_length} is below 16")
     for role in ("language", "task"):
@@ -564,6 +598,7 @@ def validate(config: StudyConfig, where: str = "study config") -> StudyConfig:
             config.train_settings(role, kind)  # raises on bad values
         config.adapter_spec(role)
     composed_specs(config, where)
+    config.variants(where)
     check_inputs(config)
     return config
 

@@ -128,7 +128,8 @@ def _to_build(artefacts: list[Artefact], done: dict[str, bool]) -> list[str]:
                 variant = job.variant if isinstance(job, EvaluationJob) else ""
                 name = job.task + (f" [{variant}]" if variant else "")
             where = f"{art.model_label}: " if art.model_label else ""
-            groups.setdefault(f"{where}{art.stage} {name}", []).append(art)
+            variant = f" [{job.variant}]" if job.variant else ""
+            groups.setdefault(f"{where}{art.stage} {name}{variant}", []).append(art)
     lines = []
     for name, arts in groups.items():
         stage = arts[0].stage
@@ -148,6 +149,21 @@ def _to_build(artefacts: list[Artefact], done: dict[str, bool]) -> list[str]:
                          f"{_names(a.key[2] for a in arts)} x targets "
                          f"{_names(a.key[3] for a in arts)}")
     return lines
+
+
+def _variant_counts(artefacts: list[Artefact]) -> list[str]:
+    """One line per language-representation variant (``axes``): what it adds to the plan."""
+    counts: dict[str, dict[str, int]] = {}
+    for art in artefacts:
+        if art.job.variant:
+            label = f"{art.job.variant} ({art.model_label})" if art.model_label else art.job.variant
+            per_stage = counts.setdefault(label, dict.fromkeys(STAGES, 0))
+            per_stage[art.stage] += 1
+    return [
+        f"variant {label}: {n['language']} language representations, {n['task']} task "
+        f"representations, {n['evaluation']} evaluations"
+        for label, n in counts.items()
+    ]
 
 
 def describe_dry_run(artefacts: list[Artefact], result: DryRun, title: str = "plan") -> str:
@@ -178,6 +194,7 @@ def describe_dry_run(artefacts: list[Artefact], result: DryRun, title: str = "pl
             )
             lines.append(f"  {label} ({arts[0].job.model}): {len(arts)} artefacts ({k} done, "
                          f"{len(arts) - k} to build) = {per_stage}")
+    lines += _variant_counts(artefacts)
     missing = result.missing
     lines.append(f"data: {len(result.checks)} task x language x split cells, "
                  f"{len(result.checks) - len(missing)} ok, {len(missing)} missing")
