@@ -122,13 +122,10 @@ def _to_build(artefacts: list[Artefact], done: dict[str, bool]) -> list[str]:
     for art in artefacts:
         if not done[art.id]:
             job = art.job
-            if isinstance(job, (LanguageJob, ComposedJob)):
-                name = job.kind
-            else:  # evaluations of a variant are a group of their own
-                variant = job.variant if isinstance(job, EvaluationJob) else ""
-                name = job.task + (f" [{variant}]" if variant else "")
+            name = job.kind if isinstance(job, (LanguageJob, ComposedJob)) else job.task
             where = f"{art.model_label}: " if art.model_label else ""
-            variant = f" [{job.variant}]" if job.variant else ""
+            # a variant's artefacts are a group of their own; a composed one names its own
+            variant = f" [{job.variant}]" if job.variant and art.stage != "composed" else ""
             groups.setdefault(f"{where}{art.stage} {name}{variant}", []).append(art)
     lines = []
     for name, arts in groups.items():
