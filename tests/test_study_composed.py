@@ -131,6 +131,24 @@ def test_a_study_builds_evaluates_and_reports_composed_representations(tmp_path)
         assert c["delta"] == pytest.approx(c["composed"] - c["trained"])
         assert c["weights"] == "0.33 en + 0.33 de + 0.33 ru"
 
+    # served like a trained one, also from a study directory that moved
+    import shutil
+
+    from langtransfer.predictor import Predictor
+    from tests.test_predictor import request_inputs
+
+    moved = tmp_path / "moved"
+    shutil.move(str(out), str(moved))
+    cell = moved / "predictions" / "composed=proxy" / "nli" / "slp+ta" / "en__sk"
+    expected = [json.loads(line)["prediction"]
+                for line in (cell / "predictions.jsonl").read_text().splitlines()]
+    with Predictor.load(moved, batch_size=4) as predictor:
+        listed = {(a["language"], a["configuration"]) for a in predictor.available()}
+        assert {("sk", "slp+ta [composed=proxy]"), ("sk", "la+ta [composed=proxy]")} <= listed
+        inputs = request_inputs("nli", "sk")[: len(expected)]
+        got = predictor.predict("nli", "sk", inputs, configuration="slp+ta [composed=proxy]")
+    assert [p.raw for p in got] == expected
+
 
 @pytest.mark.parametrize("composed, error, pattern", [
     ([{"language": "sk", "weights": {"de": 0.5, "ru": 0.4}}], LangTransferError,
