@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     )
     # uvicorn handles SIGINT/SIGTERM (stop accepting, finish what is in flight, drain the
     # batcher) and then raises the signal again: SIGTERM, the usual way to stop a service,
-    # then ends here with exit code 0; SIGINT stays an interrupt (130).
+    # then ends here with exit code 0 instead of killing the process after the fact.
     previous = signal.signal(signal.SIGTERM, _stopped)
     try:
         uvicorn.Server(config).run(sockets=[sock])
