@@ -235,7 +235,7 @@ def test_mixed_language_bank_equals_each_row_alone(arch, kind):
         c.set_languages(langs)
         perturb(c, 4)  # the task representation; the bank's below
         g = torch.Generator().manual_seed(5)
-        names = [f"language_prompts.{code}." for code in langs] + [
+        names = [f"bank_prompts.language.{i}." for i in range(len(langs))] + [
             f".adapters.{rep.name}." for rep in langs.values()
         ]
         for n, p in c.named_parameters():

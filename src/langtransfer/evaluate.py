@@ -88,12 +88,11 @@ def pad_rows(
     return ids, mask
 
 
-def _row_languages(
-    language_ids: Sequence[int] | None, idx: list[int], device
-) -> torch.Tensor | None:
-    if language_ids is None:
+def _row_ids(ids: Sequence[int] | None, idx: list[int], device) -> torch.Tensor | None:
+    """A batch's bank indices (``language_ids``/``task_ids``) for rows ``idx``."""
+    if ids is None:
         return None
-    return torch.tensor([language_ids[i] for i in idx], dtype=torch.long, device=device)
+    return torch.tensor([ids[i] for i in idx], dtype=torch.long, device=device)
 
 
 @torch.no_grad()
@@ -106,20 +105,23 @@ def generate_texts(
     max_new_tokens: int = REFERENCE_MAX_NEW_TOKENS,
     num_beams: int = 1,
     language_ids: Sequence[int] | None = None,
+    task_ids: Sequence[int] | None = None,
     pad_to: int | None = None,
     progress=None,
     **generate_kwargs: Any,
 ) -> list[str]:
     """Greedy (or beam) generations for token id ``rows``, in length-sorted batches each
     padded to its own longest row (``pad_to`` pads every batch to that width instead: the
-    slow reference behaviour, for benchmarks). ``language_ids``: bank index per row."""
+    slow reference behaviour, for benchmarks). ``language_ids`` / ``task_ids``: bank index
+    per row (rows of several languages and tasks share each batch)."""
     device = composed.base.device
     out_texts: list[str] = [""] * len(rows)
     for idx in length_sorted_batches([len(r) for r in rows], batch_size):
         ids, mask = pad_rows([rows[i] for i in idx], tokenizer.pad_token_id, pad_to)
         out = composed.generate(
-            ids.to(device), mask.to(device), language_ids=_row_languages(language_ids, idx, device),
-            max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False, **generate_kwargs,
+            ids.to(device), mask.to(device), language_ids=_row_ids(language_ids, idx, device),
+            task_ids=_row_ids(task_ids, idx, device), max_new_tokens=max_new_tokens,
+            num_beams=num_beams, do_sample=False, **generate_kwargs,
         )
         for i, text in zip(idx, tokenizer.batch_decode(out, skip_special_tokens=True), strict=True):
             out_texts[i] = text.strip()
@@ -135,35 +137,62 @@ def label_log_likelihoods(
     attention_mask: torch.Tensor,
     candidates: Sequence[Sequence[int]],
     language_ids: torch.Tensor | None = None,
+    task_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``[B, K]`` log-likelihood (sum over tokens) of each candidate target (token ids,
-    end token included) given each row's input. A seq2seq base runs its encoder once and
-    its decoder once per candidate; a causal base (and an adapter bank) one forward per
-    candidate, its logits over the candidate's tokens."""
-    scores = torch.empty(input_ids.shape[0], len(candidates))
-    device = input_ids.device
-    if composed.uses_adapter_bank(language_ids) or not composed.family.has_encoder:
+    end token included) given each row's input (see :func:`row_label_log_likelihoods`)."""
+    rows = [list(candidates)] * input_ids.shape[0]
+    return torch.tensor(row_label_log_likelihoods(
+        composed, input_ids, attention_mask, rows, language_ids, task_ids
+    ))
+
+
+@torch.no_grad()
+def row_label_log_likelihoods(
+    composed: ComposedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    candidates: Sequence[Sequence[Sequence[int]]],
+    language_ids: torch.Tensor | None = None,
+    task_ids: torch.Tensor | None = None,
+) -> list[list[float]]:
+    """Per row, the log-likelihood of each of *its own* candidate targets (rows of
+    different tasks rank different label sets in one batch). A seq2seq base runs its
+    encoder once and its decoder once per candidate position ``k``, each row scoring its
+    ``k``-th candidate (targets of unequal length padded with -100 and left out of the
+    sum); a causal base (and an adapter bank) one forward per position, its logits over
+    the candidate's tokens."""
+    batch, device = input_ids.shape[0], input_ids.device
+    scores = [[0.0] * len(c) for c in candidates]
+    if composed.uses_adapter_bank(language_ids, task_ids) or not composed.family.has_encoder:
         # BatchSplit, or no encoder to reuse: one full forward per label
         encoded = None
     else:
-        composed.check_language_ids(language_ids, input_ids.shape[0])
+        composed.check_bank_ids(language_ids, task_ids, batch)
         composed.activate()
-        inputs = composed.encoder_inputs(input_ids, attention_mask, language_ids)
+        inputs = composed.encoder_inputs(input_ids, attention_mask, language_ids, task_ids)
         encoded = composed.base.get_encoder()(**inputs, return_dict=True)
-    for k, cand in enumerate(candidates):
-        labels = torch.as_tensor(cand, dtype=torch.long, device=device).repeat(
-            input_ids.shape[0], 1
-        )
+    for k in range(max(len(c) for c in candidates)):
+        # A row with fewer candidates scores its first again (ignored) to keep the batch.
+        targets = [c[k] if k < len(c) else c[0] for c in candidates]
+        labels = torch.full((batch, max(map(len, targets))), -100, dtype=torch.long,
+                            device=device)
+        for i, t in enumerate(targets):
+            labels[i, : len(t)] = torch.as_tensor(t, dtype=torch.long)
         if encoded is None:
             logits = composed(
-                input_ids, attention_mask, labels=labels, language_ids=language_ids
+                input_ids, attention_mask, labels=labels, language_ids=language_ids,
+                task_ids=task_ids,
             ).logits
         else:
             logits = composed.base(
                 encoder_outputs=encoded, attention_mask=inputs["attention_mask"], labels=labels
             ).logits
-        logp = logits.float().log_softmax(-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
-        scores[:, k] = logp.sum(-1).cpu()
+        logp = logits.float().log_softmax(-1).gather(-1, labels.clamp(min=0).unsqueeze(-1))
+        totals = (logp.squeeze(-1) * (labels != -100)).sum(-1).tolist()
+        for i, c in enumerate(candidates):
+            if k < len(c):
+                scores[i][k] = totals[i]
     return scores
 
 
@@ -171,26 +200,37 @@ def rank_labels(
     composed: ComposedModel,
     tokenizer,
     rows: Sequence[Sequence[int]],
-    label_words: Sequence[str],
+    label_words: Sequence[str] | Sequence[Sequence[str]],
     *,
     batch_size: int = 64,
     language_ids: Sequence[int] | None = None,
+    task_ids: Sequence[int] | None = None,
     pad_to: int | None = None,
     progress=None,
 ) -> list[str]:
     """The most likely of ``label_words`` for every row (label ranking), length-sorted
-    batches as in :func:`generate_texts`. Ties go to the earlier label."""
-    candidates = composed.family.encode_targets(tokenizer, list(label_words))
+    batches as in :func:`generate_texts`. Ties go to the earlier label. ``label_words``
+    may instead give each row its own words (rows of several tasks in one batch)."""
+    per_row: list[list[str]] = (
+        [[str(w) for w in label_words]] * len(rows)
+        if all(isinstance(w, str) for w in label_words)
+        else [list(w) for w in label_words]
+    )
+    if len(per_row) != len(rows):
+        raise LangTransferError(f"{len(per_row)} label word lists for {len(rows)} rows")
+    words = list(dict.fromkeys(w for row_words in per_row for w in row_words))
+    encoded = dict(zip(words, composed.family.encode_targets(tokenizer, words), strict=True))
     device = composed.base.device
     chosen: list[str] = [""] * len(rows)
     for idx in length_sorted_batches([len(r) for r in rows], batch_size):
         ids, mask = pad_rows([rows[i] for i in idx], tokenizer.pad_token_id, pad_to)
-        scores = label_log_likelihoods(
-            composed, ids.to(device), mask.to(device), candidates,
-            _row_languages(language_ids, idx, device),
+        scores = row_label_log_likelihoods(
+            composed, ids.to(device), mask.to(device),
+            [[encoded[w] for w in per_row[i]] for i in idx],
+            _row_ids(language_ids, idx, device), _row_ids(task_ids, idx, device),
         )
-        for i, k in zip(idx, scores.argmax(-1).tolist(), strict=True):
-            chosen[i] = label_words[k]
+        for i, row_scores in zip(idx, scores, strict=True):
+            chosen[i] = per_row[i][max(range(len(row_scores)), key=row_scores.__getitem__)]
         if progress is not None:
             progress.update(len(idx))
     return chosen
