@@ -8,11 +8,11 @@ the task's parser and scores them with the task's metric (shared with
 
 Classification tasks can instead be scored by **label ranking** (``scoring="rank"``):
 the log-likelihood of each label word (with its end token) is computed (a seq2seq
-base: the encoder run once per batch and one decoder pass per label; a causal base: one
-forward per label over ``[prompts][input][label]``), and the most likely label is the
-prediction. Ranking never yields an unparseable prediction. The evaluation batch
-size is independent of the training batch size; batches are length-sorted and padded
-to their own longest row for both kinds of scoring.
+base: the encoder run once per batch and one decoder pass per label; a causal base: the
+prompts and input run once and each label's tokens on a copy of their KV cache), and the
+most likely label is the prediction. Ranking never yields an unparseable prediction.
+The evaluation batch size is independent of the training batch size; batches are
+length-sorted and padded to their own longest row for both kinds of scoring.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from langtransfer.compose import ComposedModel, configuration_name
 from langtransfer.errors import LangTransferError, UnknownNameError
+from langtransfer.families import target_log_likelihood
 from langtransfer.io import write_json, write_jsonl
 from langtransfer.languages import get_language
 from langtransfer.loaded_base import LoadedBase
@@ -157,42 +158,39 @@ def row_label_log_likelihoods(
     task_ids: torch.Tensor | None = None,
 ) -> list[list[float]]:
     """Per row, the log-likelihood of each of *its own* candidate targets (rows of
-    different tasks rank different label sets in one batch). A seq2seq base runs its
-    encoder once and its decoder once per candidate position ``k``, each row scoring its
-    ``k``-th candidate (targets of unequal length padded with -100 and left out of the
-    sum); a causal base (and an adapter bank) one forward per position, its logits over
-    the candidate's tokens."""
+    different tasks rank different label sets in one batch). Candidate position ``k``
+    is one ``[B, T]`` target, each row's ``k``-th candidate (unequal lengths padded with
+    -100 and left out of the sum). The input runs once and every position is scored on it
+    (:meth:`ModelFamily.label_log_likelihoods`: a seq2seq encoder once, a causal base's
+    KV cache once); an adapter bank runs one full forward per position (``BatchSplit``
+    regroups the rows on every call)."""
     batch, device = input_ids.shape[0], input_ids.device
     scores = [[0.0] * len(c) for c in candidates]
-    if composed.uses_adapter_bank(language_ids, task_ids) or not composed.family.has_encoder:
-        # BatchSplit, or no encoder to reuse: one full forward per label
-        encoded = None
-    else:
+    targets = []
+    for k in range(max(len(c) for c in candidates)):
+        # A row with fewer candidates scores its first again (ignored) to keep the batch.
+        chosen = [c[k] if k < len(c) else c[0] for c in candidates]
+        labels = torch.full((batch, max(map(len, chosen))), -100, dtype=torch.long,
+                            device=device)
+        for i, t in enumerate(chosen):
+            labels[i, : len(t)] = torch.as_tensor(t, dtype=torch.long)
+        targets.append(labels)
+    if not composed.uses_adapter_bank(language_ids, task_ids):
         composed.check_bank_ids(language_ids, task_ids, batch)
         composed.activate()
         inputs = composed.encoder_inputs(input_ids, attention_mask, language_ids, task_ids)
-        encoded = composed.base.get_encoder()(**inputs, return_dict=True)
-    for k in range(max(len(c) for c in candidates)):
-        # A row with fewer candidates scores its first again (ignored) to keep the batch.
-        targets = [c[k] if k < len(c) else c[0] for c in candidates]
-        labels = torch.full((batch, max(map(len, targets))), -100, dtype=torch.long,
-                            device=device)
-        for i, t in enumerate(targets):
-            labels[i, : len(t)] = torch.as_tensor(t, dtype=torch.long)
-        if encoded is None:
-            logits = composed(
+        totals = composed.family.label_log_likelihoods(composed.base, inputs, targets)
+    else:
+        totals = torch.stack([
+            target_log_likelihood(composed(
                 input_ids, attention_mask, labels=labels, language_ids=language_ids,
                 task_ids=task_ids,
-            ).logits
-        else:
-            logits = composed.base(
-                encoder_outputs=encoded, attention_mask=inputs["attention_mask"], labels=labels
-            ).logits
-        logp = logits.float().log_softmax(-1).gather(-1, labels.clamp(min=0).unsqueeze(-1))
-        totals = (logp.squeeze(-1) * (labels != -100)).sum(-1).tolist()
-        for i, c in enumerate(candidates):
-            if k < len(c):
-                scores[i][k] = totals[i]
+            ).logits, labels)
+            for labels in targets
+        ], 1)
+    for i, c in enumerate(candidates):
+        for k in range(len(c)):
+            scores[i][k] = float(totals[i, k])
     return scores
 
 
