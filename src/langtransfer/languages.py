@@ -318,3 +318,34 @@ def load_language_file(path: str | Path, *, replace: bool = False) -> list[Langu
     for lang in langs:
         _REGISTRY[lang.code] = lang
     return langs
+
+
+def relatives(code: str, candidates: list[str] | tuple[str, ...]) -> dict[str, float]:
+    """Proxy weights for ``code`` over ``candidates``, from the registry's family and script.
+
+    Each candidate (other than ``code`` itself) scores one point for sharing ``code``'s
+    family and one for sharing its script (a family ``unknown`` is shared with nobody);
+    the weights are the scores divided by their sum, in the candidates' order, and
+    candidates that score nothing are left out. So Slovak over (Czech, Russian, German)
+    is Czech 2/4 (Slavic, Latin), Russian 1/4 (Slavic), German 1/4 (Latin). A language
+    with no relative among the candidates is an error naming both.
+    """
+    lang = get_language(code)
+    scores: dict[str, int] = {}
+    for candidate in candidates:
+        other = get_language(candidate)
+        if other.code == lang.code or other.code in scores:
+            continue
+        family = lang.family != "unknown" and other.family == lang.family
+        score = int(family) + int(other.script == lang.script)
+        if score:
+            scores[other.code] = score
+    if not scores:
+        listed = ", ".join(get_language(c).code for c in candidates) or "none"
+        raise LangTransferError(
+            f"no relative of language {lang.code!r} ({lang.family}, {lang.script} script) "
+            f"among {listed}: a proxy needs one of the same family or script; give its "
+            "weights instead"
+        )
+    total = sum(scores.values())
+    return {c: s / total for c, s in scores.items()}

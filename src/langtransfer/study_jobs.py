@@ -32,7 +32,7 @@ from langtransfer.results import Key, cell_dir, record_path
 if TYPE_CHECKING:
     from langtransfer.representations import AdapterSpec, PromptConfig
     from langtransfer.study_axes import Variant
-    from langtransfer.study_config import EvaluationSettings, StudyConfig
+    from langtransfer.study_config import ComposedSpec, EvaluationSettings, StudyConfig
     from langtransfer.train import TrainSettings
 
 
@@ -125,7 +125,28 @@ class EvaluationJob:
         )
 
 
-Job = LanguageJob | TaskJob | EvaluationJob
+@dataclass(frozen=True)
+class ComposedJob:
+    """Build one language representation without training
+    (``combine_language_representations``): the weighted combination of the trained
+    language representations of ``kind`` of the languages in ``weights``, standing for
+    ``language`` in the cells of ``variant``."""
+
+    model: str
+    language: str
+    kind: str
+    variant: str
+    weights: tuple[tuple[str, float], ...]
+    weights_from: str
+
+    stage = "composed"
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return (self.kind, self.language, self.variant)
+
+
+Job = LanguageJob | ComposedJob | TaskJob | EvaluationJob
 
 #: Job fields added after studies were run, with the value every earlier job had: left
 #: out of the settings at that value, so the hashes of existing studies stay the same.
@@ -233,6 +254,19 @@ def task_job(
     )
 
 
+def composed_job(
+    config: StudyConfig, spec: ComposedSpec, kind: str, model: str | None = None
+) -> ComposedJob:
+    return ComposedJob(
+        model=config.model if model is None else model,
+        language=spec.language,
+        kind=kind,
+        variant=spec.variant,
+        weights=spec.weights,
+        weights_from=spec.weights_from,
+    )
+
+
 def evaluation_job(
     config: StudyConfig,
     task: str,
@@ -268,7 +302,7 @@ def evaluation_job(
 
 # -- artefacts: a job, where it goes, what it needs -------------------------------------
 
-STAGES = ("language", "task", "evaluation")
+STAGES = ("language", "composed", "task", "evaluation")
 
 
 @dataclass(frozen=True)
@@ -321,6 +355,15 @@ def language_rep_path(
     study_dir: str | Path, kind: str, language: str, model_label: str = "", variant: str = ""
 ) -> Path:
     return _under(study_dir, "representations", model_label, variant) / "language" / kind / language
+
+
+def composed_rep_path(
+    study_dir: str | Path, kind: str, language: str, variant: str, model_label: str = ""
+) -> Path:
+    return (
+        _under(study_dir, "representations", model_label) / "composed" / kind / variant
+        / language
+    )
 
 
 def task_rep_path(
@@ -429,7 +472,18 @@ def _plan_base(
                    tuple(inputs.values()), inputs={role: d.path for role, d in inputs.items()},
                    work=checkpoints(job))
 
+    def composed_rep(spec: ComposedSpec, kind: str) -> Artefact:
+        aid = artefact_id("composed", (kind, spec.language, spec.variant), label)
+        if aid in arts:
+            return arts[aid]
+        parts = {lang: language_rep(lang, kind, None) for lang, _ in spec.weights}
+        return add(composed_job(config, spec, kind, model),
+                   composed_rep_path(out, kind, spec.language, spec.variant, label),
+                   tuple(parts.values()), inputs={lang: d.path for lang, d in parts.items()})
+
     within = config.axes_within()
+    specs = config.composed_specs()
+    untrained = {spec.language for spec in specs if not spec.trained}
     for variant in [None, *config.variants()]:
         name = variant.label if variant else ""
         for task in config.tasks:
@@ -440,20 +494,34 @@ def _plan_base(
                     language_kind = get_configuration(configuration, study=True).kinds[0]
                     if variant is not None and not variant.applies_to(language_kind):
                         continue
-                    for target in config.targets:
+                    # the paper's rows: the trained cells, then each composed one (with a
+                    # language representation only: the same task representation, the
+                    # target's language representation combined from trained ones)
+                    cells: list[tuple[str, ComposedSpec | None]] = [
+                        (t, None) for t in config.targets
+                        if not (language_kind and t in untrained)
+                    ]
+                    if variant is None and language_kind:
+                        cells += [(spec.language, spec) for spec in specs
+                                  if within.covers(task, configuration, spec.language)]
+                    for target, spec in cells:
                         if (task, target, "target") in skip:
                             continue
                         if variant is not None and not within.covers(task, configuration, target):
                             continue
+                        cell_variant = spec.variant if spec is not None else name
                         job = evaluation_job(config, task, configuration, source, target, model,
-                                             name)
+                                             cell_variant)
                         deps: dict[str, Artefact] = {}
                         if job.task_kind:
                             deps["task"] = task_rep(task, source, configuration, variant)
                         if job.language_kind:
-                            deps["language"] = language_rep(target, job.language_kind, variant)
+                            deps["language"] = (
+                                composed_rep(spec, job.language_kind) if spec is not None
+                                else language_rep(target, job.language_kind, variant)
+                            )
                         cell = Key(task, configuration, source, target, model_label=label,
-                                   variant=name)
+                                   variant=cell_variant)
                         add(job, record_path(out, cell), tuple(deps.values()),
                             inputs={role: d.path for role, d in deps.items()},
                             work=out / "predictions" / cell_dir(cell))
