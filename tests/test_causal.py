@@ -329,3 +329,14 @@ def test_a_sequence_longer_than_the_base_positions_is_refused():
             c(ids, mask, labels=torch.tensor([[5, 1]]))
         with pytest.raises(LangTransferError, match="takes at most 24"):
             c.generate(ids[:, :4], mask[:, :4], max_new_tokens=10)
+
+
+def test_a_prompt_wider_than_the_base_is_refused(causal):
+    """A prompt that records no base (as from a bare width) is checked by its width."""
+    from langtransfer.representations import Representation
+    from langtransfer.representations.prompt import SoftPrompt
+
+    wide = Representation(kind="prompt", role="task", task="qa", prompt=SoftPrompt(4, 96))
+    with pytest.raises(LangTransferError,
+                       match="has width 96 but base model 'tiny-causal' has d_model 64"):
+        compose(causal[0], "stp", task=wide)

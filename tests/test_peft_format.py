@@ -333,3 +333,28 @@ def test_evaluate_takes_a_peft_directory_as_language_rep(tmp_path):
         with torch.no_grad():
             ids = peft_model.generate(**enc, max_new_tokens=limit, do_sample=False)
         assert tok.decode(ids[0], skip_special_tokens=True).strip() == row["prediction"]
+
+
+def test_a_causal_prompt_round_trips_through_peft(tmp_path):
+    """A prompt on the causal tiny model exports as PEFT CAUSAL_LM; PEFT prepends it to the
+    input embeddings as langtransfer does (same logits over the target), and loading it
+    back refuses a seq2seq base, naming both families."""
+    model, tok = load_base("tiny-causal")
+    composed = build(model, tok, "slp")
+    perturb(composed)
+    out = export_peft_prompt(composed.language, tmp_path / "peft")
+    assert json.loads((out / "adapter_config.json").read_text())["task_type"] == "CAUSAL_LM"
+    source, target = tok("ahoj svet").input_ids, tok("Bratislava").input_ids
+    with torch.no_grad():
+        ours = composed(torch.tensor([source]), labels=torch.tensor([target])).logits[0]
+        peft_model = peft.PeftModel.from_pretrained(load_base("tiny-causal")[0], str(out))
+        theirs = peft_model(input_ids=torch.tensor([source + target])).logits[0]
+    start = composed.prompt_length() + len(source) - 1
+    torch.testing.assert_close(ours, theirs[start : start + len(target)], atol=1e-5, rtol=1e-4)
+    back = load_peft_prompt(out)
+    assert back.base_model["family"] == "causal"
+    compose(model, "slp", language=back).close()
+    with pytest.raises(IncompatibleModelError, match="family causal vs seq2seq"):
+        compose(load_base("tiny")[0], "slp", language=back)
+    with pytest.raises(IncompatibleModelError, match="is for a causal base .* is seq2seq"):
+        load_peft_prompt(out, model=load_base("tiny")[0])

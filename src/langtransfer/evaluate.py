@@ -7,9 +7,10 @@ the task's parser and scores them with the task's metric (shared with
 ``langtransfer score``).
 
 Classification tasks can instead be scored by **label ranking** (``scoring="rank"``):
-the log-likelihood of each label word (with its end token) is computed with the
-encoder run once per batch and one decoder pass per label, and the most likely label
-is the prediction. Ranking never yields an unparseable prediction. The evaluation batch
+the log-likelihood of each label word (with its end token) is computed (a seq2seq
+base: the encoder run once per batch and one decoder pass per label; a causal base: one
+forward per label over ``[prompts][input][label]``), and the most likely label is the
+prediction. Ranking never yields an unparseable prediction. The evaluation batch
 size is independent of the training batch size; batches are length-sorted and padded
 to their own longest row for both kinds of scoring.
 """

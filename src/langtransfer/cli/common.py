@@ -46,8 +46,9 @@ def add_model_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         default=DEFAULT_MODEL,
-        help=f"base model: a hub id or local directory (safetensors weights), or 'tiny' "
-        f"for the embedded test model (default: {DEFAULT_MODEL})",
+        help=f"base model, a seq2seq or causal LM: a hub id or local directory "
+        f"(safetensors weights), or 'tiny' / 'tiny-causal' for the embedded test models "
+        f"(default: {DEFAULT_MODEL})",
     )
     parser.add_argument(
         "--trust-remote-code",

@@ -104,9 +104,9 @@ def run(args: argparse.Namespace) -> int:
 def _tokenizer(name: str):
     from transformers import AutoTokenizer, ByT5Tokenizer
 
-    from langtransfer.models import TINY_NAME
+    from langtransfer.models import EMBEDDED
 
-    if name == TINY_NAME:
+    if name in EMBEDDED:  # both embedded models use the byte tokenizer
         return ByT5Tokenizer()
     try:
         return AutoTokenizer.from_pretrained(name)

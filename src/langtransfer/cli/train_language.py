@@ -21,14 +21,16 @@ from langtransfer.cli.common import (
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train-language",
-        help="train a language representation on unlabelled text (span corruption)",
+        help="train a language representation on unlabelled text (span corruption / next-token)",
         description=(
             "Train a soft language prompt or a language adapter on unlabelled text of one "
-            "language with T5 span corruption (noise density 0.15, mean span 3), on a "
-            "frozen base model. Runs on transformers' Trainer: checkpoints, --resume, and "
-            "multi-GPU through `accelerate launch -m langtransfer train-language ...` (several "
-            "CPU processes: `accelerate launch --multi_gpu --num_processes N`, which uses "
-            "gloo without a GPU; `--cpu` alone starts one process unless MPI is set up)."
+            "language with T5 span corruption (noise density 0.15, mean span 3) on a frozen "
+            "seq2seq base, or next-token prediction in packed blocks of --sequence-length "
+            "tokens on a frozen causal base. Runs on transformers' Trainer: checkpoints, "
+            "--resume, and multi-GPU through `accelerate launch -m langtransfer "
+            "train-language ...` (several CPU processes: `accelerate launch --multi_gpu "
+            "--num_processes N`, which uses gloo without a GPU; `--cpu` alone starts one "
+            "process unless MPI is set up)."
         ),
     )
     p.add_argument(
@@ -53,7 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="representation directory to write")
     add_model_option(p)
     p.add_argument(
-        "--sequence-length", type=int, default=256, help="corrupted input length (default 256)"
+        "--sequence-length", type=int, default=256,
+        help="corrupted input length (seq2seq) or block length (causal) (default 256)",
     )
     p.add_argument("--max-documents", type=int, help="use only the first N documents")
     p.add_argument(

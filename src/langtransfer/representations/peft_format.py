@@ -46,7 +46,9 @@ PEFT_WEIGHTS = "adapter_model.safetensors"
 PEFT_PICKLE = "adapter_model.bin"
 PEFT_KEY = "prompt_embeddings"
 PEFT_TYPE = "PROMPT_TUNING"
-TASK_TYPES = ("SEQ_2_SEQ_LM",)
+#: PEFT's task type of a prompt -> the base family it was made for (both prepend the
+#: prompt to the input embeddings, as langtransfer does).
+TASK_TYPES = {"SEQ_2_SEQ_LM": "seq2seq", "CAUSAL_LM": "causal"}
 #: Beside an exported prompt: its role, language/task and base fingerprint (PEFT ignores it).
 ORIGIN = "langtransfer.json"
 #: What a hub download fetches to load a PEFT prompt, and to convert one (never other pickles).
@@ -99,7 +101,7 @@ def _positive(value: object) -> bool:
 
 
 def read_peft_config(directory: str | Path) -> PeftPromptConfig:
-    """The PEFT config of ``directory``, checked to be a seq2seq prompt-tuning one."""
+    """The PEFT config of ``directory``, checked to be a seq2seq or causal prompt-tuning one."""
     path = Path(directory) / PEFT_CONFIG
     if not path.is_file():
         raise CorruptFileError(f"{directory}: missing {PEFT_CONFIG} (not a PEFT directory)")
@@ -115,7 +117,7 @@ def read_peft_config(directory: str | Path) -> PeftPromptConfig:
     task_type = raw.get("task_type")
     if task_type is not None and task_type not in TASK_TYPES:
         raise LangTransferError(
-            f"{path}: task_type {task_type!r} is not for a seq2seq base model; "
+            f"{path}: task_type {task_type!r} is not for a seq2seq or causal base model; "
             f"valid: {', '.join(TASK_TYPES)}"
         )
     n = raw.get("num_virtual_tokens")
@@ -303,14 +305,22 @@ def load_peft_prompt(
         )
     stored = _read_weights(weights_path)
     weights = _encoder_rows(stored, config, weights_path)
+    family = TASK_TYPES.get(config.raw.get("task_type") or "")
     if model is not None:
         check_width(weights.shape[1], config.base_model, model, f"PEFT prompt {location}")
         base = fingerprint(model)
+        if family is not None and family != base["family"]:
+            raise IncompatibleModelError(
+                f"PEFT prompt {location} is for a {family} base (task_type "
+                f"{config.raw['task_type']}) but base model {base['name']!r} is {base['family']}"
+            )
     elif isinstance(origin.get("base_model"), dict) and \
             origin["base_model"].get("d_model") == weights.shape[1]:
         base = origin["base_model"]
     else:
         base = {"name": config.base_model or "", "d_model": int(weights.shape[1])}
+        if family is not None:  # composition then refuses a base of the other family
+            base["family"] = family
     prompt = SoftPrompt(*weights.shape)
     with torch.no_grad():
         prompt.embedding.copy_(weights.float())
@@ -403,7 +413,8 @@ def peft_config_of(rep: Representation, base_model_name_or_path: str | None = No
     text = rep.prompt_config.init_text if rep.prompt_config and init == "text" else None
     return {
         "peft_type": PEFT_TYPE,
-        "task_type": TASK_TYPES[0],
+        "task_type": next(t for t, f in TASK_TYPES.items()
+                          if f == base.get("family", "seq2seq")),
         "base_model_name_or_path": name,
         "revision": None,
         "inference_mode": True,
