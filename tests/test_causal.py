@@ -13,7 +13,7 @@ from transformers import BertConfig, GPTNeoXConfig, GPTNeoXForCausalLM, LlamaFor
 
 from langtransfer.compose import compose
 from langtransfer.errors import IncompatibleModelError, LangTransferError
-from langtransfer.evaluate import label_log_likelihoods, pad_rows
+from langtransfer.evaluate import label_log_likelihoods, pad_rows, row_label_log_likelihoods
 from langtransfer.families import CAUSAL, SEQ2SEQ, family_of
 from langtransfer.loaded_base import LoadedBase
 from langtransfer.models import TINY_CAUSAL_NAME, ensure_pad_token, fingerprint, load_base
@@ -196,14 +196,18 @@ def test_a_row_does_not_depend_on_batch_mates_or_padding(causal, configuration):
                 assert other[1][row].tolist() == alone[1][0].tolist()
 
 
-def test_label_ranking_equals_the_manual_log_likelihood(causal):
+@pytest.mark.parametrize("configuration", ["slp+stp", "la+ta"])
+def test_label_ranking_equals_the_manual_log_likelihood(causal, configuration):
+    """The cached scoring (input once, each label on a copy of its KV cache) against the
+    full sequence through the base, row by row."""
     model, tok = causal
     rows = ids_of(tok, INPUTS)
     candidates = CAUSAL.encode_targets(tok, ["yes", "no", "maybe"])
     assert all(c[-1] == tok.eos_token_id for c in candidates)
-    with composed_for(model, tok, "slp+stp", seed=3) as c, torch.no_grad():
+    with composed_for(model, tok, configuration, seed=3) as c, torch.no_grad():
         ids, mask = pad_rows(rows, tok.pad_token_id)
         scores = label_log_likelihoods(c, ids, mask, candidates)
+        c.activate()
         emb = model.get_input_embeddings()
         for row, r in enumerate(rows):
             for k, cand in enumerate(candidates):
@@ -213,6 +217,12 @@ def test_label_ranking_equals_the_manual_log_likelihood(causal):
                 start = len(p) + len(r) - 1
                 want = sum(float(logp[start + j, t]) for j, t in enumerate(cand))
                 assert float(scores[row, k]) == pytest.approx(want, rel=1e-4)
+        # Each row its own label set, of unequal lengths (-100 padding inside a position).
+        own = [[2, 0], [1], [0, 2, 1]]
+        per_row = row_label_log_likelihoods(c, ids, mask, [[candidates[k] for k in ks]
+                                                           for ks in own])
+        for row, ks in enumerate(own):
+            assert per_row[row] == pytest.approx([float(scores[row, k]) for k in ks], rel=1e-4)
 
 
 # -- adapters and banks -------------------------------------------------------------------
@@ -235,7 +245,7 @@ def test_mixed_language_bank_equals_each_row_alone(arch, kind):
         c.set_languages(langs)
         perturb(c, 4)  # the task representation; the bank's below
         g = torch.Generator().manual_seed(5)
-        names = [f"language_prompts.{code}." for code in langs] + [
+        names = [f"bank_prompts.language.{i}." for i in range(len(langs))] + [
             f".adapters.{rep.name}." for rep in langs.values()
         ]
         for n, p in c.named_parameters():

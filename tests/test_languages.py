@@ -197,6 +197,7 @@ def test_cli_json_with_registered_file(tmp_path, capsys):
         "script": "Latin",
         "family": "Semitic",
         "wikipedia_max_articles": None,
+        "instruction_native": None,
         "wikipedia_config": "20231101.mt",
         "instruction": "Generate the output in Maltese:",
         "source": False,

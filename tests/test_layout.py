@@ -21,9 +21,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("training", ("train", "language_training", "task_training")),
     ("evaluation", ("evaluate",)),
     # study_failures is the store of failed artefacts' records, which the report reads.
-    ("results", ("results", "study_failures", "report")),
-    ("the study", ("study", "study_config", "study_jobs", "study_build", "study_dry_run",
-                   "study_failures")),
+    ("results", ("results", "study_failures", "report", "report_axes")),
+    ("the study", ("study", "study_axes", "study_config", "study_jobs", "study_build",
+                   "study_dry_run", "study_failures")),
     # Serving reads a study's output and predicts with its representations.
     ("serving", ("predictor", "serving")),
     ("the CLI", ("cli", "__main__")),

@@ -225,3 +225,93 @@ def test_a_request_is_formatted_as_the_data_is_without_its_gold(task):
         assert task_obj.request_input(fields) == example.input
         if len(task_obj.input_fields) == 1 and isinstance(fields[task_obj.input_fields[0]], str):
             assert task_obj.request_input(fields[task_obj.input_fields[0]]) == example.input
+
+
+def test_rows_of_several_tasks_and_languages_share_one_generate_call(
+    predictor, study, monkeypatch
+):
+    from langtransfer.compose import ComposedModel
+
+    calls = []
+    generate = ComposedModel.generate
+
+    def counting(self, input_ids, *args, **kwargs):
+        calls.append((input_ids.shape[0], kwargs.get("language_ids"), kwargs.get("task_ids")))
+        return generate(self, input_ids, *args, **kwargs)
+
+    monkeypatch.setattr(ComposedModel, "generate", counting)
+    rows = [(t, g, i) for i in range(2) for t in TASKS for g in TARGETS]
+    requests = [PredictRequest(t, g, request_inputs(t, g)[i], c) for t, g, i in rows
+                for c in ("slp+ta", "la+stp")]
+    with Predictor(predictor.loaded, predictor.entries.values(), batch_size=8) as wide:
+        out = wide.predict_requests(requests)
+    assert len(calls) == 2  # one per configuration: 8 rows of 2 tasks x 2 languages each
+    assert sorted(n for n, _, _ in calls) == [8, 8]
+    for _, language_ids, task_ids in calls:
+        assert len(set(language_ids.tolist())) == 2 and len(set(task_ids.tolist())) == 2
+    for request, prediction in zip(requests, out, strict=True):
+        expected = study_predictions(study, request.task, request.configuration,
+                                     request.language)
+        index = request_inputs(request.task, request.language).index(request.input)
+        assert prediction.raw == expected[index]
+
+
+def test_hub_ids_on_a_causal_base_predict_what_evaluate_does(tmp_path, monkeypatch):
+    """Representations given as hub ids (an offline cache laid out as the hub's, the same
+    snapshot_download path), trained on a decoder-only base: the default model is theirs."""
+    import shutil
+
+    import huggingface_hub.constants as hf_constants
+    from helpers import make_rep, perturb
+
+    from langtransfer.compose import compose
+    from langtransfer.models import load_base
+
+    model, tok = load_base("tiny-causal")
+    language = make_rep("language", "prompt", model, tok, "sk")
+    task = make_rep("task", "adapter", model, tok, "nli")
+    with compose(model, "slp+ta", language=language, task=task) as composed:
+        perturb(composed)
+        composed.save("language", tmp_path / "saved" / "slp")
+        composed.save("task", tmp_path / "saved" / "ta",
+                      training={"configuration": "slp+ta", "source_language": "en"})
+    for name in ("slp", "ta"):
+        repo = tmp_path / "hub" / f"models--someone--{name}"
+        shutil.copytree(tmp_path / "saved" / name, repo / "snapshots" / ("a" * 40))
+        (repo / "refs").mkdir()
+        (repo / "refs" / "main").write_text("a" * 40)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    with Predictor.load(["someone/slp", "someone/ta"]) as p:
+        assert p.loaded.name == "tiny-causal"
+        assert [(a["task"], a["language"], a["configuration"], a["source"], a["default"])
+                for a in p.available()] == [("nli", "sk", "slp+ta", "en", True)]
+        out = p.predict("nli", "sk", request_inputs("nli", "sk"))
+        evaluate(model=p.loaded, task="nli", language="sk", language_rep="someone/slp",
+                 task_rep="someone/ta", data="fixtures", output=tmp_path / "evaluated",
+                 show_progress=False)
+    rows = (tmp_path / "evaluated" / "predictions.jsonl").read_text().splitlines()
+    assert [x.raw for x in out] == [json.loads(r)["prediction"] for r in rows]
+    assert len({x.raw for x in out}) > 1  # perturbed: not one answer for all
+
+
+def test_a_multi_model_study_serves_the_records_of_the_base_asked_for(tmp_path):
+    from test_study_models import second_base, write
+
+    other = second_base(tmp_path / "tiny-narrow")
+    config = load_study_config(write(tmp_path, models=["tiny", str(other)],
+                                     configurations=["base", "ta"]))
+    assert not run_study(config, progress=False).failures
+    study = Path(config.output)
+    with pytest.raises(LangTransferError, match="pass model=: the sources name 2 base models"):
+        Predictor.load(study)
+    inputs = request_inputs("nli", "sk")[:6]
+    for name, label in (("tiny", "tiny"), (str(other), "tiny-narrow")):
+        with Predictor.load(study, model=name) as p:
+            assert {a["configuration"] for a in p.available()} == {"base", "ta"}
+            ta = p.entry(PredictRequest("nli", "sk", "x", "ta"))
+            assert f"representations/{label}/task" in str(ta.task_rep)
+            cell = study / "predictions" / label / "nli" / "ta" / "en__sk" / "predictions.jsonl"
+            expected = [json.loads(x)["prediction"] for x in cell.read_text().splitlines()]
+            assert [x.raw for x in p.predict("nli", "sk", inputs, configuration="ta")] == (
+                expected[: len(inputs)])

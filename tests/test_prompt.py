@@ -59,8 +59,9 @@ def test_random_init_matches_embedding_scale(tiny):
     assert prompt.embedding.std().item() == pytest.approx(std, rel=0.2)
 
 
-def test_four_strategies_differ(tiny):
-    kw = {"init_text": INSTRUCTION, "label_words": ["Yes", "No"]}
+def test_the_strategies_differ(tiny):
+    kw = {"init_text": INSTRUCTION, "label_words": ["Yes", "No"],
+          "extra": {"token_ids": [5, 6, 7]}}  # frequent: the ids language training counts
     prompts = {s: _init(tiny, num_tokens=16, init=s, **kw).embedding for s in INIT_STRATEGIES}
     names = list(prompts)
     for i, a in enumerate(names):
@@ -69,7 +70,8 @@ def test_four_strategies_differ(tiny):
 
 
 def test_bad_prompt_configs():
-    with pytest.raises(UnknownNameError, match="'vocabulary'.*labels, random, text, vocab"):
+    valid = "frequent, labels, random, text, vocab"
+    with pytest.raises(UnknownNameError, match=f"'vocabulary'.*{valid}"):
         PromptConfig(init="vocabulary")
     with pytest.raises(LangTransferError, match="init_text"):
         PromptConfig(init="text")

@@ -22,11 +22,14 @@ reference code for ``slp+stp``: its ``forward`` (training loss, keep-best valida
 sees ``[language][language][task][input]`` while its ``generate`` (test predictions) sees
 ``[language][task][input]`` (see docs/fidelity.md). Off by default.
 
-Mixed-language batches: :meth:`ComposedModel.set_languages` holds several language
-representations at once (a *bank*) and ``forward``/``generate`` take ``language_ids``,
-one bank index per row. Prompt banks gather each row's prompt from the stacked bank
-embeddings inside one forward; adapter banks run through the `adapters` library's
-``Stack(BatchSplit(lang_a, lang_b, ...), task)`` with the rows grouped by language.
+Mixed batches: :meth:`ComposedModel.set_languages` and :meth:`ComposedModel.set_tasks`
+hold several language / task representations at once (*banks*) and ``forward`` /
+``generate`` take ``language_ids`` / ``task_ids``, one bank index per row, so rows of
+different languages and tasks run in one call. Prompt banks gather each row's prompt
+from the stacked bank embeddings; adapter banks run through the `adapters` library's
+``Stack(BatchSplit(lang_a, lang_b, ...), BatchSplit(task_x, task_y, ...))`` with the rows
+grouped by (language adapter, task adapter) pair (see ``_adapter_groups`` for why not a
+``BatchSplit`` of stacks).
 """
 
 from __future__ import annotations
@@ -116,10 +119,10 @@ class ComposedModel(nn.Module):
         self.family = family_of(base)  # raises for a base that is neither family
         self.duplicate_language_prompt_in_forward = duplicate_language_prompt_in_forward
         self.prompts = nn.ModuleDict()
-        # Mixed-language batches: code -> SoftPrompt, and the codes in bank-index order.
-        self.language_prompts = nn.ModuleDict()
-        self.language_bank: dict[str, Representation] = {}
-        self._bank_cache: tuple[tuple, torch.Tensor] | None = None
+        # Mixed batches: per role, the bank {key: rep} and its prompts in bank-index order.
+        self._banks: dict[str, dict[str, Representation]] = {"language": {}, "task": {}}
+        self.bank_prompts = nn.ModuleDict({"language": nn.ModuleList(), "task": nn.ModuleList()})
+        self._bank_cache: dict[str, tuple[tuple, torch.Tensor]] = {}
         self._held: list[str] = []  # ids this model uses in the base's slots
         self._adapters_pending = True  # no adapter acquired yet
         self.language: Representation | None = None
@@ -143,7 +146,8 @@ class ComposedModel(nn.Module):
     @property
     def configuration(self) -> str:
         language = self.language or next(iter(self.language_bank.values()), None)
-        return configuration_name(language, self.task)
+        task = self.task or next(iter(self.task_bank.values()), None)
+        return configuration_name(language, task)
 
     @property
     def config(self):  # Trainer and generation utilities look for model.config
@@ -152,13 +156,14 @@ class ComposedModel(nn.Module):
     def set_language(self, rep: Representation | None) -> None:
         """Swap the language representation (e.g. source -> target language)."""
         role = self.trained_role
-        self._clear_bank()
+        self._clear_bank("language")
         self._detach("language")
         self._attach("language", rep)
         self.set_trainable(role if role != "language" or rep is not None else None)
 
     def set_task(self, rep: Representation | None) -> None:
         role = self.trained_role
+        self._clear_bank("task")
         self._detach("task")
         self._attach("task", rep)
         self.set_trainable(role if role != "task" or rep is not None else None)
@@ -295,23 +300,18 @@ class ComposedModel(nn.Module):
         composed models may share one base, so every forward and generate call does this."""
         self._activate_adapters()
 
-    def _activate_adapters(self, rows: list[tuple[str, int]] | None = None) -> None:
-        """Activate the attached adapters: language -> task. ``rows`` (adapter name, row
-        count), for an adapter bank, puts a ``BatchSplit`` over those language adapters in
-        the language slot."""
+    def _activate_adapters(self, composition: Any = None) -> None:
+        """Activate the attached adapters: language -> task, or ``composition`` (the
+        per-row composition of a bank, see :meth:`_adapter_groups`)."""
         if not hasattr(self.base, "adapters_config"):
             return
-        names: list[Any] = []
-        if rows is not None:
-            split = BatchSplit(*[n for n, _ in rows], batch_sizes=[k for _, k in rows])
-            names.append(split if len(rows) > 1 else rows[0][0])
-        elif self.language is not None and self.language.in_layers:
-            names.append(self.language.name)
-        if self.task is not None and self.task.in_layers:
-            names.append(self.task.name)
+        if composition is not None:
+            self.base.set_active_adapters(composition)
+            return
+        names = [r.name for r in (self.language, self.task) if r is not None and r.in_layers]
         self.base.set_active_adapters(Stack(*names) if names else None)
 
-    # -- mixed-language batches --------------------------------------------------------
+    # -- mixed batches: banks of language and task representations ----------------------
 
     def set_languages(self, reps: Mapping[str, Representation] | None) -> None:
         """Hold several language representations at once (``{code: rep}``, all prompts or
@@ -320,44 +320,77 @@ class ComposedModel(nn.Module):
         Rows then name their language by index into :attr:`language_codes` through
         ``language_ids`` in :meth:`forward` and :meth:`generate` (see :meth:`language_ids`).
         The single language representation, if any, is detached; the task representation
-        stays. Language prompts in a bank must have the same length.
+        (or task bank) stays. Language prompts in a bank must have the same length.
         """
-        role = self.trained_role
-        self._clear_bank()
-        self._detach("language")
+        self._set_bank("language", reps)
+
+    def set_tasks(self, reps: Mapping[str, Representation] | None) -> None:
+        """Hold several task representations at once (``{key: rep}``, all prompts or all
+        adapters; keys are the caller's, e.g. ``nli/en``) for batches whose rows are in
+        different tasks; rows name theirs through ``task_ids`` (:meth:`task_ids`), as
+        :meth:`set_languages` for languages. The single task representation is detached."""
+        self._set_bank("task", reps)
+
+    def _set_bank(self, role: str, reps: Mapping[str, Representation] | None) -> None:
+        trained = self.trained_role
+        self._clear_bank(role)
+        self._detach(role)
         if reps:
             reps = dict(reps)
             kinds = {r.kind for r in reps.values()}
             if len(kinds) > 1:
-                raise LangTransferError("a language bank holds only prompts or only adapters")
+                raise LangTransferError(f"a {role} bank holds only prompts or only adapters")
             lengths = {r.soft_prompt.num_tokens for r in reps.values() if not r.in_layers}
             if len(lengths) > 1:
                 raise LangTransferError(
-                    f"language prompts in one bank must have the same length, got {sorted(lengths)}"
+                    f"{role} prompts in one bank must have the same length, got {sorted(lengths)}"
                 )
             device = self.base.get_input_embeddings().weight.device
-            for code, rep in reps.items():
-                if rep.role != "language":
-                    raise LangTransferError(
-                        f"{rep.name} is a {rep.role} representation, not a language one"
-                    )
-                if rep.base_model is not None:
-                    check_compatible(rep.base_model, self.base, f"language {rep.kind} {rep.name}")
-                if not rep.in_layers:
-                    self._check_prompt_width(rep)
-                self._acquire(rep)
-                if not rep.in_layers:
-                    self.language_prompts[code] = rep.soft_prompt.to(device)
-            self.language_bank = reps
+            prompts = self._bank_prompts(role)
+            acquired: list[Representation] = []
+            try:
+                for rep in reps.values():
+                    if rep.role != role:
+                        raise LangTransferError(
+                            f"{rep.name} is a {rep.role} representation, not a {role} one"
+                        )
+                    if rep.base_model is not None:
+                        check_compatible(rep.base_model, self.base, f"{role} {rep.kind} {rep.name}")
+                    if not rep.in_layers:
+                        self._check_prompt_width(rep)
+                    self._acquire(rep)
+                    acquired.append(rep)
+                    if not rep.in_layers:
+                        prompts.append(rep.soft_prompt.to(device))
+            except BaseException:
+                for rep in acquired:
+                    self._release(rep)
+                self._clear_bank(role)
+                raise
+            self._banks[role] = reps
             self._activate_adapters()
-        self.set_trainable(role if role != "language" else None)
+        self.set_trainable(trained if trained != role else None)
 
-    def _clear_bank(self) -> None:
-        for rep in self.language_bank.values():
-            self._release(rep)
-        self.language_prompts = nn.ModuleDict()
-        self.language_bank = {}
-        self._bank_cache = None
+    def _bank_prompts(self, role: str) -> nn.ModuleList:
+        return cast(nn.ModuleList, self.bank_prompts[role])
+
+    def _clear_bank(self, role: str | None = None) -> None:
+        for r in (role,) if role else ("language", "task"):
+            for rep in self._banks[r].values():
+                self._release(rep)
+            self.bank_prompts[r] = nn.ModuleList()
+            self._banks[r] = {}
+            self._bank_cache.pop(r, None)
+
+    @property
+    def language_bank(self) -> dict[str, Representation]:
+        """The language bank, ``{code: rep}`` in bank-index order (empty: none)."""
+        return self._banks["language"]
+
+    @property
+    def task_bank(self) -> dict[str, Representation]:
+        """The task bank, ``{key: rep}`` in bank-index order (empty: none)."""
+        return self._banks["task"]
 
     @property
     def language_codes(self) -> list[str]:
@@ -366,58 +399,118 @@ class ComposedModel(nn.Module):
 
     def language_ids(self, codes: Sequence[str]) -> torch.Tensor:
         """``language_ids`` for rows in languages ``codes`` (bank codes)."""
-        index = {c: i for i, c in enumerate(self.language_bank)}
-        missing = sorted({c for c in codes if c not in index})
-        if missing:
-            raise UnknownNameError("language in the bank", missing[0], list(index))
-        device = self.base.get_input_embeddings().weight.device
-        return torch.tensor([index[c] for c in codes], dtype=torch.long, device=device)
+        return self._bank_ids("language", codes)
 
-    def _bank_embeddings(self) -> torch.Tensor:
-        """The bank's prompts stacked (languages × tokens × dim); frozen banks are stacked
+    def task_ids(self, keys: Sequence[str]) -> torch.Tensor:
+        """``task_ids`` for rows of the task bank's ``keys``."""
+        return self._bank_ids("task", keys)
+
+    def _bank_ids(self, role: str, keys: Sequence[str]) -> torch.Tensor:
+        index = {c: i for i, c in enumerate(self._banks[role])}
+        missing = sorted({c for c in keys if c not in index})
+        if missing:
+            raise UnknownNameError(f"{role} in the bank", missing[0], list(index))
+        device = self.base.get_input_embeddings().weight.device
+        return torch.tensor([index[c] for c in keys], dtype=torch.long, device=device)
+
+    def _bank_embeddings(self, role: str = "language") -> torch.Tensor:
+        """A bank's prompts stacked (entries × tokens × dim); frozen banks are stacked
         once and reused until a prompt's weights change."""
         weights: list[torch.Tensor] = [
-            self._prompt(self.language_prompts, c).embedding for c in self.language_bank
+            cast(SoftPrompt, p).embedding for p in self._bank_prompts(role)
         ]
         if any(w.requires_grad for w in weights):
             return torch.stack(weights)
         key = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in weights)
-        if self._bank_cache is None or self._bank_cache[0] != key:
-            self._bank_cache = (key, torch.stack(weights))
-        return self._bank_cache[1]
+        cached = self._bank_cache.get(role)
+        if cached is None or cached[0] != key:
+            cached = self._bank_cache[role] = (key, torch.stack(weights))
+        return cached[1]
 
     def check_language_ids(self, language_ids: torch.Tensor | None, batch: int) -> None:
-        if language_ids is None:
-            if self.language_bank:
+        self.check_bank_ids(language_ids, None, batch)
+
+    def check_bank_ids(
+        self, language_ids: torch.Tensor | None, task_ids: torch.Tensor | None, batch: int
+    ) -> None:
+        """A bank needs its ids, one entry per row in range; ids need a bank."""
+        for role, ids in (("language", language_ids), ("task", task_ids)):
+            bank = self._banks[role]
+            if ids is None:
+                if bank:
+                    raise LangTransferError(
+                        f"this model holds a {role} bank ({', '.join(bank)}): "
+                        f"pass {role}_ids, one bank index per row"
+                    )
+                continue
+            if not bank:
+                call = "set_languages" if role == "language" else "set_tasks"
+                raise LangTransferError(f"{role}_ids needs a {role} bank: call {call} first")
+            if ids.shape != (batch,):
                 raise LangTransferError(
-                    f"this model holds a language bank ({', '.join(self.language_bank)}): "
-                    "pass language_ids, one bank index per row"
+                    f"{role}_ids must have one entry per row ({batch}), got shape "
+                    f"{tuple(ids.shape)}"
                 )
-            return
-        if not self.language_bank:
-            raise LangTransferError("language_ids needs a language bank: call set_languages first")
-        if language_ids.shape != (batch,):
-            raise LangTransferError(
-                f"language_ids must have one entry per row ({batch}), got shape "
-                f"{tuple(language_ids.shape)}"
-            )
-        if int(language_ids.min()) < 0 or int(language_ids.max()) >= len(self.language_bank):
-            raise LangTransferError(
-                f"language_ids must lie in 0..{len(self.language_bank) - 1} "
-                f"(bank: {', '.join(self.language_bank)})"
-            )
+            if int(ids.min()) < 0 or int(ids.max()) >= len(bank):
+                raise LangTransferError(
+                    f"{role}_ids must lie in 0..{len(bank) - 1} (bank: {', '.join(bank)})"
+                )
 
-    def _adapter_bank_rows(self, language_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Group rows by language for ``BatchSplit``: activate the split, return the row
-        order and its inverse."""
-        order = torch.argsort(language_ids, stable=True)
-        counts = torch.bincount(language_ids, minlength=len(self.language_bank)).tolist()
-        reps = list(self.language_bank.values())
-        self._activate_adapters([(reps[i].name, k) for i, k in enumerate(counts) if k])
-        return order, torch.argsort(order)
+    def _row_adapters(self, role: str, ids: torch.Tensor | None, batch: int) -> list[str | None]:
+        """Each row's adapter in ``role``: its bank entry's, the single one's, or None."""
+        bank = list(self._banks[role].values())
+        if ids is not None and bank and bank[0].in_layers:
+            return [bank[i].name for i in ids.tolist()]
+        rep = getattr(self, role)
+        return [rep.name if rep is not None and rep.in_layers else None] * batch
 
-    def uses_adapter_bank(self, language_ids: torch.Tensor | None) -> bool:
-        return language_ids is not None and next(iter(self.language_bank.values())).in_layers
+    def _adapter_groups(
+        self, language_ids: torch.Tensor | None, task_ids: torch.Tensor | None, batch: int
+    ) -> tuple[torch.Tensor, torch.Tensor, Any] | None:
+        """For rows whose adapters differ (an adapter bank in use): the row order that
+        groups rows by their (language adapter, task adapter) pair, its inverse, and the
+        composition that runs each row with its own pair. None when every row runs with
+        this model's own adapters.
+
+        The composition is ``Stack(BatchSplit(language adapters), BatchSplit(task
+        adapters))`` over the grouped rows, a split naming an adapter once per run of
+        rows. Not ``BatchSplit(Stack(la, ta), ...)``: `adapters` 1.3 applies a bottleneck
+        layer's pre-forward (residual, the base's layer norm) at a ``BatchSplit`` and
+        again in each nested ``Stack``, so that nesting does not equal ``Stack(la, ta)``
+        per row; a split's pre-forward, once per layer, is every adapter's of one config.
+        """
+        if not self.uses_adapter_bank(language_ids, task_ids):
+            return None
+        pairs = list(zip(self._row_adapters("language", language_ids, batch),
+                         self._row_adapters("task", task_ids, batch), strict=True))
+        groups = {p: i for i, p in enumerate(dict.fromkeys(pairs))}
+        device = self.base.get_input_embeddings().weight.device
+        group_of = torch.tensor([groups[p] for p in pairs], dtype=torch.long, device=device)
+        order = torch.argsort(group_of, stable=True)
+        stack: list[Any] = []
+        for role in range(2):
+            runs: list[list[Any]] = []  # [adapter, row count] per run of the grouped rows
+            for i in order.tolist():
+                name = pairs[i][role]
+                if runs and runs[-1][0] == name:
+                    runs[-1][1] += 1
+                else:
+                    runs.append([name, 1])
+            if runs[0][0] is None:  # no adapter in this role (a bank holds prompts)
+                continue
+            stack.append(runs[0][0] if len(runs) == 1 else
+                         BatchSplit(*[n for n, _ in runs], batch_sizes=[k for _, k in runs]))
+        return order, torch.argsort(order), Stack(*stack)
+
+    def uses_adapter_bank(
+        self, language_ids: torch.Tensor | None, task_ids: torch.Tensor | None = None
+    ) -> bool:
+        """Whether rows with these ids run with per-row adapters (a ``BatchSplit``)."""
+        return any(
+            ids is not None and bool(self._banks[role])
+            and next(iter(self._banks[role].values())).in_layers
+            for role, ids in (("language", language_ids), ("task", task_ids))
+        )
 
     def set_trainable(self, role: str | None) -> None:
         """Give gradients to exactly the ``role`` representation; freeze all else."""
@@ -443,14 +536,16 @@ class ComposedModel(nn.Module):
 
     def prompt_length(self) -> int:
         own = sum(self._prompt(self.prompts, r).num_tokens for r in self.prompts)
-        bank = [self._prompt(self.language_prompts, c) for c in self.language_prompts][:1]
-        return own + sum(p.num_tokens for p in bank)
+        banks = [cast(SoftPrompt, self._bank_prompts(r)[0]).num_tokens
+                 for r in ("language", "task") if len(self._bank_prompts(r))]
+        return own + sum(banks)
 
     def encoder_inputs(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         language_ids: torch.Tensor | None = None,
+        task_ids: torch.Tensor | None = None,
         *,
         duplicate_language: bool = False,
     ) -> dict[str, torch.Tensor]:
@@ -458,22 +553,24 @@ class ComposedModel(nn.Module):
         (``[language][language][task][input]`` with ``duplicate_language``, the reference's
         slp+stp training input).
 
-        With a prompt bank, row ``i`` gets bank prompt ``language_ids[i]`` (a gather). The
-        prompts enter as broadcast views; the one copy made is the concatenation the
-        encoder reads (and autograd keeps).
+        With a prompt bank, row ``i`` gets bank prompt ``language_ids[i]`` (``task_ids[i]``
+        for a task bank): a gather. The prompts enter as broadcast views; the one copy
+        made is the concatenation the encoder reads (and autograd keeps).
         """
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         batch = input_ids.shape[0]
         prefixes: list[torch.Tensor] = []
-        if language_ids is not None and self.language_prompts:
-            prefixes.append(self._bank_embeddings()[language_ids])
-        roles = [r for r in ("language", "task") if r in self.prompts]
         if duplicate_language:
             self._check_duplication()
-            roles.insert(0, "language")
-        prefixes += [self._prompt(self.prompts, r)().unsqueeze(0).expand(batch, -1, -1)
-                     for r in roles]
+            prefixes.append(self._prompt(self.prompts, "language")().unsqueeze(0).expand(
+                batch, -1, -1))
+        for role, ids in (("language", language_ids), ("task", task_ids)):
+            if ids is not None and len(self._bank_prompts(role)):
+                prefixes.append(self._bank_embeddings(role)[ids])
+            elif role in self.prompts:
+                prefixes.append(self._prompt(self.prompts, role)().unsqueeze(0).expand(
+                    batch, -1, -1))
         if not prefixes:
             return {"input_ids": input_ids, "attention_mask": attention_mask}
         embeds = self.base.get_input_embeddings()(input_ids)
@@ -492,36 +589,41 @@ class ComposedModel(nn.Module):
         decoder_input_ids: torch.Tensor | None = None,
         decoder_attention_mask: torch.Tensor | None = None,
         language_ids: torch.Tensor | None = None,
+        task_ids: torch.Tensor | None = None,
     ):
         """The base model's forward on the composed input; returns loss when given labels.
 
-        ``language_ids`` (LongTensor[B], with a bank from :meth:`set_languages`): row ``i``
-        runs with bank language ``language_ids[i]``; outputs keep the input row order.
-        With ``duplicate_language_prompt_in_forward`` the language prompt comes twice.
+        ``language_ids`` / ``task_ids`` (LongTensor[B], with banks from
+        :meth:`set_languages` / :meth:`set_tasks`): row ``i`` runs with bank language
+        ``language_ids[i]`` and bank task ``task_ids[i]``; outputs keep the input row
+        order. With ``duplicate_language_prompt_in_forward`` the language prompt comes twice.
         """
-        self.check_language_ids(language_ids, input_ids.shape[0])
-        if not self.uses_adapter_bank(language_ids):
+        self.check_bank_ids(language_ids, task_ids, input_ids.shape[0])
+        groups = self._adapter_groups(language_ids, task_ids, input_ids.shape[0])
+        if groups is None:
             self.activate()
             return self.family.forward(
                 self.base,
                 self.encoder_inputs(
-                    input_ids, attention_mask, language_ids,
+                    input_ids, attention_mask, language_ids, task_ids,
                     duplicate_language=self.duplicate_language_prompt_in_forward,
                 ),
                 labels=labels,
                 decoder_input_ids=decoder_input_ids,
                 decoder_attention_mask=decoder_attention_mask,
             )
-        assert language_ids is not None  # uses_adapter_bank
-        order, inverse = self._adapter_bank_rows(language_ids)
+        order, inverse, composition = groups
 
         def rows(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t[order]
 
+        self._activate_adapters(composition)
         try:
             out = self.family.forward(
                 self.base,
-                self.encoder_inputs(input_ids[order], rows(attention_mask)),
+                self.encoder_inputs(
+                    input_ids[order], rows(attention_mask), rows(language_ids), rows(task_ids)
+                ),
                 labels=rows(labels),
                 decoder_input_ids=rows(decoder_input_ids),
                 decoder_attention_mask=rows(decoder_attention_mask),
@@ -542,33 +644,38 @@ class ComposedModel(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         language_ids: torch.Tensor | None = None,
+        task_ids: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> torch.Tensor:
         """Generate token ids: a seq2seq base's decoder ids (the prompts shape only the
         encoder input), a causal base's new tokens only.
 
-        ``language_ids`` as in :meth:`forward`: one ``generate`` call for a batch whose
-        rows are in different languages. With an adapter bank only greedy/sampled
-        decoding of one sequence per row is supported (``BatchSplit`` needs fixed row
-        counts, which beam search changes).
+        ``language_ids`` / ``task_ids`` as in :meth:`forward`: one ``generate`` call for a
+        batch whose rows are in different languages and tasks. With an adapter bank only
+        greedy/sampled decoding of one sequence per row is supported (``BatchSplit``
+        needs fixed row counts, which beam search changes).
         """
-        self.check_language_ids(language_ids, input_ids.shape[0])
-        if not self.uses_adapter_bank(language_ids):
+        self.check_bank_ids(language_ids, task_ids, input_ids.shape[0])
+        groups = self._adapter_groups(language_ids, task_ids, input_ids.shape[0])
+        if groups is None:
             self.activate()
             return self.family.generate(
-                self.base, self.encoder_inputs(input_ids, attention_mask, language_ids), **kwargs
+                self.base, self.encoder_inputs(input_ids, attention_mask, language_ids, task_ids),
+                **kwargs,
             )
         if kwargs.get("num_beams", 1) != 1 or kwargs.get("num_return_sequences", 1) != 1:
             raise LangTransferError(
-                "mixed-language generation with language adapters supports num_beams=1 and "
-                "num_return_sequences=1 only (use one language per batch for beam search)"
+                "mixed-language or mixed-task generation with adapter banks supports "
+                "num_beams=1 and num_return_sequences=1 only (group rows for beam search)"
             )
-        assert language_ids is not None  # uses_adapter_bank
-        order, inverse = self._adapter_bank_rows(language_ids)
+        order, inverse, composition = groups
+        self._activate_adapters(composition)
         try:
             mask = None if attention_mask is None else attention_mask[order]
+            lang = None if language_ids is None else language_ids[order]
+            task = None if task_ids is None else task_ids[order]
             out = self.family.generate(
-                self.base, self.encoder_inputs(input_ids[order], mask), **kwargs
+                self.base, self.encoder_inputs(input_ids[order], mask, lang, task), **kwargs
             )
         finally:
             self._activate_adapters()

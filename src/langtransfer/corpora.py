@@ -58,6 +58,8 @@ WIKIPEDIA_TRAIN_PERCENT = 5
 #: dataset (the reference's) draws every batch at random from all blocks; a stream can
 #: only mix within a window. 10k blocks of 284 tokens is ~110 MB of token lists.
 STREAM_SHUFFLE_BUFFER = 10_000
+#: How much of a source is read: the reference's slice (``paper``) or all of it.
+EXTENTS = ("paper", "full")
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,7 @@ def load_corpus(
     validation_size: int | float | None = None,
     seed: int = 0,
     text_field: str = "text",
+    extent: str = "paper",
 ) -> Corpus:
     """Load unlabelled text of ``language`` from ``source`` and hold out a validation slice.
 
@@ -134,27 +137,74 @@ def load_corpus(
     only the first that many documents. ``validation_size`` is a document count or, when
     the size is known (local files, capped streams), a fraction; the default is 10%, and
     for a stream at most 1000 documents.
+
+    ``extent`` (see :data:`EXTENTS`): ``paper`` reads the reference's slice (above) and
+    caps inside it; ``full`` reads the whole source, holding out the *same* validation
+    documents whatever ``max_documents`` is (Wikipedia: the dump's first
+    ``validation_size`` articles, training on the articles after them; a local file: the
+    seeded sample of all its documents, training on the first ``max_documents`` of the
+    rest), so representations trained on different amounts are validated alike.
     """
     lang = get_language(language)
     if max_documents is not None and (
         isinstance(max_documents, bool) or not isinstance(max_documents, int) or max_documents < 1
     ):
         raise LangTransferError(f"max_documents must be a positive integer, got {max_documents!r}")
+    if extent not in EXTENTS:
+        raise UnknownNameError("corpus extent", extent, EXTENTS)
     if isinstance(source, str) and source == "wikipedia":
+        if extent == "full":
+            return _load_wikipedia_full(lang, max_documents, validation_size, text_field)
         return _load_wikipedia(lang, max_documents, validation_size, text_field)
     path = fixture_path(lang) if isinstance(source, str) and source == "fixture" else Path(source)
-    docs = read_documents(path, text_field=text_field, max_documents=max_documents)
+    cap = max_documents if extent == "paper" else None
+    docs = read_documents(path, text_field=text_field, max_documents=cap)
     if not docs:
         raise LangTransferError(f"corpus {path} contains no text")
     n_val = _validation_count(validation_size, len(docs), str(path))
     held_out = set(np.random.default_rng(seed).permutation(len(docs))[:n_val].tolist())
+    train = [d for i, d in enumerate(docs) if i not in held_out]
     return Corpus(
         language=lang,
         source=str(path),
-        train=[d for i, d in enumerate(docs) if i not in held_out],
+        train=train if cap is not None or max_documents is None else train[:max_documents],
         validation=[d for i, d in enumerate(docs) if i in held_out],
         max_documents=max_documents,
     )
+
+
+def cap_tokens(texts: Iterable[str], tokenizer: Any, max_tokens: int) -> TokenCapped:
+    """The first ``max_tokens`` tokens of ``texts`` (see :class:`TokenCapped`)."""
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise LangTransferError(f"max_tokens must be a positive integer, got {max_tokens!r}")
+    return TokenCapped(texts, tokenizer, max_tokens)
+
+
+class TokenCapped:
+    """Texts cut after ``max_tokens`` tokens of ``tokenizer`` (special tokens not counted):
+    whole documents while they fit, then the start of the next one (its first tokens,
+    decoded). Re-iterable, so a capped stream serves several epochs; ``tokens`` is the
+    count the last full iteration yielded."""
+
+    def __init__(self, texts: Iterable[str], tokenizer: Any, max_tokens: int):
+        self.texts, self.tokenizer, self.max_tokens = texts, tokenizer, max_tokens
+        self.tokens = 0
+
+    def __iter__(self) -> Iterator[str]:
+        left = self.max_tokens
+        for text in self.texts:
+            if left <= 0:
+                break
+            ids = self.tokenizer(text, add_special_tokens=False).input_ids
+            if len(ids) > left:
+                ids = ids[:left]
+                text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            left -= len(ids)
+            yield text
+        self.tokens = self.max_tokens - left
+
+    def __repr__(self) -> str:
+        return f"TokenCapped({self.texts!r}, max_tokens={self.max_tokens})"
 
 
 def _validation_count(
@@ -202,12 +252,8 @@ def _validation_count(
     return count
 
 
-def _load_wikipedia(
-    lang: Language,
-    max_documents: int | None,
-    validation_size: int | float | None,
-    text_field: str,
-) -> Corpus:
+def _open_dump(lang: Language, text_field: str) -> tuple[str, Any, int]:
+    """(name, stream, row count) of the language's dump."""
     import datasets
 
     where = f"{WIKIPEDIA_DATASET} {lang.wikipedia_config}"
@@ -224,7 +270,16 @@ def _load_wikipedia(
     columns = getattr(rows, "column_names", None)
     if columns is not None and text_field not in columns:
         raise LangTransferError(f"{where} has no {text_field!r} column (columns: {columns})")
-    n_rows = _split_rows(rows, stream, where)
+    return where, rows, _split_rows(rows, stream, where)
+
+
+def _load_wikipedia(
+    lang: Language,
+    max_documents: int | None,
+    validation_size: int | float | None,
+    text_field: str,
+) -> Corpus:
+    where, rows, n_rows = _open_dump(lang, text_field)
     if lang.wikipedia_max_articles is not None:
         boundary = min(lang.wikipedia_max_articles, n_rows)
     else:
@@ -253,6 +308,33 @@ def _load_wikipedia(
         train=train,
         validation=validation,
         max_documents=n_train,
+    )
+
+
+def _load_wikipedia_full(
+    lang: Language,
+    max_documents: int | None,
+    validation_size: int | float | None,
+    text_field: str,
+) -> Corpus:
+    """The whole dump (``extent="full"``): validation on its first articles, training on
+    the (first ``max_documents``) articles after them, so every cap validates alike."""
+    where, rows, n_rows = _open_dump(lang, text_field)
+    n_val = _validation_count(validation_size, n_rows, where, stream=True, holdout=True)
+    rest = n_rows - n_val
+    if rest < 1:
+        raise LangTransferError(
+            f"{where} has {n_rows} articles: none left to train on after {n_val} validation ones"
+        )
+    n_train = min(rest, max_documents) if max_documents is not None else rest
+    validation = list(WikipediaTexts(rows, 0, n_val, text_field))
+    train = WikipediaTexts(rows, n_val, n_train, text_field)
+    if not validation:
+        raise LangTransferError(f"{where} yielded no validation text in its first {n_val} articles")
+    if next(iter(train), None) is None:
+        raise LangTransferError(f"{where} yielded no text in articles {n_val}..{n_val + n_train}")
+    return Corpus(
+        language=lang, source=where, train=train, validation=validation, max_documents=n_train
     )
 
 

@@ -8,11 +8,11 @@ the task's parser and scores them with the task's metric (shared with
 
 Classification tasks can instead be scored by **label ranking** (``scoring="rank"``):
 the log-likelihood of each label word (with its end token) is computed (a seq2seq
-base: the encoder run once per batch and one decoder pass per label; a causal base: one
-forward per label over ``[prompts][input][label]``), and the most likely label is the
-prediction. Ranking never yields an unparseable prediction. The evaluation batch
-size is independent of the training batch size; batches are length-sorted and padded
-to their own longest row for both kinds of scoring.
+base: the encoder run once per batch and one decoder pass per label; a causal base: the
+prompts and input run once and each label's tokens on a copy of their KV cache), and the
+most likely label is the prediction. Ranking never yields an unparseable prediction.
+The evaluation batch size is independent of the training batch size; batches are
+length-sorted and padded to their own longest row for both kinds of scoring.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from langtransfer.compose import ComposedModel, configuration_name
 from langtransfer.errors import LangTransferError, UnknownNameError
+from langtransfer.families import target_log_likelihood
 from langtransfer.io import write_json, write_jsonl
 from langtransfer.languages import get_language
 from langtransfer.loaded_base import LoadedBase
@@ -61,6 +62,9 @@ def _summary(rep: Representation | None, path: str | Path | None) -> dict[str, A
         "settings_hash": rep.settings_hash,
         "base_model": rep.base_model,
         "steps": rep.training.get("steps"),
+        # How much text a language representation saw: the corpus-size axis's x value.
+        **({k: rep.training.get(k) for k in ("train_documents", "train_tokens")}
+           if rep.role == "language" else {}),
     }
 
 
@@ -85,12 +89,11 @@ def pad_rows(
     return ids, mask
 
 
-def _row_languages(
-    language_ids: Sequence[int] | None, idx: list[int], device
-) -> torch.Tensor | None:
-    if language_ids is None:
+def _row_ids(ids: Sequence[int] | None, idx: list[int], device) -> torch.Tensor | None:
+    """A batch's bank indices (``language_ids``/``task_ids``) for rows ``idx``."""
+    if ids is None:
         return None
-    return torch.tensor([language_ids[i] for i in idx], dtype=torch.long, device=device)
+    return torch.tensor([ids[i] for i in idx], dtype=torch.long, device=device)
 
 
 @torch.no_grad()
@@ -103,20 +106,23 @@ def generate_texts(
     max_new_tokens: int = REFERENCE_MAX_NEW_TOKENS,
     num_beams: int = 1,
     language_ids: Sequence[int] | None = None,
+    task_ids: Sequence[int] | None = None,
     pad_to: int | None = None,
     progress=None,
     **generate_kwargs: Any,
 ) -> list[str]:
     """Greedy (or beam) generations for token id ``rows``, in length-sorted batches each
     padded to its own longest row (``pad_to`` pads every batch to that width instead: the
-    slow reference behaviour, for benchmarks). ``language_ids``: bank index per row."""
+    slow reference behaviour, for benchmarks). ``language_ids`` / ``task_ids``: bank index
+    per row (rows of several languages and tasks share each batch)."""
     device = composed.base.device
     out_texts: list[str] = [""] * len(rows)
     for idx in length_sorted_batches([len(r) for r in rows], batch_size):
         ids, mask = pad_rows([rows[i] for i in idx], tokenizer.pad_token_id, pad_to)
         out = composed.generate(
-            ids.to(device), mask.to(device), language_ids=_row_languages(language_ids, idx, device),
-            max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False, **generate_kwargs,
+            ids.to(device), mask.to(device), language_ids=_row_ids(language_ids, idx, device),
+            task_ids=_row_ids(task_ids, idx, device), max_new_tokens=max_new_tokens,
+            num_beams=num_beams, do_sample=False, **generate_kwargs,
         )
         for i, text in zip(idx, tokenizer.batch_decode(out, skip_special_tokens=True), strict=True):
             out_texts[i] = text.strip()
@@ -132,35 +138,59 @@ def label_log_likelihoods(
     attention_mask: torch.Tensor,
     candidates: Sequence[Sequence[int]],
     language_ids: torch.Tensor | None = None,
+    task_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``[B, K]`` log-likelihood (sum over tokens) of each candidate target (token ids,
-    end token included) given each row's input. A seq2seq base runs its encoder once and
-    its decoder once per candidate; a causal base (and an adapter bank) one forward per
-    candidate, its logits over the candidate's tokens."""
-    scores = torch.empty(input_ids.shape[0], len(candidates))
-    device = input_ids.device
-    if composed.uses_adapter_bank(language_ids) or not composed.family.has_encoder:
-        # BatchSplit, or no encoder to reuse: one full forward per label
-        encoded = None
-    else:
-        composed.check_language_ids(language_ids, input_ids.shape[0])
+    end token included) given each row's input (see :func:`row_label_log_likelihoods`)."""
+    rows = [list(candidates)] * input_ids.shape[0]
+    return torch.tensor(row_label_log_likelihoods(
+        composed, input_ids, attention_mask, rows, language_ids, task_ids
+    ))
+
+
+@torch.no_grad()
+def row_label_log_likelihoods(
+    composed: ComposedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    candidates: Sequence[Sequence[Sequence[int]]],
+    language_ids: torch.Tensor | None = None,
+    task_ids: torch.Tensor | None = None,
+) -> list[list[float]]:
+    """Per row, the log-likelihood of each of *its own* candidate targets (rows of
+    different tasks rank different label sets in one batch). Candidate position ``k``
+    is one ``[B, T]`` target, each row's ``k``-th candidate (unequal lengths padded with
+    -100 and left out of the sum). The input runs once and every position is scored on it
+    (:meth:`ModelFamily.label_log_likelihoods`: a seq2seq encoder once, a causal base's
+    KV cache once); an adapter bank runs one full forward per position (``BatchSplit``
+    regroups the rows on every call)."""
+    batch, device = input_ids.shape[0], input_ids.device
+    scores = [[0.0] * len(c) for c in candidates]
+    targets = []
+    for k in range(max(len(c) for c in candidates)):
+        # A row with fewer candidates scores its first again (ignored) to keep the batch.
+        chosen = [c[k] if k < len(c) else c[0] for c in candidates]
+        labels = torch.full((batch, max(map(len, chosen))), -100, dtype=torch.long,
+                            device=device)
+        for i, t in enumerate(chosen):
+            labels[i, : len(t)] = torch.as_tensor(t, dtype=torch.long)
+        targets.append(labels)
+    if not composed.uses_adapter_bank(language_ids, task_ids):
+        composed.check_bank_ids(language_ids, task_ids, batch)
         composed.activate()
-        inputs = composed.encoder_inputs(input_ids, attention_mask, language_ids)
-        encoded = composed.base.get_encoder()(**inputs, return_dict=True)
-    for k, cand in enumerate(candidates):
-        labels = torch.as_tensor(cand, dtype=torch.long, device=device).repeat(
-            input_ids.shape[0], 1
-        )
-        if encoded is None:
-            logits = composed(
-                input_ids, attention_mask, labels=labels, language_ids=language_ids
-            ).logits
-        else:
-            logits = composed.base(
-                encoder_outputs=encoded, attention_mask=inputs["attention_mask"], labels=labels
-            ).logits
-        logp = logits.float().log_softmax(-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
-        scores[:, k] = logp.sum(-1).cpu()
+        inputs = composed.encoder_inputs(input_ids, attention_mask, language_ids, task_ids)
+        totals = composed.family.label_log_likelihoods(composed.base, inputs, targets)
+    else:
+        totals = torch.stack([
+            target_log_likelihood(composed(
+                input_ids, attention_mask, labels=labels, language_ids=language_ids,
+                task_ids=task_ids,
+            ).logits, labels)
+            for labels in targets
+        ], 1)
+    for i, c in enumerate(candidates):
+        for k in range(len(c)):
+            scores[i][k] = float(totals[i, k])
     return scores
 
 
@@ -168,26 +198,37 @@ def rank_labels(
     composed: ComposedModel,
     tokenizer,
     rows: Sequence[Sequence[int]],
-    label_words: Sequence[str],
+    label_words: Sequence[str] | Sequence[Sequence[str]],
     *,
     batch_size: int = 64,
     language_ids: Sequence[int] | None = None,
+    task_ids: Sequence[int] | None = None,
     pad_to: int | None = None,
     progress=None,
 ) -> list[str]:
     """The most likely of ``label_words`` for every row (label ranking), length-sorted
-    batches as in :func:`generate_texts`. Ties go to the earlier label."""
-    candidates = composed.family.encode_targets(tokenizer, list(label_words))
+    batches as in :func:`generate_texts`. Ties go to the earlier label. ``label_words``
+    may instead give each row its own words (rows of several tasks in one batch)."""
+    per_row: list[list[str]] = (
+        [[str(w) for w in label_words]] * len(rows)
+        if all(isinstance(w, str) for w in label_words)
+        else [list(w) for w in label_words]
+    )
+    if len(per_row) != len(rows):
+        raise LangTransferError(f"{len(per_row)} label word lists for {len(rows)} rows")
+    words = list(dict.fromkeys(w for row_words in per_row for w in row_words))
+    encoded = dict(zip(words, composed.family.encode_targets(tokenizer, words), strict=True))
     device = composed.base.device
     chosen: list[str] = [""] * len(rows)
     for idx in length_sorted_batches([len(r) for r in rows], batch_size):
         ids, mask = pad_rows([rows[i] for i in idx], tokenizer.pad_token_id, pad_to)
-        scores = label_log_likelihoods(
-            composed, ids.to(device), mask.to(device), candidates,
-            _row_languages(language_ids, idx, device),
+        scores = row_label_log_likelihoods(
+            composed, ids.to(device), mask.to(device),
+            [[encoded[w] for w in per_row[i]] for i in idx],
+            _row_ids(language_ids, idx, device), _row_ids(task_ids, idx, device),
         )
-        for i, k in zip(idx, scores.argmax(-1).tolist(), strict=True):
-            chosen[i] = label_words[k]
+        for i, row_scores in zip(idx, scores, strict=True):
+            chosen[i] = per_row[i][max(range(len(row_scores)), key=row_scores.__getitem__)]
         if progress is not None:
             progress.update(len(idx))
     return chosen

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,15 +43,12 @@ class ModelFamily:
 
     ``name``: ``seq2seq`` or ``causal``; ``auto_class``: the transformers Auto class that
     loads it; ``language_objective``: the name of the objective language representations
-    train with (:data:`langtransfer.language_training.LANGUAGE_OBJECTIVES`);
-    ``has_encoder``: whether the input can be encoded once and scored against several
-    targets (label ranking reuses the encoder output).
+    train with (:data:`langtransfer.language_training.LANGUAGE_OBJECTIVES`).
     """
 
     name: str
     auto_class: str
     language_objective: str
-    has_encoder: bool
 
     def auto_model(self) -> Any:
         import transformers
@@ -71,6 +69,22 @@ class ModelFamily:
     def generate(self, base: Any, inputs: dict[str, torch.Tensor], **kwargs: Any) -> torch.Tensor:
         """Generated ids for ``inputs`` (the composed input, prompts included)."""
         return base.generate(**inputs, **kwargs)
+
+    def label_log_likelihoods(
+        self, base: Any, inputs: dict[str, torch.Tensor], targets: Sequence[torch.Tensor]
+    ) -> torch.Tensor:
+        """``[B, K]``: the summed log-likelihood of each target (``[B, T]`` labels, -100
+        over padding) given each row's input. The encoder runs once, the decoder once per
+        target."""
+        import torch
+
+        encoded = base.get_encoder()(**inputs, return_dict=True)
+        return torch.stack([
+            target_log_likelihood(base(encoder_outputs=encoded,
+                                       attention_mask=inputs["attention_mask"],
+                                       labels=labels).logits, labels)
+            for labels in targets
+        ], 1)
 
 
 @dataclass(frozen=True)
@@ -141,9 +155,48 @@ class CausalFamily(ModelFamily):
         # decoder-only model's generate returns just the new tokens.
         return base.generate(inputs_embeds=embeds, attention_mask=mask, **kwargs)
 
+    def label_log_likelihoods(
+        self, base: Any, inputs: dict[str, torch.Tensor], targets: Sequence[torch.Tensor]
+    ) -> torch.Tensor:
+        """The prompts and input run once (their KV cache kept); each target's tokens then
+        run on a copy of that cache. The last input column's logits score every target's
+        first token; a row's padding (-100) comes after its tokens, so it is masked and
+        changes nothing before it."""
+        import copy
 
-SEQ2SEQ = ModelFamily("seq2seq", "AutoModelForSeq2SeqLM", "span_corruption", has_encoder=True)
-CAUSAL = CausalFamily("causal", "AutoModelForCausalLM", "next_token", has_encoder=False)
+        import torch
+
+        embeds, mask = left_aligned(base, inputs)
+        rows, context = mask.shape
+        check_positions(base, context + max((t.shape[1] for t in targets), default=0))
+        if context == 0:
+            raise LangTransferError("a causal base needs at least one input token or prompt")
+        extra = {"logits_to_keep": 1} if _keeps_logits(base.forward) else {}
+        out = base(inputs_embeds=embeds, attention_mask=mask, position_ids=positions(mask),
+                   use_cache=True, **extra)
+        first = out.logits[:, -1].float().log_softmax(-1)
+        following = mask.long().sum(1, keepdim=True)  # the position after each row's input
+        scores = []
+        for labels in targets:
+            real = labels != -100
+            score = first.gather(1, labels[:, :1].clamp(min=0)).squeeze(1) * real[:, 0]
+            if labels.shape[1] > 1:
+                step = labels[:, :-1].masked_fill(~real[:, :-1], _pad_id(base))
+                width = step.shape[1]
+                logits = base(
+                    input_ids=step,
+                    attention_mask=torch.cat([mask, real[:, :-1].to(mask.dtype)], 1),
+                    position_ids=following + torch.arange(width, device=mask.device),
+                    past_key_values=copy.deepcopy(out.past_key_values),
+                    use_cache=True,
+                ).logits
+                score = score + target_log_likelihood(logits, labels[:, 1:])
+            scores.append(score)
+        return torch.stack(scores, 1)
+
+
+SEQ2SEQ = ModelFamily("seq2seq", "AutoModelForSeq2SeqLM", "span_corruption")
+CAUSAL = CausalFamily("causal", "AutoModelForCausalLM", "next_token")
 FAMILIES = {f.name: f for f in (SEQ2SEQ, CAUSAL)}
 
 
@@ -193,6 +246,13 @@ def left_aligned(base: Any, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tens
     order = torch.argsort(mask, dim=1, stable=True)
     gathered = embeds.gather(1, order.unsqueeze(-1).expand_as(embeds))
     return gathered, mask.gather(1, order)
+
+
+def target_log_likelihood(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``[B]``: the summed log-probability of ``labels`` ``[B, T]`` under ``logits``
+    ``[B, T, V]``, positions labelled -100 left out."""
+    logp = logits.float().log_softmax(-1).gather(-1, labels.clamp(min=0).unsqueeze(-1))
+    return (logp.squeeze(-1) * (labels != -100)).sum(-1)
 
 
 def positions(mask: torch.Tensor) -> torch.Tensor:

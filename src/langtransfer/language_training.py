@@ -8,6 +8,8 @@ manifest records the objective and the validation loss with and without it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from datasets import Dataset
 from transformers import set_seed
 
 from langtransfer.configurations import check_kind, configuration_for
-from langtransfer.corpora import STREAM_SHUFFLE_BUFFER, load_corpus
+from langtransfer.corpora import STREAM_SHUFFLE_BUFFER, Corpus, TokenCapped, cap_tokens, load_corpus
 from langtransfer.errors import LangTransferError, OutputExistsError
 from langtransfer.languages import get_language
 from langtransfer.loaded_base import LoadedBase
@@ -27,6 +29,7 @@ from langtransfer.representations import (
     read_manifest,
 )
 from langtransfer.representations.base import new_representation, representation_id
+from langtransfer.representations.prompt import frequent_token_ids
 from langtransfer.train import (
     TrainSettings,
     default_settings,
@@ -66,6 +69,21 @@ def check_output(output: Path, overwrite: bool, resume: bool = False, **expected
         )
 
 
+def _train_documents(text: Corpus, texts: Iterable[str]) -> int | None:
+    """Documents trained on (a stream's: its row range; empty rows are skipped in it)."""
+    if isinstance(texts, list):
+        return len(texts)
+    return len(text.train) if isinstance(text.train, list) else text.max_documents
+
+
+def _train_tokens(texts: Iterable[str], tokenizer: Any) -> int | None:
+    if isinstance(texts, TokenCapped):
+        return texts.tokens or None  # a stream: known once it was read to its cap
+    if isinstance(texts, list):
+        return sum(len(tokenizer(t, add_special_tokens=False).input_ids) for t in texts)
+    return None
+
+
 def train_language(
     *,
     model: str | LoadedBase,
@@ -78,6 +96,8 @@ def train_language(
     adapter: AdapterSpec | None = None,
     sequence_length: int = 256,
     max_documents: int | None = None,
+    max_tokens: int | None = None,
+    corpus_extent: str = "paper",
     validation_size: int | float | None = None,
     shuffle_buffer: int | None = None,
     checkpoint_dir: str | Path | None = None,
@@ -97,6 +117,11 @@ def train_language(
     (Wikipedia) is shuffled with a buffer of ``shuffle_buffer`` training blocks
     (default :data:`~langtransfer.corpora.STREAM_SHUFFLE_BUFFER`); local files are
     map-style datasets, drawn at random by the Trainer.
+
+    How much text: ``corpus_extent`` ``paper`` (the reference's slice) or ``full`` (the
+    whole source, see :func:`~langtransfer.corpora.load_corpus`), ``max_documents`` and
+    ``max_tokens`` cap its training documents and tokens. A prompt with init ``frequent``
+    gets the language's most frequent training tokens here (recorded in its manifest).
     """
     check_kind(kind)
     lang = get_language(language)
@@ -111,10 +136,16 @@ def train_language(
         max_documents=max_documents,
         validation_size=validation_size,
         seed=settings.seed,
+        extent=corpus_extent,
     )
+    texts: Iterable[str] = text.train
+    if max_tokens is not None:
+        texts = cap_tokens(text.train, tokenizer, max_tokens)
+        if not text.streaming:
+            texts = list(texts)
     objective = loaded.family.language_objective
     make_dataset = LANGUAGE_OBJECTIVES[objective]
-    train = make_dataset(text.train, tokenizer, input_length=sequence_length, seed=settings.seed)
+    train = make_dataset(texts, tokenizer, input_length=sequence_length, seed=settings.seed)
     if text.streaming:
         # The reference's map-style dataset draws batches at random from all blocks; a
         # stream is shuffled within a buffer (seeded, and re-seeded per epoch by Trainer's
@@ -145,6 +176,9 @@ def train_language(
     # fit); the slot is given back when training ends.
     rep_id = representation_id("language", kind, lang.code, "training")
     prompt = prompt or PromptConfig(init_text=lang.instruction, seed=settings.seed)
+    if kind == "prompt" and prompt.init == "frequent" and not prompt.extra.get("token_ids"):
+        ids = frequent_token_ids(texts, tokenizer, prompt.num_tokens)  # what it trains on
+        prompt = replace(prompt, extra={**prompt.extra, "token_ids": ids})
     rep = new_representation(kind, "language", base, tokenizer, prompt=prompt, adapter=adapter,
                              language=lang.code, settings_hash=settings_hash, id=rep_id)
     # An adapter's weights are drawn from the global RNG when it is attached, before the
@@ -166,9 +200,13 @@ def train_language(
             corpus=text.source,
             objective=objective,
             max_documents=max_documents,
+            max_tokens=max_tokens,
+            corpus_extent=corpus_extent,
             sequence_length=sequence_length,
             # A stream's slice is a row range (empty rows are skipped inside it).
-            train_documents=len(text.train) if isinstance(text.train, list) else text.max_documents,
+            train_documents=_train_documents(text, texts),
+            # Tokens trained on, counted where known: local text, or a token-capped one.
+            train_tokens=_train_tokens(texts, tokenizer),
             shuffle_buffer=(shuffle_buffer or STREAM_SHUFFLE_BUFFER) if text.streaming else None,
             validation_documents=len(text.validation),
             validation_sequences=len(validation),

@@ -27,6 +27,11 @@ WIKIPEDIA_SNAPSHOT = "20231101"
 # (train[:5%], validation from train[5%:]); see langtransfer.corpora.
 ENGLISH_WIKIPEDIA_CAP = 1_000_000
 
+#: The paper's language-prompt instruction; ``{Language}`` is the English name.
+INSTRUCTION_TEMPLATE = "Generate the output in {Language}:"
+#: The template name that stands for a language's own ``instruction_native``.
+NATIVE_INSTRUCTION = "native"
+
 _CODE_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
 
@@ -37,6 +42,8 @@ class Language:
     ``wikipedia_max_articles``: how many of the Wikipedia dump's first articles language
     training uses (English: 1M, as the reference); ``None``: the first 5% of the dump, as
     the reference takes every other language. Validation comes from the articles after.
+    ``instruction_native``: the paper's instruction written in the language itself (the
+    ``instruction: [native]`` study axis initialises prompts from it); ``None``: unknown.
     """
 
     code: str
@@ -44,6 +51,7 @@ class Language:
     script: str
     family: str = "unknown"
     wikipedia_max_articles: int | None = None
+    instruction_native: str | None = None
 
     @property
     def wikipedia_config(self) -> str:
@@ -53,7 +61,20 @@ class Language:
     @property
     def instruction(self) -> str:
         """The text a soft language prompt is initialised from."""
-        return f"Generate the output in {self.name}:"
+        return INSTRUCTION_TEMPLATE.replace("{Language}", self.name)
+
+    def instruction_from(self, template: str) -> str:
+        """The instruction of ``template``: :data:`NATIVE_INSTRUCTION` is the language's
+        own ``instruction_native``; any other text has ``{Language}`` replaced by the
+        English name (the paper's template gives :attr:`instruction`)."""
+        if template != NATIVE_INSTRUCTION:
+            return template.replace("{Language}", self.name)
+        if self.instruction_native is None:
+            raise LangTransferError(
+                f"language {self.code!r} ({self.name}) has no instruction_native; give one "
+                "in its languages file or drop the 'native' instruction variant"
+            )
+        return self.instruction_native
 
     @property
     def is_source(self) -> bool:
@@ -70,23 +91,47 @@ class Language:
         }
 
 
+# The paper's instruction in each language itself, written for this project (not checked
+# by native speakers; a user's languages file may give its own ``instruction_native``).
+_NATIVE = {
+    "ar": "أنشئ المخرجات باللغة العربية:",
+    "bg": "Генерирай изхода на български език:",
+    "cs": "Vygeneruj výstup v češtině:",
+    "de": "Erzeuge die Ausgabe auf Deutsch:",
+    "el": "Δημιούργησε την έξοδο στα ελληνικά:",
+    "en": "Generate the output in English:",
+    "es": "Genera la salida en español:",
+    "ml": "ഔട്ട്പുട്ട് മലയാളത്തിൽ സൃഷ്ടിക്കുക:",
+    "ro": "Generează rezultatul în limba română:",
+    "ru": "Сгенерируй вывод на русском языке:",
+    "sl": "Ustvari izhod v slovenščini:",
+    "sk": "Vygeneruj výstup v slovenčine:",
+    "sw": "Toa matokeo kwa Kiswahili:",
+    "te": "అవుట్‌పుట్‌ను తెలుగులో రూపొందించండి:",
+    "ur": "آؤٹ پٹ اردو میں تیار کریں:",
+    "zh": "用中文生成输出：",
+}
+
 _PAPER = [
-    Language("ar", "Arabic", "Arabic", "Semitic"),
-    Language("bg", "Bulgarian", "Cyrillic", "Slavic"),
-    Language("cs", "Czech", "Latin", "Slavic"),
-    Language("de", "German", "Latin", "Germanic"),
-    Language("el", "Greek", "Greek", "Hellenic"),
-    Language("en", "English", "Latin", "Germanic", wikipedia_max_articles=ENGLISH_WIKIPEDIA_CAP),
-    Language("es", "Spanish", "Latin", "Romance"),
-    Language("ml", "Malayalam", "Malayalam", "Dravidian"),
-    Language("ro", "Romanian", "Latin", "Romance"),
-    Language("ru", "Russian", "Cyrillic", "Slavic"),
-    Language("sl", "Slovenian", "Latin", "Slavic"),
-    Language("sk", "Slovak", "Latin", "Slavic"),
-    Language("sw", "Swahili", "Latin", "Bantu"),
-    Language("te", "Telugu", "Telugu", "Dravidian"),
-    Language("ur", "Urdu", "Arabic", "Indo-Aryan"),
-    Language("zh", "Chinese", "Han", "Sinitic"),
+    Language("ar", "Arabic", "Arabic", "Semitic", instruction_native=_NATIVE["ar"]),
+    Language("bg", "Bulgarian", "Cyrillic", "Slavic", instruction_native=_NATIVE["bg"]),
+    Language("cs", "Czech", "Latin", "Slavic", instruction_native=_NATIVE["cs"]),
+    Language("de", "German", "Latin", "Germanic", instruction_native=_NATIVE["de"]),
+    Language("el", "Greek", "Greek", "Hellenic", instruction_native=_NATIVE["el"]),
+    Language(
+        "en", "English", "Latin", "Germanic", wikipedia_max_articles=ENGLISH_WIKIPEDIA_CAP,
+        instruction_native=_NATIVE["en"],
+    ),
+    Language("es", "Spanish", "Latin", "Romance", instruction_native=_NATIVE["es"]),
+    Language("ml", "Malayalam", "Malayalam", "Dravidian", instruction_native=_NATIVE["ml"]),
+    Language("ro", "Romanian", "Latin", "Romance", instruction_native=_NATIVE["ro"]),
+    Language("ru", "Russian", "Cyrillic", "Slavic", instruction_native=_NATIVE["ru"]),
+    Language("sl", "Slovenian", "Latin", "Slavic", instruction_native=_NATIVE["sl"]),
+    Language("sk", "Slovak", "Latin", "Slavic", instruction_native=_NATIVE["sk"]),
+    Language("sw", "Swahili", "Latin", "Bantu", instruction_native=_NATIVE["sw"]),
+    Language("te", "Telugu", "Telugu", "Dravidian", instruction_native=_NATIVE["te"]),
+    Language("ur", "Urdu", "Arabic", "Indo-Aryan", instruction_native=_NATIVE["ur"]),
+    Language("zh", "Chinese", "Han", "Sinitic", instruction_native=_NATIVE["zh"]),
 ]
 
 #: The 16 languages of the paper, in its order (alphabetical by English name).
@@ -121,6 +166,7 @@ def _make_language(
     script: object,
     family: object = "unknown",
     wikipedia_max_articles: object = None,
+    instruction_native: object = None,
 ) -> Language:
     """Validate and normalise the fields of a new language (``ValueError`` when bad)."""
     for field_name, value in (("name", name), ("script", script), ("family", family)):
@@ -140,9 +186,16 @@ def _make_language(
             f"wikipedia_max_articles must be a positive integer or null, "
             f"got {wikipedia_max_articles!r}"
         )
+    if instruction_native is not None and (
+        not isinstance(instruction_native, str) or not instruction_native.strip()
+    ):
+        raise ValueError(
+            f"instruction_native must be a non-empty string or null, got {instruction_native!r}"
+        )
     assert isinstance(name, str) and isinstance(script, str) and isinstance(family, str)
     return Language(
-        code.strip().lower(), name.strip(), script.strip(), family.strip(), wikipedia_max_articles
+        code.strip().lower(), name.strip(), script.strip(), family.strip(), wikipedia_max_articles,
+        instruction_native.strip() if isinstance(instruction_native, str) else None,
     )
 
 
@@ -168,6 +221,7 @@ def register_language(
     family: str = "unknown",
     *,
     wikipedia_max_articles: int | None = None,
+    instruction_native: str | None = None,
     replace: bool = False,
 ) -> Language:
     """Add a language to the registry and return it.
@@ -177,7 +231,9 @@ def register_language(
     a built-in's name would change its prompt initialisation.
     """
     try:
-        lang = _make_language(code, name, script, family, wikipedia_max_articles)
+        lang = _make_language(
+            code, name, script, family, wikipedia_max_articles, instruction_native
+        )
         _check_conflicts(lang, replace)
     except ValueError as e:
         raise LangTransferError(f"cannot register language: {e}") from e
@@ -226,8 +282,8 @@ def load_language_file(path: str | Path, *, replace: bool = False) -> list[Langu
     """Register the languages listed in a YAML or JSON file and return them.
 
     The file holds a list of mappings with keys ``code``, ``name``, ``script`` and
-    optionally ``family`` and ``wikipedia_max_articles``. Every entry is checked before
-    any is registered, so a bad file changes nothing.
+    optionally ``family``, ``wikipedia_max_articles`` and ``instruction_native``. Every
+    entry is checked before any is registered, so a bad file changes nothing.
     """
     path = Path(path)
     data = _read_language_file(path)
@@ -262,3 +318,34 @@ def load_language_file(path: str | Path, *, replace: bool = False) -> list[Langu
     for lang in langs:
         _REGISTRY[lang.code] = lang
     return langs
+
+
+def relatives(code: str, candidates: list[str] | tuple[str, ...]) -> dict[str, float]:
+    """Proxy weights for ``code`` over ``candidates``, from the registry's family and script.
+
+    Each candidate (other than ``code`` itself) scores one point for sharing ``code``'s
+    family and one for sharing its script (a family ``unknown`` is shared with nobody);
+    the weights are the scores divided by their sum, in the candidates' order, and
+    candidates that score nothing are left out. So Slovak over (Czech, Russian, German)
+    is Czech 2/4 (Slavic, Latin), Russian 1/4 (Slavic), German 1/4 (Latin). A language
+    with no relative among the candidates is an error naming both.
+    """
+    lang = get_language(code)
+    scores: dict[str, int] = {}
+    for candidate in candidates:
+        other = get_language(candidate)
+        if other.code == lang.code or other.code in scores:
+            continue
+        family = lang.family != "unknown" and other.family == lang.family
+        score = int(family) + int(other.script == lang.script)
+        if score:
+            scores[other.code] = score
+    if not scores:
+        listed = ", ".join(get_language(c).code for c in candidates) or "none"
+        raise LangTransferError(
+            f"no relative of language {lang.code!r} ({lang.family}, {lang.script} script) "
+            f"among {listed}: a proxy needs one of the same family or script; give its "
+            "weights instead"
+        )
+    total = sum(scores.values())
+    return {c: s / total for c, s in scores.items()}

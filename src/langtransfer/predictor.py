@@ -28,6 +28,14 @@ evaluation cuts it, and its prediction says ``truncated=True``. Outputs are pars
 task's (strict) parser into JSON-able values: answer text (QA), a list of
 ``{"type", "text"}`` spans (NER), a class name or ``None`` when unreadable
 (classification); ``raw`` is the generated text (the chosen label word when ranking).
+
+Batching: rows of entries that share a configuration and generation settings run in the
+same length-sorted batches, one forward / generate each, whatever their tasks and
+languages: one composed model holds the group's language and task representations as
+banks (:meth:`~langtransfer.compose.ComposedModel.set_languages` /
+:meth:`~langtransfer.compose.ComposedModel.set_tasks`). Different configurations, scoring
+or generation budgets, or prompts of different lengths run as separate calls; beam search
+with adapters runs each entry alone.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from langtransfer.configurations import STUDY_CONFIGURATIONS, get_configuration
 from langtransfer.errors import CorruptFileError, LangTransferError, UnknownNameError
@@ -84,6 +92,21 @@ class Prediction:
     source: str | None = None
 
 
+EntryKey = tuple[str, str, str, "str | None"]  # task, language, configuration, source
+
+
+class CallKey(NamedTuple):
+    """What the rows of one forward / generate call share (see ``Predictor._call_key``)."""
+
+    configuration: str
+    scoring: str
+    max_new_tokens: int
+    num_beams: int
+    language_prompt_length: int
+    task_prompt_length: int
+    alone: EntryKey | None
+
+
 @dataclass(frozen=True)
 class Entry:
     """One servable (task, language, configuration, source) and how it predicts."""
@@ -92,8 +115,8 @@ class Entry:
     language: str
     configuration: str
     source: str | None
-    language_rep: Path | None = None
-    task_rep: Path | None = None
+    language_rep: Path | str | None = None  # a directory, or a hub id as given
+    task_rep: Path | str | None = None
     score: float | None = None  # the study's primary metric on this target
     scoring: str = "generate"
     max_new_tokens: int = REFERENCE_MAX_NEW_TOKENS
@@ -102,7 +125,7 @@ class Entry:
     default: bool = False
 
     @property
-    def key(self) -> tuple[str, str, str, str | None]:
+    def key(self) -> EntryKey:
         return self.task, self.language, self.configuration, self.source
 
     def describe(self, loaded: LoadedBase) -> dict[str, Any]:
@@ -122,16 +145,20 @@ class Predictor:
     """
 
     def __init__(self, loaded: LoadedBase, entries: Iterable[Entry], *, batch_size: int = 32):
+        """``entries``: what to serve (:meth:`load` builds them); the first of each
+        (task, language) with ``default`` set is its default, else the first."""
         if batch_size < 1:
             raise LangTransferError(f"batch_size must be >= 1, got {batch_size}")
         self.loaded = loaded
         self.batch_size = batch_size
-        self.entries: dict[tuple[str, str, str, str | None], Entry] = {}
+        self.entries: dict[EntryKey, Entry] = {}
         for entry in entries:
             self.entries.setdefault(entry.key, entry)
         if not self.entries:
             raise LangTransferError("nothing to serve: the sources hold no task entries")
-        self._composed: dict[tuple[str, str, str, str | None], Any] = {}
+        self.calls: dict[EntryKey, CallKey] = {k: self._call_key(e)
+                                               for k, e in self.entries.items()}
+        self._composed: dict[CallKey, Any] = {}
         self._lock = threading.Lock()
 
     # -- loading --------------------------------------------------------------------
@@ -221,9 +248,10 @@ class Predictor:
         self, requests: Sequence[PredictRequest]
     ) -> list[Prediction | LangTransferError]:
         """Predictions for rows of any tasks and languages, in their order; a bad row gets
-        its error in its place and does not stop the others."""
+        its error in its place and does not stop the others. Rows whose entries share a
+        call (:meth:`_call_key`) run in the same batches."""
         results: list[Prediction | LangTransferError | None] = [None] * len(requests)
-        groups: dict[tuple[str, str, str, str | None], list[tuple[int, list[int], bool]]] = {}
+        calls: dict[CallKey, list[tuple[int, Entry, list[int], bool]]] = {}
         tokenizer = self.loaded.tokenizer
         for i, request in enumerate(requests):
             try:
@@ -233,43 +261,79 @@ class Predictor:
                 results[i] = e
                 continue
             ids = tokenizer(text, truncation=False)["input_ids"]
-            groups.setdefault(entry.key, []).append(
-                (i, cut(ids, entry.max_length), len(ids) > entry.max_length)
+            calls.setdefault(self.calls[entry.key], []).append(
+                (i, entry, cut(ids, entry.max_length), len(ids) > entry.max_length)
             )
         with self._lock:
-            for key, rows in groups.items():
-                entry = self.entries[key]
-                texts = self._run(entry, [r for _, r, _ in rows])
-                task = get_task(entry.task)
-                for (i, _, truncated), raw in zip(rows, texts, strict=True):
-                    results[i] = Prediction(_jsonable(task.parse(raw)), raw, truncated,
-                                            entry.configuration, entry.source)
+            for call, rows in calls.items():
+                texts = self._run(call, [(e, r) for _, e, r, _ in rows])
+                for (i, entry, _, truncated), raw in zip(rows, texts, strict=True):
+                    output = _jsonable(get_task(entry.task).parse(raw))
+                    results[i] = Prediction(output, raw, truncated, entry.configuration,
+                                            entry.source)
         return [r for r in results if r is not None]
 
-    def _run(self, entry: Entry, rows: list[list[int]]) -> list[str]:
-        composed = self._composed_for(entry)
-        tokenizer = self.loaded.tokenizer
-        if entry.scoring == "rank":
-            words = list(get_task(entry.task).label_words.values())
-            return rank_labels(composed, tokenizer, rows, words, batch_size=self.batch_size)
-        return generate_texts(composed, tokenizer, rows, batch_size=self.batch_size,
-                              max_new_tokens=entry.max_new_tokens, num_beams=entry.num_beams)
+    def _call_key(self, entry: Entry) -> CallKey:
+        """What rows must share to run in one forward / generate: the configuration (its
+        kinds), the scoring and generation settings, and the prompt lengths of each bank
+        (a gather stacks prompts of one length). Beam search with adapters cannot split a
+        batch per row (``BatchSplit`` needs fixed row counts), so such an entry runs alone."""
+        configuration = entry.configuration.split(" ")[0]  # a variant label: same kinds
+        kinds = get_configuration(configuration)
+        lengths = []
+        for path in (entry.language_rep, entry.task_rep):
+            rep = self.loaded.representation(path) if path is not None else None
+            lengths.append(rep.soft_prompt.num_tokens if rep and not rep.in_layers else 0)
+        alone = entry.num_beams != 1 and "adapter" in kinds.kinds
+        return CallKey(configuration, entry.scoring, entry.max_new_tokens, entry.num_beams,
+                       lengths[0], lengths[1], entry.key if alone else None)
 
-    def _composed_for(self, entry: Entry) -> Any:
-        composed = self._composed.get(entry.key)
-        if composed is None:
-            loaded = self.loaded
-            language = loaded.representation(entry.language_rep) if entry.language_rep else None
-            task = loaded.representation(entry.task_rep) if entry.task_rep else None
-            composed = loaded.compose(entry.configuration, language=language, task=task)
-            composed.eval()
-            self._composed[entry.key] = composed
-        return composed
+    def _run(self, call: CallKey, rows: list[tuple[Entry, list[int]]]) -> list[str]:
+        """One call group's rows through one composed model holding every language and
+        task representation of the group as banks; rows name theirs by bank index."""
+        composed, language_bank, task_bank = self._composed_for(call)
+        tokenizer = self.loaded.tokenizer
+        language_ids = [language_bank[str(e.language_rep)] for e, _ in rows] if (
+            language_bank) else None
+        task_ids = [task_bank[str(e.task_rep)] for e, _ in rows] if task_bank else None
+        tokens = [r for _, r in rows]
+        if call.scoring == "rank":
+            words = [list(get_task(e.task).label_words.values()) for e, _ in rows]
+            return rank_labels(composed, tokenizer, tokens, words, batch_size=self.batch_size,
+                               language_ids=language_ids, task_ids=task_ids)
+        return generate_texts(composed, tokenizer, tokens, batch_size=self.batch_size,
+                              max_new_tokens=call.max_new_tokens, num_beams=call.num_beams,
+                              language_ids=language_ids, task_ids=task_ids)
+
+    def _composed_for(self, call: CallKey) -> tuple[Any, dict[str, int], dict[str, int]]:
+        """The composed model of a call group (built on first use) and its banks' indices
+        by representation directory."""
+        cached = self._composed.get(call)
+        if cached is not None:
+            return cached
+        members = [e for k, e in self.entries.items() if self.calls[k] == call]
+        loaded = self.loaded
+        paths = {role: list(dict.fromkeys(str(p) for e in members
+                                          if (p := getattr(e, f"{role}_rep")) is not None))
+                 for role in ("language", "task")}
+        composed = loaded.compose("base")
+        try:
+            if paths["language"]:
+                composed.set_languages({p: loaded.representation(p) for p in paths["language"]})
+            if paths["task"]:
+                composed.set_tasks({p: loaded.representation(p) for p in paths["task"]})
+        except BaseException:
+            composed.close()
+            raise
+        composed.eval()
+        banks = tuple({p: i for i, p in enumerate(paths[r])} for r in ("language", "task"))
+        self._composed[call] = cached = (composed, *banks)
+        return cached
 
     def close(self) -> None:
         """Give the base back as it was loaded (every composed model closed)."""
         with self._lock:
-            for composed in self._composed.values():
+            for composed, _, _ in self._composed.values():
                 composed.close()
             self._composed.clear()
 
@@ -312,17 +376,25 @@ def _read_json(path: Path) -> Any:
         raise CorruptFileError(f"{path}: cannot read ({e})") from e
 
 
+def _study_bases(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(label, name) of each base model of a study (label "" in a single-model study)."""
+    from langtransfer.study_config import parse_models
+
+    if config.get("models"):
+        return [(b.label, b.name) for b in parse_models(config["models"])]
+    model = config.get("model")
+    return [("", model)] if isinstance(model, str) else []
+
+
 def _trained_on(studies: list[Path], reps: list[str | Path]) -> str:
     """The base model the sources were trained on (one name, or an error naming them)."""
+    from langtransfer.representations.store import resolve_location
+
     names: dict[str, str] = {}
     for study in studies:
-        config = _read_json(study / STUDY_FILE).get("config") or {}
-        model = config.get("model")
-        if isinstance(model, str):
-            names.setdefault(model, str(study))
+        for _, name in _study_bases(_read_json(study / STUDY_FILE).get("config") or {}):
+            names.setdefault(name, str(study))
     for location in reps:
-        from langtransfer.representations.store import resolve_location
-
         name = read_manifest(resolve_location(location))["base_model"].get("name")
         if isinstance(name, str) and name:
             names.setdefault(name, str(location))
@@ -341,34 +413,43 @@ def _fits(recorded: Mapping[str, Any], loaded: LoadedBase) -> bool:
 
 
 def _study_entries(study: Path, loaded: LoadedBase) -> list[Entry]:
-    """One entry per result record of ``study`` made on the loaded base."""
+    """One entry per result record of ``study`` made on the loaded base (in a
+    multi-model study, the records of the base of that name, or of that shape)."""
     from langtransfer.results import read_records
     from langtransfer.study_jobs import language_rep_path, task_rep_path
 
     config = _read_json(study / STUDY_FILE).get("config") or {}
     max_length = (config.get("evaluation") or {}).get("max_length", DEFAULT_MAX_LENGTH)
     records = read_records(study)
-    fitting = [r for r in records if _fits(r.get("model") or {}, loaded)]
+    bases = _study_bases(config)
+    label = next((lab for lab, name in bases if name == loaded.name), None)
+    fitting = [r for r in records if (r.get("model_label") or "") == label] if (
+        label is not None) else [r for r in records if _fits(r.get("model") or {}, loaded)]
     if records and not fitting:
         raise LangTransferError(
-            f"{study}: no result was made on base model {loaded.name!r} (the study's: "
-            f"{', '.join(sorted({str((r.get('model') or {}).get('name')) for r in records}))})"
+            f"{study}: no result was made on base model {loaded.name!r}; the study's: "
+            f"{', '.join(name for _, name in bases) or 'none recorded'} (pass model=)"
         )
+    output = config.get("output")
     entries = []
     for r in fitting:
         task, configuration = r["task"], r["configuration"]
         source, target = r["source_language"], r["target_language"]
-        variant = r.get("variant") or ""
+        variant, model_label = r.get("variant") or "", r.get("model_label") or ""
         kinds = get_configuration(configuration)
-        paths: dict[str, Path | None] = {"language": None, "task": None}
+        paths: dict[str, Path | str | None] = {"language": None, "task": None}
         for role, layout in (
-            ("language", language_rep_path(study, kinds.language_kind or "", target)),
-            ("task", task_rep_path(study, task, source, configuration)),
+            ("language", language_rep_path(study, kinds.language_kind or "", target,
+                                           model_label, variant)),
+            ("task", task_rep_path(study, task, source, configuration, model_label, variant)),
         ):
             if kinds.kind(role) is None:
                 continue
             recorded = ((r.get("representations") or {}).get(role) or {}).get("path")
-            candidates = [Path(recorded)] if recorded else []
+            candidates = [] if not recorded else [Path(recorded)]
+            if recorded and isinstance(output, str) and Path(recorded).is_relative_to(output):
+                # The study wrote paths under its output as given; it may have moved.
+                candidates.append(study / Path(recorded).relative_to(output))
             found = next((p for p in (*candidates, layout) if (p / MANIFEST).is_file()), None)
             if found is None:
                 raise CorruptFileError(
@@ -415,11 +496,11 @@ def _representation_entries(locations: list[str | Path], loaded: LoadedBase) -> 
             for (k, language), where in languages.items():
                 if k == kind:
                     entries.append(Entry(rep.task or "", language, configuration, source,
-                                         Path(str(where)), Path(str(location))))
+                                         where, location))
         else:
             codes = dict.fromkeys([lang for _, lang in languages] + ([source] if source else []))
-            entries += [Entry(rep.task or "", language, configuration, source, None,
-                              Path(str(location))) for language in codes]
+            entries += [Entry(rep.task or "", language, configuration, source, None, location)
+                        for language in codes]
     if locations and not tasks:
         raise LangTransferError(
             "the representation sources hold no task representation: a predictor needs at "

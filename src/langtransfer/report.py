@@ -31,6 +31,12 @@ so it may be replaced as a whole next time)::
     report.md  report.json
     tables/<task>.<source>.md|csv     deltas/<task>.<source>.md|csv
     heatmaps/<task>.<source>.png      summary/{configurations,deltas,scripts,families}.md|csv
+    plots/trained_vs_composed.png     summary/trained_vs_composed.md|csv  (composed cells only)
+    axes/<axis>.<task>.<source>.png|csv   (studies with ``axes``: see report_axes)
+
+Composed language representations (study ``composed:``, variant ``composed=...``) get a
+section of their own: each composed cell beside its trained counterpart (same task
+representation, same configuration) and ``base``, and a scatter plot of the two.
 
 With several base models (records with different ``model_label``), each model's tables,
 deltas, heatmaps and summaries go under ``<label>/`` as above, and the top level holds the
@@ -46,7 +52,7 @@ import io
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import fmean
 from typing import Any
@@ -55,6 +61,7 @@ from langtransfer.configurations import STUDY_CONFIGURATIONS
 from langtransfer.errors import LangTransferError, OutputExistsError, UnknownNameError
 from langtransfer.io import atomic_dir, atomic_path, write_json, write_text
 from langtransfer.languages import all_languages, get_language
+from langtransfer.report_axes import axis_section
 from langtransfer.results import cell_name, merge_records, record_key, row_label
 from langtransfer.study_failures import Failure
 
@@ -593,11 +600,12 @@ def _model_sections(
     no_base = [g.name for g in tables.tasks if "base" not in g.rows]
     if no_base:
         md.append(f"No `base` results, so no differences, for: {', '.join(no_base)}.")
-    return md
+    composed = _composed_section(tables, out, written, prefix, h)
+    return md + ([""] + composed if composed else [])
 
 
-def _tables_data(tables: _Tables) -> dict[str, Any]:
-    return {
+def _tables_data(tables: _Tables, prefix: str = "") -> dict[str, Any]:
+    data = {
         "model": tables.records[0]["model"],
         "tables": [g.to_dict() for g in tables.tasks],
         "deltas": [g.to_dict() for g in tables.deltas],
@@ -612,6 +620,10 @@ def _tables_data(tables: _Tables) -> dict[str, Any]:
             if g is not None
         },
     }
+    composed = _composed_data(tables, prefix)
+    if composed is not None:
+        data["trained_vs_composed"] = composed
+    return data
 
 
 def build_report(
@@ -674,8 +686,10 @@ def build_report(
             for label, tables in per_model.items():
                 md += [f"## Model `{label}`", "", f"Base model `{_model_name(tables)}`.", ""]
                 md += _model_sections(tables, out, label, written, h="###")
-            data["models"] = {label: _tables_data(t) for label, t in per_model.items()}
+            data["models"] = {label: _tables_data(t, label) for label, t in per_model.items()}
             data["cross_model"] = cross.to_dict()
+        md += axis_section([r for t in per_model.values() for r in t.records], out, written,
+                           metrics)
         if failures:
             md += ["", "## Failures", "", "Artefacts that were not built, so their cells are "
                    f"{MISSING} above; rerunning the study retries them.", ""]
@@ -926,3 +940,190 @@ def _cross_model_sections(cross: _CrossModel, out: Path, written: list[Path]) ->
            agreement_md,
            "[Markdown](summary/models.agreement.md) · [CSV](summary/models.agreement.csv)", ""]
     return md
+
+
+# --- trained vs composed language representations -----------------------------------------
+
+#: The variant prefix of composed/proxy language representations (docs/study.md).
+COMPOSED = "composed="
+COMPOSED_PLOT = "plots/trained_vs_composed.png"
+COMPOSED_TABLE = "summary/trained_vs_composed"
+COMPOSED_PARAGRAPH = (
+    "A composed row (`<configuration> [composed=...]`) uses the same task representation "
+    "as the trained row of its configuration; only the target language's representation "
+    "differs. Instead of one trained on the language's text it is a weighted combination, "
+    "built without training, of the representations trained for other languages "
+    "(prompts: the weighted sum of their embeddings; adapters: `adapters`' weighted "
+    "average of their weights). `composed=proxy` weighs the target's relatives among the "
+    "study's languages by the registry: one point for the same family, one for the same "
+    "script, normalised. Each point of the plot is one cell (task, source, "
+    "configuration, target): x is its score with the trained representation, y with the "
+    "composed one. On the diagonal the composed one is as good as training; above it, "
+    "better; below, worse. `composed - trained` is that vertical distance; `base` is "
+    "the untouched model, so a composed value between `base` and `trained` recovers part "
+    "of what training the language's own representation gained."
+)
+
+
+@dataclass(frozen=True)
+class ComposedPair:
+    """One composed cell and its trained counterpart (same task representation)."""
+
+    table: str  # the task table, ``nli.en``
+    metric: str | None
+    configuration: str
+    variant: str
+    target: str
+    weights: str
+    composed: float
+    trained: float | None
+    base: float | None
+
+    @property
+    def delta(self) -> float | None:
+        return None if self.trained is None else self.composed - self.trained
+
+
+def _split_row(row: str) -> tuple[str, str]:
+    """``slp+ta [composed=proxy]`` -> (``slp+ta``, ``composed=proxy``)."""
+    configuration, _, variant = row.partition(" [")
+    return configuration, variant.removesuffix("]")
+
+
+def _weights_text(records: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], str]:
+    """(table, configuration, variant, target) -> ``0.5 cs + 0.5 sl`` from the records'
+    ``composition`` (written by the study)."""
+    out = {}
+    for r in records:
+        weights = (r.get("composition") or {}).get("weights")
+        if isinstance(weights, dict) and r.get("variant"):
+            key = (f"{r['task']}.{r['source_language']}", r["configuration"], r["variant"],
+                   r["target_language"])
+            out[key] = " + ".join(f"{w:.2g} {lang}" for lang, w in weights.items())
+    return out
+
+
+def composed_pairs(tables: _Tables) -> list[ComposedPair]:
+    """Every composed cell of the task tables with the trained and base values beside it."""
+    weights = _weights_text(tables.records)
+    pairs = []
+    for g in tables.tasks:
+        for row in g.rows:
+            configuration, variant = _split_row(row)
+            if not variant.startswith(COMPOSED):
+                continue
+            for c in g.columns:
+                value = g.values.get((row, c))
+                if value is not None:
+                    pairs.append(ComposedPair(
+                        g.name, g.metric, configuration, variant, c,
+                        weights.get((g.name, configuration, variant, c), ""), value,
+                        g.values.get((configuration, c)), g.values.get(("base", c)),
+                    ))
+    return pairs
+
+
+def _composed_markdown(pairs: list[ComposedPair]) -> str:
+    lines = ["| table | configuration | variant | target | parts | trained | composed | "
+             "composed - trained | base |", "|---|---|---|---|---|---:|---:|---:|---:|"]
+    for p in pairs:
+        lines.append(
+            f"| {p.table} | {p.configuration} | {p.variant} | {p.target} | {p.weights or '–'} "
+            f"| {_fmt(p.trained)} | {_fmt(p.composed)} | {_fmt(p.delta, signed=True)} "
+            f"| {_fmt(p.base)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _composed_csv(pairs: list[ComposedPair]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["table", "metric", "configuration", "variant", "target", "parts",
+                     "trained", "composed", "composed_minus_trained", "base"])
+    for p in pairs:
+        writer.writerow([p.table, p.metric or "", p.configuration, p.variant, p.target,
+                         p.weights, *("" if v is None else f"{v:.4g}"
+                                      for v in (p.trained, p.composed, p.delta, p.base))])
+    return buf.getvalue()
+
+
+def _composed_plot(pairs: list[ComposedPair], path: Path) -> None:
+    """One panel per task table: trained (x) against composed (y), the diagonal drawn."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = list(dict.fromkeys(p.table for p in pairs))
+    fig = Figure(figsize=(4.2 * len(names), 4.4), dpi=100)
+    FigureCanvasAgg(fig)
+    rows = list(dict.fromkeys(f"{p.configuration} [{p.variant}]" for p in pairs))
+    markers = "osD^v<>pX*"
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(1, len(names), i + 1)
+        panel = [p for p in pairs if p.table == name]
+        shown = [v for p in panel for v in (p.trained, p.composed) if v is not None]
+        low, high = min(shown), max(shown)
+        pad = max((high - low) * 0.1, 1.0)
+        ax.plot([low - pad, high + pad], [low - pad, high + pad], color="0.6", lw=1,
+                ls="--", label="composed = trained")
+        for j, row in enumerate(rows):
+            mine = [p for p in panel if f"{p.configuration} [{p.variant}]" == row
+                    and p.trained is not None]
+            if not mine:
+                continue
+            ax.scatter([p.trained or 0.0 for p in mine], [p.composed for p in mine],
+                       marker=markers[j % len(markers)], label=row, zorder=3)
+            for p in mine:
+                ax.annotate(p.target, (p.trained or 0.0, p.composed), fontsize=7,
+                            xytext=(3, 3), textcoords="offset points")
+        ax.set_xlim(low - pad, high + pad)
+        ax.set_ylim(low - pad, high + pad)
+        ax.set_xlabel(f"trained language representation ({panel[0].metric or 'metric'})")
+        ax.set_ylabel("composed language representation")
+        ax.set_title(name, fontsize=10)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle("Trained vs composed language representations", fontsize=11)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+
+
+def _composed_paths(prefix: str) -> tuple[str, str]:
+    """(plot, table stem) of the trained-vs-composed section, under a model's prefix."""
+    def join(path: str) -> str:
+        return f"{prefix}/{path}" if prefix else path
+
+    return join(COMPOSED_PLOT), join(COMPOSED_TABLE)
+
+
+def _composed_data(tables: _Tables, prefix: str) -> dict[str, Any] | None:
+    """``report.json``'s ``trained_vs_composed``: the plot's path and every pair."""
+    pairs = composed_pairs(tables)
+    if not pairs:
+        return None
+    plot = _composed_paths(prefix)[0] if any(p.trained is not None for p in pairs) else None
+    return {"plot": plot, "cells": [{**asdict(p), "delta": p.delta} for p in pairs]}
+
+
+def _composed_section(
+    tables: _Tables, out: Path, written: list[Path], prefix: str = "", h: str = "##"
+) -> list[str]:
+    """The report's trained-vs-composed section (empty without composed records)."""
+    pairs = composed_pairs(tables)
+    if not pairs:
+        return []
+    plot, stem = _composed_paths(prefix)
+    md_path, csv_path = out / f"{stem}.md", out / f"{stem}.csv"
+    table = _composed_markdown(pairs)
+    write_text(md_path, "# Trained vs composed language representations\n\n" + table)
+    write_text(csv_path, _composed_csv(pairs))
+    written += [md_path, csv_path]
+    lines = [f"{h} Trained vs composed language representations", "", COMPOSED_PARAGRAPH, ""]
+    if any(p.trained is not None for p in pairs):
+        _composed_plot(pairs, out / plot)
+        written.append(out / plot)
+        lines += [f"Plot: [{plot}]({plot})", "",
+                  f"![Trained vs composed language representations]({plot})", ""]
+    else:
+        lines += ["No composed cell has a trained counterpart here, so there is no plot.", ""]
+    lines += [table, f"[Markdown]({stem}.md) · [CSV]({stem}.csv)", ""]
+    return lines

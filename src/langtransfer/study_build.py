@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from langtransfer.errors import LangTransferError
-from langtransfer.study_jobs import Artefact, EvaluationJob, LanguageJob, TaskJob
+from langtransfer.study_jobs import Artefact, ComposedJob, EvaluationJob, LanguageJob, TaskJob
 
 if TYPE_CHECKING:
     from langtransfer.loaded_base import LoadedBase
@@ -74,12 +74,14 @@ class StudyBuilder:
         if isinstance(job, LanguageJob):
             self.train_language(art, job)
             self.check_frozen(art)
+        elif isinstance(job, ComposedJob):
+            self.compose_language(art, job)
         elif isinstance(job, TaskJob):
             self.train_task(art, job)
             self.check_frozen(art)
         elif isinstance(job, EvaluationJob):
             self.evaluate(art, job)
-        else:  # pragma: no cover - the three job types are all there are
+        else:  # pragma: no cover - the four job types are all there are
             raise TypeError(f"unknown job {job!r}")
 
     def train_language(self, art: Artefact, job: LanguageJob) -> None:
@@ -96,12 +98,29 @@ class StudyBuilder:
             adapter=job.adapter,
             sequence_length=job.sequence_length,
             max_documents=job.max_documents,
+            max_tokens=job.max_tokens,
+            corpus_extent=job.corpus_extent,
             validation_size=job.validation_documents,
             checkpoint_dir=art.work,
             resume=True,
             overwrite=True,
             settings_hash=art.hash,
             show_progress=self.show_progress,
+        )
+
+    def compose_language(self, art: Artefact, job: ComposedJob) -> None:
+        """No training: the weighted combination of the parts' trained representations
+        (adapters are averaged on the loaded base, which is left as it was)."""
+        from langtransfer.representations import combine
+
+        combine.combine_language_representations(
+            {art.inputs[lang]: weight for lang, weight in job.weights},
+            art.path,
+            language=job.language,
+            model=self.model(job.model),
+            weights_from=job.weights_from,
+            settings_hash=art.hash,
+            overwrite=True,
         )
 
     def train_task(self, art: Artefact, job: TaskJob) -> None:
@@ -155,4 +174,26 @@ class StudyBuilder:
             seed=job.seed,
             model_label=art.model_label,  # "" (one base) is stored as absent
         )
+        if job.variant:
+            record["variant"] = job.variant
+            composition = _composition(art.inputs.get("language"))
+            if composition is not None:
+                record["composition"] = composition
         write_record(self.study_dir, record)
+
+
+def _composition(language_rep: Path | None) -> dict[str, Any] | None:
+    """What a composed language representation is made of (its parts' weights and where
+    they came from), for the result record; None for a trained one."""
+    if language_rep is None:
+        return None
+    from langtransfer.representations import read_manifest
+
+    composed = (read_manifest(language_rep).get("training") or {}).get("composed")
+    if not isinstance(composed, dict):
+        return None
+    return {
+        "weights": {p["language"]: p["weight"] for p in composed.get("parts", [])},
+        "weights_from": composed.get("weights_from"),
+        "method": composed.get("method"),
+    }

@@ -22,9 +22,10 @@ from langtransfer.configurations import (
 )
 from langtransfer.errors import DataFormatError, LangTransferError, UnknownNameError
 from langtransfer.evaluate import SCORING
-from langtransfer.languages import get_language
+from langtransfer.languages import INSTRUCTION_TEMPLATE, get_language
 from langtransfer.models import DEFAULT_MODEL
 from langtransfer.representations import AdapterSpec, PromptConfig
+from langtransfer.study_axes import Variant, Within, parse_axes, parse_within
 from langtransfer.train import TrainSettings, default_settings
 
 PROMPT_KEYS = ("num_tokens", "init", "init_text")
@@ -155,6 +156,10 @@ class StudyConfig:
     representation kind (``prompt``/``adapter``) to overrides of the paper's settings.
     ``task_modules`` (Python files or module names that call ``register_task``) and
     ``languages_file`` (YAML/JSON language lists) are loaded before anything is checked.
+    ``composed``: language representations built without training (see
+    :func:`composed_specs` and docs/study.md).
+    ``axes`` lists language-representation variants compared with the study's own setting
+    (:mod:`langtransfer.study_axes`).
     """
 
     output: str
@@ -177,6 +182,8 @@ class StudyConfig:
     evaluation: dict[str, Any] = field(default_factory=dict)
     task_modules: list[str] = field(default_factory=list)
     languages_file: list[str] = field(default_factory=list)
+    composed: list[dict[str, Any]] = field(default_factory=list)
+    axes: dict[str, list[Any]] = field(default_factory=dict)
 
     # -- derived -------------------------------------------------------------------------
 
@@ -187,6 +194,25 @@ class StudyConfig:
 
     def language_kinds(self) -> set[str]:
         return {k for c in self.configurations if (k := configuration_kinds(c)[0])}
+
+    def variants(self, where: str = "study config") -> list[Variant]:
+        """The language-representation variants of ``axes``, checked (see
+        :func:`~langtransfer.study_axes.parse_axes`)."""
+        prompt = self.language_training.get("prompt", {})
+        within = self.axes_within(where).configurations or self.configurations
+        return parse_axes(
+            self.axes,
+            default_init=prompt.get("init", "text"),
+            default_template=prompt.get("init_text", INSTRUCTION_TEMPLATE),
+            language_kinds={k for c in within if (k := configuration_kinds(c)[0])},
+            where=where,
+        )
+
+    def axes_within(self, where: str = "study config") -> Within:
+        """Where the variants run (``axes.within``; the whole grid when not given)."""
+        grid = {"tasks": self.tasks, "targets": self.targets,
+                "configurations": self.configurations}
+        return parse_within(self.axes, grid, where)
 
     def train_settings(self, role: str, kind: str) -> TrainSettings:
         table = self.language_training if role == "language" else self.task_training
@@ -224,6 +250,10 @@ class StudyConfig:
         table = self.language_training if role == "language" else self.task_training
         values = table.get("adapter", {})
         return AdapterSpec(**{k: v for k, v in values.items() if k in ADAPTER_KEYS})
+
+    def composed_specs(self) -> list[ComposedSpec]:
+        """The ``composed`` entries, checked and with their weights resolved."""
+        return composed_specs(self)
 
     def evaluation_settings(self) -> EvaluationSettings:
         return EvaluationSettings(**self.evaluation)
@@ -286,7 +316,151 @@ class StudyConfig:
         must not share an output directory."""
         d = self.to_dict()
         d.pop("output")
+        for key in _ADDED_KEYS:  # absent or empty: the fingerprint studies had before it
+            if not d[key]:
+                d.pop(key)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+#: Keys added after studies were run: left out of the fingerprint when empty.
+_ADDED_KEYS = ("models", "axes", "composed")
+
+
+#: Keys of a ``composed`` entry.
+COMPOSED_KEYS = ("language", "weights", "from", "name", "trained")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class ComposedSpec:
+    """One ``composed`` entry resolved: the target ``language`` it stands for, its
+    ``variant`` label (``composed=proxy``, ``composed=<name>``...), the parts' weights in
+    order, and where they came from (``registry``: a proxy from the relatives by family
+    and script; ``user``: the entry's ``weights``)."""
+
+    language: str
+    variant: str
+    weights: tuple[tuple[str, float], ...]
+    weights_from: str
+    trained: bool = True
+
+
+def composed_specs(config: StudyConfig, where: str = "study config") -> list[ComposedSpec]:
+    """Check the ``composed`` entries and resolve their weights.
+
+    An entry is ``{language: sk}`` (a proxy: weights from its relatives among the study's
+    sources and targets, or among ``from``), or ``{language: sk, weights: {cs: 0.6, sl:
+    0.4}}`` (weights given; they must sum to one). ``name`` sets the variant label
+    (``composed=<name>``); the default is ``composed=proxy`` for a proxy and the weights
+    spelled out (``composed=cs0.6_sl0.4``) otherwise. ``trained: false`` (a language
+    with no corpus) leaves out its trained language representation and the cells that
+    use it; it is then no part of any combination. Each error is one line naming the
+    bad value.
+    """
+    from langtransfer.languages import relatives
+    from langtransfer.representations.combine import check_weights
+
+    entries = config.composed
+    if not isinstance(entries, list):
+        raise LangTransferError(f"{where}: 'composed' must be a list of entries, got "
+                                f"{entries!r:.60}")
+    if entries and not config.language_kinds():
+        raise LangTransferError(
+            f"{where}: 'composed' needs a configuration with a language representation "
+            f"(la+ta, la+stp, slp+ta, slp+stp); configurations are {config.configurations}"
+        )
+    untrained = _untrained(config, where)
+    specs: list[ComposedSpec] = []
+    for i, entry in enumerate(entries, start=1):
+        at = f"{where}: composed entry {i}"
+        language = get_language(entry["language"]).code
+        if language not in config.targets:
+            raise LangTransferError(
+                f"{at}: language {language!r} is not a target, so nothing would evaluate it "
+                f"(targets: {', '.join(config.targets)})"
+            )
+        weights, pool = entry.get("weights"), entry.get("from")
+        if weights is not None and pool is not None:
+            raise LangTransferError(f"{at}: give 'weights' or 'from' (a proxy's candidates), "
+                                    "not both")
+        if weights is not None:
+            if not isinstance(weights, dict) or not weights:
+                raise LangTransferError(f"{at}: 'weights' must be a mapping language -> "
+                                        f"weight, got {weights!r:.60}")
+            resolved = _unique_codes(list(weights), f"{at} weights", untrained)
+            chosen = check_weights(dict(zip(resolved, weights.values(), strict=True)),
+                                   what=f"{at} ({language})")
+            source = "user"
+            default = "_".join(f"{c}{w:g}" for c, w in chosen.items())
+        else:
+            if pool is not None and (not isinstance(pool, list) or not pool):
+                raise LangTransferError(f"{at}: 'from' must be a list of languages, got "
+                                        f"{pool!r:.60}")
+            candidates = (_unique_codes(pool, f"{at} from", untrained) if pool is not None
+                          else [c for c in dict.fromkeys(config.sources + config.targets)
+                                if c not in untrained])
+            try:
+                chosen = relatives(language, candidates)
+            except LangTransferError as e:
+                raise LangTransferError(f"{at}: {e}") from None
+            source, default = "registry", "proxy"
+        name = entry.get("name", default)
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise LangTransferError(f"{at}: name must be letters, digits, '.', '_' or '-', "
+                                    f"got {name!r:.40}")
+        spec = ComposedSpec(language, f"composed={name}", tuple(chosen.items()), source,
+                            language not in untrained)
+        for other in specs:
+            if (other.language, other.variant) == (spec.language, spec.variant):
+                raise LangTransferError(
+                    f"{at}: {spec.variant} for {language} repeats an earlier entry; give "
+                    "each a different name"
+                )
+        specs.append(spec)
+    return specs
+
+
+def _untrained(config: StudyConfig, where: str) -> set[str]:
+    """The languages of entries with ``trained: false``, after checking each entry's
+    shape; such a language may not be a source (its task representations would train
+    with it) nor be given ``trained: true`` by another entry."""
+    flags: dict[str, bool] = {}
+    for i, entry in enumerate(config.composed, start=1):
+        at = f"{where}: composed entry {i}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("language"), str):
+            raise LangTransferError(f"{at} must be a mapping with a 'language', got "
+                                    f"{entry!r:.60}")
+        for key in entry:
+            if key not in COMPOSED_KEYS:
+                raise UnknownNameError(f"key in {at}", key, COMPOSED_KEYS)
+        trained = entry.get("trained", True)
+        if not isinstance(trained, bool):
+            raise LangTransferError(f"{at}: trained must be true or false, got {trained!r:.40}")
+        language = get_language(entry["language"]).code
+        if flags.setdefault(language, trained) != trained:
+            raise LangTransferError(f"{at}: trained: {str(trained).lower()} for {language} "
+                                    "contradicts an earlier entry")
+        if not trained and language in config.sources:
+            raise LangTransferError(
+                f"{at}: {language} is a source, so its language representation is trained "
+                "(task representations train with it); trained: false is for targets only"
+            )
+    return {lang for lang, trained in flags.items() if not trained}
+
+
+def _unique_codes(values: list[Any], what: str, untrained: set[str]) -> list[str]:
+    codes: list[str] = []
+    for value in values:
+        if not isinstance(value, str):
+            raise LangTransferError(f"{what}: {value!r:.40} is not a language")
+        code = get_language(value).code
+        if code in codes:
+            raise LangTransferError(f"{what}: language {code!r} repeats")
+        if code in untrained:
+            raise LangTransferError(f"{what}: {code} has no trained representation "
+                                    "(trained: false)")
+        codes.append(code)
+    return codes
 
 
 def _is_int(value: Any) -> bool:
@@ -411,12 +585,20 @@ def validate(config: StudyConfig, where: str = "study config") -> StudyConfig:
         raise LangTransferError(f"{where}: 'sources' lists no source language")
     _check_kind_tables("language_training", config.language_training, where)
     _check_kind_tables("task_training", config.task_training, where)
+    if config.task_training.get("prompt", {}).get("init") == "frequent":
+        raise LangTransferError(
+            f"{where}: task_training.prompt.init 'frequent' is a language-prompt "
+            "initialisation (a language's frequent tokens); task prompts take text, vocab, "
+            "random or labels"
+        )
     if config.sequence_length < 16:
         raise LangTransferError(f"{where}: sequence_length {config.sequence_length} is below 16")
     for role in ("language", "task"):
         for kind in ("prompt", "adapter"):
             config.train_settings(role, kind)  # raises on bad values
         config.adapter_spec(role)
+    composed_specs(config, where)
+    config.variants(where)
     check_inputs(config)
     return config
 

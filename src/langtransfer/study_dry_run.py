@@ -18,6 +18,7 @@ from langtransfer.data_check import DataCheck, check_data
 from langtransfer.study_jobs import (
     STAGES,
     Artefact,
+    ComposedJob,
     EvaluationJob,
     LanguageJob,
     LeftOut,
@@ -105,6 +106,11 @@ def _stage_name(stage: str) -> str:
     return "evaluations" if stage == "evaluation" else f"{stage} representations"
 
 
+def _weights(art: Artefact) -> tuple[tuple[str, float], ...]:
+    assert isinstance(art.job, ComposedJob)
+    return art.job.weights
+
+
 def _names(values: Iterable[str]) -> str:
     values = list(dict.fromkeys(values))
     return f"{len(values)} ({' '.join(values)})"
@@ -116,14 +122,20 @@ def _to_build(artefacts: list[Artefact], done: dict[str, bool]) -> list[str]:
     for art in artefacts:
         if not done[art.id]:
             job = art.job
-            name = job.kind if isinstance(job, LanguageJob) else job.task
+            name = job.kind if isinstance(job, (LanguageJob, ComposedJob)) else job.task
             where = f"{art.model_label}: " if art.model_label else ""
-            groups.setdefault(f"{where}{art.stage} {name}", []).append(art)
+            # a variant's artefacts are a group of their own; a composed one names its own
+            variant = f" [{job.variant}]" if job.variant and art.stage != "composed" else ""
+            groups.setdefault(f"{where}{art.stage} {name}{variant}", []).append(art)
     lines = []
     for name, arts in groups.items():
         stage = arts[0].stage
         if stage == "language":
             lines.append(f"{name}: {_names(a.key[1] for a in arts)}")
+        elif stage == "composed":  # no training: one line each, with its parts' weights
+            lines += [f"{name} {a.key[1]} [{a.key[2]}] (no training) = "
+                      + " + ".join(f"{w:.3g} {lang}" for lang, w in _weights(a))
+                      for a in arts]
         elif stage == "task":
             lines.append(f"{name}: {len(arts)} = configurations "
                          f"{_names(a.key[2] for a in arts)} x sources "
@@ -134,6 +146,21 @@ def _to_build(artefacts: list[Artefact], done: dict[str, bool]) -> list[str]:
                          f"{_names(a.key[2] for a in arts)} x targets "
                          f"{_names(a.key[3] for a in arts)}")
     return lines
+
+
+def _variant_counts(artefacts: list[Artefact]) -> list[str]:
+    """One line per language-representation variant (``axes``): what it adds to the plan."""
+    counts: dict[str, dict[str, int]] = {}
+    for art in artefacts:
+        if art.job.variant:
+            label = f"{art.job.variant} ({art.model_label})" if art.model_label else art.job.variant
+            per_stage = counts.setdefault(label, dict.fromkeys(STAGES, 0))
+            per_stage[art.stage] += 1
+    return [
+        f"variant {label}: {n['language']} language representations, {n['task']} task "
+        f"representations, {n['evaluation']} evaluations"
+        for label, n in counts.items()
+    ]
 
 
 def describe_dry_run(artefacts: list[Artefact], result: DryRun, title: str = "plan") -> str:
@@ -147,18 +174,24 @@ def describe_dry_run(artefacts: list[Artefact], result: DryRun, title: str = "pl
     for stage in STAGES:
         arts = [a for a in artefacts if a.stage == stage]
         k = sum(done[a.id] for a in arts)
-        lines.append(f"{_stage_name(stage)}: {len(arts)} ({k} done, {len(arts) - k} to build)")
+        if stage == "composed" and not arts:
+            continue  # a study without `composed:` prints what it always did
+        note = ", no training" if stage == "composed" else ""
+        lines.append(f"{_stage_name(stage)}: {len(arts)} ({k} done, {len(arts) - k} to build"
+                     f"{note})")
     labels = list(dict.fromkeys(a.model_label for a in artefacts))
+    stages = [s for s in STAGES if s != "composed" or any(a.stage == s for a in artefacts)]
     if any(labels):
         lines.append(f"models: {len(labels)}")
         for label in labels:
             arts = [a for a in artefacts if a.model_label == label]
             k = sum(done[a.id] for a in arts)
             per_stage = ", ".join(
-                f"{sum(a.stage == stage for a in arts)} {stage}" for stage in STAGES
+                f"{sum(a.stage == stage for a in arts)} {stage}" for stage in stages
             )
             lines.append(f"  {label} ({arts[0].job.model}): {len(arts)} artefacts ({k} done, "
                          f"{len(arts) - k} to build) = {per_stage}")
+    lines += _variant_counts(artefacts)
     missing = result.missing
     lines.append(f"data: {len(result.checks)} task x language x split cells, "
                  f"{len(result.checks) - len(missing)} ok, {len(missing)} missing")

@@ -31,7 +31,8 @@ from langtransfer.results import Key, cell_dir, record_path
 
 if TYPE_CHECKING:
     from langtransfer.representations import AdapterSpec, PromptConfig
-    from langtransfer.study_config import EvaluationSettings, StudyConfig
+    from langtransfer.study_axes import Variant
+    from langtransfer.study_config import ComposedSpec, EvaluationSettings, StudyConfig
     from langtransfer.train import TrainSettings
 
 
@@ -49,12 +50,15 @@ class LanguageJob:
     train: TrainSettings
     prompt: PromptConfig | None
     adapter: AdapterSpec | None
+    corpus_extent: str = "paper"
+    max_tokens: int | None = None
+    variant: str = ""
 
     stage = "language"
 
     @property
     def key(self) -> tuple[str, ...]:
-        return (self.kind, self.language)
+        return (self.kind, self.language) + _variant_part(self.variant)
 
 
 @dataclass(frozen=True)
@@ -80,12 +84,13 @@ class TaskJob:
     prompt: PromptConfig | None
     adapter: AdapterSpec | None
     reference_slp_stp_quirk: bool
+    variant: str = ""
 
     stage = "task"
 
     @property
     def key(self) -> tuple[str, ...]:
-        return (self.task, self.source, self.configuration)
+        return (self.task, self.source, self.configuration) + _variant_part(self.variant)
 
 
 @dataclass(frozen=True)
@@ -109,15 +114,48 @@ class EvaluationJob:
     evaluation: EvaluationSettings
     metrics: str
     seed: int
+    variant: str = ""
 
     stage = "evaluation"
 
     @property
     def key(self) -> tuple[str, ...]:
-        return (self.task, self.configuration, self.source, self.target)
+        return (self.task, self.configuration, self.source, self.target) + _variant_part(
+            self.variant
+        )
 
 
-Job = LanguageJob | TaskJob | EvaluationJob
+@dataclass(frozen=True)
+class ComposedJob:
+    """Build one language representation without training
+    (``combine_language_representations``): the weighted combination of the trained
+    language representations of ``kind`` of the languages in ``weights``, standing for
+    ``language`` in the cells of ``variant``."""
+
+    model: str
+    language: str
+    kind: str
+    variant: str
+    weights: tuple[tuple[str, float], ...]
+    weights_from: str
+
+    stage = "composed"
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return (self.kind, self.language, self.variant)
+
+
+Job = LanguageJob | ComposedJob | TaskJob | EvaluationJob
+
+#: Job fields added after studies were run, with the value every earlier job had: left
+#: out of the settings at that value, so the hashes of existing studies stay the same.
+ADDED_FIELDS: dict[str, Any] = {"corpus_extent": "paper", "max_tokens": None, "variant": ""}
+
+
+def _variant_part(variant: str) -> tuple[str, ...]:
+    """A variant's jobs are keyed by their label last; the paper's have no such part."""
+    return (variant,) if variant else ()
 
 
 def _plain(value: Any) -> Any:
@@ -126,36 +164,60 @@ def _plain(value: Any) -> Any:
 
 
 def job_settings(job: Job) -> dict[str, Any]:
-    """Every field of the job as plain JSON-able values: what the settings hash covers."""
-    return {f.name: _plain(getattr(job, f.name)) for f in fields(job)}
+    """Every field of the job as plain JSON-able values: what the settings hash covers
+    (an :data:`ADDED_FIELDS` field at its old value is left out)."""
+    return {
+        f.name: _plain(getattr(job, f.name))
+        for f in fields(job)
+        if f.name not in ADDED_FIELDS or getattr(job, f.name) != ADDED_FIELDS[f.name]
+    }
 
 
 # -- jobs from a study config ----------------------------------------------------------
 
 
 def language_job(
-    config: StudyConfig, language: str, kind: str, model: str | None = None
+    config: StudyConfig,
+    language: str,
+    kind: str,
+    model: str | None = None,
+    variant: Variant | None = None,
 ) -> LanguageJob:
-    """``model``: the base's name (default: the config's single ``model``)."""
+    """``model``: the base's name (default: the config's single ``model``); ``variant``:
+    the study's language job with that variant's one setting changed."""
     lang = get_language(language)
+    prompt = None
+    if kind == "prompt":
+        prompt = config.prompt_config("language", lang.name, lang.instruction)
+        if variant is not None and variant.template is not None:
+            prompt = replace(prompt, init="text", init_text=lang.instruction_from(variant.template))
+        elif variant is not None and variant.init is not None:
+            prompt = replace(prompt, init=variant.init)
+    corpus = variant is not None and variant.axis == "corpus_size"
     return LanguageJob(
         model=config.model if model is None else model,
         language=lang.code,
         kind=kind,
         corpus=config.corpus_for(lang.code),
-        max_documents=config.max_documents,
+        max_documents=variant.max_documents if variant and corpus else config.max_documents,
         validation_documents=config.validation_documents,
         sequence_length=config.sequence_length,
         train=config.train_settings("language", kind),
-        prompt=config.prompt_config("language", lang.name, lang.instruction)
-        if kind == "prompt"
-        else None,
+        prompt=prompt,
         adapter=config.adapter_spec("language") if kind == "adapter" else None,
+        corpus_extent=variant.extent if variant and corpus else "paper",
+        max_tokens=variant.max_tokens if variant and corpus else None,
+        variant=variant.label if variant else "",
     )
 
 
 def task_job(
-    config: StudyConfig, task: str, source: str, configuration: str, model: str | None = None
+    config: StudyConfig,
+    task: str,
+    source: str,
+    configuration: str,
+    model: str | None = None,
+    variant: str = "",
 ) -> TaskJob:
     from langtransfer.tasks import get_task
 
@@ -188,6 +250,20 @@ def task_job(
         prompt=prompt,
         adapter=config.adapter_spec("task") if kind == "adapter" else None,
         reference_slp_stp_quirk=config.reference_slp_stp_quirk(configuration),
+        variant=variant,
+    )
+
+
+def composed_job(
+    config: StudyConfig, spec: ComposedSpec, kind: str, model: str | None = None
+) -> ComposedJob:
+    return ComposedJob(
+        model=config.model if model is None else model,
+        language=spec.language,
+        kind=kind,
+        variant=spec.variant,
+        weights=spec.weights,
+        weights_from=spec.weights_from,
     )
 
 
@@ -198,6 +274,7 @@ def evaluation_job(
     source: str,
     target: str,
     model: str | None = None,
+    variant: str = "",
 ) -> EvaluationJob:
     from langtransfer.evaluate import REFERENCE_MAX_NEW_TOKENS
     from langtransfer.tasks import get_task
@@ -219,12 +296,13 @@ def evaluation_job(
         evaluation=evaluation,
         metrics=get_task(task).metrics_fingerprint(),
         seed=config.seed,
+        variant=variant,
     )
 
 
 # -- artefacts: a job, where it goes, what it needs -------------------------------------
 
-STAGES = ("language", "task", "evaluation")
+STAGES = ("language", "composed", "task", "evaluation")
 
 
 @dataclass(frozen=True)
@@ -266,22 +344,39 @@ def artefact_id(stage: str, key: tuple[str, ...], model_label: str = "") -> str:
     return f"{stage}:{'/'.join((model_label, *key) if model_label else key)}"
 
 
-def _under(study_dir: str | Path, top: str, model_label: str) -> Path:
-    """``<study>/<top>``, or ``<study>/<top>/<label>`` in a study of several models."""
-    return Path(study_dir) / top / model_label if model_label else Path(study_dir) / top
+def _under(study_dir: str | Path, top: str, model_label: str, variant: str = "") -> Path:
+    """``<study>/<top>``, then ``/<label>`` in a study of several models and ``/<variant>``
+    for a variant's artefacts (labels are path-safe and a variant's contains ``=``, so
+    neither clashes with a kind or a task)."""
+    return Path(study_dir, top, *(s for s in (model_label, variant) if s))
 
 
 def language_rep_path(
-    study_dir: str | Path, kind: str, language: str, model_label: str = ""
+    study_dir: str | Path, kind: str, language: str, model_label: str = "", variant: str = ""
 ) -> Path:
-    return _under(study_dir, "representations", model_label) / "language" / kind / language
+    return _under(study_dir, "representations", model_label, variant) / "language" / kind / language
+
+
+def composed_rep_path(
+    study_dir: str | Path, kind: str, language: str, variant: str, model_label: str = ""
+) -> Path:
+    return (
+        _under(study_dir, "representations", model_label) / "composed" / kind / variant
+        / language
+    )
 
 
 def task_rep_path(
-    study_dir: str | Path, task: str, source: str, configuration: str, model_label: str = ""
+    study_dir: str | Path,
+    task: str,
+    source: str,
+    configuration: str,
+    model_label: str = "",
+    variant: str = "",
 ) -> Path:
     return (
-        _under(study_dir, "representations", model_label) / "task" / task / source / configuration
+        _under(study_dir, "representations", model_label, variant)
+        / "task" / task / source / configuration
     )
 
 
@@ -356,38 +451,77 @@ def _plan_base(
     def checkpoints(job: Job) -> Path:
         return _under(out, "checkpoints", label) / job.stage / "/".join(job.key)
 
-    def language_rep(lang: str, kind: str) -> Artefact:
-        aid = artefact_id("language", (kind, lang), label)
+    def language_rep(lang: str, kind: str, variant: Variant | None) -> Artefact:
+        name = variant.label if variant else ""
+        aid = artefact_id("language", (kind, lang, *_variant_part(name)), label)
         if aid in arts:  # shared by many cells: build its job once
             return arts[aid]
-        job = language_job(config, lang, kind, model)
-        return add(job, language_rep_path(out, kind, lang, label), (), work=checkpoints(job))
+        job = language_job(config, lang, kind, model, variant)
+        return add(job, language_rep_path(out, kind, lang, label, name), (),
+                   work=checkpoints(job))
 
-    def task_rep(task: str, source: str, configuration: str) -> Artefact:
-        aid = artefact_id("task", (task, source, configuration), label)
+    def task_rep(task: str, source: str, configuration: str, variant: Variant | None) -> Artefact:
+        name = variant.label if variant else ""
+        aid = artefact_id("task", (task, source, configuration, *_variant_part(name)), label)
         if aid in arts:
             return arts[aid]
-        job = task_job(config, task, source, configuration, model)
-        inputs = {"language": language_rep(source, job.language_kind)} if job.language_kind else {}
-        return add(job, task_rep_path(out, task, source, configuration, label),
+        job = task_job(config, task, source, configuration, model, name)
+        inputs = ({"language": language_rep(source, job.language_kind, variant)}
+                  if job.language_kind else {})
+        return add(job, task_rep_path(out, task, source, configuration, label, name),
                    tuple(inputs.values()), inputs={role: d.path for role, d in inputs.items()},
                    work=checkpoints(job))
 
-    for task in config.tasks:
-        for source in config.sources:
-            if (task, source, "source") in skip:
-                continue
-            for configuration in config.configurations:
-                for target in config.targets:
-                    if (task, target, "target") in skip:
+    def composed_rep(spec: ComposedSpec, kind: str) -> Artefact:
+        aid = artefact_id("composed", (kind, spec.language, spec.variant), label)
+        if aid in arts:
+            return arts[aid]
+        parts = {lang: language_rep(lang, kind, None) for lang, _ in spec.weights}
+        return add(composed_job(config, spec, kind, model),
+                   composed_rep_path(out, kind, spec.language, spec.variant, label),
+                   tuple(parts.values()), inputs={lang: d.path for lang, d in parts.items()})
+
+    within = config.axes_within()
+    specs = config.composed_specs()
+    untrained = {spec.language for spec in specs if not spec.trained}
+    for variant in [None, *config.variants()]:
+        name = variant.label if variant else ""
+        for task in config.tasks:
+            for source in config.sources:
+                if (task, source, "source") in skip:
+                    continue
+                for configuration in config.configurations:
+                    language_kind = get_configuration(configuration, study=True).kinds[0]
+                    if variant is not None and not variant.applies_to(language_kind):
                         continue
-                    job = evaluation_job(config, task, configuration, source, target, model)
-                    deps: dict[str, Artefact] = {}
-                    if job.task_kind:
-                        deps["task"] = task_rep(task, source, configuration)
-                    if job.language_kind:
-                        deps["language"] = language_rep(target, job.language_kind)
-                    cell = Key(task, configuration, source, target, model_label=label)
-                    add(job, record_path(out, cell), tuple(deps.values()),
-                        inputs={role: d.path for role, d in deps.items()},
-                        work=out / "predictions" / cell_dir(cell))
+                    # the paper's rows: the trained cells, then each composed one (with a
+                    # language representation only: the same task representation, the
+                    # target's language representation combined from trained ones)
+                    cells: list[tuple[str, ComposedSpec | None]] = [
+                        (t, None) for t in config.targets
+                        if not (language_kind and t in untrained)
+                    ]
+                    if variant is None and language_kind:
+                        cells += [(spec.language, spec) for spec in specs
+                                  if within.covers(task, configuration, spec.language)]
+                    for target, spec in cells:
+                        if (task, target, "target") in skip:
+                            continue
+                        if variant is not None and not within.covers(task, configuration, target):
+                            continue
+                        cell_variant = spec.variant if spec is not None else name
+                        job = evaluation_job(config, task, configuration, source, target, model,
+                                             cell_variant)
+                        deps: dict[str, Artefact] = {}
+                        if job.task_kind:
+                            deps["task"] = task_rep(task, source, configuration, variant)
+                        if job.language_kind:
+                            deps["language"] = (
+                                composed_rep(spec, job.language_kind) if spec is not None
+                                else language_rep(target, job.language_kind, variant)
+                            )
+                        cell = Key(task, configuration, source, target, model_label=label,
+                                   variant=cell_variant)
+                        add(job, record_path(out, cell), tuple(deps.values()),
+                            inputs={role: d.path for role, d in deps.items()},
+                            work=out / "predictions" / cell_dir(cell))

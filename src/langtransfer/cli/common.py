@@ -108,7 +108,8 @@ def add_training_options(parser: argparse.ArgumentParser, role: str) -> None:
     p.add_argument(
         "--init",
         default="text",
-        help="initialisation: text, vocab, random or labels (default text)",
+        help="initialisation: text, vocab, random, labels (task prompts) or frequent (the "
+        "language's most frequent tokens; language prompts) (default text)",
     )
     p.add_argument(
         "--init-text",

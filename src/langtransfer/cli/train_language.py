@@ -60,6 +60,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--max-documents", type=int, help="use only the first N documents")
     p.add_argument(
+        "--max-tokens", type=int, help="use only the first N tokens of the training text"
+    )
+    p.add_argument(
+        "--corpus-extent",
+        choices=["paper", "full"],
+        default="paper",
+        help="'paper': the reference's slice (wikipedia: the first 5%%, English 1M "
+        "articles), caps inside it; 'full': the whole source, validation on the dump's first "
+        "articles (a local file: its seeded sample), caps on the rest (default paper)",
+    )
+    p.add_argument(
         "--validation-size",
         type=validation_size,
         metavar="N|FRACTION",
@@ -114,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
             adapter=adapter_from_args(args) if args.kind == "adapter" else None,
             sequence_length=args.sequence_length,
             max_documents=args.max_documents,
+            max_tokens=args.max_tokens,
+            corpus_extent=args.corpus_extent,
             validation_size=args.validation_size,
             checkpoint_dir=args.checkpoint_dir,
             resume=args.resume,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -12,7 +15,9 @@ from transformers import PreTrainedTokenizerBase
 
 from langtransfer.errors import LangTransferError, UnknownNameError
 
-INIT_STRATEGIES = ("text", "vocab", "random", "labels")
+INIT_STRATEGIES = ("text", "vocab", "random", "labels", "frequent")
+#: Documents of a language's text counted for the ``frequent`` initialisation.
+FREQUENT_DOCUMENTS = 1000
 
 
 @dataclass
@@ -24,6 +29,11 @@ class PromptConfig:
     - ``vocab``: embeddings of tokens sampled uniformly from the ordinary vocabulary.
     - ``random``: Gaussian noise with the embedding matrix's standard deviation.
     - ``labels``: embeddings of the class-label words, repeated to fill.
+    - ``frequent``: embeddings of the ``num_tokens`` most frequent ordinary tokens of the
+      language's own text (a language-specific form of Lester et al.'s (2021) sampling
+      from the most common tokens); language training counts them in the first
+      :data:`FREQUENT_DOCUMENTS` training documents and stores them as
+      ``extra["token_ids"]``, so the manifest records which tokens were used.
     """
 
     num_tokens: int = 50
@@ -65,6 +75,14 @@ def init_token_ids(config: PromptConfig, tokenizer: PreTrainedTokenizerBase) -> 
         if not ids:
             raise LangTransferError(f"label words {config.label_words} tokenise to nothing")
         return _fill(ids, n)
+    if config.init == "frequent":
+        ids = list(config.extra.get("token_ids") or [])
+        if not ids:
+            raise LangTransferError(
+                "prompt init 'frequent' needs the language's frequent tokens "
+                "(extra['token_ids'], see frequent_token_ids); language training counts them"
+            )
+        return _fill([int(i) for i in ids], n)
     if config.init == "vocab":
         special = set(tokenizer.all_special_ids)
         # Sentinels (<extra_id_*>) are special too; sample only ordinary tokens.
@@ -72,6 +90,26 @@ def init_token_ids(config: PromptConfig, tokenizer: PreTrainedTokenizerBase) -> 
         g = torch.Generator().manual_seed(config.seed)
         return ordinary[torch.randint(len(ordinary), (n,), generator=g)].tolist()
     return None
+
+
+def frequent_token_ids(
+    texts: Iterable[str],
+    tokenizer: PreTrainedTokenizerBase,
+    n: int,
+    max_documents: int = FREQUENT_DOCUMENTS,
+) -> list[int]:
+    """The ``n`` most frequent ordinary (non-special) token ids of the first
+    ``max_documents`` texts, most frequent first (ties: lower id first)."""
+    special = set(tokenizer.all_special_ids)
+    counts: Counter[int] = Counter()
+    for text in itertools.islice(texts, max_documents):
+        counts.update(
+            i for i in tokenizer(text, add_special_tokens=False).input_ids if i not in special
+        )
+    if not counts:
+        raise LangTransferError("prompt init 'frequent': the text has no ordinary tokens")
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return [i for i, _ in ranked[:n]]
 
 
 class SoftPrompt(nn.Module):
