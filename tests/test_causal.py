@@ -350,3 +350,27 @@ def test_a_prompt_wider_than_the_base_is_refused(causal):
     with pytest.raises(LangTransferError,
                        match="has width 96 but base model 'tiny-causal' has d_model 64"):
         compose(causal[0], "stp", task=wide)
+
+
+def test_a_hub_id_loads_from_an_offline_cache_laid_out_as_the_hub(tmp_path, monkeypatch):
+    """The hub path itself (``from_pretrained`` on an id, config first to pick the family)
+    on a cache in the hub's layout; no network."""
+    import huggingface_hub.constants as hf_constants
+    import transformers.utils.hub
+
+    model, tok = load_base(TINY_CAUSAL_NAME)
+    snapshot = tmp_path / "hub" / "models--someone--tiny-llama" / "snapshots" / ("b" * 40)
+    model.save_pretrained(snapshot)
+    tok.save_pretrained(snapshot)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("b" * 40)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    # transformers reads its default cache directory once, at import.
+    monkeypatch.setattr(transformers.utils.hub, "TRANSFORMERS_CACHE", str(tmp_path / "hub"))
+    loaded = LoadedBase.load("someone/tiny-llama")
+    assert loaded.family is CAUSAL and isinstance(loaded.model, LlamaForCausalLM)
+    assert fingerprint(loaded.model)["name"] == "someone/tiny-llama"
+    ids = tok(["ahoj"], return_tensors="pt").input_ids
+    with torch.no_grad():
+        assert torch.equal(loaded.model(input_ids=ids).logits, model(input_ids=ids).logits)

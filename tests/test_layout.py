@@ -24,7 +24,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("results", ("results", "study_failures", "report", "report_axes")),
     ("the study", ("study", "study_axes", "study_config", "study_jobs", "study_build",
                    "study_dry_run", "study_failures")),
-    # Serving reads a study's output and predicts with its representations.
+    # Serving reads a study's output and predicts with its representations; the HTTP
+    # server (serving/) sits on the predictor, its batcher needs only the standard library.
     ("serving", ("predictor", "serving")),
     ("the CLI", ("cli", "__main__")),
 ]

@@ -181,3 +181,36 @@ def test_task_bank_errors_name_the_problem(reps, base_name):
     assert composed.task_bank == {} and not base.adapters_config.adapters
     assert loaded_representations(base) == {}
     composed.close()
+
+
+def test_why_a_stack_of_batch_splits_and_not_a_batch_split_of_stacks(reps, base_name):
+    """adapters 1.3 applies a bottleneck layer's pre-forward at a BatchSplit and again in
+    each nested Stack, so BatchSplit(Stack(la, ta), ...) does not equal Stack(la, ta) per
+    row; the composition compose uses does. (If this starts failing, the library changed:
+    the literal nesting may then be used.)"""
+    from adapters.composition import BatchSplit, Stack
+
+    base, tok = load_base(base_name)
+    la = {c: reps[("language", "adapter", c)] for c in ("sk", "de")}
+    ta = reps[("task", "adapter", "nli")]
+    composed = compose(base, "la+ta", language=la["sk"], task=ta)
+    composed.set_languages(la)
+    rows = row_texts(tok)[:2]
+    ids, mask = pad_rows(rows, tok.pad_token_id)
+    labels = torch.tensor([tok("Yes").input_ids] * 2)
+    with torch.no_grad():
+        ours = composed(ids, mask, labels=labels, language_ids=composed.language_ids(
+            ["sk", "de"])).logits
+        base.set_active_adapters(BatchSplit(Stack(la["sk"].name, ta.name),
+                                            Stack(la["de"].name, ta.name), batch_sizes=[1, 1]))
+        nested = composed.family.forward(base, {"input_ids": ids, "attention_mask": mask},
+                                         labels=labels).logits
+        expected = []
+        for i, code in enumerate(("sk", "de")):
+            base.set_active_adapters(Stack(la[code].name, ta.name))
+            expected.append(composed.family.forward(
+                base, {"input_ids": ids[i : i + 1], "attention_mask": mask[i : i + 1]},
+                labels=labels[:1]).logits[0])
+    torch.testing.assert_close(ours, torch.stack(expected), atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(nested, torch.stack(expected), atol=1e-2)
+    composed.close()

@@ -315,3 +315,60 @@ def test_a_multi_model_study_serves_the_records_of_the_base_asked_for(tmp_path):
             expected = [json.loads(x)["prediction"] for x in cell.read_text().splitlines()]
             assert [x.raw for x in p.predict("nli", "sk", inputs, configuration="ta")] == (
                 expected[: len(inputs)])
+
+
+def test_a_study_variant_is_an_entry_of_its_own(tmp_path):
+    config = {**FAST, "output": str(tmp_path / "study"), "tasks": ["nli"], "targets": ["sk"],
+              "configurations": ["base", "slp+ta"], "axes": {"init": ["text", "vocab"]}}
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    assert not run_study(load_study_config(tmp_path / "study.yaml"), progress=False).failures
+    study = tmp_path / "study"
+    inputs = request_inputs("nli", "sk")[:6]
+    with Predictor.load(study) as p:
+        names = {a["configuration"] for a in p.available()}
+        assert names == {"base", "slp+ta", "slp+ta [init=vocab]"}
+        variant = p.entry(PredictRequest("nli", "sk", "x", "slp+ta [init=vocab]"))
+        assert "init=vocab" in str(variant.language_rep) and "init=vocab" in str(
+            variant.task_rep)
+        for name, cell in (("slp+ta", study / "predictions"),
+                           ("slp+ta [init=vocab]", study / "predictions" / "init=vocab")):
+            path = cell / "nli" / "slp+ta" / "en__sk" / "predictions.jsonl"
+            expected = [json.loads(x)["prediction"] for x in path.read_text().splitlines()]
+            assert [x.raw for x in p.predict("nli", "sk", inputs, configuration=name)] == (
+                expected[: len(inputs)])
+
+
+def test_a_representation_that_will_not_load_fails_at_load_and_leaves_the_base(
+    study, predictor, tmp_path
+):
+    import shutil
+
+    from langtransfer.errors import CorruptFileError
+
+    reps = study / "representations"
+    bad = tmp_path / "ta"
+    shutil.copytree(reps / "task" / "nli" / "en" / "slp+ta", bad)
+    weights = next(bad.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated
+    loaded = predictor.loaded
+    held = set(loaded.loaded())
+    with pytest.raises(CorruptFileError, match=str(bad)):
+        Predictor.load([reps / "language" / "prompt" / "sk", bad], model=loaded)
+    assert set(loaded.loaded()) == held  # nothing of the failed load stays in the base
+
+
+def test_a_failing_call_group_fails_only_its_own_rows(predictor, monkeypatch):
+    run = Predictor._run
+
+    def failing(self, call, rows):
+        if call.configuration == "la+stp":
+            raise LangTransferError("la+stp broke")
+        return run(self, call, rows)
+
+    monkeypatch.setattr(Predictor, "_run", failing)
+    inputs = request_inputs("nli", "sk")[:2]
+    out = predictor.predict_requests([PredictRequest("nli", "sk", inputs[0], "la+stp"),
+                                      PredictRequest("nli", "sk", inputs[1], "slp+ta"),
+                                      PredictRequest("nli", "sk", inputs[1], "la+stp")])
+    assert [str(x) if isinstance(x, LangTransferError) else type(x).__name__ for x in out] == [
+        "la+stp broke", "Prediction", "la+stp broke"]

@@ -69,6 +69,8 @@ def test_composed_entries_add_a_build_step_and_cells_as_documented(tmp_path):
     assert "composed prompt sk [composed=proxy] (no training) = 0.333 en + 0.333 de + 0.333 ru" \
         in text
     assert "evaluation nli [composed=proxy]: 2 cells" in text
+    assert "variant composed=proxy: 2 composed representations (no training), 2 evaluations" \
+        in text
     assert "composed representations" not in describe_dry_run(plain, check_plan(plain))
 
 
@@ -128,6 +130,24 @@ def test_a_study_builds_evaluates_and_reports_composed_representations(tmp_path)
         assert c["composed"] == table[f"{c['configuration']} [composed=proxy]"]["sk"]
         assert c["delta"] == pytest.approx(c["composed"] - c["trained"])
         assert c["weights"] == "0.33 en + 0.33 de + 0.33 ru"
+
+    # served like a trained one, also from a study directory that moved
+    import shutil
+
+    from langtransfer.predictor import Predictor
+    from tests.test_predictor import request_inputs
+
+    moved = tmp_path / "moved"
+    shutil.move(str(out), str(moved))
+    cell = moved / "predictions" / "composed=proxy" / "nli" / "slp+ta" / "en__sk"
+    expected = [json.loads(line)["prediction"]
+                for line in (cell / "predictions.jsonl").read_text().splitlines()]
+    with Predictor.load(moved, batch_size=4) as predictor:
+        listed = {(a["language"], a["configuration"]) for a in predictor.available()}
+        assert {("sk", "slp+ta [composed=proxy]"), ("sk", "la+ta [composed=proxy]")} <= listed
+        inputs = request_inputs("nli", "sk")[: len(expected)]
+        got = predictor.predict("nli", "sk", inputs, configuration="slp+ta [composed=proxy]")
+    assert [p.raw for p in got] == expected
 
 
 @pytest.mark.parametrize("composed, error, pattern", [
@@ -215,3 +235,14 @@ def test_report_of_several_models_has_a_composed_section_per_model(tmp_path):
                                                                       30 + shift)
         assert cell["delta"] == -3.0 and cell["weights"] == "1 de"
     assert md.count("### Trained vs composed language representations") == 2
+
+
+def test_axes_within_limits_the_composed_cells(tmp_path):
+    study = config(tmp_path, composed=[{"language": "sk"}],
+                   axes={"within": {"configurations": ["slp+ta"]}})
+    ids = {a.id for a in plan(study)}
+    assert "evaluation:nli/slp+ta/en/sk/composed=proxy" in ids
+    assert "evaluation:nli/la+ta/en/sk/composed=proxy" not in ids
+    # only what a cell needs is built: no adapter proxy
+    assert {i for i in ids if i.startswith("composed:")} == {"composed:prompt/sk/composed=proxy"}
+    assert "evaluation:nli/la+ta/en/sk" in ids  # the trained cells are all there

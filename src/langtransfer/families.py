@@ -4,16 +4,18 @@ config to tell them apart; everything else asks the family.
 
 Both families take the same batches: the input (prompts prepended as embeddings,
 ``[language][task][input]``) and the target (labels, ``-100`` over padding), so the
-collator, the training loss and label ranking are shared. What the family does with them:
+collator, the training loss and evaluation are shared. What the family does with them:
 
 * **seq2seq**: the prompts and input go to the encoder, the target to the decoder
-  (transformers' own ``labels`` handling); generation returns the decoder's ids.
+  (transformers' own ``labels`` handling); generation returns the decoder's ids; label
+  ranking runs the encoder once and the decoder per label.
 * **causal**: one sequence ``[pad…][prompts][input][target]`` per row. The input is
   left-aligned so every row's target starts in the same column and generation continues
   right after the input; positions are counted from the attention mask, so a row's
   logits do not depend on its padding or its batch mates. Loss and logits cover the
   target only (the prompts and input are context). Generation runs on ``inputs_embeds``
-  and returns only the new tokens.
+  and returns only the new tokens; label ranking runs the input once and each label on a
+  copy of its KV cache.
 
 Language representations are trained with the family's objective: T5 span corruption
 for seq2seq (the paper's), next-token language modelling in packed blocks for causal
@@ -39,7 +41,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ModelFamily:
-    """How one family of base models is loaded, fed prompts, trained and decoded.
+    """How one family of base models is loaded, fed prompts, trained and decoded; this
+    class's own methods are the seq2seq family's, :class:`CausalFamily` overrides them.
 
     ``name``: ``seq2seq`` or ``causal``; ``auto_class``: the transformers Auto class that
     loads it; ``language_objective``: the name of the objective language representations

@@ -189,7 +189,21 @@ class Predictor:
         for study in studies:
             entries += _study_entries(study, loaded)
         entries += _representation_entries(reps, loaded)
-        return cls(loaded, _mark_defaults(entries, defaults or {}), batch_size=batch_size)
+        predictor = cls(loaded, _mark_defaults(entries, defaults or {}), batch_size=batch_size)
+        predictor.prepare()
+        return predictor
+
+    def prepare(self) -> None:
+        """Compose every call group now (adapters into the base), so a representation
+        that will not load fails here and the first request pays no loading
+        (:meth:`load` calls it; otherwise groups compose on first use)."""
+        with self._lock:
+            try:
+                for call in dict.fromkeys(self.calls.values()):
+                    self._composed_for(call)
+            except BaseException:
+                self._close()
+                raise
 
     # -- what can be asked ------------------------------------------------------------
 
@@ -266,7 +280,12 @@ class Predictor:
             )
         with self._lock:
             for call, rows in calls.items():
-                texts = self._run(call, [(e, r) for _, e, r, _ in rows])
+                try:
+                    texts = self._run(call, [(e, r) for _, e, r, _ in rows])
+                except LangTransferError as e:  # e.g. a representation that will not load
+                    for i, *_ in rows:
+                        results[i] = e
+                    continue
                 for (i, entry, _, truncated), raw in zip(rows, texts, strict=True):
                     output = _jsonable(get_task(entry.task).parse(raw))
                     results[i] = Prediction(output, raw, truncated, entry.configuration,
@@ -333,9 +352,12 @@ class Predictor:
     def close(self) -> None:
         """Give the base back as it was loaded (every composed model closed)."""
         with self._lock:
-            for composed, _, _ in self._composed.values():
-                composed.close()
-            self._composed.clear()
+            self._close()
+
+    def _close(self) -> None:
+        for composed, _, _ in self._composed.values():
+            composed.close()
+        self._composed.clear()
 
     def __enter__(self) -> Predictor:
         return self

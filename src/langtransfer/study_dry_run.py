@@ -157,8 +157,10 @@ def _variant_counts(artefacts: list[Artefact]) -> list[str]:
             per_stage = counts.setdefault(label, dict.fromkeys(STAGES, 0))
             per_stage[art.stage] += 1
     return [
-        f"variant {label}: {n['language']} language representations, {n['task']} task "
-        f"representations, {n['evaluation']} evaluations"
+        f"variant {label}: "
+        + (f"{n['composed']} composed representations (no training), " if n["composed"]
+           else f"{n['language']} language representations, {n['task']} task representations, ")
+        + f"{n['evaluation']} evaluations"
         for label, n in counts.items()
     ]
 

@@ -24,6 +24,7 @@ VERBS = [
     "score",
     "study",
     "report",
+    "serve",
     "import_peft",
     "export_peft",
     "convert_peft",
