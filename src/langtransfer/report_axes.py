@@ -24,6 +24,7 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
+from langtransfer.configurations import configuration_kinds
 from langtransfer.io import atomic_path, write_text
 from langtransfer.results import record_key, row_label
 
@@ -112,7 +113,7 @@ def _of_axis(points: list[_Point], axis: str) -> list[_Point]:
     prefixes = PREFIXES[axis]
     varied = [p for p in points if p.variant.startswith(prefixes)]
     if axis == "init":  # initialisation concerns soft language prompts only
-        varied = [p for p in varied if p.configuration.startswith("slp")]
+        varied = [p for p in varied if configuration_kinds(p.configuration)[0] == "prompt"]
     configurations = {p.configuration for p in varied}
     return [p for p in points if not p.variant and p.configuration in configurations] + varied
 
