@@ -10,6 +10,11 @@ to 30.
 
 Evaluation: ``langtransfer.evaluate.generate_texts`` (length-sorted, dynamically padded
 batches) against the same function with ``pad_to=256``.
+
+Both families take the same batches (the collator is shared; the causal family turns
+each row into ``[pad][prompts][input][target]``), so the causal shapes -- the embedded
+``tiny-causal`` and a Qwen2.5-0.5B-shaped Qwen2 with random weights -- are measured by
+the same code.
 """
 
 from __future__ import annotations
@@ -53,25 +58,55 @@ def mt0_base_config() -> MT5Config:
     )
 
 
+def qwen_half_b_config():
+    """Qwen/Qwen2.5-0.5B's architecture (a decoder-only model of mT0-base's size, the
+    multilingual causal base people start from): no download, random weights. Pad 0 and
+    EOS 1 like the byte tokenizer the benchmark's ids are decoded with."""
+    from transformers import Qwen2Config
+
+    return Qwen2Config(
+        vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+        num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768,
+        rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=True,
+        pad_token_id=0, eos_token_id=1, bos_token_id=None,
+    )
+
+
+#: Benchmark shape -> the name its rows carry.
+SHAPE_NAMES = {"tiny": "tiny", "tiny-causal": "tiny-causal", "mt0": "mt0-base",
+               "causal": "qwen2.5-0.5b"}
+
+
 def build_model(shape: str):
-    """(model, vocab size used for random ids). ``tiny``: the embedded model."""
-    if shape == "tiny":
+    """(model, vocab size used for random ids). ``tiny``/``tiny-causal``: the embedded
+    models; ``mt0``/``causal``: mT0-base / Qwen2.5-0.5B shapes with random weights."""
+    if shape in ("tiny", "tiny-causal"):
         from langtransfer.models import load_base
 
-        model, _ = load_base("tiny")
+        model, _ = load_base(shape)
         return model, model.config.vocab_size
+    from transformers import Qwen2ForCausalLM
     from transformers.modeling_utils import no_init_weights
 
     with no_init_weights():
-        model = MT5ForConditionalGeneration(mt0_base_config())
+        if shape == "mt0":
+            model = MT5ForConditionalGeneration(mt0_base_config())
+        else:
+            model = Qwen2ForCausalLM(qwen_half_b_config())
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0.0, 0.05, generator=g)
-    model.config.name_or_path = "mt0-base-shaped"
+    model.config.name_or_path = f"{SHAPE_NAMES[shape]}-shaped"
     model.requires_grad_(False)
     model.eval()
     return model, 32000
+
+
+def family(model) -> str:
+    from langtransfer.families import family_of
+
+    return family_of(model).name
 
 
 class IdTokenizer(ByT5Tokenizer):
@@ -260,6 +295,7 @@ def epoch_batches(trainer: RepresentationTrainer, k: int) -> tuple[list[dict], d
         "padding_efficiency": round(real / padded, 3),
         "epoch_batches": len(batches),
         "mean_width": round(statistics.mean(b["input_ids"].shape[1] for b in batches), 1),
+        "mean_target_width": round(statistics.mean(b["labels"].shape[1] for b in batches), 1),
         "timed_widths": widths,
     }
 

@@ -108,13 +108,17 @@ def markdown(out: dict) -> str:
     if out.get("prompt_overhead"):
         parts += [
             "",
-            "**Prompt overhead** on the QA shape (`slp+ta` step time ÷ `ta` step time):",
+            "**Prompt overhead** on the QA shape (`slp+ta` step time ÷ `ta` step time; L is "
+            "the mean padded input width for seq2seq, input + target for causal):",
             "",
             _table(
-                ["shape", "L (mean padded width)", "P", "measured", "(L+P)/L", "measured ÷ theory"],
+                ["shape", "family", "L counts", "L (mean padded width)", "P", "measured",
+                 "(L+P)/L", "measured ÷ theory"],
                 [
                     [
                         o["shape"],
+                        o.get("family", "seq2seq"),
+                        o.get("L_counts", "input"),
                         o["L_mean_padded_width"],
                         o["P"],
                         o["measured_step_ratio"],

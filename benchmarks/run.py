@@ -7,11 +7,16 @@ Prints tables and writes JSON (default ``benchmarks/results/<date>-<quick|full>.
   30 targets), and the ratio ours ÷ reference;
 - evaluation (generation) examples/s, ours vs inputs padded to 256;
 - peak resident memory of each measurement;
-- prompt overhead: ``slp+ta`` ÷ ``ta`` step time on the QA shape vs (L+P)/L;
+- prompt overhead: ``slp+ta`` ÷ ``ta`` step time on the QA shape vs (L+P)/L (L: the
+  mean padded input width for seq2seq, where the prompt lengthens only the encoder's
+  input; input + target width for causal, where one stack runs over prompt, input and
+  target);
 - mixed-language batches: 4 languages in one call vs one language vs 4 calls in turn.
 
-Two model shapes: the embedded tiny model, and an mT0-base-shaped MT5 with random
-weights (CPU time allows only a few steps of it; see docs/performance.md).
+Four model shapes, two per family: the embedded tiny models (``tiny``, seq2seq;
+``tiny-causal``, Llama), and an mT0-base-shaped MT5 (``mt0``) and a Qwen2.5-0.5B-shaped
+Qwen2 (``causal``) with random weights (CPU time allows only a few steps of those; see
+docs/performance.md).
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ PLANS = {
             "mixed_batch": 32,
         },
         "mt0": {"train": [("slp+ta", "ner")], "batch": 8, "steps": 1, "repeats": 1, "eval": []},
+        "causal": {"train": [("slp+ta", "ner")], "batch": 8, "steps": 1, "repeats": 1,
+                   "eval": []},
     },
     "full": {
         "tiny": {
@@ -71,6 +78,12 @@ PLANS = {
         },
     },
 }
+# The causal family on the same workloads: tiny-causal as tiny, the Qwen2.5-0.5B shape as
+# the mT0 shape.
+for _plan in PLANS.values():
+    _plan["tiny-causal"] = _plan["tiny"]
+    _plan.setdefault("causal", _plan["mt0"])
+SHAPES = ("mt0", "causal", "tiny", "tiny-causal")  # the large shapes first: the headline
 
 
 def log(msg: str) -> None:
@@ -91,22 +104,25 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def run_tiny(plan: dict, workloads: dict, out: dict) -> None:
+def run_tiny(plan: dict, workloads: dict, out: dict, shape: str = "tiny") -> None:
+    """Every configuration of ``plan`` on every workload on an embedded tiny model."""
     from benchmarks.measure import (
         build_model,
         composed_for,
         eval_throughput,
+        family,
         mixed_language,
         release,
         train_throughput,
     )
 
-    model, vocab = build_model("tiny")
+    model, vocab = build_model(shape)
+    tag = {"shape": shape, "family": family(model)}
     for cfg in plan["configs"]:
         composed = composed_for(model, cfg)
         for task, wl in workloads.items():
             for baseline in (False, True):
-                log(f"tiny {cfg} {wl.name} train {'reference' if baseline else 'ours'}")
+                log(f"{shape} {cfg} {wl.name} train {'reference' if baseline else 'ours'}")
                 r = train_throughput(
                     composed,
                     wl,
@@ -116,9 +132,9 @@ def run_tiny(plan: dict, workloads: dict, out: dict) -> None:
                     repeats=plan["repeats"],
                     baseline=baseline,
                 )
-                out["train"].append({"shape": "tiny", "configuration": cfg, "workload": wl.name,
+                out["train"].append({**tag, "configuration": cfg, "workload": wl.name,
                                      "padding": "pad-to-256" if baseline else "dynamic", **r})
-                log(f"tiny {cfg} {wl.name} eval {'reference' if baseline else 'ours'}")
+                log(f"{shape} {cfg} {wl.name} eval {'reference' if baseline else 'ours'}")
                 e = eval_throughput(
                     composed,
                     wl,
@@ -129,35 +145,40 @@ def run_tiny(plan: dict, workloads: dict, out: dict) -> None:
                     repeats=plan["eval_repeats"],
                     baseline=baseline,
                 )
-                out["eval"].append({"shape": "tiny", "configuration": cfg, "workload": wl.name,
+                out["eval"].append({**tag, "configuration": cfg, "workload": wl.name,
                                     "padding": "pad-to-256" if baseline else "dynamic", **e})
         release(composed)
     for kind in ("prompt", "adapter"):
-        log(f"tiny mixed-language {kind}")
+        log(f"{shape} mixed-language {kind}")
         r = mixed_language(model, vocab, kind, workloads["nli"], batch_size=plan["mixed_batch"],
                            new_tokens=NEW_TOKENS["nli"], repeats=plan["eval_repeats"])
-        out["mixed"].append({"shape": "tiny", "workload": "NLI", **r})
+        out["mixed"].append({**tag, "workload": "NLI", **r})
 
 
-def run_mt0(plan: dict, workloads: dict, out: dict) -> None:
+def run_mt0(plan: dict, workloads: dict, out: dict, shape: str = "mt0") -> None:
+    """The plan's few points on a base-sized shape (``mt0``, or ``causal``: Qwen2.5-0.5B)."""
     from benchmarks.measure import (
+        SHAPE_NAMES,
         build_model,
         composed_for,
         eval_throughput,
+        family,
         mixed_language,
         release,
         train_throughput,
     )
 
-    log("building the mT0-base-shaped model (random weights)")
-    model, vocab = build_model("mt0")
+    name = SHAPE_NAMES[shape]
+    log(f"building the {name}-shaped model (random weights)")
+    model, vocab = build_model(shape)
+    tag = {"shape": name, "family": family(model)}
     by_cfg: dict[str, list[str]] = {}
     for cfg, task in plan["train"]:
         by_cfg.setdefault(cfg, []).append(task)
     for cfg, tasks in by_cfg.items():
         composed = composed_for(model, cfg)
         for task in tasks:
-            log(f"mt0 {cfg} {workloads[task].name} train ours")
+            log(f"{name} {cfg} {workloads[task].name} train ours")
             r = train_throughput(
                 composed,
                 workloads[task],
@@ -169,7 +190,7 @@ def run_mt0(plan: dict, workloads: dict, out: dict) -> None:
             )
             out["train"].append(
                 {
-                    "shape": "mt0-base",
+                    **tag,
                     "configuration": cfg,
                     "workload": workloads[task].name,
                     "padding": "dynamic",
@@ -177,16 +198,17 @@ def run_mt0(plan: dict, workloads: dict, out: dict) -> None:
                 }
             )
         # The reference's cost does not depend on the workload: once per configuration.
-        log(f"mt0 {cfg} train reference (pad to 256)")
+        log(f"{name} {cfg} train reference (pad to 256)")
         r = train_throughput(composed, workloads[tasks[0]], vocab, batch_size=plan["batch"],
                              steps=plan["steps"], repeats=plan["repeats"], baseline=True)
-        out["train"].append({"shape": "mt0-base", "configuration": cfg, "workload": "any",
+        out["train"].append({**tag, "configuration": cfg, "workload": "any",
                              "padding": "pad-to-256", **r})
         for ecfg, task in plan["eval"]:
             if ecfg != cfg:
                 continue
             for baseline in (False, True):
-                log(f"mt0 {cfg} {workloads[task].name} eval {'reference' if baseline else 'ours'}")
+                log(f"{name} {cfg} {workloads[task].name} eval "
+                    f"{'reference' if baseline else 'ours'}")
                 e = eval_throughput(
                     composed,
                     workloads[task],
@@ -200,7 +222,7 @@ def run_mt0(plan: dict, workloads: dict, out: dict) -> None:
                 )
                 out["eval"].append(
                     {
-                        "shape": "mt0-base",
+                        **tag,
                         "configuration": cfg,
                         "workload": workloads[task].name,
                         "padding": "pad-to-256" if baseline else "dynamic",
@@ -209,10 +231,10 @@ def run_mt0(plan: dict, workloads: dict, out: dict) -> None:
                 )
         release(composed)
     if plan.get("mixed_batch"):
-        log("mt0 mixed-language prompt")
+        log(f"{name} mixed-language prompt")
         r = mixed_language(model, vocab, "prompt", workloads["nli"], batch_size=plan["mixed_batch"],
                            new_tokens=NEW_TOKENS["nli"], repeats=3)
-        out["mixed"].append({"shape": "mt0-base", "workload": "NLI", **r})
+        out["mixed"].append({**tag, "workload": "NLI", **r})
 
 
 def summarise(out: dict) -> None:
@@ -248,15 +270,21 @@ def summarise(out: dict) -> None:
         get = {(r["configuration"]): r for r in out["train"]
                if r["shape"] == shape and r["workload"] == "QA" and r["padding"] == "dynamic"}
         if "slp+ta" in get and "ta" in get:
-            width = get["ta"]["mean_width"]
             from benchmarks.measure import PROMPT_TOKENS
 
-            measured = get["ta"]["examples_per_s"] / get["slp+ta"]["examples_per_s"]
+            ta = get["ta"]
+            causal = ta.get("family") == "causal"
+            # seq2seq: the prompt lengthens the encoder's input only; causal: one stack
+            # runs over [prompt][input][target], so L counts the target too.
+            width = ta["mean_width"] + (ta["mean_target_width"] if causal else 0)
+            measured = ta["examples_per_s"] / get["slp+ta"]["examples_per_s"]
             theory = (width + PROMPT_TOKENS) / width
             overhead.append(
                 {
                     "shape": shape,
-                    "L_mean_padded_width": width,
+                    "family": ta.get("family", "seq2seq"),
+                    "L_counts": "input + target" if causal else "input",
+                    "L_mean_padded_width": round(width, 1),
                     "P": PROMPT_TOKENS,
                     "measured_step_ratio": round(measured, 3),
                     "theoretical": round(theory, 3),
@@ -296,10 +324,12 @@ def print_tables(out: dict) -> None:
     if out["prompt_overhead"]:
         table(
             "prompt overhead (QA): slp+ta step ÷ ta step",
-            ["shape", "L", "P", "measured", "(L+P)/L", "ratio"],
+            ["shape", "family", "L counts", "L", "P", "measured", "(L+P)/L", "ratio"],
             [
                 [
                     o["shape"],
+                    o.get("family", "seq2seq"),
+                    o.get("L_counts", "input"),
                     o["L_mean_padded_width"],
                     o["P"],
                     o["measured_step_ratio"],
@@ -354,7 +384,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--output", help="JSON file to write (default benchmarks/results/<date>-<mode>.json)"
     )
-    p.add_argument("--shapes", default="tiny,mt0", help="comma-separated: tiny, mt0 (default both)")
+    p.add_argument(
+        "--shapes", default=",".join(SHAPES),
+        help="comma-separated: mt0, causal (Qwen2.5-0.5B shape), tiny, tiny-causal (default all)",
+    )
     args = p.parse_args(argv)
 
     import torch
@@ -364,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     mode = "quick" if args.quick else "full"
     plan = PLANS[mode]
     shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
+    unknown = [s for s in shapes if s not in SHAPES]
+    if unknown:
+        p.error(f"unknown shape {unknown[0]!r}; valid: {', '.join(SHAPES)}")
     workloads = {t: measure(t, 64 * 64) for t in ORDER}
     started = time.time()
     out = {
@@ -393,12 +429,15 @@ def main(argv: list[str] | None = None) -> int:
         tmp.write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         tmp.replace(path)
 
-    # The mT0 shape first: it holds the headline figures and takes the longest.
-    if "mt0" in shapes:
-        run_mt0(plan["mt0"], workloads, out)
-        save()
-    if "tiny" in shapes:
-        run_tiny(plan["tiny"], workloads, out)
+    # The base-sized shapes first: they hold the headline figures and take the longest.
+    for shape in ("mt0", "causal"):
+        if shape in shapes:
+            run_mt0(plan[shape], workloads, out, shape)
+            save()
+    for shape in ("tiny", "tiny-causal"):
+        if shape in shapes:
+            run_tiny(plan[shape], workloads, out, shape)
+            save()
     save()
     print_tables(out)
     print(f"\nwritten: {path} ({out['meta']['seconds']} s)")

@@ -164,13 +164,13 @@ def test_dry_run_counts_per_model(tmp_path, other, capsys):
 # -- a real run --------------------------------------------------------------------------
 
 
-def test_a_study_of_two_bases_loads_each_once_and_keeps_their_results_apart(
-    tmp_path, other, capsys
-):
+def test_a_study_on_both_families_loads_each_once_and_keeps_them_apart(tmp_path, capsys):
+    """models: [tiny, tiny-causal]: the seq2seq and the causal family in one study (a soft
+    language prompt and a task adapter on each), through the CLI; one report compares them."""
     from langtransfer.loaded_base import LoadedBase
     from langtransfer.representations import read_manifest
 
-    path = write(tmp_path, models=["tiny", str(other)])
+    path = write(tmp_path, models=["tiny", "tiny-causal"])
     config = load_study_config(path)
     loads = LoadedBase.loads
     assert main(["study", str(path), "--quiet"]) == 0
@@ -178,25 +178,23 @@ def test_a_study_of_two_bases_loads_each_once_and_keeps_their_results_apart(
     assert "10 artefacts built" in printed and "base loads: 2" in printed
     assert LoadedBase.loads - loads == 2
     assert "== model tiny (tiny) ==" in printed and "== across models ==" in printed
-    report = Path(config.output) / "report"
-    assert (report / "summary" / "models.agreement.csv").is_file()
-    assert (report / "tiny-narrow" / "tables" / "nli.en.md").is_file()
     records = read_records(config.output)
     assert len(records) == 4
-    by_label: dict[str, list[dict]] = {}
-    for r in records:
-        by_label.setdefault(record_key(r).model_label, []).append(r)
-    assert sorted(by_label) == ["tiny", "tiny-narrow"]
-    assert {r["model"]["d_model"] for r in by_label["tiny"]} == {64}
-    assert {r["model"]["d_model"] for r in by_label["tiny-narrow"]} == {48}
+    families = {record_key(r).model_label: r["model"]["family"] for r in records}
+    assert families == {"tiny": "seq2seq", "tiny-causal": "causal"}
     out = Path(config.output)
-    for label, d_model in (("tiny", 64), ("tiny-narrow", 48)):
+    for label, family in families.items():
         for rep in ("language/prompt/sk", "language/prompt/en", "task/nli/en/slp+ta"):
             manifest = read_manifest(out / "representations" / label / rep)
-            assert manifest["base_model"]["d_model"] == d_model, (label, rep)
+            assert manifest["base_model"]["family"] == family, (label, rep)
+            assert manifest["base_model"]["name"] == label
         record = json.loads((out / "results" / label / "nli" / "slp+ta" / "en__sk.json")
                             .read_text())
         assert record["model_label"] == label
         assert (out / "predictions" / label / "nli" / "slp+ta" / "en__sk").is_dir()
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert sorted(report["models"]) == ["tiny", "tiny-causal"]
+    assert {a["column"] for a in report["cross_model"]["agreement"]} == {"sk", "avg"}
+    assert (out / "report" / "tiny-causal" / "tables" / "nli.en.md").is_file()
     again = run_study(config, progress=False)
     assert again.skipped == 10 and again.built == 0 and again.base_loads == 0
