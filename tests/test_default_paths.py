@@ -150,12 +150,13 @@ def stage_counts(config) -> dict[str, int]:
 
 def test_demo_config_loads_and_plans(tmp_path):
     config = load_study_config(example("demo", tmp_path))
-    assert (config.model, config.tasks, config.targets) == (
-        "tiny", ["nli", "checkworthiness"], ["en", "de", "sk", "ru"])
-    # 4 languages x 2 kinds; 2 tasks x 1 source x 6 trained configurations; x 7 x 4 targets;
-    # the Slovak proxy: 2 kinds, 2 tasks x 4 configurations with a language representation
-    assert stage_counts(config) == {"language": 8, "composed": 2, "task": 12,
-                                    "evaluation": 56 + 8}
+    assert (config.models, config.tasks, config.targets) == (
+        ["tiny", "tiny-causal"], ["nli", "checkworthiness"], ["en", "de", "sk", "ru"])
+    # per base: 4 languages x 2 kinds; 2 tasks x 1 source x 6 trained configurations;
+    # x 7 x 4 targets; the Slovak proxy: 2 kinds, 2 tasks x 4 configurations with a
+    # language representation
+    assert stage_counts(config) == {"language": 2 * 8, "composed": 2 * 2, "task": 2 * 12,
+                                    "evaluation": 2 * (56 + 8)}
 
 
 def test_paper_config_loads_and_plans(tmp_path):

@@ -36,12 +36,13 @@ def guidance(output: Path) -> str:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
-        help="run the demo study on the embedded tiny model (minutes on a CPU)",
+        help="run the demo study on the embedded tiny models (minutes on a CPU)",
         description=(
-            "Run the small transfer study on the embedded tiny model with the demo's "
-            "own small files: 4 target languages (en, de, sk, ru; Latin and Cyrillic), 2 tasks "
-            "(NLI, check-worthiness), all seven configurations. Prints the tables and writes "
-            "the report. "
+            "Run the small transfer study on both embedded tiny models (tiny: seq2seq; "
+            "tiny-causal: decoder-only) with the demo's own small files: 4 target languages "
+            "(en, de, sk, ru; Latin and Cyrillic), 2 tasks (NLI, check-worthiness), all seven "
+            "configurations on each model. Prints the tables and writes the report, which "
+            "compares the two models. "
             "Rerunning continues or reuses the finished work. " + DISCLAIMER.replace("\n", " ")
             + " " + PAPER.replace("\n", " ")
         ),
