@@ -153,10 +153,11 @@ def test_demo_config_loads_and_plans(tmp_path):
     assert (config.models, config.tasks, config.targets) == (
         ["tiny", "tiny-causal"], ["nli", "checkworthiness"], ["en", "de", "sk", "ru"])
     # per base: 4 languages x 2 kinds; 2 tasks x 1 source x 6 trained configurations;
-    # x 7 x 4 targets; the Slovak proxy: 2 kinds, 2 tasks x 4 configurations with a
-    # language representation
-    assert stage_counts(config) == {"language": 2 * 8, "composed": 2 * 2, "task": 2 * 12,
-                                    "evaluation": 2 * (56 + 8)}
+    # x 7 x 4 targets; the axes (within nli, en -> en/sk, slp+ta): init=vocab and corpus=10
+    # each add 2 language prompts (en, sk), 1 task prompt, 2 cells; the Slovak proxy, also
+    # within them: 1 composed prompt, 1 cell
+    assert stage_counts(config) == {"language": 2 * (8 + 4), "composed": 2 * 1,
+                                    "task": 2 * (12 + 2), "evaluation": 2 * (56 + 4 + 1)}
 
 
 def test_paper_config_loads_and_plans(tmp_path):

@@ -426,7 +426,8 @@ def _trained_on(studies: list[Path], reps: list[str | Path]) -> str:
     if len(names) != 1:
         found = ", ".join(f"{n} ({w})" for n, w in names.items()) or "none recorded"
         raise LangTransferError(
-            f"pass model=: the sources name {len(names)} base models ({found})"
+            f"the sources name {len(names)} base models ({found}): choose one with model= "
+            "(`serve --model`)"
         )
     return next(iter(names))
 

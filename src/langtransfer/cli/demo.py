@@ -1,4 +1,4 @@
-"""``langtransfer demo``: the small study on the embedded tiny model and shipped data."""
+"""``langtransfer demo``: the small study on the embedded tiny models and shipped data."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import argparse
 from pathlib import Path
 
 DISCLAIMER = (
-    "NOTE: this demo runs on an embedded tiny *random* model (about 250k parameters) trained for "
-    "seconds on the demo's own small files,\nwritten with cues such a model can learn. Its "
-    "numbers show the pipeline end to end, NOT the paper's results."
+    "NOTE: this demo runs two embedded tiny *random* models (seq2seq and decoder-only, a few "
+    "hundred thousand parameters each)\ntrained for seconds on the demo's own small files, "
+    "written with cues such models can learn. Its\nnumbers show the pipeline end to end, NOT "
+    "the paper's results."
 )
 PAPER = (
     "The real study on bigscience/mt0-base (GPU and model hub needed):\n"
@@ -20,10 +21,13 @@ PAPER = (
 def guidance(output: Path) -> str:
     """What the demo prints last: where to look, how to read it, what it is not."""
     report = output / "report"
+    # One heatmaps folder, or one per base model in a study of several.
+    folders = sorted(report.glob("*/heatmaps")) if not (report / "heatmaps").is_dir() else []
+    heatmaps = ", ".join(f"{f}/" for f in folders) or f"{report / 'heatmaps'}/"
     return "\n".join([
         "",
         f"Report:   {report / 'report.md'}  (every table, the summaries and notes)",
-        f"Heatmaps: {report / 'heatmaps'}/  (one per task: configurations x target languages)",
+        f"Heatmaps: {heatmaps}  (one per task: configurations x target languages)",
         "How to read them: each cell is a configuration's score on one target language's test "
         "set, its task\nrepresentation trained on English only; compare each row with `base` "
         "(the untouched model) --\nreport.md's 'Difference to base' section has those "
