@@ -20,6 +20,20 @@ def _mem(r: dict) -> str:
     return f"{r['peak_rss_mib']} (+{rise})" if rise > 0 else str(r["peak_rss_mib"])
 
 
+def overhead_row(o: dict) -> list:
+    """One prompt-overhead measurement as a table row (run.py's text table and here)."""
+    return [
+        o["shape"],
+        o.get("family", "seq2seq"),
+        o.get("L_counts", "input"),
+        o["L_mean_padded_width"],
+        o["P"],
+        o["measured_step_ratio"],
+        o["theoretical"],
+        o["measured_over_theoretical"],
+    ]
+
+
 def markdown(out: dict) -> str:
     meta = out["meta"]
     parts = [
@@ -115,17 +129,7 @@ def markdown(out: dict) -> str:
                 ["shape", "family", "L counts", "L (mean padded width)", "P", "measured",
                  "(L+P)/L", "measured ÷ theory"],
                 [
-                    [
-                        o["shape"],
-                        o.get("family", "seq2seq"),
-                        o.get("L_counts", "input"),
-                        o["L_mean_padded_width"],
-                        o["P"],
-                        o["measured_step_ratio"],
-                        o["theoretical"],
-                        o["measured_over_theoretical"],
-                    ]
-                    for o in out["prompt_overhead"]
+                    overhead_row(o) for o in out["prompt_overhead"]
                 ],
             ),
         ]

@@ -295,6 +295,8 @@ def summarise(out: dict) -> None:
 
 
 def print_tables(out: dict) -> None:
+    from benchmarks.report import overhead_row
+
     def table(title, header, rows):
         print(f"\n{title}")
         widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
@@ -325,19 +327,7 @@ def print_tables(out: dict) -> None:
         table(
             "prompt overhead (QA): slp+ta step ÷ ta step",
             ["shape", "family", "L counts", "L", "P", "measured", "(L+P)/L", "ratio"],
-            [
-                [
-                    o["shape"],
-                    o.get("family", "seq2seq"),
-                    o.get("L_counts", "input"),
-                    o["L_mean_padded_width"],
-                    o["P"],
-                    o["measured_step_ratio"],
-                    o["theoretical"],
-                    o["measured_over_theoretical"],
-                ]
-                for o in out["prompt_overhead"]
-            ],
+            [overhead_row(o) for o in out["prompt_overhead"]],
         )
     if out["mixed"]:
         rows = []

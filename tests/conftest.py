@@ -18,6 +18,19 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module's tests (``pytestmark =
+    pytest.mark.usefixtures("one_thread")``): `make test` runs two workers on two cores, and
+    spinning OpenMP threads fighting over them cost more CPU than they save."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tiny():
     """A fresh tiny model and tokenizer (fresh: adapters get attached to it)."""

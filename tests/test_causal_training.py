@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from langtransfer.cli import main
@@ -30,12 +29,7 @@ SEQ = 64
 CLI_CONFIGURATIONS = ("slp+ta", "la+stp")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def quiet_main(argv: list[str]) -> int:

@@ -37,12 +37,7 @@ TRAIN = ["train-language", "--model", "tiny", "--language", "sk", "--kind", "pro
          "--logging-steps", "1000", "--prompt-tokens", "16"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def quiet_main(args: list[str]) -> int:

@@ -46,14 +46,7 @@ PROMPT_RUN = [*COMMON, "--kind", "prompt", "--steps", "30", "--save-steps", "5"]
 ERROR_PREFIX = "langtransfer train-language: error: "
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: `make test` runs two workers on two cores, and spinning OpenMP
-    threads fighting over them cost more CPU than they save. Subprocesses get the same."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def subprocess_env() -> dict[str, str]:

@@ -16,7 +16,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from safetensors.torch import load_file
 
 from langtransfer.representations import read_manifest
@@ -31,12 +30,7 @@ AGAINST = {"adapter": (40, 1e-2, None), "prompt": (40, 0.5, 16)}
 EVAL_EVERY = 5
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def nli_rows(split: str) -> list[dict]:
