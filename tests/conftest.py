@@ -14,6 +14,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # subprocesses tests start), since oversubscribed OpenMP threads spin and run ~10x slower.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# Tests fork children and SIGKILL them (tests/test_reliability.py). tqdm guards every bar,
+# even a disabled one, with a multiprocessing lock: a semaphore a forked child shares with
+# its parent. A child killed while holding it left the parent's next bar waiting forever
+# (a CI run hung so). tqdm's own fallback where multiprocessing is missing, a lock local to
+# the process, and no monitor thread that could hold that lock at a fork, keep a child's
+# death its own. Set before any bar exists: the lock is created with the first one.
+from tqdm.std import TqdmDefaultWriteLock, tqdm  # noqa: E402
+
+TqdmDefaultWriteLock.mp_lock = None
+tqdm.monitor_interval = 0
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 

@@ -11,6 +11,7 @@ and the rerun must end exactly where an uninterrupted run ends.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import functools
 import json
 import os
@@ -27,6 +28,7 @@ import traceback
 import zipfile
 from collections import Counter
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import torch
@@ -35,6 +37,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from langtransfer import io as ltio
+from langtransfer import locks
 from langtransfer import train as lt_train
 from langtransfer.cli import main
 from langtransfer.errors import LangTransferError
@@ -64,6 +67,11 @@ def one_thread():
 # --- forked children ----------------------------------------------------------------------
 
 
+#: A child still running after this long is hung (a normal one takes seconds): its stacks
+#: are dumped into its log, it is killed and the test fails, instead of waiting forever.
+CHILD_TIMEOUT = 300.0
+
+
 def fork(target, log: Path) -> int:
     """Run ``target()`` in a forked child (stdout/stderr to ``log``); return its pid."""
     pid = os.fork()
@@ -73,6 +81,9 @@ def fork(target, log: Path) -> int:
             fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             os.dup2(fd, 1)
             os.dup2(fd, 2)
+            # pytest's capture replaced sys.stdout/err with its own files: write to the log.
+            sys.stdout = sys.stderr = open(fd, "w", buffering=1, closefd=False)  # noqa: SIM115
+            faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
             target()
         except BaseException:
             traceback.print_exc()
@@ -82,14 +93,36 @@ def fork(target, log: Path) -> int:
     return pid
 
 
-def kill_when(pid: int, condition, *, delay: float = 0.0, timeout: float = 300,
-              poll: float = 0.001) -> bool:
+def _hung(pid: int, log: Path, what: str) -> NoReturn:
+    """Dump the hung child's threads into its log, kill it, and fail with the log's end."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGUSR1)
+        time.sleep(1)
+        os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    tail = log.read_text(errors="replace")[-6000:] if log.exists() else "(no log)"
+    pytest.fail(f"{what}; the child's log ends:\n{tail}")
+
+
+def wait_child(pid: int, log: Path, timeout: float = CHILD_TIMEOUT) -> int:
+    """The child's wait status, once it ends (at most ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.01)
+    _hung(pid, log, f"child {pid} still running after {timeout:.0f}s")
+
+
+def kill_when(pid: int, condition, log: Path, *, delay: float = 0.0,
+              timeout: float = CHILD_TIMEOUT, poll: float = 0.001) -> bool:
     """SIGKILL the child once ``condition()`` holds (plus ``delay``); False if it exited first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
-            assert os.waitstatus_to_exitcode(status) == 0, "the child failed"
+            assert os.waitstatus_to_exitcode(status) == 0, log.read_text()[-3000:]
             return False
         if condition():
             time.sleep(delay)
@@ -97,15 +130,29 @@ def kill_when(pid: int, condition, *, delay: float = 0.0, timeout: float = 300,
             _, status = os.waitpid(pid, 0)
             return os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
         time.sleep(poll)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    pytest.fail(f"condition not reached within {timeout}s")
+    _hung(pid, log, f"condition not reached within {timeout:.0f}s")
 
 
-def run_forked(target, log: Path) -> None:
-    pid = fork(target, log)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, log.read_text()[-3000:]
+def test_a_child_killed_holding_the_progress_bar_lock_leaves_the_parent_free(tmp_path):
+    """tqdm takes a lock for every bar; a forked child SIGKILLed while holding it must not
+    block the parent's next bar (tests/conftest.py makes the lock the process's own)."""
+    from tqdm.auto import tqdm
+
+    tqdm(total=1, disable=True)  # the lock exists in the parent before the fork
+    log = tmp_path / "child.log"
+
+    def hold_the_lock() -> None:
+        tqdm.get_lock().acquire()
+        (tmp_path / "held").touch()
+        time.sleep(60)
+
+    pid = fork(hold_the_lock, log)
+    assert kill_when(pid, (tmp_path / "held").exists, log, timeout=60)
+    made = threading.Event()
+    thread = threading.Thread(target=lambda: (tqdm(total=1, disable=True), made.set()),
+                              daemon=True)
+    thread.start()
+    assert made.wait(10), "the parent's next progress bar waits for the dead child's lock"
 
 
 def _temporary(path: Path, root: Path) -> bool:
@@ -199,7 +246,7 @@ def test_training_killed_at_seeded_points_resumes_bit_identically(tmp_path, refe
             start = time.monotonic()
             condition, delay = (lambda s=start: time.monotonic() - s > 0.05), rng.uniform(0, 0.3)
         pid = fork(lambda: train(out, ckpt, resume=True), log)
-        assert kill_when(pid, condition, delay=delay), f"kill point {i} came after the run ended"
+        assert kill_when(pid, condition, log, delay=delay), f"kill point {i} came after the end"
         KILLS["training"] += 1
         assert not (out / "manifest.json").exists()  # no finished representation yet
         check_tree(tmp_path)
@@ -239,7 +286,7 @@ def test_kills_around_the_rename_of_a_checkpoint_resume_and_leave_no_staging(
             lt_train.replace_dir = replace_dir
             train(out, ckpt, resume=True)
 
-        _, status = os.waitpid(fork(child, log), 0)
+        status = wait_child(fork(child, log), log)
         assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, log.read_text()
         KILLS["checkpoint rename"] += 1
         check_tree(tmp_path)
@@ -308,7 +355,7 @@ def test_evaluation_killed_at_seeded_points_ends_like_an_uninterrupted_run(
             start = time.monotonic()
             condition, delay = (lambda s=start: time.monotonic() - s > 0.02), rng.uniform(0, 0.2)
         pid = fork(lambda: _eval(reference_prompt, out, slow=True), log)
-        if kill_when(pid, condition, delay=delay):
+        if kill_when(pid, condition, log, delay=delay):
             KILLS["evaluation"] += 1
         check_tree(tmp_path)
         # Each file is either absent or complete; the metrics never describe other predictions.
@@ -383,7 +430,7 @@ def test_study_killed_at_seeded_points_ends_like_an_uninterrupted_run(tmp_path):
             start = time.monotonic()
             condition, delay = (lambda s=start: time.monotonic() - s > 0.02), rng.uniform(0, 0.15)
         pid = fork(rerun, log)
-        assert kill_when(pid, condition, delay=delay, poll=0.005), (
+        assert kill_when(pid, condition, log, delay=delay, poll=0.005), (
             f"kill point {i} ({how}) came after the study ended")
         KILLS["study"] += 1
         check_tree(out)
@@ -443,8 +490,7 @@ def test_kill_between_the_two_renames_of_a_swap_is_recovered(tmp_path, monkeypat
         os.replace = killed_after_moving_aside
         _save_prompt(rep, 2.0)
 
-    pid = fork(child, tmp_path / "child.log")
-    _, status = os.waitpid(pid, 0)
+    status = wait_child(fork(child, tmp_path / "child.log"), tmp_path / "child.log")
     assert os.WTERMSIG(status) == signal.SIGKILL
     KILLS["swap"] += 1
     assert not rep.exists() and len(leftovers(tmp_path)) == 2  # the old aside, the new beside
@@ -466,7 +512,7 @@ def test_atomic_exchange_leaves_no_window(tmp_path):
     def reader():
         while not stop.is_set():
             try:
-                value = float(load_representation(rep).prompt.embedding[0, 0])
+                value = float(load_representation(rep).prompt.embedding[0, 0].detach())
                 seen[value] += 1
             except Exception as e:  # noqa: BLE001 - any failure is what we look for
                 problems.append(repr(e))
@@ -509,7 +555,7 @@ def test_two_processes_never_hold_one_lock_even_when_breaking_a_stale_one(tmp_pa
     pids = [fork(lambda: _log_critical_section(lock, log, 8), tmp_path / "child.log")
             for _ in range(2)]
     for pid in pids:
-        _, status = os.waitpid(pid, 0)
+        status = wait_child(pid, tmp_path / "child.log")
         assert os.waitstatus_to_exitcode(status) == 0, (tmp_path / "child.log").read_text()
     lines = log.read_text().split("\n")[:-1]
     assert len(lines) == 32
@@ -550,6 +596,41 @@ def test_stale_and_live_locks(tmp_path):
     assert not lock.exists()
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_a_lock_whose_pid_is_a_zombie_or_reused_is_stale(tmp_path):
+    """``kill(pid, 0)`` answers for a killed child not yet reaped, and for a later process
+    given the same pid: neither is the owner, so neither keeps the lock for a day."""
+    lock = tmp_path / ".x.lock"
+    own = json.loads(json.dumps(locks._new_info()))
+    assert isinstance(own["started"], int)
+    # A live owner (this process, started when it says): waited for.
+    lock.write_text(json.dumps({**own, "token": "other"}))
+    with pytest.raises(LangTransferError, match="waiting for lock"), \
+            file_lock(lock, poll=0.01, timeout=0.1):
+        pass
+    # The same pid, but the lock says its owner started earlier: the pid was reused.
+    lock.write_text(json.dumps({**own, "token": "other", "started": own["started"] - 1}))
+    with file_lock(lock, poll=0.01, timeout=1):
+        assert json.loads(lock.read_text())["token"] != "other"  # taken over
+    assert not lock.exists()
+    # A zombie: exited, not yet reaped.
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    try:
+        deadline = time.monotonic() + 10
+        while (locks._process_start(pid) or ("Z",))[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        lock.write_text(json.dumps({"pid": pid, "host": socket.gethostname(),
+                                    "time": time.time(), "token": "zombie"}))
+        with file_lock(lock, poll=0.01, timeout=1):
+            pass
+        assert not lock.exists()
+    finally:
+        os.waitpid(pid, 0)
+
+
 def _slow_fake_builder(log: Path):
     def build(art):
         with open(log, "a") as f:
@@ -588,7 +669,7 @@ def test_two_shards_on_one_directory_build_shared_artefacts_once(tmp_path):
                                        builder=_slow_fake_builder(log)), tmp_path / "child.log")
             for k in (1, 2)]
     for pid in pids:
-        _, status = os.waitpid(pid, 0)
+        status = wait_child(pid, tmp_path / "child.log")
         assert os.waitstatus_to_exitcode(status) == 0, (tmp_path / "child.log").read_text()
     builds = [line.split() for line in log.read_text().splitlines()]
     ids = Counter(i for i, _ in builds)

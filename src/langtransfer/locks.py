@@ -7,11 +7,12 @@ temporary file that is then hard-linked to the lock name (``link`` fails if the 
 exists, on local file systems and NFS alike), so no reader ever sees an empty lock. Where
 hard links are not supported the lock is created with ``O_EXCL`` and written after.
 
-A lock whose owner died (same host, pid gone) or that is older than ``stale_after``
-seconds is broken. Breaking renames the lock file away and checks that what was renamed is
-the very file judged stale; if another process replaced it in between, it is put back, so
-two processes breaking the same stale lock cannot both end up holding it. A holder
-releases only its own lock (the token must match).
+A lock whose owner died (same host, and the pid gone, a zombie, or reused by a process that
+started later) or that is older than ``stale_after`` seconds is broken. Breaking renames
+the lock file away and checks that what was renamed is the very file judged stale; if
+another process replaced it in between, it is put back, so two processes breaking the
+same stale lock cannot both end up holding it. A holder releases only its own lock (the
+token must match).
 """
 
 from __future__ import annotations
@@ -32,25 +33,49 @@ from langtransfer.io import clean_leftovers, owner_token, write_error
 UNREADABLE_GRACE = 5.0
 
 
+def _process_start(pid: int) -> tuple[str, int] | None:
+    """(state, start time in clock ticks since boot) from ``/proc``; None where unreadable.
+
+    The start time tells the lock's owner from a later process given the same pid (pids
+    wrap around, at 32768 by default), and the state tells a killed child not yet reaped
+    (a zombie answers ``kill(pid, 0)``) from a live one."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode("ascii", "replace")
+        fields = stat[stat.rindex(")") + 2 :].split()  # the name in (...) may hold spaces
+        return fields[0], int(fields[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _owner_alive(info: dict) -> bool:
     if info.get("host") != socket.gethostname():
         return True  # cannot tell; rely on the age limit
     try:
-        os.kill(int(info["pid"]), 0)
+        pid = int(info["pid"])
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except (PermissionError, KeyError, ValueError, TypeError, OverflowError):
         return True
-    return True
+    process = _process_start(pid)
+    if process is None:
+        return True  # no /proc (macOS): the pid answers, so take it as the owner
+    state, started = process
+    return state != "Z" and info.get("started", started) == started
 
 
 def _new_info() -> dict:
-    return {
+    info = {
         "pid": os.getpid(),
         "host": socket.gethostname(),
         "time": time.time(),
         "token": secrets.token_hex(8),
     }
+    process = _process_start(os.getpid())
+    if process is not None:
+        info["started"] = process[1]
+    return info
 
 
 def _try_acquire(path: Path, info: dict) -> bool:
