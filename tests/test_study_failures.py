@@ -193,3 +193,34 @@ def test_overwrite_after_editing_the_config_keeps_what_it_reproduces(tmp_path):
                      "nli/ta/en__sk.json"}  # ru left the grid: its record and predictions go
     assert not (out / "predictions" / "nli" / "base" / "en__ru").exists()
     assert not (out / "failures").exists()
+
+
+def test_the_study_quiets_library_logs_for_its_run_only(tmp_path, caplog):
+    """transformers/adapters warnings are off while the study runs (one progress bar), and
+    the caller's logging levels are back afterwards, also when the run is interrupted."""
+    import logging
+
+    config = load_study_config(config_file(tmp_path))
+    loggers = {name: logging.getLogger(name) for name in ("transformers", "adapters")}
+    before = {name: logger.level for name, logger in loggers.items()}
+    loggers["transformers"].setLevel(logging.INFO)  # a caller who wants to hear it
+    seen: list[int] = []
+
+    class Interrupting(FakeBuilder):
+        def __call__(self, art) -> None:
+            seen.append(loggers["transformers"].getEffectiveLevel())
+            logging.getLogger("transformers.trainer").warning("per-run chatter")
+            if len(seen) == 2:
+                raise KeyboardInterrupt
+            super().__call__(art)
+
+    try:
+        with caplog.at_level(logging.WARNING), pytest.raises(KeyboardInterrupt):
+            run_study(config, progress=False, builder=Interrupting(tmp_path / "out"))
+        assert seen == [logging.ERROR, logging.ERROR]
+        assert "per-run chatter" not in caplog.text
+        assert loggers["transformers"].level == logging.INFO
+        assert loggers["adapters"].level == before["adapters"]
+    finally:
+        for name, level in before.items():
+            loggers[name].setLevel(level)

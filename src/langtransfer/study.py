@@ -13,11 +13,12 @@ together.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -211,8 +212,28 @@ def run_study(
     artefacts = shard_plan(plan(config), *shard)
     out = prepare_output(config, overwrite=overwrite)
     build = builder if builder is not None else StudyBuilder(out)
-    for noisy in ("transformers", "adapters"):  # one progress bar, not per-run chatter
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    with _libraries_quiet():
+        run = _run(artefacts, out, build, progress)
+    run.base_loads = getattr(build, "base_loads", None)
+    return run
+
+
+@contextlib.contextmanager
+def _libraries_quiet() -> Iterator[None]:
+    """transformers' and adapters' info and warnings off for the run, back as they were
+    after: one progress bar, not per-run chatter, and a caller's logging left alone."""
+    loggers = [logging.getLogger(name) for name in ("transformers", "adapters")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _run(artefacts: list[Artefact], out: Path, build: Builder, progress: bool) -> StudyRun:
     run = StudyRun()
     not_built: set[str] = set()
     bar = tqdm(artefacts, desc="study", unit="artefact", disable=not progress, dynamic_ncols=True)
@@ -245,5 +266,4 @@ def run_study(
             not_built.add(art.id)
             continue
         clear_failure(out, art.id)
-    run.base_loads = getattr(build, "base_loads", None)
     return run
