@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,19 +83,54 @@ EVALUATION_KEYS: dict[str, type] = {
 }
 
 
+#: Study keys a ``models`` entry may set for its base alone, deep-merged over the study's
+#: values (a mapping key by key, anything else replaced): what a base of another size or
+#: family needs of its own. The grid, the data and the seed stay one per study, so every
+#: base answers the same question.
+PER_MODEL_KEYS = ("sequence_length", "language_training", "task_training", "evaluation")
+
+
 @dataclass(frozen=True)
 class Base:
-    """One base model of a study: its name (``tiny``, a local directory or a hub id) and
-    its label, the path segment and record field that keeps its artefacts apart from the
-    other bases' ("" in a single-model study: paths as before)."""
+    """One base model of a study: its name (``tiny``, a local directory or a hub id), its
+    label, the path segment and record field that keeps its artefacts apart from the
+    other bases' ("" in a single-model study: paths as before), and its ``overrides`` of
+    :data:`PER_MODEL_KEYS` (see :meth:`StudyConfig.for_base`)."""
 
     label: str
     name: str
+    overrides: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    def overridden(self) -> list[str]:
+        """The overrides as ``key.path=value`` lines, e.g. ``evaluation.batch_size=8``."""
+        def leaves(prefix: str, value: Any) -> list[str]:
+            if isinstance(value, dict) and value:
+                return [line for k, v in value.items() for line in leaves(f"{prefix}.{k}", v)]
+            return [f"{prefix}={json.dumps(value, default=str)}"]
+
+        return [line for k, v in self.overrides.items() for line in leaves(k, v)]
 
 
 #: A model label: a path segment of letters, digits, '.', '_', '-' (never hidden, no '=').
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-MODEL_ENTRY_KEYS = ("name", "label")
+MODEL_ENTRY_KEYS = ("name", "label", *PER_MODEL_KEYS)
+
+
+def _deep_merge(under: Any, over: Any) -> Any:
+    """``over`` merged over ``under``: mappings key by key, anything else replaced."""
+    if isinstance(under, dict) and isinstance(over, dict):
+        return {**under, **{k: _deep_merge(under.get(k), v) for k, v in over.items()}}
+    return over
+
+
+def _overrides(entry: dict[str, Any]) -> dict[str, Any]:
+    """The per-model keys of a models entry. Nothing given (``evaluation:`` or ``prompt:``
+    with nothing under it) changes nothing, as the same key empty does in the study."""
+    out = {k: v for k, v in entry.items() if k in PER_MODEL_KEYS and v is not None}
+    for key in ("language_training", "task_training"):
+        if isinstance(out.get(key), dict):
+            out[key] = {kind: {} if s is None else s for kind, s in out[key].items()}
+    return out
 
 
 def default_label(name: str) -> str:
@@ -110,15 +146,21 @@ def _model_entry(entry: Any) -> Base:
         return Base(default_label(entry), entry)
     if isinstance(entry, dict) and isinstance(entry.get("name"), str) and entry["name"]:
         for key in entry:
-            if key not in MODEL_ENTRY_KEYS:
-                raise UnknownNameError("key in a models entry", key, MODEL_ENTRY_KEYS)
+            if key in MODEL_ENTRY_KEYS:
+                continue
+            if key in {f.name for f in fields(StudyConfig)}:
+                raise LangTransferError(
+                    f"models entry {entry['name']!r}: {key!r} is one setting for the whole "
+                    f"study, not per model; an entry may set {', '.join(MODEL_ENTRY_KEYS)}"
+                )
+            raise UnknownNameError("key in a models entry", key, MODEL_ENTRY_KEYS)
         label = entry.get("label", default_label(entry["name"]))
         if not isinstance(label, str):
             raise LangTransferError(f"models: label of {entry['name']!r} must be a string")
-        return Base(label, entry["name"])
+        return Base(label, entry["name"], _overrides(entry))
     raise LangTransferError(
-        f"models: each entry is a model name or a mapping with 'name' (and 'label'), "
-        f"got {entry!r:.60}"
+        f"models: each entry is a model name or a mapping with 'name' (and 'label', or "
+        f"settings of its own: {', '.join(PER_MODEL_KEYS)}), got {entry!r:.60}"
     )
 
 
@@ -152,8 +194,9 @@ def parse_models(models: Any) -> list[Base]:
 @dataclass
 class StudyConfig:
     """One transfer study: languages × tasks × configurations on one base model
-    (``model``), or on each of several (``models``: names or ``{name, label}`` mappings;
-    see :meth:`bases`).
+    (``model``), or on each of several (``models``: names or ``{name, label}`` mappings,
+    which may also override :data:`PER_MODEL_KEYS` for their base; see :meth:`bases` and
+    :meth:`for_base`).
 
     ``corpus`` is ``wikipedia`` (streamed), ``fixtures`` (the shipped text), or a mapping
     language -> file. ``data`` is ``hub`` (the paper's sources), ``fixtures``, or a mapping
@@ -196,6 +239,14 @@ class StudyConfig:
         """The base models the grid runs on: ``models`` with their labels, or the one
         ``model`` with the empty label (a single-model study keeps its paths)."""
         return parse_models(self.models) if self.models else [Base("", self.model)]
+
+    def for_base(self, base: Base) -> StudyConfig:
+        """The study as ``base`` runs it: its overrides merged over the study's values
+        (the study itself when it has none, so its jobs and hashes are the study's)."""
+        if not base.overrides:
+            return self
+        return replace(self, **{k: _deep_merge(getattr(self, k), v)
+                                for k, v in base.overrides.items()})
 
     def language_kinds(self) -> set[str]:
         return {k for c in self.configurations if (k := configuration_kinds(c)[0])}
@@ -564,9 +615,14 @@ def check_types(config: StudyConfig, where: str) -> None:
                 f"{where}: give either 'model' ({config.model}) or 'models', not both"
             )
         parse_models(config.models)
-    if not isinstance(config.evaluation, dict):
-        fail("evaluation", "a mapping of evaluation settings")
-    for key, item in config.evaluation.items():
+    _check_evaluation(config.evaluation, where)
+
+
+def _check_evaluation(evaluation: Any, where: str) -> None:
+    if not isinstance(evaluation, dict):
+        raise LangTransferError(f"{where}: 'evaluation' must be a mapping of evaluation "
+                                f"settings, got {evaluation!r:.60}")
+    for key, item in evaluation.items():
         if key not in EVALUATION_KEYS:
             raise UnknownNameError("key in evaluation", key, EVALUATION_KEYS)
         if EVALUATION_KEYS[key] is str:
@@ -576,9 +632,48 @@ def check_types(config: StudyConfig, where: str) -> None:
             wanted = "a positive integer"
         if not ok:
             raise LangTransferError(f"{where}: evaluation.{key} must be {wanted}, got {item!r:.40}")
-    scoring = config.evaluation.get("scoring", "generate")
+    scoring = evaluation.get("scoring", "generate")
     if scoring not in SCORING:
         raise UnknownNameError("evaluation.scoring", scoring, SCORING)
+
+
+def _check_settings(config: StudyConfig, where: str) -> None:
+    """The checks of :data:`PER_MODEL_KEYS`' values, for the study and for each base."""
+    if not _is_int(config.sequence_length):
+        raise LangTransferError(f"{where}: 'sequence_length' must be an integer, got "
+                                f"{config.sequence_length!r:.60}")
+    if config.sequence_length < 16:
+        raise LangTransferError(f"{where}: sequence_length {config.sequence_length} is below 16")
+    _check_evaluation(config.evaluation, where)
+    _check_kind_tables("language_training", config.language_training, where)
+    _check_kind_tables("task_training", config.task_training, where)
+    if config.task_training.get("prompt", {}).get("init") == "frequent":
+        raise LangTransferError(
+            f"{where}: task_training.prompt.init 'frequent' is a language-prompt "
+            "initialisation (a language's frequent tokens); task prompts take text, vocab, "
+            "random or labels"
+        )
+    for role in ("language", "task"):
+        for kind in ("prompt", "adapter"):
+            config.train_settings(role, kind)  # raises on bad values
+        config.adapter_spec(role)
+
+
+def _check_bases(config: StudyConfig, where: str) -> None:
+    """Each base's settings with its overrides, as the study's are checked; an error
+    names the entry."""
+    for base in config.bases():
+        if not base.overrides:
+            continue
+        at = f"{where}: models entry {base.label!r}"
+        try:
+            effective = config.for_base(base)
+            _check_settings(effective, at)
+            effective.variants(at)
+        except LangTransferError as e:
+            if at not in str(e):
+                e.args = (f"{at}: {e}", *e.args[1:])
+            raise
 
 
 def validate(config: StudyConfig, where: str = "study config") -> StudyConfig:
@@ -600,22 +695,10 @@ def validate(config: StudyConfig, where: str = "study config") -> StudyConfig:
         get_configuration(c, study=True)
     if not config.sources:
         raise LangTransferError(f"{where}: 'sources' lists no source language")
-    _check_kind_tables("language_training", config.language_training, where)
-    _check_kind_tables("task_training", config.task_training, where)
-    if config.task_training.get("prompt", {}).get("init") == "frequent":
-        raise LangTransferError(
-            f"{where}: task_training.prompt.init 'frequent' is a language-prompt "
-            "initialisation (a language's frequent tokens); task prompts take text, vocab, "
-            "random or labels"
-        )
-    if config.sequence_length < 16:
-        raise LangTransferError(f"{where}: sequence_length {config.sequence_length} is below 16")
-    for role in ("language", "task"):
-        for kind in ("prompt", "adapter"):
-            config.train_settings(role, kind)  # raises on bad values
-        config.adapter_spec(role)
+    _check_settings(config, where)
     composed_specs(config, where)
     config.variants(where)
+    _check_bases(config, where)
     check_inputs(config)
     return config
 

@@ -10,7 +10,7 @@ built grouped (one line per task and configuration, not per cell).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,8 +165,15 @@ def _variant_counts(artefacts: list[Artefact]) -> list[str]:
     ]
 
 
-def describe_dry_run(artefacts: list[Artefact], result: DryRun, title: str = "plan") -> str:
-    """The dry-run text: counts, problems, sources read, what is left to build."""
+def describe_dry_run(
+    artefacts: list[Artefact],
+    result: DryRun,
+    title: str = "plan",
+    own_settings: Mapping[str, list[str]] | None = None,
+) -> str:
+    """The dry-run text: counts, problems, sources read, what is left to build.
+    ``own_settings``: a base's label -> its overrides of the study's settings
+    (:meth:`~langtransfer.study_config.Base.overridden`), listed under its counts."""
     from langtransfer.study import is_done
 
     done = {a.id: is_done(a) for a in artefacts}
@@ -193,6 +200,8 @@ def describe_dry_run(artefacts: list[Artefact], result: DryRun, title: str = "pl
             )
             lines.append(f"  {label} ({arts[0].job.model}): {len(arts)} artefacts ({k} done, "
                          f"{len(arts) - k} to build) = {per_stage}")
+            if own := (own_settings or {}).get(label):
+                lines.append(f"    own settings: {', '.join(own)}")
     lines += _variant_counts(artefacts)
     missing = result.missing
     lines.append(f"data: {len(result.checks)} task x language x split cells, "

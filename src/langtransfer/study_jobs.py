@@ -418,7 +418,10 @@ def plan(config: StudyConfig) -> list[Artefact]:
     """Every artefact of the study in dependency order, each listed once (without the
     cells :func:`left_out` names). With several base models, all of one base's artefacts
     come before the next base's, so a process holds one base at a time and loads each
-    once; their directories (and, through the job's ``model``, their hashes) differ."""
+    once; their directories (and, through the job's ``model``, their hashes) differ.
+    Each base's jobs are made from the study as that base runs it
+    (:meth:`~langtransfer.study_config.StudyConfig.for_base`: its own settings merged
+    in), so an override reaches exactly the jobs, hashes and builder calls it changes."""
     out = Path(config.output)
     skip = {(x.task, x.language, x.role) for x in left_out(config)}
     arts: dict[str, Artefact] = {}
@@ -426,7 +429,7 @@ def plan(config: StudyConfig) -> list[Artefact]:
     planned: list[Artefact] = []
     for base in config.bases():
         start = len(arts)
-        _plan_base(config, base.name, base.label, out, skip, arts)
+        _plan_base(config.for_base(base), base.name, base.label, out, skip, arts)
         planned += sorted(list(arts.values())[start:], key=lambda a: order[a.stage])
     return planned
 

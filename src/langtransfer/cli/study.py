@@ -66,7 +66,8 @@ def run_and_report(config, args: argparse.Namespace) -> int:
         artefacts = shard_plan(plan(config), *shard)
         result = check_plan(artefacts, left_out(config))
         title = f"plan of {config.output}" + (f" (shard {args.shard})" if shard[1] > 1 else "")
-        print(describe_dry_run(artefacts, result, title))
+        own = {base.label: base.overridden() for base in config.bases() if base.overrides}
+        print(describe_dry_run(artefacts, result, title, own))
         return 0 if result.ok else 1
     for cell in left_out(config):
         print(f"left out of the grid: {cell.line()}")
