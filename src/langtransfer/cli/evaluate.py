@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "(--language-rep) and a task representation (--task-rep) on a task's test data "
             "in --language. The configuration (base, ta, stp, la+ta, la+stp, slp+ta, "
             "slp+stp) follows from the kinds of the representations given. Writes "
-            "predictions.jsonl (id, input, generated text, parsed prediction, gold; "
+            "predictions.jsonl (id, input, generated text, parsed prediction, gold and its "
+            "target text; "
             "parsed_reference for tasks the paper's code read differently) and "
             "metrics.json (the reference's primary metric, variants beside it) to --output."
         ),

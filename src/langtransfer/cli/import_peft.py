@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model",
         help="base model to check the prompt's width against and record (a hub id, local "
-        "directory or 'tiny'); default: record only the width and the config's base name",
+        "directory, 'tiny' or 'tiny-causal'); default: record only the width and the "
+        "config's base name",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing DST")
     p.set_defaults(func=run)

@@ -59,8 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also write the metrics to DIR/metrics.json (atomically)")
     p.add_argument(
         "--tokenizer", metavar="NAME_OR_PATH",
-        help="the base model's tokenizer (hub id, local directory, or 'tiny'): ner's "
-        "reference golds are then the targets cut to 30 tokens, as the reference scored "
+        help="the base model's tokenizer (hub id, local directory, 'tiny' or 'tiny-causal'): "
+        "ner's reference golds are then the targets cut to 30 tokens, as the reference scored "
         "them; without it the full targets",
     )
     add_extension_options(p)
