@@ -20,6 +20,9 @@ def test_a_local_path_that_does_not_exist(tmp_path):
     c = check_data("qa", "cs", "test", str(tmp_path / "CSSQuAD"))
     assert not c.ok and "does not exist" in c.problem and "CSSQuAD" in c.problem
     assert "data.qa.cs" in c.fix
+    # the files go in the directory; the docs pointer does not split the sentence
+    assert c.fix.startswith("put Czech SQuAD 2.0")
+    assert f"squad-2.0-cs/dev-v2.0.json in {tmp_path / 'CSSQuAD'} (docs/data.md" in c.fix
 
 
 def test_a_release_dir_missing_the_file_the_reference_read(tmp_path):

@@ -184,6 +184,10 @@ def test_wrong_extension_and_missing_file(tmp_path):
         get_task("qa").load("en", "test", path)
     with pytest.raises(LangTransferError, match="does not exist"):
         get_task("qa").load("en", "test", tmp_path / "nope.json")
+    # a near miss of a source name ('fixture', as train-language's --corpus spells it)
+    # is a missing file whose error says what --data takes
+    with pytest.raises(LangTransferError, match=r"data file fixture does not exist .*'fixtures'"):
+        get_task("nli").load("en", "train", "fixture")
 
 
 def test_repeated_ids_are_kept_apart(tmp_path):

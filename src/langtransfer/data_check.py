@@ -69,9 +69,11 @@ def check_data(task: str, language: str, split: str, data: str | Path | None) ->
     except LangTransferError as e:
         if not path.exists():
             src = t.sources.get(language, {}).get(split)
-            what = (f"{src.note}: {', '.join(src.local)}; see docs/data.md"
-                    if src is not None and src.local else "the data")
-            fix = f"put {what} in {path}, or point {key} at it"
+            if src is not None and src.local:
+                fix = (f"put {src.note}: {', '.join(src.local)} in {path} (docs/data.md says "
+                       f"where to get it), or point {key} at it")
+            else:
+                fix = f"put the data in {path}, or point {key} at it"
         else:
             fix = f"put the {split} data there or point {key}.{split} at another file"
         return missing(str(path), str(e), fix)

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 DISCLAIMER = (
-    "NOTE: this demo runs two embedded tiny *random* models (seq2seq and decoder-only, a few "
-    "hundred thousand parameters each)\ntrained for seconds on the demo's own small files, "
+    "NOTE: this demo runs two embedded tiny *random* models (seq2seq and decoder-only, about "
+    "250k and 120k parameters)\ntrained for seconds on the demo's own small files, "
     "written with cues such models can learn. Its\nnumbers show the pipeline end to end, NOT "
     "the paper's results."
 )
@@ -52,7 +52,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--output", default="runs/demo", help="study directory (default runs/demo)")
-    p.add_argument("--overwrite", action="store_true", help="discard a different study in --output")
+    p.add_argument(
+        "--overwrite", action="store_true",
+        help="reuse --output holding a study with other settings: results the demo's settings "
+        "reproduce are kept, the rest discarded (as study --overwrite)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

@@ -45,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "budget: transformers' default max_length 20 with the start token)",
     )
     p.add_argument(
-        "--max-length", type=int, default=256, help="input tokens kept (longer are cut and counted)"
+        "--max-length", type=int, default=256,
+        help="input tokens kept (default 256; longer are cut and counted)",
     )
     p.add_argument("--max-examples", type=int, help="evaluate only the first N examples")
     p.add_argument("--num-beams", type=int, default=1, help="beam search width (default greedy)")

@@ -40,8 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--model",
-        help="base model (hub id, local directory or 'tiny'; default: the base the "
-        "representations were trained on)",
+        help="base model (hub id, local directory, 'tiny' or 'tiny-causal'; default: the "
+        "base the representations were trained on; a study of several bases needs it, "
+        "naming one of its models)",
     )
     p.add_argument(
         "--default", dest="defaults", action="append", default=[], metavar="TASK=CONFIGURATION",

@@ -283,7 +283,10 @@ class Task:
             path = self._find_in_dir(path, language, split, fixtures)
             return str(path), self.read_records(path)
         if not path.exists():
-            raise LangTransferError(f"data file {path} does not exist")
+            raise LangTransferError(
+                f"data file {path} does not exist (data is a file, a directory of "
+                "<language>.<split>.<ext> files, or 'fixtures' for the shipped samples)"
+            )
         pick = single_file_pick(path, split)
         return str(path) + describe_pick(pick), apply_pick(self.read_records(path), pick, str(path))
 
