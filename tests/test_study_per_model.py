@@ -273,7 +273,8 @@ def test_dry_run_counts_per_base_and_lists_its_own_settings(tmp_path, capsys):
 
 def test_a_real_evaluation_uses_its_bases_settings(tmp_path):
     """Through the real builder and ``evaluate`` (the base configuration: nothing to
-    train): each base's records hold its own evaluation settings."""
+    train): each base's records hold its own evaluation settings, and changing one
+    base's override rebuilds that base's cells only."""
     from langtransfer.results import read_records, record_key
     from langtransfer.study import run_study
 
@@ -291,3 +292,10 @@ def test_a_real_evaluation_uses_its_bases_settings(tmp_path):
     assert records["tiny"]["generation"] == {"max_new_tokens": 6, "num_beams": 1,
                                             "batch_size": 8}
     assert records["tiny-causal"]["model"]["family"] == "causal"
+    # another override of tiny-causal's: with --overwrite only its cell is evaluated again
+    raw["models"][1]["evaluation"]["max_new_tokens"] = 3
+    again = run_study(write(tmp_path, raw, "changed"), overwrite=True, progress=False)
+    assert again.ok and (again.built, again.skipped) == (1, 1)
+    records = {record_key(r).model_label: r for r in read_records(config.output)}
+    assert records["tiny-causal"]["generation"]["max_new_tokens"] == 3
+    assert records["tiny"]["generation"]["max_new_tokens"] == 6
