@@ -77,3 +77,20 @@ def test_default_generation_budget_reaches_every_evaluation(tmp_path, monkeypatc
     fixed = hashes(tmp_path, "fixed", ("evaluation", "max_new_tokens"), 7)
     monkeypatch.setattr(evaluate_module, "REFERENCE_MAX_NEW_TOKENS", 19)
     assert hashes(tmp_path, "fixed2", ("evaluation", "max_new_tokens"), 7) == fixed
+
+
+def test_a_change_to_label_ranking_rebuilds_ranked_results_only(tmp_path, monkeypatch):
+    """Ranked results carry label ranking's revision in their hash (its fix for targets
+    cut to the task's length made earlier ranked records stale); generated results do not,
+    so their hashes are those of studies run before the revision existed."""
+    from langtransfer.study_jobs import job_settings
+
+    generated = {a.id: a for a in plan(config_with(tmp_path, ("seed",), 42, "gen"))}
+    assert all("scoring_revision" not in job_settings(a.job) for a in generated.values())
+    ranked = hashes(tmp_path, "rank", ("evaluation", "scoring"), "rank")
+    monkeypatch.setattr(evaluate_module, "RANK_SCORING_REVISION",
+                        evaluate_module.RANK_SCORING_REVISION + 1)
+    moved = changed(ranked, hashes(tmp_path, "rank2", ("evaluation", "scoring"), "rank"))
+    assert moved == {i for i in ranked if i.startswith(EVALUATIONS)}
+    # A generating study does not move with it.
+    assert changed({i: a.hash for i, a in generated.items()}, hashes(tmp_path, "gen2")) == set()

@@ -49,6 +49,11 @@ from langtransfer.tasks.sources import progress_bars
 #: NER and QA outputs are cut there, as in the paper; a larger ``max_new_tokens`` lifts it.
 REFERENCE_MAX_NEW_TOKENS = 19
 SCORING = ("generate", "rank")
+#: What label ranking computes, counted up when that changes: a study's ranked results
+#: from before are then stale and rebuilt (a generated one keeps its hash). 1 scored the
+#: whole label word; 2 scores it cut to the task's target length, as training taught it
+#: (1 favoured the shortest word).
+RANK_SCORING_REVISION = 2
 
 
 def _summary(rep: Representation | None, path: str | Path | None) -> dict[str, Any] | None:
@@ -356,7 +361,8 @@ def evaluate(
         "generation": {"max_new_tokens": limit, "num_beams": num_beams, "batch_size": batch_size}
         if scoring == "generate"
         else {"label_words": list(task_obj.label_words.values()), "batch_size": batch_size,
-              "label_target_length": task_obj.target_length},
+              "label_target_length": task_obj.target_length,
+              "revision": RANK_SCORING_REVISION},
     }
     if output is not None:
         output = Path(output)

@@ -100,7 +100,9 @@ class EvaluationJob:
     ``seed`` is not used by generation; it is written into the result record, as is
     ``metrics`` (the task's :meth:`~langtransfer.tasks.Task.metrics_fingerprint`: scoring
     that changes meaning changes the hash). ``evaluation.max_new_tokens`` is the
-    effective budget (the config's, else evaluate's default)."""
+    effective budget (the config's, else evaluate's default). ``scoring_revision`` is
+    :data:`~langtransfer.evaluate.RANK_SCORING_REVISION` for ranked cells (0, left out of
+    the hash, for generated ones): a change to label ranking rebuilds ranked results."""
 
     model: str
     task: str
@@ -115,6 +117,7 @@ class EvaluationJob:
     metrics: str
     seed: int
     variant: str = ""
+    scoring_revision: int = 0
 
     stage = "evaluation"
 
@@ -150,7 +153,9 @@ Job = LanguageJob | ComposedJob | TaskJob | EvaluationJob
 
 #: Job fields added after studies were run, with the value every earlier job had: left
 #: out of the settings at that value, so the hashes of existing studies stay the same.
-ADDED_FIELDS: dict[str, Any] = {"corpus_extent": "paper", "max_tokens": None, "variant": ""}
+ADDED_FIELDS: dict[str, Any] = {
+    "corpus_extent": "paper", "max_tokens": None, "variant": "", "scoring_revision": 0,
+}
 
 
 def _variant_part(variant: str) -> tuple[str, ...]:
@@ -276,7 +281,7 @@ def evaluation_job(
     model: str | None = None,
     variant: str = "",
 ) -> EvaluationJob:
-    from langtransfer.evaluate import REFERENCE_MAX_NEW_TOKENS
+    from langtransfer.evaluate import RANK_SCORING_REVISION, REFERENCE_MAX_NEW_TOKENS
     from langtransfer.tasks import get_task
 
     language_kind, task_kind = get_configuration(configuration, study=True).kinds
@@ -297,6 +302,7 @@ def evaluation_job(
         metrics=get_task(task).metrics_fingerprint(),
         seed=config.seed,
         variant=variant,
+        scoring_revision=RANK_SCORING_REVISION if evaluation.scoring == "rank" else 0,
     )
 
 
