@@ -91,3 +91,29 @@ def test_missing_local_data_and_corpus_are_marked_with_the_fix(tmp_path, capsys)
         "corpus.sk at it" in out
     assert "corpus en" not in out
     assert yaml.safe_load(path.read_text())["data"]["nli"]["sk"] == {"test": "nowhere/sk.jsonl"}
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly(tmp_path):
+    """``langtransfer study X --dry-run | head``: once the pipe's reader is gone the verb
+    stops with the shell's SIGPIPE status, no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "langtransfer", "study", str(example_path("paper")),
+         "--dry-run", "--output", str(tmp_path / "out")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, env=env,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before the first line is written
+    try:
+        err = proc.stderr.read().decode()
+        proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 141, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -56,13 +57,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         from langtransfer.cli.common import load_extension_options
 
         load_extension_options(args)
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not as a traceback at exit
+        return code
     except LangTransferError as e:
         print(f"langtransfer {args.verb}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"langtransfer {args.verb}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`langtransfer study X --dry-run | head`): stop quietly, as
+        # other command-line tools do. Python would report the failed flush of stdout at
+        # exit; pointing stdout at /dev/null leaves it nothing to flush.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
 
 
 if __name__ == "__main__":
