@@ -47,3 +47,28 @@ def test_every_documented_flag_is_one_its_verb_takes(doc):
              for n, verb, flags in commands(doc.read_text(encoding="utf-8"), set(options))
              for flag in flags if flag not in options[verb]]
     assert not wrong, "flags the verb does not take:\n" + "\n".join(wrong)
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading: lower case, punctuation dropped, spaces to -."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_relative_link_and_anchor_resolves():
+    headings = {doc: {slug(h) for h in re.findall(r"^#+ (.*)$", doc.read_text(encoding="utf-8"),
+                                                    re.M)} for doc in DOCS}
+    broken = []
+    for doc in DOCS:
+        for link in re.findall(r"\]\(([^)\s]+)\)", doc.read_text(encoding="utf-8")):
+            if re.match(r"[a-z]+:", link):
+                continue
+            path, _, anchor = link.partition("#")
+            target = (doc.parent / path).resolve() if path else doc
+            if not target.exists():
+                broken.append(f"{doc.name}: {link} (no such file)")
+            elif anchor and target.suffix == ".md" and anchor not in headings.get(target, ()):
+                broken.append(f"{doc.name}: {link} (no such heading)")
+    assert not broken, "\n".join(broken)
+    assert slug("The paper's grid") == "the-papers-grid"
+    assert slug("Study axes: initialisation, instruction, corpus size") == \
+        "study-axes-initialisation-instruction-corpus-size"
