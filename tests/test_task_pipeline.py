@@ -156,6 +156,23 @@ def test_wrong_language_representation_for_the_source_is_refused(tmp_path, slp_s
     assert "'sk'" in capsys.readouterr().err
 
 
+def test_a_task_representation_as_language_rep_is_named_as_such(tmp_path, capsys):
+    from langtransfer.models import load_base
+    from langtransfer.representations import PromptConfig, new_prompt, save_representation
+
+    model, tok = load_base("tiny")
+    stp = tmp_path / "stp-nli"
+    save_representation(new_prompt("task", model, tok, PromptConfig(num_tokens=4, init="vocab"),
+                                   task="nli"),
+                        stp, model=model)
+    assert main(["train-task", "--task", "nli", "--language", "en", "--kind", "adapter",
+                 "--language-rep", str(stp), "--output", str(tmp_path / "x"), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"langtransfer train-task: error: {stp} is a task representation, not a "
+                   "language one: pass the source language's representation\n")
+    assert not (tmp_path / "x").exists()
+
+
 def test_evaluate_refuses_another_languages_representation(tmp_path, slp_sk_en, capsys):
     """Zero-shot transfer swaps in the target's representation: evaluating sk with en's
     would score the source's representation under the target's name."""

@@ -115,12 +115,15 @@ def train_task(
     base, tokenizer = loaded.model, loaded.tokenizer
     set_seed(settings.seed)  # a fresh adapter's initial weights come from the global RNG
     language_repr = loaded.representation(language_rep) if language_rep else None
-    if language_repr is not None and (
-        language_repr.role != "language" or language_repr.language != lang.code
-    ):
+    if language_repr is not None and language_repr.role != "language":
         raise LangTransferError(
-            f"{language_rep} is a {language_repr.role} representation for "
-            f"{language_repr.language or language_repr.task!r}, but the task trains on "
+            f"{language_rep} is a {language_repr.role} representation, not a language one: "
+            "pass the source language's representation"
+        )
+    if language_repr is not None and language_repr.language != lang.code:
+        raise LangTransferError(
+            f"{language_rep} is a language representation for "
+            f"{language_repr.language!r}, but the task trains on "
             f"{lang.code!r}: "
             "pass the source language's representation"
         )
