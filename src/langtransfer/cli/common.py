@@ -64,9 +64,10 @@ def add_training_options(parser: argparse.ArgumentParser, role: str) -> None:
     g = parser.add_argument_group("training (defaults: the paper's settings for --kind)")
     g.add_argument("--steps", type=int, help=f"training steps (default {steps})")
     g.add_argument("--batch-size", type=int, help="per-device batch size (default 32)")
-    g.add_argument(
-        "--eval-batch-size", type=int, help="evaluation batch size (default: batch size)"
-    )
+    if role == "task":  # language training validates before and after, in fixed batches
+        g.add_argument(
+            "--eval-batch-size", type=int, help="validation batch size (default: batch size)"
+        )
     g.add_argument(
         "--learning-rate", type=float, help="prompt 0.5 (Adafactor), adapter 5e-5 (AdamW)"
     )
@@ -133,7 +134,7 @@ def settings_from_args(args: argparse.Namespace, kind: str, role: str) -> TrainS
         role,
         max_steps=args.steps,
         batch_size=args.batch_size,
-        eval_batch_size=args.eval_batch_size,
+        eval_batch_size=getattr(args, "eval_batch_size", None),
         learning_rate=args.learning_rate,
         weight_decay=args.weight_decay,
         optimizer=args.optimizer,
