@@ -21,3 +21,23 @@ def test_train_language_has_no_validation_batch_size(tmp_path, capsys):
                                       "--kind", "prompt", "--output", "o",
                                       "--eval-batch-size", "4"])
     assert args.eval_batch_size == 4  # task training validates every --eval-steps with it
+
+
+@pytest.mark.parametrize("verb, kind, option, owner", [
+    ("train-language", "adapter", ["--prompt-tokens", "10"], "prompt"),
+    ("train-language", "prompt", ["--reduction-factor", "2"], "adapter"),
+    ("train-task", "adapter", ["--init", "vocab", "--init-text", "x"], "prompt"),
+    ("train-task", "prompt", ["--adapter-config", "double_seq_bn"], "adapter"),
+])
+def test_an_option_of_the_other_kind_is_refused(tmp_path, capsys, verb, kind, option, owner):
+    where = (["--language", "sk", "--corpus", "fixture"] if verb == "train-language"
+             else ["--task", "nli", "--language", "en", "--data", "fixtures"])
+    out = tmp_path / "x"
+    argv = [verb, *where, "--kind", kind, "--model", "tiny", "--output", str(out),
+            "--steps", "1", *option]
+    assert main(argv) == 2
+    flags = ", ".join(o for o in option if o.startswith("--"))
+    verb_is = "are" if "," in flags else "is"
+    assert capsys.readouterr().err == (
+        f"langtransfer {verb}: error: {flags} {verb_is} for --kind {owner}, not --kind {kind}\n")
+    assert not out.exists()

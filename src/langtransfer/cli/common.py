@@ -104,11 +104,12 @@ def add_training_options(parser: argparse.ArgumentParser, role: str) -> None:
         "--overwrite", action="store_true", help="replace an existing representation in --output"
     )
 
+    # No argparse defaults here: an option given for the other --kind is refused
+    # (check_kind_options), and the defaults are filled in by prompt_/adapter_from_args.
     p = parser.add_argument_group("soft prompt (--kind prompt)")
-    p.add_argument("--prompt-tokens", type=int, default=50, help="virtual tokens (default 50)")
+    p.add_argument("--prompt-tokens", type=int, help="virtual tokens (default 50)")
     p.add_argument(
         "--init",
-        default="text",
         help="initialisation: text, vocab, random, labels (task prompts) or frequent (the "
         "language's most frequent tokens; language prompts) (default text)",
     )
@@ -118,12 +119,31 @@ def add_training_options(parser: argparse.ArgumentParser, role: str) -> None:
     )
 
     a = parser.add_argument_group("adapter (--kind adapter)")
+    a.add_argument("--adapter-config", help="an `adapters` config name (default seq_bn)")
     a.add_argument(
-        "--adapter-config", default="seq_bn", help="an `adapters` config name (default seq_bn)"
+        "--reduction-factor", type=int, help="bottleneck reduction factor (default 16)"
     )
-    a.add_argument(
-        "--reduction-factor", type=int, default=16, help="bottleneck reduction factor (default 16)"
-    )
+
+
+#: The options of each --kind (dest -> flag); the other kind's are refused, not ignored.
+KIND_OPTIONS: dict[str, dict[str, str]] = {
+    "prompt": {"prompt_tokens": "--prompt-tokens", "init": "--init", "init_text": "--init-text"},
+    "adapter": {"adapter_config": "--adapter-config", "reduction_factor": "--reduction-factor"},
+}
+
+
+def check_kind_options(args: argparse.Namespace) -> None:
+    """Refuse a prompt option with ``--kind adapter`` and an adapter option with
+    ``--kind prompt``: training would not use it."""
+    from langtransfer.errors import LangTransferError
+
+    for kind, options in KIND_OPTIONS.items():
+        given = [flag for dest, flag in options.items() if getattr(args, dest) is not None]
+        if kind != args.kind and given:
+            raise LangTransferError(
+                f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for --kind {kind}, "
+                f"not --kind {args.kind}"
+            )
 
 
 def settings_from_args(args: argparse.Namespace, kind: str, role: str) -> TrainSettings:
@@ -157,8 +177,8 @@ def prompt_from_args(
     from langtransfer.representations import PromptConfig
 
     return PromptConfig(
-        num_tokens=args.prompt_tokens,
-        init=args.init,
+        num_tokens=50 if args.prompt_tokens is None else args.prompt_tokens,
+        init=args.init or "text",
         init_text=args.init_text or default_text,
         label_words=label_words,
         seed=args.seed if args.seed is not None else 42,
@@ -168,4 +188,7 @@ def prompt_from_args(
 def adapter_from_args(args: argparse.Namespace) -> AdapterSpec:
     from langtransfer.representations import AdapterSpec
 
-    return AdapterSpec(config=args.adapter_config, reduction_factor=args.reduction_factor)
+    return AdapterSpec(
+        config=args.adapter_config or "seq_bn",
+        reduction_factor=16 if args.reduction_factor is None else args.reduction_factor,
+    )

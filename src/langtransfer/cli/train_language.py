@@ -13,6 +13,7 @@ from langtransfer.cli.common import (
     add_extension_options,
     add_model_option,
     add_training_options,
+    check_kind_options,
     prompt_from_args,
     settings_from_args,
 )
@@ -112,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
     from langtransfer.representations import read_manifest
 
     lang = get_language(args.language)
+    check_kind_options(args)
     # Trainer prints its log lines to stdout; keep stdout for the JSON summary alone.
     with contextlib.redirect_stdout(sys.stderr):
         out = train_language(

@@ -10,6 +10,7 @@ from langtransfer.cli.common import (
     add_extension_options,
     add_model_option,
     add_training_options,
+    check_kind_options,
     prompt_from_args,
     settings_from_args,
 )
@@ -76,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from langtransfer.tasks import get_task
 
     task, lang = get_task(args.task), get_language(args.language)
+    check_kind_options(args)
     if args.reference_slp_stp_quirk and (args.kind != "prompt" or not args.language_rep):
         # train_task refuses a language adapter as --language-rep once it has loaded it
         raise LangTransferError(
