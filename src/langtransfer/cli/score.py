@@ -52,7 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "or sk.test.csv when --data is a file",
     )
     p.add_argument("--split", choices=SPLITS, default="test",
-                   help="split to score (default: test); a --data file is taken as given")
+                   help="split to score (default: test); a --data file serves the split its "
+                   "name names (sk.train.jsonl: train; none named: test), so say that one")
     p.add_argument("--predictions", metavar="PATH", required=True,
                    help='JSONL file of {"id", "prediction"} objects')
     p.add_argument("--output", metavar="DIR",
