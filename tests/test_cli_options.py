@@ -41,3 +41,15 @@ def test_an_option_of_the_other_kind_is_refused(tmp_path, capsys, verb, kind, op
     assert capsys.readouterr().err == (
         f"langtransfer {verb}: error: {flags} {verb_is} for --kind {owner}, not --kind {kind}\n")
     assert not out.exists()
+
+
+def test_generation_options_with_label_ranking_are_refused(tmp_path, capsys):
+    out = tmp_path / "e"
+    argv = ["evaluate", "--task", "nli", "--language", "en", "--model", "tiny", "--data",
+            "fixtures", "--max-examples", "2", "--scoring", "rank", "--output", str(out)]
+    assert main([*argv, "--num-beams", "4", "--max-new-tokens", "3"]) == 2
+    assert capsys.readouterr().err == (
+        "langtransfer evaluate: error: --num-beams, --max-new-tokens are for --scoring "
+        "generate; --scoring rank scores each label word and generates nothing\n")
+    assert not out.exists()
+    assert main(argv) == 0 and (out / "metrics.json").exists()  # rank alone is fine

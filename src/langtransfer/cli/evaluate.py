@@ -55,14 +55,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--scoring", choices=("generate", "rank"), default="generate",
         help="generate: free generation, parsed (default); rank: label ranking for "
-        "classification tasks (the most likely label word; never unparseable)",
+        "classification tasks (the most likely label word; never unparseable; no "
+        "--num-beams or --max-new-tokens)",
     )
     add_extension_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from langtransfer.errors import LangTransferError
     from langtransfer.evaluate import evaluate
+
+    generation = [flag for flag, given in (("--num-beams", args.num_beams != 1),
+                                           ("--max-new-tokens", args.max_new_tokens is not None))
+                  if given]
+    if args.scoring == "rank" and generation:  # ranking generates nothing: they would be unused
+        raise LangTransferError(
+            f"{', '.join(generation)} {'is' if len(generation) == 1 else 'are'} for --scoring "
+            "generate; --scoring rank scores each label word and generates nothing"
+        )
 
     record = evaluate(
         model=args.model,
