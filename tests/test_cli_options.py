@@ -53,3 +53,10 @@ def test_generation_options_with_label_ranking_are_refused(tmp_path, capsys):
         "generate; --scoring rank scores each label word and generates nothing\n")
     assert not out.exists()
     assert main(argv) == 0 and (out / "metrics.json").exists()  # rank alone is fine
+
+
+def test_serve_trust_remote_code_needs_model(tmp_path, capsys):
+    pytest.importorskip("fastapi")
+    assert main(["serve", str(tmp_path), "--port", "0", "--trust-remote-code"]) == 2
+    assert capsys.readouterr().err == ("langtransfer serve: error: --trust-remote-code applies "
+                                       "to the base --model names; pass --model too\n")

@@ -129,6 +129,11 @@ def run(args: argparse.Namespace) -> int:
         if not sep or not task or not configuration:
             raise LangTransferError(f"--default takes TASK=CONFIGURATION, got {item!r}")
         defaults[task] = configuration
+    # The sources' own base (no --model) is always loaded with remote code off.
+    if args.trust_remote_code and args.model is None:
+        raise LangTransferError(
+            "--trust-remote-code applies to the base --model names; pass --model too"
+        )
     model = args.model
     if model is not None:
         from langtransfer.loaded_base import LoadedBase
