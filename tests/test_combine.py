@@ -150,7 +150,7 @@ def test_bad_input_is_refused_naming_the_value(loaded, tmp_path):
     with pytest.raises(LangTransferError, match="prompt of 4 tokens.*of 8"):
         combine_language_representations({cs: 0.5, short: 0.5}, tmp_path / "x", language="sk")
     adapter = _adapter(model, tok, "de", tmp_path / "ad", 3)
-    with pytest.raises(LangTransferError, match="is a adapter but .* is a prompt"):
+    with pytest.raises(LangTransferError, match="is of kind adapter but .* of kind prompt"):
         combine_language_representations({cs: 0.5, adapter: 0.5}, tmp_path / "x",
                                          language="sk")
     manifest = json.loads((ru / "manifest.json").read_text())

@@ -358,3 +358,14 @@ def test_a_causal_prompt_round_trips_through_peft(tmp_path):
         compose(load_base("tiny")[0], "slp", language=back)
     with pytest.raises(IncompatibleModelError, match="is for a causal base .* is seq2seq"):
         load_peft_prompt(out, model=load_base("tiny")[0])
+
+
+def test_exporting_an_adapter_says_what_it_is(tmp_path, capsys):
+    from langtransfer.errors import LangTransferError
+    from langtransfer.representations import new_adapter
+    from langtransfer.representations.peft_format import export_peft_prompt
+
+    with pytest.raises(LangTransferError, match=r"is of kind adapter; PEFT export is for soft "
+                                                r"prompts \(valid: prompt\)"):
+        export_peft_prompt(new_adapter("task", task="nli"), tmp_path / "peft")
+    assert not (tmp_path / "peft").exists()

@@ -104,8 +104,8 @@ def _check_same(a: Representation, b: Representation) -> None:
     """Parts must be one kind, one shape, one base model."""
     if a.kind != b.kind:
         raise LangTransferError(
-            f"part {b.where} is a {b.kind} but {a.where} is a {a.kind}; a combination takes "
-            "parts of one kind"
+            f"part {b.where} is of kind {b.kind} but {a.where} of kind {a.kind}; a combination "
+            "takes parts of one kind"
         )
     ba, bb = a.base_model or {}, b.base_model or {}
     diffs = [f"{k} {ba[k]} vs {bb[k]}" for k in FINGERPRINT_KEYS

@@ -450,7 +450,7 @@ def export_peft_prompt(
     """
     if rep.kind != "prompt" or rep.prompt is None:
         raise LangTransferError(
-            f"{rep.name} is a {rep.kind}; PEFT export is for soft prompts (valid: prompt). "
+            f"{rep.name} is of kind {rep.kind}; PEFT export is for soft prompts (valid: prompt). "
             "An adapter directory is already in the `adapters` library's format"
         )
     directory = Path(directory)
