@@ -94,3 +94,31 @@ def test_a_change_to_label_ranking_rebuilds_ranked_results_only(tmp_path, monkey
     assert moved == {i for i in ranked if i.startswith(EVALUATIONS)}
     # A generating study does not move with it.
     assert changed({i: a.hash for i, a in generated.items()}, hashes(tmp_path, "gen2")) == set()
+
+
+@pytest.mark.parametrize(("key", "value"), [("num_beams", 4), ("max_new_tokens", 32)])
+def test_generation_options_with_ranked_scoring_are_refused(tmp_path, key, value):
+    """Ranking generates nothing: a generation option would be hashed and ignored, for
+    the whole study or in a models entry alike. The neutral values stay accepted."""
+    import yaml
+    from test_study_jobs import BASE
+
+    from langtransfer.errors import LangTransferError
+    from langtransfer.study_config import load_study_config
+
+    def load(name: str, **values):
+        raw = {**BASE, "output": str(tmp_path / name), "tasks": ["nli"], **values}
+        if "models" in values:
+            raw.pop("model")  # one or the other
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+        return load_study_config(path)
+
+    with pytest.raises(LangTransferError, match=rf"evaluation\.{key} has no effect with "
+                       r"scoring 'rank' .*use scoring 'generate'"):
+        load("study", evaluation={"scoring": "rank", key: value})
+    ranked = {"name": "tiny", "evaluation": {"scoring": "rank", key: value}}
+    with pytest.raises(LangTransferError, match=rf"models entry 'tiny'.*evaluation\.{key}"):
+        load("entry", models=[ranked])
+    neutral = {"num_beams": 1, "max_new_tokens": None}[key]
+    assert load("neutral", evaluation={"scoring": "rank", key: neutral}).evaluation["scoring"]

@@ -65,7 +65,9 @@ DEMO_DATA_DIR = Path(__file__).resolve().parent / "data" / "demo"
 class EvaluationSettings:
     """The ``evaluation`` section: ``evaluate()`` keywords a study may set (the rest --
     task, language, representations, data -- the study decides). Defaults are
-    ``evaluate``'s; ``max_new_tokens`` None is the per-task budget."""
+    ``evaluate``'s; ``max_new_tokens`` None is evaluate's budget
+    (:data:`~langtransfer.evaluate.REFERENCE_MAX_NEW_TOKENS`, the reference's, for every
+    task)."""
 
     batch_size: int = 64
     max_new_tokens: int | None = None
@@ -627,7 +629,7 @@ def _check_evaluation(evaluation: Any, where: str) -> None:
             raise UnknownNameError("key in evaluation", key, EVALUATION_KEYS)
         if EVALUATION_KEYS[key] is str:
             ok, wanted = isinstance(item, str), "a string"
-        else:  # max_new_tokens null: the task's own budget, as when it is not given
+        else:  # max_new_tokens null: evaluate's budget, as when it is not given
             ok = (_is_int(item) and item >= 1) or (item is None and key == "max_new_tokens")
             wanted = "a positive integer"
         if not ok:
@@ -635,6 +637,13 @@ def _check_evaluation(evaluation: Any, where: str) -> None:
     scoring = evaluation.get("scoring", "generate")
     if scoring not in SCORING:
         raise UnknownNameError("evaluation.scoring", scoring, SCORING)
+    if scoring == "rank":  # ranking generates nothing: these would be hashed and ignored
+        for key, neutral in (("num_beams", (None, 1)), ("max_new_tokens", (None,))):
+            if evaluation.get(key) not in neutral:
+                raise LangTransferError(
+                    f"{where}: evaluation.{key} has no effect with scoring 'rank' (label "
+                    "ranking generates nothing); drop it, or use scoring 'generate'"
+                )
 
 
 def _check_settings(config: StudyConfig, where: str) -> None:
