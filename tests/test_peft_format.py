@@ -312,6 +312,17 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["import-peft", str(out), str(tmp_path / "out"), "--task", "poetry"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "'poetry'" in err and "qa" in err
+    # The other role's subject is refused, not dropped.
+    for role, subject, pattern in (
+        ("language", ["--task", "nli"], "a language prompt is for a language, not a task "
+                                         "(task 'nli' given); pass --language, or --role task"),
+        ("task", ["--language", "sk"], "a task prompt is for a task, not a language "
+                                        "(language 'sk' given); pass --task, or --role language"),
+    ):
+        args = ["import-peft", str(out), str(tmp_path / "out"), "--role", role, *subject]
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and pattern in err, err
     assert not (tmp_path / "out").exists()
 
 

@@ -224,6 +224,13 @@ def _subject(
         raise LangTransferError(f"{where}: give a language or a task for the prompt, not both")
     if role is None:
         role = "language" if language else "task" if task else None
+    elif (role == "language" and task) or (role == "task" and language):
+        # the other role's subject would be dropped without a word
+        given, wanted = ("task", "language") if role == "language" else ("language", "task")
+        raise LangTransferError(
+            f"{where}: a {role} prompt is for a {wanted}, not a {given} ({given} "
+            f"{task or language!r} given); pass --{wanted}, or --role {given}"
+        )
     if role is None and _language_of_instruction(config.init_text):
         role = "language"
     if role not in ROLES:
