@@ -189,6 +189,27 @@ def test_fixture_source_and_missing_fixture():
     assert any("Bratislava" in d for d in corpus.train + corpus.validation)
     with pytest.raises(UnknownNameError, match="unknown fixture language 'te'; valid: ar, de"):
         load_corpus("fixture", "te")
+    # The study's spelling (corpus: fixtures) names the same source.
+    plural = load_corpus("fixtures", "Slovak", validation_size=5)
+    assert (plural.source, plural.train, plural.validation) == (
+        corpus.source, corpus.train, corpus.validation)
+
+
+def test_a_study_plans_the_same_language_jobs_from_either_fixture_spelling(tmp_path):
+    import yaml
+    from test_study_jobs import BASE
+
+    from langtransfer.study_config import load_study_config
+    from langtransfer.study_jobs import plan
+
+    hashes = []
+    for spelling in ("fixtures", "fixture"):
+        path = tmp_path / f"{spelling}.yaml"
+        path.write_text(yaml.safe_dump({**BASE, "corpus": spelling,
+                                        "output": str(tmp_path / "out")}), encoding="utf-8")
+        hashes.append({a.id: a.hash for a in plan(load_study_config(path))
+                       if a.stage == "language"})
+    assert hashes[0] and hashes[0] == hashes[1]
 
 
 # --- Wikipedia (a local mirror laid out as the hub serves the dump, read by datasets) ----

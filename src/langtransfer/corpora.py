@@ -13,8 +13,9 @@ A corpus comes from one of three places:
   count in the dataset's metadata, or else counted by streaming its ``id`` column only
   (one pass over the ids); reaching the validation articles streams past the training
   slice once.
-- ``"fixture"``: the few dozen sentences shipped in ``langtransfer/data/text/<code>.txt``,
-  enough for a demo and for tests, not for a useful representation.
+- ``"fixture"`` (or ``"fixtures"``, the study's spelling): the few dozen sentences shipped
+  in ``langtransfer/data/text/<code>.txt``, enough for a demo and for tests, not for a
+  useful representation.
 - a local file: ``.txt``, ``.jsonl`` (one JSON object per line with a ``text`` field) or
   ``.parquet`` (a ``text`` column). A ``.txt`` file holds one document per line, unless
   blank lines separate its text: then each blank-line separated paragraph (its lines
@@ -109,6 +110,11 @@ def reference_slice_size(n_rows: int, percent: int = WIKIPEDIA_TRAIN_PERCENT) ->
     return int(round(percent * n_rows / 100.0))
 
 
+#: The names of the shipped sample text as a corpus source: ``fixture`` (the verbs'
+#: spelling) and ``fixtures`` (the study's, as its ``data: fixtures``) are one source.
+FIXTURE_SOURCES = ("fixture", "fixtures")
+
+
 def fixture_path(language: str | Language) -> Path:
     """The bundled fixture text of a language (a few dozen sentences)."""
     lang = get_language(language)
@@ -156,7 +162,8 @@ def load_corpus(
         if extent == "full":
             return _load_wikipedia_full(lang, max_documents, validation_size, text_field)
         return _load_wikipedia(lang, max_documents, validation_size, text_field)
-    path = fixture_path(lang) if isinstance(source, str) and source == "fixture" else Path(source)
+    fixture = isinstance(source, str) and source in FIXTURE_SOURCES
+    path = fixture_path(lang) if fixture else Path(source)
     cap = max_documents if extent == "paper" else None
     docs = read_documents(path, text_field=text_field, max_documents=cap)
     if not docs:

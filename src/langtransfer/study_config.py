@@ -324,8 +324,9 @@ class StudyConfig:
                     f"corpus lists no file for language {language!r}; it has {sorted(self.corpus)}"
                 )
             return str(self.corpus[language])
-        if self.corpus == "fixtures":
-            from langtransfer.corpora import fixture_path
+        from langtransfer.corpora import FIXTURE_SOURCES, fixture_path
+
+        if self.corpus in FIXTURE_SOURCES:
 
             return str(fixture_path(language))
         if self.corpus == "wikipedia":
@@ -604,8 +605,10 @@ def check_types(config: StudyConfig, where: str) -> None:
     value = config.validation_documents
     if not ((_is_int(value) and value >= 1) or (isinstance(value, float) and 0 < value < 1)):
         fail("validation_documents", "a document count (>= 1) or a fraction in (0, 1)")
+    from langtransfer.corpora import FIXTURE_SOURCES
+
     if not _string_tree(config.corpus, 1) or (
-        isinstance(config.corpus, str) and config.corpus not in ("wikipedia", "fixtures")
+        isinstance(config.corpus, str) and config.corpus not in ("wikipedia", *FIXTURE_SOURCES)
     ):
         fail("corpus", "'wikipedia', 'fixtures' or a mapping language -> file")
     if not _string_tree(config.data, 3):

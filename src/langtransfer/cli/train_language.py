@@ -50,8 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="wikipedia",
         help="'wikipedia' (wikimedia/wikipedia 20231101.<code>, streamed: its first 5%% of "
         "articles, English its first 1M, as the paper's reference; validation from the "
-        "articles after), 'fixture' (the shipped sample text) or a .txt/.jsonl/.parquet "
-        "file (default wikipedia)",
+        "articles after), 'fixture' or 'fixtures' (the shipped sample text) or a "
+        ".txt/.jsonl/.parquet file (default wikipedia)",
     )
     p.add_argument("--output", required=True, help="representation directory to write")
     add_model_option(p)
