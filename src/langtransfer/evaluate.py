@@ -49,6 +49,16 @@ from langtransfer.tasks.sources import progress_bars
 #: NER and QA outputs are cut there, as in the paper; a larger ``max_new_tokens`` lifts it.
 REFERENCE_MAX_NEW_TOKENS = 19
 SCORING = ("generate", "rank")
+#: evaluate's options that only generation reads, with their neutral values: given
+#: anything else with ``scoring="rank"``, which generates nothing, they would be ignored.
+GENERATION_ONLY: dict[str, int | None] = {"num_beams": 1, "max_new_tokens": None}
+
+
+def unused_by_ranking(**options: Any) -> list[str]:
+    """The :data:`GENERATION_ONLY` options among ``options`` set to something other than
+    their neutral value (None counts as not given), in that table's order."""
+    return [name for name, neutral in GENERATION_ONLY.items()
+            if options.get(name) not in (None, neutral)]
 #: What label ranking computes, counted up when that changes: a study's ranked results
 #: from before are then stale and rebuilt (a generated one keeps its hash). 1 scored the
 #: whole label word; 2 scores it cut to the task's target length, as training taught it

@@ -21,8 +21,9 @@ from langtransfer.configurations import (
     configuration_kinds,
     get_configuration,
 )
+from langtransfer.corpora import FIXTURE_SOURCES, fixture_path
 from langtransfer.errors import DataFormatError, LangTransferError, UnknownNameError
-from langtransfer.evaluate import SCORING
+from langtransfer.evaluate import SCORING, unused_by_ranking
 from langtransfer.languages import INSTRUCTION_TEMPLATE, get_language
 from langtransfer.models import DEFAULT_MODEL
 from langtransfer.representations import AdapterSpec, PromptConfig
@@ -324,10 +325,7 @@ class StudyConfig:
                     f"corpus lists no file for language {language!r}; it has {sorted(self.corpus)}"
                 )
             return str(self.corpus[language])
-        from langtransfer.corpora import FIXTURE_SOURCES, fixture_path
-
         if self.corpus in FIXTURE_SOURCES:
-
             return str(fixture_path(language))
         if self.corpus == "wikipedia":
             return "wikipedia"
@@ -605,8 +603,6 @@ def check_types(config: StudyConfig, where: str) -> None:
     value = config.validation_documents
     if not ((_is_int(value) and value >= 1) or (isinstance(value, float) and 0 < value < 1)):
         fail("validation_documents", "a document count (>= 1) or a fraction in (0, 1)")
-    from langtransfer.corpora import FIXTURE_SOURCES
-
     if not _string_tree(config.corpus, 1) or (
         isinstance(config.corpus, str) and config.corpus not in ("wikipedia", *FIXTURE_SOURCES)
     ):
@@ -640,13 +636,12 @@ def _check_evaluation(evaluation: Any, where: str) -> None:
     scoring = evaluation.get("scoring", "generate")
     if scoring not in SCORING:
         raise UnknownNameError("evaluation.scoring", scoring, SCORING)
-    if scoring == "rank":  # ranking generates nothing: these would be hashed and ignored
-        for key, neutral in (("num_beams", (None, 1)), ("max_new_tokens", (None,))):
-            if evaluation.get(key) not in neutral:
-                raise LangTransferError(
-                    f"{where}: evaluation.{key} has no effect with scoring 'rank' (label "
-                    "ranking generates nothing); drop it, or use scoring 'generate'"
-                )
+    unused = unused_by_ranking(**evaluation) if scoring == "rank" else []
+    if unused:  # they would be hashed and ignored
+        raise LangTransferError(
+            f"{where}: evaluation.{unused[0]} has no effect with scoring 'rank' (label "
+            "ranking generates nothing); drop it, or use scoring 'generate'"
+        )
 
 
 def _check_settings(config: StudyConfig, where: str) -> None:

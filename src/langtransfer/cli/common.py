@@ -9,7 +9,7 @@ runs -- one place, so they work the same everywhere.
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from langtransfer.models import DEFAULT_MODEL
 
@@ -177,8 +177,7 @@ def prompt_from_args(
     from langtransfer.representations import PromptConfig
 
     return PromptConfig(
-        num_tokens=50 if args.prompt_tokens is None else args.prompt_tokens,
-        init=args.init or "text",
+        **_given(num_tokens=args.prompt_tokens, init=args.init),
         init_text=args.init_text or default_text,
         label_words=label_words,
         seed=args.seed if args.seed is not None else 42,
@@ -188,7 +187,9 @@ def prompt_from_args(
 def adapter_from_args(args: argparse.Namespace) -> AdapterSpec:
     from langtransfer.representations import AdapterSpec
 
-    return AdapterSpec(
-        config=args.adapter_config or "seq_bn",
-        reduction_factor=16 if args.reduction_factor is None else args.reduction_factor,
-    )
+    return AdapterSpec(**_given(config=args.adapter_config, reduction_factor=args.reduction_factor))
+
+
+def _given(**options: Any) -> dict[str, Any]:
+    """The options the command line set; the rest keep the config class's own defaults."""
+    return {name: value for name, value in options.items() if value is not None}

@@ -64,12 +64,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from langtransfer.errors import LangTransferError
-    from langtransfer.evaluate import evaluate
+    from langtransfer.evaluate import evaluate, unused_by_ranking
 
-    generation = [flag for flag, given in (("--num-beams", args.num_beams != 1),
-                                           ("--max-new-tokens", args.max_new_tokens is not None))
-                  if given]
-    if args.scoring == "rank" and generation:  # ranking generates nothing: they would be unused
+    unused = unused_by_ranking(num_beams=args.num_beams, max_new_tokens=args.max_new_tokens)
+    generation = ["--" + name.replace("_", "-") for name in unused]
+    if args.scoring == "rank" and generation:
         raise LangTransferError(
             f"{', '.join(generation)} {'is' if len(generation) == 1 else 'are'} for --scoring "
             "generate; --scoring rank scores each label word and generates nothing"
