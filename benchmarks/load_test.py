@@ -54,11 +54,11 @@ def log(msg: str) -> None:
 
 def train_representations(root: Path) -> dict[str, Path]:
     """A few training steps each on the tiny model: slp-<lang>, ta-nli, stp-qa."""
-    from langtransfer.language_training import train_language
-    from langtransfer.loaded_base import LoadedBase
+    from langtransfer.composition.loaded_base import LoadedBase
     from langtransfer.representations import PromptConfig
-    from langtransfer.task_training import train_task
-    from langtransfer.train import default_settings
+    from langtransfer.training.language import train_language
+    from langtransfer.training.task import train_task
+    from langtransfer.training.trainer import default_settings
 
     base = LoadedBase.load("tiny")
     quick = {"max_steps": 2, "batch_size": 4, "save_steps": 2, "logging_steps": 2}
@@ -103,8 +103,8 @@ def raw_inputs(task: str, language: str) -> list[dict]:
 
 def offline(reps: dict[str, Path], root: Path) -> list[dict]:
     """Every (task, language, input) with its offline ``evaluate`` prediction."""
-    from langtransfer.evaluate import evaluate
-    from langtransfer.loaded_base import LoadedBase
+    from langtransfer.composition.loaded_base import LoadedBase
+    from langtransfer.inference.evaluate import evaluate
     from langtransfer.tasks import get_task
 
     base = LoadedBase.load("tiny")

@@ -8,7 +8,7 @@ and the optimizer ``trainer.create_optimizer()`` makes. The baseline is the same
 with what the reference code does: no length grouping, inputs padded to 256 and targets
 to 30.
 
-Evaluation: ``langtransfer.evaluate.generate_texts`` (length-sorted, dynamically padded
+Evaluation: ``langtransfer.inference.evaluate.generate_texts`` (length-sorted, dynamically padded
 batches) against the same function with ``pad_to=256``.
 
 Both families take the same batches (the collator is shared; the causal family turns
@@ -32,10 +32,10 @@ from datasets import Dataset
 from transformers import ByT5Tokenizer, MT5Config, MT5ForConditionalGeneration
 
 from benchmarks.workloads import MAX_INPUT, MAX_TARGET, Workload
-from langtransfer.compose import ComposedModel, compose, configuration_kinds
-from langtransfer.evaluate import generate_texts
+from langtransfer.composition.composed import ComposedModel, compose, configuration_kinds
+from langtransfer.inference.evaluate import generate_texts
 from langtransfer.representations import PromptConfig, new_adapter, new_prompt
-from langtransfer.train import (
+from langtransfer.training.trainer import (
     RepresentationTrainer,
     default_settings,
     seq2seq_collator,
@@ -81,7 +81,7 @@ def build_model(shape: str):
     """(model, vocab size used for random ids). ``tiny``/``tiny-causal``: the embedded
     models; ``mt0``/``causal``: mT0-base / Qwen2.5-0.5B shapes with random weights."""
     if shape in ("tiny", "tiny-causal"):
-        from langtransfer.models import load_base
+        from langtransfer.base.loading import load_base
 
         model, _ = load_base(shape)
         return model, model.config.vocab_size
@@ -104,7 +104,7 @@ def build_model(shape: str):
 
 
 def family(model) -> str:
-    from langtransfer.families import family_of
+    from langtransfer.base.families import family_of
 
     return family_of(model).name
 
@@ -365,7 +365,7 @@ def mixed_language(model, vocab: int, language_kind: str, workload: Workload, *,
                    new_tokens: int, repeats: int) -> dict:
     """A batch of ``batch_size`` rows over 4 languages in one call vs one language in one
     call vs the 4 language groups one after another (forward with loss, and generate)."""
-    from langtransfer.evaluate import pad_rows
+    from langtransfer.inference.evaluate import pad_rows
 
     configuration = "slp+ta" if language_kind == "prompt" else "la+ta"
     composed = composed_for(model, configuration, train=None, language=BANK[0])

@@ -45,7 +45,7 @@ def one_thread():
 @pytest.fixture
 def tiny():
     """A fresh tiny model and tokenizer (fresh: adapters get attached to it)."""
-    from langtransfer.models import load_base
+    from langtransfer.base.loading import load_base
 
     return load_base("tiny")
 

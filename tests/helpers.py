@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from langtransfer.compose import ComposedModel, compose
+from langtransfer.composition.composed import ComposedModel, compose
 from langtransfer.configurations import configuration_kinds
 from langtransfer.representations import (
     PromptConfig,

@@ -22,11 +22,11 @@ def tiny_representations(root: Path) -> list[Path]:
     (an nli adapter, a qa prompt), each a few steps on the tiny model: the directories."""
     import torch
 
-    from langtransfer.language_training import train_language
-    from langtransfer.loaded_base import LoadedBase
+    from langtransfer.composition.loaded_base import LoadedBase
     from langtransfer.representations import PromptConfig
-    from langtransfer.task_training import train_task
-    from langtransfer.train import default_settings
+    from langtransfer.training.language import train_language
+    from langtransfer.training.task import train_task
+    from langtransfer.training.trainer import default_settings
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -11,15 +11,19 @@ import pytest
 import torch
 from transformers import BertConfig, GPTNeoXConfig, GPTNeoXForCausalLM, LlamaForCausalLM
 
-from langtransfer.compose import compose
+from langtransfer.base.families import CAUSAL, SEQ2SEQ, family_of
+from langtransfer.base.loading import TINY_CAUSAL_NAME, ensure_pad_token, fingerprint, load_base
+from langtransfer.base.tiny import build_tiny_causal, tiny_causal_config
+from langtransfer.composition.composed import compose
+from langtransfer.composition.loaded_base import LoadedBase
 from langtransfer.errors import IncompatibleModelError, LangTransferError
-from langtransfer.evaluate import label_log_likelihoods, pad_rows, row_label_log_likelihoods
-from langtransfer.families import CAUSAL, SEQ2SEQ, family_of
-from langtransfer.loaded_base import LoadedBase
-from langtransfer.models import TINY_CAUSAL_NAME, ensure_pad_token, fingerprint, load_base
+from langtransfer.inference.evaluate import (
+    label_log_likelihoods,
+    pad_rows,
+    row_label_log_likelihoods,
+)
 from langtransfer.representations import new_adapter
 from langtransfer.representations.store import save_representation
-from langtransfer.tiny import build_tiny_causal, tiny_causal_config
 from tests.helpers import batch, build, make_rep, perturb
 
 INPUTS = ["question: who? context: Bratislava", "ahoj", "Guten Morgen, wie geht es?"]
@@ -91,7 +95,7 @@ def test_a_tokenizer_without_pad_pads_with_eos_and_says_so(caplog):
     tok.pad_token = None
     model.config.pad_token_id = None
     model.generation_config.pad_token_id = None
-    with caplog.at_level(logging.WARNING, logger="langtransfer.models"):
+    with caplog.at_level(logging.WARNING, logger="langtransfer.base.loading"):
         ensure_pad_token(model, tok, "my-llama")
     assert tok.pad_token_id == tok.eos_token_id == 1
     assert model.config.pad_token_id == 1 == model.generation_config.pad_token_id

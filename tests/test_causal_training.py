@@ -13,17 +13,17 @@ from pathlib import Path
 import pytest
 import yaml
 
+from langtransfer.base.loading import TINY_CAUSAL_NAME, load_base
 from langtransfer.cli import main
 from langtransfer.configurations import STUDY_CONFIGURATIONS
 from langtransfer.errors import LangTransferError
-from langtransfer.language_training import train_language
-from langtransfer.models import TINY_CAUSAL_NAME, load_base
-from langtransfer.next_token import block_rows, next_token_dataset
-from langtransfer.predictor import Predictor
 from langtransfer.representations import read_manifest
-from langtransfer.task_training import train_task
+from langtransfer.serving.predictor import Predictor
 from langtransfer.tasks import FIXTURES_DIR, get_task
-from langtransfer.train import default_settings
+from langtransfer.training.language import train_language
+from langtransfer.training.next_token import block_rows, next_token_dataset
+from langtransfer.training.task import train_task
+from langtransfer.training.trainer import default_settings
 
 SEQ = 64
 CLI_CONFIGURATIONS = ("slp+ta", "la+stp")

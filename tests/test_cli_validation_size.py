@@ -8,10 +8,10 @@ import io
 
 import pytest
 
-import langtransfer.language_training as language_training
+import langtransfer.training.language as language_training
 from langtransfer.cli import main
-from langtransfer.corpora import load_corpus
 from langtransfer.representations import read_manifest
+from langtransfer.training.corpora import load_corpus
 
 COMMON = ["train-language", "--model", "tiny", "--corpus", "fixture", "--language", "sk",
           "--kind", "prompt", "--sequence-length", "64", "--batch-size", "4", "--steps", "1",

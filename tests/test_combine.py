@@ -9,16 +9,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from langtransfer.compose import compose
-from langtransfer.errors import IncompatibleModelError, LangTransferError
-from langtransfer.languages import get_language, relatives
-from langtransfer.loaded_base import LoadedBase
-from langtransfer.representations import PromptConfig, load_representation, new_prompt
-from langtransfer.representations.combine import (
+from langtransfer.composition.combine import (
     build_proxy,
     check_weights,
     combine_language_representations,
 )
+from langtransfer.composition.composed import compose
+from langtransfer.composition.loaded_base import LoadedBase
+from langtransfer.errors import IncompatibleModelError, LangTransferError
+from langtransfer.languages import get_language, relatives
+from langtransfer.representations import PromptConfig, load_representation, new_prompt
 from tests.helpers import make_rep, perturb
 
 

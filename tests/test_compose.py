@@ -2,9 +2,9 @@ import pytest
 import torch
 from helpers import PROMPT_TOKENS, batch, build, make_rep, perturb
 
-from langtransfer.compose import STUDY_CONFIGURATIONS, compose
+from langtransfer.base.loading import load_base
+from langtransfer.composition.composed import STUDY_CONFIGURATIONS, compose
 from langtransfer.errors import LangTransferError, UnknownNameError
-from langtransfer.models import load_base
 from langtransfer.representations import load_representation
 
 D = 64  # tiny d_model

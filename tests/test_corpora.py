@@ -11,9 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from langtransfer import corpora, languages
-from langtransfer.corpora import Corpus, fixture_path, load_corpus, read_documents
+from langtransfer import languages
 from langtransfer.errors import DataFormatError, LangTransferError, UnknownNameError
+from langtransfer.training import corpora
+from langtransfer.training.corpora import Corpus, fixture_path, load_corpus, read_documents
 
 DOCS = [f"Sentence number {i} about the river." for i in range(20)]
 
@@ -199,8 +200,8 @@ def test_a_study_plans_the_same_language_jobs_from_either_fixture_spelling(tmp_p
     import yaml
     from test_study_jobs import BASE
 
-    from langtransfer.study_config import load_study_config
-    from langtransfer.study_jobs import plan
+    from langtransfer.study.jobs import plan
+    from langtransfer.study.load import load_study_config
 
     hashes = []
     for spelling in ("fixtures", "fixture"):
@@ -338,8 +339,8 @@ def test_streamed_training_text_is_shuffled_within_a_buffer(wiki, monkeypatch):
     as the reference's map-style dataset draws them at random; local files stay map-style."""
     from itertools import islice
 
-    from langtransfer import language_training
-    from langtransfer.objectives import span_corruption_dataset
+    from langtransfer.training import language as language_training
+    from langtransfer.training.span_corruption import span_corruption_dataset
 
     wiki({"20231101.sk": 4000})
     seen = {}

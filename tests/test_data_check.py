@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from langtransfer.data_check import check_data
+from langtransfer.study.data_check import check_data
 
 
 def test_a_hub_cell_names_id_config_split_revision_and_carve():

@@ -21,12 +21,12 @@ from safetensors.torch import load_file
 from wikipedia_mirror import mirrored_load_dataset, write_mirror
 
 from langtransfer.cli import main
-from langtransfer.corpora import fixture_path
 from langtransfer.representations import read_manifest
-from langtransfer.results import read_records
-from langtransfer.study import plan
-from langtransfer.study_config import load_study_config
+from langtransfer.results.records import read_records
+from langtransfer.study.load import load_study_config
+from langtransfer.study.run import plan
 from langtransfer.tasks import FIXTURES_DIR
+from langtransfer.training.corpora import fixture_path
 
 HERE = Path(__file__).parent
 STEPS, SAVE_EVERY = 30, 5

@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from langtransfer.cli.study import example_path
-from langtransfer.report import Grid, format_tables
-from langtransfer.results import read_records
+from langtransfer.report.build import Grid, format_tables
+from langtransfer.results.records import read_records
 
 SILENCED = (
     "mtime may not be reliable",
@@ -99,8 +99,8 @@ def test_no_best_mark_in_a_column_of_equal_values():
 
 SHARED_BASE = """
 import torch
-from langtransfer.compose import compose
-from langtransfer.models import load_base
+from langtransfer.composition.composed import compose
+from langtransfer.base.loading import load_base
 from langtransfer.representations import new_adapter
 base, tok = load_base("tiny")
 with_adapter = compose(base, "ta", task=new_adapter("task", task="nli"))
@@ -135,7 +135,7 @@ def test_adapters_none_active_message_is_dropped_and_others_still_show(caplog):
 
 def test_demo_fixtures_name_the_tasks_that_have_them(tmp_path):
     from langtransfer.errors import LangTransferError
-    from langtransfer.study_config import load_study_config
+    from langtransfer.study.load import load_study_config
 
     config = yaml.safe_load(example_path("demo").read_text(encoding="utf-8"))
     config.update(output=str(tmp_path / "s"), tasks=["qa"])

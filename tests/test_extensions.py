@@ -17,7 +17,7 @@ from conftest import REPO
 
 from langtransfer.cli import main
 from langtransfer.errors import LangTransferError, UnknownNameError
-from langtransfer.study_config import load_study_config
+from langtransfer.study.load import load_study_config
 
 EXAMPLE = REPO / "examples" / "custom-task"
 
@@ -25,8 +25,8 @@ EXAMPLE = REPO / "examples" / "custom-task"
 @pytest.fixture
 def registries():
     """Each test starts from the built-in tasks and languages and leaves them so."""
-    from langtransfer import extensions, languages
-    from langtransfer.tasks import registry
+    from langtransfer import languages
+    from langtransfer.tasks import extensions, registry
 
     saved = dict(registry._REGISTRY), dict(languages._REGISTRY), dict(extensions._LOADED)
     yield
@@ -101,7 +101,7 @@ def test_a_module_named_twice_registers_once(workdir):
 
 
 def test_a_module_by_name_works_too(workdir, monkeypatch):
-    from langtransfer.extensions import load_task_module
+    from langtransfer.tasks.extensions import load_task_module
 
     monkeypatch.syspath_prepend(str(workdir / "examples" / "custom-task"))
     assert load_task_module("sentiment") == ["sentiment"]
@@ -128,7 +128,7 @@ def test_bad_task_modules_are_one_line_errors(workdir, capsys, source, pattern):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and re.search(pattern, err), err
-    from langtransfer.extensions import load_task_module
+    from langtransfer.tasks.extensions import load_task_module
 
     with pytest.raises(LangTransferError, match=pattern):
         load_task_module(str(path))

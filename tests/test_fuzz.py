@@ -27,13 +27,13 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from langtransfer.corpora import read_documents
 from langtransfer.errors import DataFormatError, LangTransferError
-from langtransfer.predictions import read_predictions, score_predictions
-from langtransfer.results import read_records
-from langtransfer.study_config import load_study_config
+from langtransfer.inference.scoring import read_predictions, score_predictions
+from langtransfer.results.records import read_records
+from langtransfer.study.load import load_study_config
 from langtransfer.tasks import FIXTURES_DIR, get_task
 from langtransfer.tasks.ner import MALFORMED, NERTask, _span_from_data
+from langtransfer.training.corpora import read_documents
 
 EXAMPLES = int(os.environ.get("LANGTRANSFER_FUZZ_EXAMPLES", "40"))
 FUZZ = settings(
@@ -524,7 +524,7 @@ def _study_yaml(workdir, content):
     path = put(workdir, ".yaml", content)
     config = expect_clean("study yaml", load_study_config, path)
     if not isinstance(config, LangTransferError):
-        from langtransfer.study import plan
+        from langtransfer.study.run import plan
 
         with hard_time_limit():
             config.fingerprint()
@@ -669,8 +669,8 @@ MANIFEST_KEYS = ["format", "format_version", "kind", "role", "language", "task",
 
 @pytest.fixture(scope="module")
 def saved_representations(tmp_path_factory):
-    from langtransfer.compose import compose
-    from langtransfer.models import load_base
+    from langtransfer.base.loading import load_base
+    from langtransfer.composition.composed import compose
     from langtransfer.representations import PromptConfig, new_adapter, new_prompt
 
     root = tmp_path_factory.mktemp("reps")
@@ -693,7 +693,7 @@ def saved_representations(tmp_path_factory):
 def _representation_manifests(saved_representations, which, changes):
     import shutil
 
-    from langtransfer.compose import compose
+    from langtransfer.composition.composed import compose
     from langtransfer.representations import load_representation
 
     root, base = saved_representations

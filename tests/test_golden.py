@@ -26,7 +26,7 @@ import torch
 import yaml
 
 from langtransfer.cli import main
-from langtransfer.compose import configuration_kinds
+from langtransfer.composition.composed import configuration_kinds
 from langtransfer.representations import read_manifest
 
 GOLDEN = Path(__file__).parent / "golden" / "study.json"

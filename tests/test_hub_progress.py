@@ -25,7 +25,7 @@ def test_a_load_with_progress_prints_the_datasets_bar(hub, capfd):  # noqa: F811
 
 
 def test_evaluate_without_progress_prints_no_hub_bars(hub, tmp_path, capfd):  # noqa: F811
-    from langtransfer.evaluate import evaluate
+    from langtransfer.inference.evaluate import evaluate
 
     hub("facebook/xnli", {"de/test/0000.parquet": ROWS})
     record = evaluate(model="tiny", task="nli", language="de", output=tmp_path / "eval",

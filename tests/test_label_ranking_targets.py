@@ -7,9 +7,9 @@ import pytest
 from helpers import build, perturb
 
 from langtransfer.errors import LangTransferError
-from langtransfer.evaluate import label_log_likelihoods, pad_rows, rank_labels
-from langtransfer.task_data import cut, load_examples, tokenise
+from langtransfer.inference.evaluate import label_log_likelihoods, pad_rows, rank_labels
 from langtransfer.tasks import get_task
+from langtransfer.tasks.encoding import cut, load_examples, tokenise
 
 WORDS = list(get_task("checkworthiness").label_words.values())
 

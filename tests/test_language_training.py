@@ -21,13 +21,10 @@ import torch
 from safetensors.torch import load_file
 from transformers import set_seed
 
+from langtransfer.base.loading import load_base
 from langtransfer.cli import main
-from langtransfer.compose import compose
-from langtransfer.corpora import load_corpus
-from langtransfer.language_training import train_language
+from langtransfer.composition.composed import compose
 from langtransfer.languages import get_language
-from langtransfer.models import load_base
-from langtransfer.objectives import span_corruption_dataset
 from langtransfer.representations import (
     PromptConfig,
     load_representation,
@@ -35,7 +32,10 @@ from langtransfer.representations import (
     new_prompt,
     read_manifest,
 )
-from langtransfer.train import RepresentationTrainer, default_settings, evaluation_loss
+from langtransfer.training.corpora import load_corpus
+from langtransfer.training.language import train_language
+from langtransfer.training.span_corruption import span_corruption_dataset
+from langtransfer.training.trainer import RepresentationTrainer, default_settings, evaluation_loss
 
 SEQ = 64
 SEED = 42

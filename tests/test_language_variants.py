@@ -9,19 +9,19 @@ import torch
 from test_corpora import _article, wiki  # noqa: F401  (the Wikipedia mirror fixture)
 
 from langtransfer import languages
-from langtransfer.corpora import cap_tokens, load_corpus, read_documents
+from langtransfer.composition.loaded_base import LoadedBase
 from langtransfer.errors import LangTransferError, UnknownNameError
-from langtransfer.language_training import train_language
 from langtransfer.languages import (
     NATIVE_INSTRUCTION,
     PAPER_LANGUAGES,
     get_language,
     load_language_file,
 )
-from langtransfer.loaded_base import LoadedBase
 from langtransfer.representations import PromptConfig, read_manifest
 from langtransfer.representations.prompt import SoftPrompt, frequent_token_ids
-from langtransfer.train import default_settings
+from langtransfer.training.corpora import cap_tokens, load_corpus, read_documents
+from langtransfer.training.language import train_language
+from langtransfer.training.trainer import default_settings
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,14 @@ import pytest
 import torch
 from helpers import batch, make_rep, perturb
 
-from langtransfer.compose import compose
+from langtransfer.composition.composed import compose
+from langtransfer.composition.loaded_base import LoadedBase
 from langtransfer.errors import IncompatibleModelError, LangTransferError
-from langtransfer.evaluate import evaluate
-from langtransfer.language_training import train_language
-from langtransfer.loaded_base import LoadedBase
+from langtransfer.inference.evaluate import evaluate
 from langtransfer.representations import save_representation
-from langtransfer.task_training import train_task
-from langtransfer.train import default_settings
+from langtransfer.training.language import train_language
+from langtransfer.training.task import train_task
+from langtransfer.training.trainer import default_settings
 
 TASK = dict(max_steps=4, batch_size=4, eval_steps=2, save_steps=2, logging_steps=1)
 
@@ -229,7 +229,7 @@ def test_composing_and_saving_leave_the_record_as_it_was(tiny, tmp_path):
 def test_a_failed_training_leaves_the_base_as_it_was(tmp_path, monkeypatch):
     """A run that fails mid-training gives its slot back: the next run of the same
     artefact on the same base (a study retrying it) trains normally."""
-    from langtransfer import task_training
+    from langtransfer.training import task as task_training
 
     base = LoadedBase.load("tiny")
     digest = base.weights_digest()

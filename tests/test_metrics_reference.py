@@ -19,7 +19,7 @@ import pytest
 from transformers import ByT5Tokenizer
 from transformers.data.metrics import squad_metrics
 
-from langtransfer.predictions import metrics_record, score_predictions
+from langtransfer.inference.scoring import metrics_record, score_predictions
 from langtransfer.tasks import Example, get_task
 from langtransfer.tasks.qa import exact_match, f1, f1_mlqa, normalize_answer_mlqa
 

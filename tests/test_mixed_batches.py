@@ -8,11 +8,11 @@ import pytest
 import torch
 from helpers import make_rep, perturb
 
-from langtransfer.compose import STUDY_CONFIGURATIONS, compose, loaded_representations
+from langtransfer.base.loading import load_base
+from langtransfer.composition.composed import STUDY_CONFIGURATIONS, compose, loaded_representations
 from langtransfer.configurations import configuration_kinds
 from langtransfer.errors import LangTransferError, UnknownNameError
-from langtransfer.evaluate import generate_texts, pad_rows, rank_labels
-from langtransfer.models import load_base
+from langtransfer.inference.evaluate import generate_texts, pad_rows, rank_labels
 from langtransfer.representations import load_representation, save_representation
 from langtransfer.tasks import get_task
 

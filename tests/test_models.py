@@ -1,8 +1,8 @@
 import pytest
 import torch
 
+from langtransfer.base.loading import fingerprint, load_base
 from langtransfer.errors import LangTransferError
-from langtransfer.models import fingerprint, load_base
 
 
 def test_tiny_is_deterministic_and_small():
@@ -59,8 +59,8 @@ def test_remote_code_is_off_by_default(monkeypatch):
 @pytest.mark.parametrize("verb", ["train-language", "train-task", "evaluate"])
 def test_trust_remote_code_only_with_the_flag(monkeypatch, verb):
     """--trust-remote-code reaches load_base; without it remote code stays off."""
-    from langtransfer import loaded_base
     from langtransfer.cli import main
+    from langtransfer.composition import loaded_base
 
     seen = []
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from transformers import ByT5Tokenizer
 
 from langtransfer.errors import LangTransferError
-from langtransfer.objectives import (
+from langtransfer.training.span_corruption import (
     SpanCorruption,
     compute_input_and_target_lengths,
     corrupt,

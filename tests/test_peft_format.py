@@ -8,10 +8,10 @@ import torch
 from helpers import batch, build, perturb
 from safetensors.torch import save_file
 
+from langtransfer.base.loading import fingerprint, load_base
 from langtransfer.cli import main
-from langtransfer.compose import compose
+from langtransfer.composition.composed import compose
 from langtransfer.errors import CorruptFileError, IncompatibleModelError, LangTransferError
-from langtransfer.models import fingerprint, load_base
 from langtransfer.representations import (
     convert_peft_bin,
     export_peft_prompt,

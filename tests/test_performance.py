@@ -18,19 +18,19 @@ import torch
 from helpers import build, make_rep, perturb
 from transformers import DataCollatorForSeq2Seq
 
-from langtransfer.compose import compose
+from langtransfer.base.loading import load_base
+from langtransfer.composition.composed import compose
 from langtransfer.errors import LangTransferError
-from langtransfer.evaluate import (
+from langtransfer.inference.evaluate import (
     evaluate,
     generate_texts,
     label_log_likelihoods,
     pad_rows,
     rank_labels,
 )
-from langtransfer.models import load_base
 from langtransfer.representations import load_representation, save_representation
-from langtransfer.task_data import load_examples, tokenise
-from langtransfer.train import (
+from langtransfer.tasks.encoding import load_examples, tokenise
+from langtransfer.training.trainer import (
     RepresentationTrainer,
     TrainSettings,
     seq2seq_collator,

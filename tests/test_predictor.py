@@ -12,10 +12,10 @@ import yaml
 from test_study import FAST
 
 from langtransfer.errors import LangTransferError, UnknownNameError
-from langtransfer.evaluate import REFERENCE_MAX_NEW_TOKENS, evaluate
-from langtransfer.predictor import Entry, Prediction, Predictor, PredictRequest
-from langtransfer.study import run_study
-from langtransfer.study_config import load_study_config
+from langtransfer.inference.evaluate import REFERENCE_MAX_NEW_TOKENS, evaluate
+from langtransfer.serving.predictor import Entry, Prediction, Predictor, PredictRequest
+from langtransfer.study.load import load_study_config
+from langtransfer.study.run import run_study
 from langtransfer.tasks import FIXTURES_DIR, get_task
 
 TASKS = ("nli", "ner")
@@ -91,7 +91,7 @@ def test_the_default_is_the_best_by_primary_metric_or_the_one_named(predictor, s
     # Scores: ta best on sk, a tie (paper order: base first) on en.
     scored = [replace(e, score=(90.0 if (e.configuration, e.language) == ("ta", "sk") else 10.0),
                       default=False) for e in entries if e.task == "nli"]
-    from langtransfer.predictor import _mark_defaults
+    from langtransfer.serving.predictor import _mark_defaults
 
     p = Predictor(loaded, _mark_defaults(scored, {}))
     assert p.entry(PredictRequest("nli", "sk", "x")).configuration == "ta"
@@ -230,7 +230,7 @@ def test_a_request_is_formatted_as_the_data_is_without_its_gold(task):
 def test_rows_of_several_tasks_and_languages_share_one_generate_call(
     predictor, study, monkeypatch
 ):
-    from langtransfer.compose import ComposedModel
+    from langtransfer.composition.composed import ComposedModel
 
     calls = []
     generate = ComposedModel.generate
@@ -264,8 +264,8 @@ def test_hub_ids_on_a_causal_base_predict_what_evaluate_does(tmp_path, monkeypat
     import huggingface_hub.constants as hf_constants
     from helpers import make_rep, perturb
 
-    from langtransfer.compose import compose
-    from langtransfer.models import load_base
+    from langtransfer.base.loading import load_base
+    from langtransfer.composition.composed import compose
 
     model, tok = load_base("tiny-causal")
     language = make_rep("language", "prompt", model, tok, "sk")

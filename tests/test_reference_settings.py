@@ -10,11 +10,11 @@ from transformers import ByT5Tokenizer
 
 from langtransfer.cli import main
 from langtransfer.errors import UnknownNameError
-from langtransfer.evaluate import REFERENCE_MAX_NEW_TOKENS
-from langtransfer.task_data import tokenise
-from langtransfer.task_training import train_task
+from langtransfer.inference.evaluate import REFERENCE_MAX_NEW_TOKENS
 from langtransfer.tasks import Example, get_task
-from langtransfer.train import TrainSettings, default_settings, training_arguments
+from langtransfer.tasks.encoding import tokenise
+from langtransfer.training.task import train_task
+from langtransfer.training.trainer import TrainSettings, default_settings, training_arguments
 
 FAST = ["--model", "tiny", "--data", "fixtures", "--batch-size", "4", "--max-length", "96"]
 

@@ -11,12 +11,12 @@ import torch
 from helpers import PROMPT_TOKENS, batch, build, make_rep
 
 from langtransfer.cli import main
-from langtransfer.compose import compose
+from langtransfer.composition.composed import compose
 from langtransfer.errors import LangTransferError
 from langtransfer.representations import read_manifest
 from langtransfer.representations.store import save_representation
-from langtransfer.task_training import train_task
-from langtransfer.train import default_settings
+from langtransfer.training.task import train_task
+from langtransfer.training.trainer import default_settings
 
 
 def capture_encoder(model) -> list[dict]:
@@ -141,7 +141,7 @@ def test_cli_refuses_the_quirk_outside_slp_stp(tmp_path, capsys):
 def test_study_key_reaches_only_the_slp_stp_task_job(tmp_path, monkeypatch):
     from test_study_jobs import builder_calls, config_with
 
-    from langtransfer.study_jobs import plan
+    from langtransfer.study.jobs import plan
 
     key = ("task_training", "prompt", "reference_slp_stp_quirk")
     config = config_with(tmp_path, key, True, "quirk")

@@ -14,8 +14,8 @@ import pytest
 
 import langtransfer.cli as cli
 from langtransfer.errors import CorruptFileError, LangTransferError, OutputExistsError
-from langtransfer.report import ReportSummary, build_report, format_tables
-from langtransfer.results import (
+from langtransfer.report.build import ReportSummary, build_report, format_tables
+from langtransfer.results.records import (
     CONFIGURATIONS,
     merge_records,
     read_records,
@@ -151,7 +151,8 @@ def test_configuration_order_is_the_papers_and_reading_results_imports_no_torch(
         "base", "ta", "stp", "la+ta", "la+stp", "slp+ta", "slp+stp"
     )
     code = (
-        "import sys, langtransfer.configurations, langtransfer.results, langtransfer.report; "
+        "import sys, langtransfer.configurations, langtransfer.results.records, "
+        "langtransfer.report.build; "
         "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from langtransfer.errors import LangTransferError
-from langtransfer.report import build_report, format_tables
-from langtransfer.results import CONFIGURATIONS
+from langtransfer.report.build import build_report, format_tables
+from langtransfer.results.records import CONFIGURATIONS
 from tests.test_report import LANGS, MODEL, VALUES, csv_table, make_record, md_table
 
 OTHER = {**MODEL, "name": "other", "d_model": 48}

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from langtransfer.errors import CorruptFileError, LangTransferError
-from langtransfer.report import build_report
-from langtransfer.results import (
+from langtransfer.report.build import build_report
+from langtransfer.results.records import (
     Key,
     cell_name,
     merge_records,

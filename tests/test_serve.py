@@ -48,7 +48,7 @@ def reps(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def predictor(reps):
-    from langtransfer.predictor import Predictor
+    from langtransfer.serving.predictor import Predictor
 
     return Predictor.load(reps, model="tiny")
 

@@ -368,7 +368,7 @@ def test_single_files_never_serve_train_and_test(tmp_path):
 def test_train_task_on_one_train_file_validates_on_a_disjoint_part(tmp_path, monkeypatch):
     """The study passes the train data for validation too: the file refuses, and training
     holds out its own part, so the checkpoint is never chosen on training rows."""
-    from langtransfer import task_training
+    from langtransfer.training import task as task_training
 
     rows = [{"premise": f"p{i}", "hypothesis": "h", "label": i % 3} for i in range(40)]
     train = tmp_path / "en.train.jsonl"
@@ -386,7 +386,7 @@ def test_train_task_on_one_train_file_validates_on_a_disjoint_part(tmp_path, mon
         return out
 
     monkeypatch.setattr(task_training, "load_examples", spy)
-    monkeypatch.setattr("langtransfer.loaded_base.load_base", stop)  # bases load there
+    monkeypatch.setattr("langtransfer.composition.loaded_base.load_base", stop)  # bases load there
     with pytest.raises(LangTransferError, match="stop before the model"):
         task_training.train_task(model="tiny", task="nli", language="en", kind="adapter",
                                  data=train, output=tmp_path / "out")
@@ -445,7 +445,7 @@ def test_docs_data_md_names_every_source():
 
 def test_evaluate_on_the_paper_source_reads_the_hub_mirror(hub, tmp_path):
     """The study's path for a hub cell (``data=None``) end to end on the tiny model."""
-    from langtransfer.evaluate import evaluate
+    from langtransfer.inference.evaluate import evaluate
 
     rows = [{"premise": f"Prem {i}.", "hypothesis": "Hyp.", "label": i % 3} for i in range(6)]
     hub("facebook/xnli", {"de/test/0000.parquet": rows})

@@ -7,9 +7,9 @@ import torch
 from helpers import batch, build, perturb
 from transformers import MT5Config, MT5ForConditionalGeneration
 
-from langtransfer.compose import compose
+from langtransfer.base.loading import fingerprint, load_base
+from langtransfer.composition.composed import compose
 from langtransfer.errors import CorruptFileError, IncompatibleModelError, OutputExistsError
-from langtransfer.models import fingerprint, load_base
 from langtransfer.representations import load_representation, read_manifest
 
 

@@ -15,8 +15,9 @@ import yaml
 
 from langtransfer.cli import main
 from langtransfer.errors import OutputExistsError, UnknownNameError
-from langtransfer.study import is_done, parse_shard, plan, run_study, shard_plan
-from langtransfer.study_config import StudyConfig, load_study_config
+from langtransfer.study.config import StudyConfig
+from langtransfer.study.load import load_study_config
+from langtransfer.study.run import is_done, parse_shard, plan, run_study, shard_plan
 
 FAST = {
     "model": "tiny",
@@ -186,7 +187,7 @@ def reference(tmp_path_factory):
     """One uninterrupted run of the small study."""
     tmp = tmp_path_factory.mktemp("reference")
     config = load_study_config(small(tmp))
-    from langtransfer.loaded_base import LoadedBase
+    from langtransfer.composition.loaded_base import LoadedBase
 
     loads = LoadedBase.loads
     run = run_study(config, progress=False)
@@ -226,7 +227,7 @@ def test_killed_study_resumes_with_the_same_results(tmp_path, reference):
 
 
 def test_two_shards_merge_to_the_unsharded_result(tmp_path, reference):
-    from langtransfer.results import read_records
+    from langtransfer.results.records import read_records
 
     for k in (1, 2):
         out = tmp_path / f"shard{k}"

@@ -14,10 +14,10 @@ from test_study import small
 from langtransfer.cli import main
 from langtransfer.errors import LangTransferError
 from langtransfer.languages import get_language
-from langtransfer.report import build_report
-from langtransfer.results import read_records
-from langtransfer.study_config import load_study_config
-from langtransfer.study_jobs import plan
+from langtransfer.report.build import build_report
+from langtransfer.results.records import read_records
+from langtransfer.study.jobs import plan
+from langtransfer.study.load import load_study_config
 
 CONFIGURATIONS = ["base", "ta", "la+ta", "slp+ta", "slp+stp"]
 

@@ -15,9 +15,9 @@ from safetensors.torch import load_file
 from langtransfer.cli import main
 from langtransfer.errors import LangTransferError, UnknownNameError
 from langtransfer.representations import load_representation
-from langtransfer.study import plan, run_study
-from langtransfer.study_config import load_study_config
-from langtransfer.study_dry_run import check_plan, describe_dry_run
+from langtransfer.study.dry_run import check_plan, describe_dry_run
+from langtransfer.study.load import load_study_config
+from langtransfer.study.run import plan, run_study
 from tests.test_study import FAST
 
 GRID = {
@@ -75,8 +75,8 @@ def test_composed_entries_add_a_build_step_and_cells_as_documented(tmp_path):
 
 
 def test_a_study_builds_evaluates_and_reports_composed_representations(tmp_path):
-    from langtransfer.report import COMPOSED_PLOT, build_report
-    from langtransfer.results import read_records
+    from langtransfer.report.build import COMPOSED_PLOT, build_report
+    from langtransfer.results.records import read_records
 
     study = config(tmp_path, composed=[{"language": "sk"}])
     run = run_study(study, progress=False)
@@ -134,7 +134,7 @@ def test_a_study_builds_evaluates_and_reports_composed_representations(tmp_path)
     # served like a trained one, also from a study directory that moved
     import shutil
 
-    from langtransfer.predictor import Predictor
+    from langtransfer.serving.predictor import Predictor
     from tests.test_predictor import request_inputs
 
     moved = tmp_path / "moved"
@@ -191,7 +191,7 @@ def test_composed_needs_a_configuration_with_a_language_representation(tmp_path,
 
 
 def test_a_language_without_a_corpus_gets_cells_with_its_proxy_only(tmp_path):
-    from langtransfer.corpora import fixture_path
+    from langtransfer.training.corpora import fixture_path
 
     corpus = {c: str(fixture_path(c)) for c in ("en", "de", "ru")}  # no Slovak text
     with pytest.raises(LangTransferError, match="corpus lists no file for language 'sk'"):
@@ -212,7 +212,7 @@ def test_a_language_without_a_corpus_gets_cells_with_its_proxy_only(tmp_path):
 
 
 def test_report_of_several_models_has_a_composed_section_per_model(tmp_path):
-    from langtransfer.report import build_report
+    from langtransfer.report.build import build_report
     from tests.test_report import make_record
 
     records = []

@@ -10,10 +10,10 @@ from test_study import small
 
 from langtransfer.cli import main
 from langtransfer.cli.study import example_path
-from langtransfer.study import plan
-from langtransfer.study_config import load_study_config
-from langtransfer.study_dry_run import check_plan, data_cells
-from langtransfer.study_jobs import left_out
+from langtransfer.study.dry_run import check_plan, data_cells
+from langtransfer.study.jobs import left_out
+from langtransfer.study.load import load_study_config
+from langtransfer.study.run import plan
 
 
 def test_paper_grid_dry_run_is_readable_and_names_every_source(tmp_path, capsys, monkeypatch):

@@ -12,10 +12,10 @@ from test_study import FAST
 
 from langtransfer import io as ltio
 from langtransfer.cli import main
-from langtransfer.results import write_record
-from langtransfer.study import plan, run_study
-from langtransfer.study_config import load_study_config
-from langtransfer.study_failures import failure_path, read_failures
+from langtransfer.results.failures import failure_path, read_failures
+from langtransfer.results.records import write_record
+from langtransfer.study.load import load_study_config
+from langtransfer.study.run import plan, run_study
 from langtransfer.tasks import FIXTURES_DIR
 
 
@@ -141,8 +141,8 @@ def test_a_training_that_changes_the_frozen_base_fails_its_artefact(tmp_path, mo
     (broken) task training writes into the base's weights."""
     import torch
 
-    import langtransfer.task_training as task_training
-    from langtransfer.loaded_base import LoadedBase
+    import langtransfer.training.task as task_training
+    from langtransfer.composition.loaded_base import LoadedBase
 
     real = task_training.train_task
 

@@ -16,17 +16,17 @@ import pytest
 import yaml
 
 from langtransfer.errors import UnknownNameError
-from langtransfer.study_build import StudyBuilder
-from langtransfer.study_config import (
+from langtransfer.study.build import StudyBuilder
+from langtransfer.study.config import (
     EVALUATION_KEYS,
     LANGUAGE_UNUSED,
     ROLE_KEYS,
     EvaluationSettings,
     StudyConfig,
-    load_study_config,
 )
-from langtransfer.study_jobs import job_settings, plan
-from langtransfer.train import TrainSettings
+from langtransfer.study.jobs import job_settings, plan
+from langtransfer.study.load import load_study_config
+from langtransfer.training.trainer import TrainSettings
 
 BASE: dict[str, Any] = {
     "model": "tiny",
@@ -156,10 +156,10 @@ class RecordingBuilder(StudyBuilder):
             self.calls[self._current]["record"] = {
                 k: v for k, v in record.items() if k != "settings_hash"}
 
-        import langtransfer.evaluate as evaluate_module
-        import langtransfer.language_training as language_module
-        import langtransfer.results as results_module
-        import langtransfer.task_training as task_module
+        import langtransfer.inference.evaluate as evaluate_module
+        import langtransfer.results.records as results_module
+        import langtransfer.training.language as language_module
+        import langtransfer.training.task as task_module
 
         monkeypatch.setattr(language_module, "train_language", recorder("train_language"))
         monkeypatch.setattr(task_module, "train_task", recorder("train_task"))
@@ -276,7 +276,7 @@ def test_task_prompt_init_reaches_train_task(tmp_path, monkeypatch):
 
 
 def test_evaluation_defaults_are_evaluates():
-    from langtransfer.evaluate import evaluate
+    from langtransfer.inference.evaluate import evaluate
 
     params = inspect.signature(evaluate).parameters
     for key, value in defaults_of(EvaluationSettings).items():
@@ -294,7 +294,7 @@ def test_language_training_refuses_keys_it_would_ignore(tmp_path):
 def test_task_prompt_init_works_end_to_end(tmp_path):
     """A real (tiny) run: the trained soft task prompt records the init the config asked."""
     from langtransfer.representations import read_manifest
-    from langtransfer.study import run_study
+    from langtransfer.study.run import run_study
 
     raw = {**yaml.safe_load(yaml.safe_dump(BASE)), "output": str(tmp_path / "out"),
            "configurations": ["stp"], "targets": ["en"], "data": "fixtures",

@@ -11,9 +11,10 @@ import yaml
 
 from langtransfer.cli import main
 from langtransfer.errors import LangTransferError, UnknownNameError
-from langtransfer.results import read_records, record_key
-from langtransfer.study import plan, run_study, shard_plan
-from langtransfer.study_config import Base, StudyConfig, default_label, load_study_config
+from langtransfer.results.records import read_records, record_key
+from langtransfer.study.config import Base, StudyConfig, default_label
+from langtransfer.study.load import load_study_config
+from langtransfer.study.run import plan, run_study, shard_plan
 from tests.test_study import FAST
 
 
@@ -23,7 +24,7 @@ def second_base(directory: Path) -> Path:
     not fit the other."""
     from transformers import ByT5Tokenizer, MT5ForConditionalGeneration
 
-    from langtransfer.tiny import tiny_config
+    from langtransfer.base.tiny import tiny_config
 
     if (directory / "config.json").is_file():
         return directory
@@ -90,7 +91,7 @@ def test_bad_models_are_refused_naming_the_value(tmp_path, models, extra, patter
 
 
 def test_a_config_object_with_both_model_and_models_is_refused(tmp_path):
-    from langtransfer.study_config import validate
+    from langtransfer.study.load import validate
 
     config = StudyConfig(output=str(tmp_path), model="tiny", models=["tiny"], targets=["sk"],
                          tasks=["nli"], corpus="fixtures", data="fixtures")
@@ -167,7 +168,7 @@ def test_dry_run_counts_per_model(tmp_path, other, capsys):
 def test_a_study_on_both_families_loads_each_once_and_keeps_them_apart(tmp_path, capsys):
     """models: [tiny, tiny-causal]: the seq2seq and the causal family in one study (a soft
     language prompt and a task adapter on each), through the CLI; one report compares them."""
-    from langtransfer.loaded_base import LoadedBase
+    from langtransfer.composition.loaded_base import LoadedBase
     from langtransfer.representations import read_manifest
 
     path = write(tmp_path, models=["tiny", "tiny-causal"])

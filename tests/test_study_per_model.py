@@ -16,8 +16,9 @@ import yaml
 
 from langtransfer.cli import main
 from langtransfer.errors import LangTransferError
-from langtransfer.study_config import PER_MODEL_KEYS, Base, StudyConfig, load_study_config
-from langtransfer.study_jobs import Artefact, job_settings, plan
+from langtransfer.study.config import PER_MODEL_KEYS, Base, StudyConfig
+from langtransfer.study.jobs import Artefact, job_settings, plan
+from langtransfer.study.load import load_study_config
 from tests.test_study import FAST
 from tests.test_study_jobs import BASE, alternatives, builder_calls, options
 
@@ -172,7 +173,7 @@ def test_overrides_are_merged_key_by_key(tmp_path):
         2, 5, 64)
     assert arts["task:tiny/nli/en/ta"].job.adapter.reduction_factor == 4
     assert arts["task:other-base/nli/en/ta"].job.adapter.reduction_factor == 16
-    from langtransfer.evaluate import REFERENCE_MAX_NEW_TOKENS
+    from langtransfer.inference.evaluate import REFERENCE_MAX_NEW_TOKENS
 
     cell = "nli/ta/en/sk"
     assert arts[f"evaluation:tiny/{cell}"].job.evaluation.max_new_tokens == (
@@ -275,8 +276,8 @@ def test_a_real_evaluation_uses_its_bases_settings(tmp_path):
     """Through the real builder and ``evaluate`` (the base configuration: nothing to
     train): each base's records hold its own evaluation settings, and changing one
     base's override rebuilds that base's cells only."""
-    from langtransfer.results import read_records, record_key
-    from langtransfer.study import run_study
+    from langtransfer.results.records import read_records, record_key
+    from langtransfer.study.run import run_study
 
     raw = {k: v for k, v in FAST.items() if k != "model"}
     raw.update(output=str(tmp_path / "out"), tasks=["nli"], targets=["sk"],

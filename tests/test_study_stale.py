@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 from test_study_jobs import builder_calls, config_with
 
-import langtransfer.evaluate as evaluate_module
-from langtransfer.study_jobs import plan
+import langtransfer.inference.evaluate as evaluate_module
+from langtransfer.study.jobs import plan
 from langtransfer.tasks import get_task
 
 
@@ -83,7 +83,7 @@ def test_a_change_to_label_ranking_rebuilds_ranked_results_only(tmp_path, monkey
     """Ranked results carry label ranking's revision in their hash (its fix for targets
     cut to the task's length made earlier ranked records stale); generated results do not,
     so their hashes are those of studies run before the revision existed."""
-    from langtransfer.study_jobs import job_settings
+    from langtransfer.study.jobs import job_settings
 
     generated = {a.id: a for a in plan(config_with(tmp_path, ("seed",), 42, "gen"))}
     assert all("scoring_revision" not in job_settings(a.job) for a in generated.values())
@@ -104,7 +104,7 @@ def test_generation_options_with_ranked_scoring_are_refused(tmp_path, key, value
     from test_study_jobs import BASE
 
     from langtransfer.errors import LangTransferError
-    from langtransfer.study_config import load_study_config
+    from langtransfer.study.load import load_study_config
 
     def load(name: str, **values):
         raw = {**BASE, "output": str(tmp_path / name), "tasks": ["nli"], **values}

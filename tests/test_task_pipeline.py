@@ -157,7 +157,7 @@ def test_wrong_language_representation_for_the_source_is_refused(tmp_path, slp_s
 
 
 def test_a_task_representation_as_language_rep_is_named_as_such(tmp_path, capsys):
-    from langtransfer.models import load_base
+    from langtransfer.base.loading import load_base
     from langtransfer.representations import PromptConfig, new_prompt, save_representation
 
     model, tok = load_base("tiny")
@@ -177,7 +177,7 @@ def test_evaluate_refuses_another_languages_representation(tmp_path, slp_sk_en, 
     """Zero-shot transfer swaps in the target's representation: evaluating sk with en's
     would score the source's representation under the target's name."""
     from langtransfer.errors import LangTransferError
-    from langtransfer.evaluate import evaluate
+    from langtransfer.inference.evaluate import evaluate
 
     expected = (f"{slp_sk_en / 'en'} is a language representation for 'en', but the evaluation "
                 "language is 'sk': pass the 'sk' representation")

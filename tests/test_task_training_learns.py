@@ -19,9 +19,9 @@ import pytest
 from safetensors.torch import load_file
 
 from langtransfer.representations import read_manifest
-from langtransfer.task_training import train_task
 from langtransfer.tasks import FIXTURES_DIR
-from langtransfer.train import default_settings
+from langtransfer.training.task import train_task
+from langtransfer.training.trainer import default_settings
 
 #: kind -> (steps, learning rate, prompt tokens): the paper's optimiser per kind.
 RUNS = {"adapter": (30, 3e-3, None), "prompt": (40, 0.5, 8)}

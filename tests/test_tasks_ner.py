@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from langtransfer.errors import DataFormatError
-from langtransfer.predictions import score_predictions
+from langtransfer.inference.scoring import score_predictions
 from langtransfer.tasks import get_task
 from langtransfer.tasks.ner import MALFORMED, tags_to_spans
 

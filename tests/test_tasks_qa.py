@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from langtransfer.errors import DataFormatError
-from langtransfer.predictions import score_predictions
+from langtransfer.inference.scoring import score_predictions
 from langtransfer.tasks import get_task
 from langtransfer.tasks.qa import exact_match, f1, normalize_answer
 

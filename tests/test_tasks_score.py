@@ -9,7 +9,7 @@ import pytest
 
 from langtransfer.cli import main
 from langtransfer.errors import DataFormatError, LangTransferError
-from langtransfer.predictions import read_predictions, score_predictions, write_predictions
+from langtransfer.inference.scoring import read_predictions, score_predictions, write_predictions
 from langtransfer.tasks import FIXTURES_DIR, get_task
 
 FIELDS = ("task", "language", "n_examples", "n_unparseable", "n_missing", "n_extra")

@@ -9,13 +9,13 @@ import shutil
 
 import pytest
 
-import langtransfer.task_training as task_training
+import langtransfer.training.task as task_training
 from langtransfer.errors import DataFormatError, LangTransferError, MissingSplitError
 from langtransfer.representations import read_manifest
-from langtransfer.task_data import load_examples
-from langtransfer.task_training import VALIDATION_FRACTION, train_task
 from langtransfer.tasks import FIXTURES_DIR, get_task
-from langtransfer.train import default_settings
+from langtransfer.tasks.encoding import load_examples
+from langtransfer.training.task import VALIDATION_FRACTION, train_task
+from langtransfer.training.trainer import default_settings
 
 SETTINGS = default_settings("adapter", "task", max_steps=1, batch_size=4, eval_steps=1,
                             save_steps=1, logging_steps=1000, seed=1)

@@ -24,7 +24,7 @@ WIKIPEDIA_DATASET = "wikimedia/wikipedia"
 WIKIPEDIA_SNAPSHOT = "20231101"
 # The reference trains English on the dump's first million articles (train[:1000000],
 # validation from the articles after them); every other dump on its first 5%
-# (train[:5%], validation from train[5%:]); see langtransfer.corpora.
+# (train[:5%], validation from train[5%:]); see langtransfer.training.corpora.
 ENGLISH_WIKIPEDIA_CAP = 1_000_000
 
 #: The paper's language-prompt instruction; ``{Language}`` is the English name.

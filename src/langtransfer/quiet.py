@@ -16,7 +16,7 @@ that triggers the message is imported (:mod:`langtransfer.representations.adapte
   a PEFT-loaded prompt would no longer match ours exactly.)
 
 (transformers' "mtime may not be reliable" came from our own checkpoint rotation asking
-for modification-time order; :mod:`langtransfer.train` orders by step number instead.)
+for modification-time order; :mod:`langtransfer.training.trainer` orders by step number instead.)
 """
 
 from __future__ import annotations

@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from langtransfer.models import DEFAULT_MODEL
+from langtransfer.base.loading import DEFAULT_MODEL
 
 if TYPE_CHECKING:  # heavy imports (torch, transformers) wait until a verb runs
     from langtransfer.representations import AdapterSpec, PromptConfig
-    from langtransfer.train import TrainSettings
+    from langtransfer.training.trainer import TrainSettings
 
 
 def add_extension_options(parser: argparse.ArgumentParser, tasks: bool = True) -> None:
@@ -37,7 +37,7 @@ def add_extension_options(parser: argparse.ArgumentParser, tasks: bool = True) -
 
 def load_extension_options(args: argparse.Namespace) -> None:
     """Register the languages files and import the task modules the options name."""
-    from langtransfer.extensions import load_extensions
+    from langtransfer.tasks.extensions import load_extensions
 
     load_extensions(getattr(args, "task_modules", ()), getattr(args, "languages_files", ()))
 
@@ -147,7 +147,7 @@ def check_kind_options(args: argparse.Namespace) -> None:
 
 
 def settings_from_args(args: argparse.Namespace, kind: str, role: str) -> TrainSettings:
-    from langtransfer.train import default_settings
+    from langtransfer.training.trainer import default_settings
 
     return default_settings(
         kind,

@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from langtransfer.cli.study import example_path, run_and_report
-    from langtransfer.study_config import load_study_config
+    from langtransfer.study.load import load_study_config
 
     print(DISCLAIMER, flush=True)
     config = load_study_config(example_path("demo"), output=args.output)

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
         args.task = get_task(args.task).name
     if args.model:
-        from langtransfer.models import load_base
+        from langtransfer.base.loading import load_base
 
         model, _ = load_base(args.model)
     rep = load_peft_prompt(

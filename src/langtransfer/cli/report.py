@@ -56,9 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from langtransfer.report import build_report, format_tables
-    from langtransfer.results import RESULTS_DIR, read_records
-    from langtransfer.study_failures import format_failures, read_failures
+    from langtransfer.report.build import build_report, format_tables
+    from langtransfer.results.failures import format_failures, read_failures
+    from langtransfer.results.records import RESULTS_DIR, read_records
 
     records = read_records(args.dirs)
     if not records:

@@ -77,8 +77,8 @@ def guess_language(path: Path) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from langtransfer.inference.scoring import metrics_record, read_predictions, score_predictions
     from langtransfer.io import write_json
-    from langtransfer.predictions import metrics_record, read_predictions, score_predictions
     from langtransfer.tasks import get_task
 
     task = get_task(args.task)
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
 def _tokenizer(name: str):
     from transformers import AutoTokenizer, ByT5Tokenizer
 
-    from langtransfer.models import EMBEDDED
+    from langtransfer.base.loading import EMBEDDED
 
     if name in EMBEDDED:  # both embedded models use the byte tokenizer
         return ByT5Tokenizer()

@@ -112,8 +112,8 @@ def run(args: argparse.Namespace) -> int:
             f"langtransfer serve needs the serve extra ({e.name} is missing): "
             "pip install 'langtransfer[serve]'"
         ) from None
-    from langtransfer.predictor import Predictor
     from langtransfer.serving.batcher import BatchSettings
+    from langtransfer.serving.predictor import Predictor
 
     try:
         settings = BatchSettings(args.max_batch_size, args.max_wait_ms, args.max_queue)
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         )
     model = args.model
     if model is not None:
-        from langtransfer.loaded_base import LoadedBase
+        from langtransfer.composition.loaded_base import LoadedBase
 
         model = LoadedBase.load(model, trust_remote_code=args.trust_remote_code)
     predictor = Predictor.load(

@@ -55,13 +55,13 @@ def example_path(name: str) -> Path:
 def run_and_report(config, args: argparse.Namespace) -> int:
     """Run (or dry-run) a study, then write and print its report. Exit code 1 when an
     artefact failed (the rest was built; a rerun retries what failed)."""
-    from langtransfer.study import parse_shard, plan, run_study, shard_plan
-    from langtransfer.study_failures import format_failures, read_failures
-    from langtransfer.study_jobs import left_out
+    from langtransfer.results.failures import format_failures, read_failures
+    from langtransfer.study.jobs import left_out
+    from langtransfer.study.run import parse_shard, plan, run_study, shard_plan
 
     shard = parse_shard(args.shard)
     if args.dry_run:
-        from langtransfer.study_dry_run import check_plan, describe_dry_run
+        from langtransfer.study.dry_run import check_plan, describe_dry_run
 
         artefacts = shard_plan(plan(config), *shard)
         result = check_plan(artefacts, left_out(config))
@@ -84,8 +84,8 @@ def run_and_report(config, args: argparse.Namespace) -> int:
         print(f"shard {args.shard} done; when every shard has finished: "
               f"langtransfer report {config.output}")
         return code
-    from langtransfer.report import build_report, format_tables
-    from langtransfer.results import read_records
+    from langtransfer.report.build import build_report, format_tables
+    from langtransfer.results.records import read_records
 
     records = read_records(config.output)
     if not records:
@@ -99,7 +99,7 @@ def run_and_report(config, args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from langtransfer.errors import LangTransferError
-    from langtransfer.study_config import load_study_config
+    from langtransfer.study.load import load_study_config
 
     if args.example:
         sys.stdout.write(example_path(args.example).read_text(encoding="utf-8"))

@@ -108,9 +108,9 @@ def validation_size(text: str) -> int | float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from langtransfer.language_training import train_language
     from langtransfer.languages import get_language
     from langtransfer.representations import read_manifest
+    from langtransfer.training.language import train_language
 
     lang = get_language(args.language)
     check_kind_options(args)

@@ -73,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
     from langtransfer.errors import LangTransferError
     from langtransfer.languages import get_language
     from langtransfer.representations import read_manifest
-    from langtransfer.task_training import train_task
     from langtransfer.tasks import get_task
+    from langtransfer.training.task import train_task
 
     task, lang = get_task(args.task), get_language(args.language)
     check_kind_options(args)

@@ -9,11 +9,6 @@ from langtransfer.representations.base import (
     new_prompt,
     new_representation,
 )
-from langtransfer.representations.combine import (
-    build_proxy,
-    combine_language_representations,
-    proxy_weights,
-)
 from langtransfer.representations.peft_format import (
     convert_peft_bin,
     export_peft_prompt,
@@ -34,8 +29,6 @@ __all__ = [
     "PromptConfig",
     "Representation",
     "SoftPrompt",
-    "build_proxy",
-    "combine_language_representations",
     "convert_peft_bin",
     "export_peft_prompt",
     "load_peft_prompt",
@@ -43,7 +36,6 @@ __all__ = [
     "new_adapter",
     "new_prompt",
     "new_representation",
-    "proxy_weights",
     "read_manifest",
     "save_representation",
 ]

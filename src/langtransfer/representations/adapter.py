@@ -13,8 +13,8 @@ from adapters.configuration.adapter_config import ADAPTER_CONFIG_MAP
 from torch import nn
 from transformers import PreTrainedModel
 
+from langtransfer.base.loading import model_name
 from langtransfer.errors import IncompatibleModelError, UnknownNameError
-from langtransfer.models import model_name
 from langtransfer.quiet import install_filters
 
 install_filters()  # adapters' "none are activated": intended for adapter-free configurations

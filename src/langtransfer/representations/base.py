@@ -11,6 +11,7 @@ from typing import Any, cast
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from langtransfer.base.loading import fingerprint
 from langtransfer.configurations import (
     KIND_PLACEMENT,
     REPRESENTATION_KINDS,
@@ -19,7 +20,6 @@ from langtransfer.configurations import (
     short_name,
 )
 from langtransfer.errors import LangTransferError, UnknownNameError
-from langtransfer.models import fingerprint
 from langtransfer.representations.adapter import AdapterSpec
 from langtransfer.representations.prompt import PromptConfig, SoftPrompt
 

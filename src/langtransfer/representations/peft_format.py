@@ -27,6 +27,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from transformers import PreTrainedModel
 
+from langtransfer.base.loading import fingerprint, hidden_size
 from langtransfer.errors import (
     CorruptFileError,
     IncompatibleModelError,
@@ -36,7 +37,6 @@ from langtransfer.errors import (
 )
 from langtransfer.io import atomic_dir, os_error_from, write_json
 from langtransfer.languages import all_languages, get_language
-from langtransfer.models import fingerprint, hidden_size
 from langtransfer.representations.base import ROLES, Representation
 from langtransfer.representations.location import MANIFEST, resolve_location
 from langtransfer.representations.prompt import PromptConfig, SoftPrompt

@@ -22,9 +22,9 @@ from safetensors.torch import load_file, save_file
 from transformers import PreTrainedModel
 
 from langtransfer import __version__
+from langtransfer.base.loading import fingerprint
 from langtransfer.errors import CorruptFileError, LangTransferError, OutputExistsError
 from langtransfer.io import atomic_dir, os_error_from, recover, write_json
-from langtransfer.models import fingerprint
 from langtransfer.representations import peft_format
 from langtransfer.representations.adapter import AdapterSpec
 from langtransfer.representations.base import KINDS, ROLES, Representation

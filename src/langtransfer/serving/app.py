@@ -1,4 +1,4 @@
-"""The HTTP JSON API: a FastAPI app over a :class:`~langtransfer.predictor.Predictor`.
+"""The HTTP JSON API: a FastAPI app over a :class:`~langtransfer.serving.predictor.Predictor`.
 
 ``POST /v1/predict`` validates a request on the event loop (no model work), queues its
 inputs as rows in the :class:`~langtransfer.serving.batcher.DynamicBatcher`, whose one
@@ -32,7 +32,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from langtransfer import __version__
 from langtransfer.errors import LangTransferError, UnknownNameError
-from langtransfer.predictor import Prediction, PredictRequest
 from langtransfer.serving.batcher import (
     BatchSettings,
     DynamicBatcher,
@@ -40,6 +39,7 @@ from langtransfer.serving.batcher import (
     RejectedError,
 )
 from langtransfer.serving.metrics import ServingMetrics
+from langtransfer.serving.predictor import Prediction, PredictRequest
 
 log = logging.getLogger("langtransfer.serving")
 
@@ -50,7 +50,7 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
 class PredictorLike(Protocol):
-    """What the app needs of a :class:`~langtransfer.predictor.Predictor` (contract 3)."""
+    """What the app needs of a :class:`~langtransfer.serving.predictor.Predictor` (contract 3)."""
 
     def available(self) -> list[dict]: ...
 

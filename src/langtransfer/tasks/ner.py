@@ -20,7 +20,7 @@ span counts once correct and then wrong). Two readings (see :mod:`langtransfer.t
   **ignored** (in predictions and golds); type and text are stripped, nothing else. The
   gold is the target as the model was trained on it: tokenised, cut to
   :attr:`NERTask.target_length` tokens and decoded (when scoring with a tokenizer, as
-  :func:`langtransfer.evaluate.evaluate` does; without one the full target is read);
+  :func:`langtransfer.inference.evaluate.evaluate` does; without one the full target is read);
 * strict (``strict_*``): gold spans in full; a piece that is not ``TYPE: text`` is a
   false positive (type :data:`MALFORMED`); types are upper-cased and whitespace
   collapsed on both sides.

@@ -1,6 +1,6 @@
 """``langtransfer study CONFIG --dry-run``: the plan and a check of its data, before any work.
 
-For every task x language x split the plan reads, :func:`langtransfer.data_check.check_data`
+For every task x language x split the plan reads, :func:`langtransfer.study.data_check.check_data`
 names the source (hub id + config + split + revision, or the local files) and, when it
 cannot be read, what is missing and the fix; local corpus files are checked too. Nothing
 is downloaded or trained. The text is meant to stay readable for the paper's grid (~2,700
@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from langtransfer.data_check import DataCheck, check_data
-from langtransfer.study_jobs import (
+from langtransfer.study.data_check import DataCheck, check_data
+from langtransfer.study.jobs import (
     STAGES,
     Artefact,
     ComposedJob,
@@ -173,8 +173,8 @@ def describe_dry_run(
 ) -> str:
     """The dry-run text: counts, problems, sources read, what is left to build.
     ``own_settings``: a base's label -> its overrides of the study's settings
-    (:meth:`~langtransfer.study_config.Base.overridden`), listed under its counts."""
-    from langtransfer.study import is_done
+    (:meth:`~langtransfer.study.config.Base.overridden`), listed under its counts."""
+    from langtransfer.study.run import is_done
 
     done = {a.id: is_done(a) for a in artefacts}
     n_done = sum(done.values())

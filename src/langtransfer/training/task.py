@@ -12,21 +12,21 @@ from pathlib import Path
 import numpy as np
 from transformers import set_seed
 
-from langtransfer.compose import configuration_name
+from langtransfer.composition.composed import configuration_name
+from langtransfer.composition.loaded_base import LoadedBase
 from langtransfer.configurations import check_kind
 from langtransfer.errors import LangTransferError, MissingSplitError
-from langtransfer.language_training import check_output
 from langtransfer.languages import get_language
-from langtransfer.loaded_base import LoadedBase
 from langtransfer.representations import (
     AdapterSpec,
     PromptConfig,
 )
 from langtransfer.representations.base import new_representation, representation_id
-from langtransfer.task_data import load_examples, tokenise
 from langtransfer.tasks import get_task
+from langtransfer.tasks.encoding import load_examples, tokenise
 from langtransfer.tasks.sources import progress_bars
-from langtransfer.train import (
+from langtransfer.training.language import check_output
+from langtransfer.training.trainer import (
     TrainSettings,
     default_settings,
     evaluation_loss,

@@ -1,9 +1,10 @@
 """Predictions from one loaded base for many (task, language) pairs: the Python API that
 ``langtransfer serve`` puts behind HTTP.
 
-A :class:`Predictor` holds one :class:`~langtransfer.loaded_base.LoadedBase` and a set of
-*entries*: (task, target language, configuration, source language) with the language and
-task representation directories that compose it. Sources:
+A :class:`Predictor` holds one
+:class:`~langtransfer.composition.loaded_base.LoadedBase` and a set of *entries*: (task,
+target language, configuration, source language) with the language and task
+representation directories that compose it. Sources:
 
 * a **study output directory** (it holds ``study.json``): one entry per result record of
   the loaded base, composed from the study's representation directories, predicting with
@@ -32,10 +33,10 @@ task's (strict) parser into JSON-able values: answer text (QA), a list of
 Batching: rows of entries that share a configuration and generation settings run in the
 same length-sorted batches, one forward / generate each, whatever their tasks and
 languages: one composed model holds the group's language and task representations as
-banks (:meth:`~langtransfer.compose.ComposedModel.set_languages` /
-:meth:`~langtransfer.compose.ComposedModel.set_tasks`). Different configurations, scoring
-or generation budgets, or prompts of different lengths run as separate calls; beam search
-with adapters runs each entry alone.
+banks (:meth:`~langtransfer.composition.composed.ComposedModel.set_languages` /
+:meth:`~langtransfer.composition.composed.ComposedModel.set_tasks`). Different
+configurations, scoring or generation budgets, or prompts of different lengths run as
+separate calls; beam search with adapters runs each entry alone.
 """
 
 from __future__ import annotations
@@ -47,22 +48,27 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from langtransfer.base.loading import FINGERPRINT_KEYS, fingerprint
+from langtransfer.composition.loaded_base import LoadedBase
 from langtransfer.configurations import STUDY_CONFIGURATIONS, get_configuration
 from langtransfer.errors import CorruptFileError, LangTransferError, UnknownNameError
-from langtransfer.evaluate import REFERENCE_MAX_NEW_TOKENS, SCORING, generate_texts, rank_labels
+from langtransfer.inference.evaluate import (
+    REFERENCE_MAX_NEW_TOKENS,
+    SCORING,
+    generate_texts,
+    rank_labels,
+)
 from langtransfer.languages import get_language
-from langtransfer.loaded_base import LoadedBase
-from langtransfer.models import FINGERPRINT_KEYS, fingerprint
 from langtransfer.representations.location import MANIFEST
 from langtransfer.representations.store import read_manifest
-from langtransfer.task_data import cut
 from langtransfer.tasks import get_task
+from langtransfer.tasks.encoding import cut
 
 #: The default configuration without study results: the paper's best on average first,
 #: configurations with the target's own language representation before those without.
 DEFAULT_PREFERENCE: tuple[str, ...] = ("slp+ta", "la+ta", "slp+stp", "la+stp", "ta", "stp",
                                        "base")
-#: The study's marker file (``langtransfer.study.STUDY_FILE``; not imported: that module
+#: The study's marker file (``langtransfer.study.run.STUDY_FILE``; not imported: that module
 #: pulls in training).
 STUDY_FILE = "study.json"
 DEFAULT_MAX_LENGTH = 256
@@ -403,7 +409,7 @@ def _read_json(path: Path) -> Any:
 
 def _study_bases(config: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(label, name) of each base model of a study (label "" in a single-model study)."""
-    from langtransfer.study_config import parse_models
+    from langtransfer.study.config import parse_models
 
     if config.get("models"):
         return [(b.label, b.name) for b in parse_models(config["models"])]
@@ -441,8 +447,8 @@ def _fits(recorded: Mapping[str, Any], loaded: LoadedBase) -> bool:
 def _study_entries(study: Path, loaded: LoadedBase) -> list[Entry]:
     """One entry per result record of ``study`` made on the loaded base (in a
     multi-model study, the records of the base of that name, or of that shape)."""
-    from langtransfer.results import read_records
-    from langtransfer.study_jobs import language_rep_path, task_rep_path
+    from langtransfer.results.records import read_records
+    from langtransfer.study.jobs import language_rep_path, task_rep_path
 
     config = _read_json(study / STUDY_FILE).get("config") or {}
     max_length = (config.get("evaluation") or {}).get("max_length", DEFAULT_MAX_LENGTH)

@@ -46,7 +46,7 @@ class ModelFamily:
 
     ``name``: ``seq2seq`` or ``causal``; ``auto_class``: the transformers Auto class that
     loads it; ``language_objective``: the name of the objective language representations
-    train with (:data:`langtransfer.language_training.LANGUAGE_OBJECTIVES`).
+    train with (:data:`langtransfer.training.language.LANGUAGE_OBJECTIVES`).
     """
 
     name: str

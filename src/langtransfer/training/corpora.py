@@ -28,7 +28,7 @@ random, as from any map-style dataset). Wikipedia's validation slice is the firs
 ``validation_size`` documents after the training slice (the reference evaluates on up to
 500k blocks of ``train[5%:]``, only once after training; nothing here trains on it).
 Streamed training text is shuffled by language training with a buffer of
-:data:`STREAM_SHUFFLE_BUFFER` blocks (see :mod:`langtransfer.language_training`).
+:data:`STREAM_SHUFFLE_BUFFER` blocks (see :mod:`langtransfer.training.language`).
 Empty documents are dropped everywhere; a source with no text is an error before any
 training starts.
 """

@@ -26,7 +26,7 @@ from typing import Any
 
 from langtransfer.configurations import configuration_kinds
 from langtransfer.io import atomic_path, write_text
-from langtransfer.results import record_key, row_label
+from langtransfer.results.records import record_key, row_label
 
 #: Axis -> the prefix of its variant labels. ``init`` and ``instruction`` share a plot.
 PREFIXES = {"corpus_size": ("corpus=",), "init": ("init=", "instruction=")}

@@ -30,15 +30,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from langtransfer.base.loading import FINGERPRINT_KEYS
 from langtransfer.errors import IncompatibleModelError, LangTransferError
 from langtransfer.languages import get_language, relatives
-from langtransfer.models import FINGERPRINT_KEYS
 from langtransfer.representations.base import Representation
 from langtransfer.representations.prompt import SoftPrompt
 from langtransfer.representations.store import load_representation, save_representation
 
 if TYPE_CHECKING:
-    from langtransfer.loaded_base import LoadedBase
+    from langtransfer.composition.loaded_base import LoadedBase
 
 #: How far the weights' sum may be from one.
 TOLERANCE = 1e-6
@@ -142,7 +142,7 @@ def combine_language_representations(
     language representation for ``language`` to ``output`` and return it loaded.
 
     Prompts need no model; adapters are averaged on ``model`` (a name or a
-    :class:`~langtransfer.loaded_base.LoadedBase`; the base the parts were trained on),
+    :class:`~langtransfer.composition.loaded_base.LoadedBase`; the base the parts were trained on),
     which is left as it was. ``weights_from`` is recorded (``user``, ``registry``).
     """
     code = get_language(language).code
@@ -150,7 +150,7 @@ def combine_language_representations(
                             what=f"combination for {code}")
     loaded = None
     if model is not None:
-        from langtransfer.loaded_base import LoadedBase
+        from langtransfer.composition.loaded_base import LoadedBase
 
         loaded = LoadedBase.of(model)
     reps = _load_parts(dict(zip(parts, weights.values(), strict=True)), loaded)

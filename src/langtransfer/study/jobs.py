@@ -5,7 +5,7 @@ or ``evaluate`` (nothing else is read while building), and the artefact's settin
 is computed from the same fields (:func:`job_settings`). So an option of the study config
 either reaches a job field -- and then both the hash and the builder see it -- or it does
 not exist: nothing can be accepted and silently dropped. ``tests/test_study_jobs.py``
-walks every option of :class:`~langtransfer.study_config.StudyConfig` to check this.
+walks every option of :class:`~langtransfer.study.config.StudyConfig` to check this.
 
 Where an artefact goes (its directory, checkpoints, the paths of the artefacts it
 depends on) is not part of a job: it follows from the study directory and the job's key
@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 from langtransfer.configurations import get_configuration
 from langtransfer.languages import get_language
-from langtransfer.results import Key, cell_dir, record_path
+from langtransfer.results.records import Key, cell_dir, record_path
 
 if TYPE_CHECKING:
     from langtransfer.representations import AdapterSpec, PromptConfig
-    from langtransfer.study_axes import Variant
-    from langtransfer.study_config import ComposedSpec, EvaluationSettings, StudyConfig
-    from langtransfer.train import TrainSettings
+    from langtransfer.study.axes import Variant
+    from langtransfer.study.config import ComposedSpec, EvaluationSettings, StudyConfig
+    from langtransfer.training.trainer import TrainSettings
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ class EvaluationJob:
     ``metrics`` (the task's :meth:`~langtransfer.tasks.Task.metrics_fingerprint`: scoring
     that changes meaning changes the hash). ``evaluation.max_new_tokens`` is the
     effective budget (the config's, else evaluate's default). ``scoring_revision`` is
-    :data:`~langtransfer.evaluate.RANK_SCORING_REVISION` for ranked cells (0, left out of
+    :data:`~langtransfer.inference.evaluate.RANK_SCORING_REVISION` for ranked cells (0, left out of
     the hash, for generated ones): a change to label ranking rebuilds ranked results."""
 
     model: str
@@ -281,7 +281,7 @@ def evaluation_job(
     model: str | None = None,
     variant: str = "",
 ) -> EvaluationJob:
-    from langtransfer.evaluate import RANK_SCORING_REVISION, REFERENCE_MAX_NEW_TOKENS
+    from langtransfer.inference.evaluate import RANK_SCORING_REVISION, REFERENCE_MAX_NEW_TOKENS
     from langtransfer.tasks import get_task
 
     language_kind, task_kind = get_configuration(configuration, study=True).kinds
@@ -426,7 +426,7 @@ def plan(config: StudyConfig) -> list[Artefact]:
     come before the next base's, so a process holds one base at a time and loads each
     once; their directories (and, through the job's ``model``, their hashes) differ.
     Each base's jobs are made from the study as that base runs it
-    (:meth:`~langtransfer.study_config.StudyConfig.for_base`: its own settings merged
+    (:meth:`~langtransfer.study.config.StudyConfig.for_base`: its own settings merged
     in), so an override reaches exactly the jobs, hashes and builder calls it changes."""
     out = Path(config.output)
     skip = {(x.task, x.language, x.role) for x in left_out(config)}

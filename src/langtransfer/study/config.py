@@ -14,21 +14,18 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from langtransfer.base.loading import DEFAULT_MODEL
 from langtransfer.configurations import (
     STUDY_CONFIGURATIONS,
     configuration_kinds,
-    get_configuration,
 )
-from langtransfer.corpora import FIXTURE_SOURCES, fixture_path
-from langtransfer.errors import DataFormatError, LangTransferError, UnknownNameError
-from langtransfer.evaluate import SCORING, unused_by_ranking
+from langtransfer.errors import LangTransferError, UnknownNameError
+from langtransfer.inference.evaluate import SCORING, unused_by_ranking
 from langtransfer.languages import INSTRUCTION_TEMPLATE, get_language
-from langtransfer.models import DEFAULT_MODEL
 from langtransfer.representations import AdapterSpec, PromptConfig
-from langtransfer.study_axes import Variant, Within, parse_axes, parse_within
-from langtransfer.train import TrainSettings, default_settings
+from langtransfer.study.axes import Variant, Within, parse_axes, parse_within
+from langtransfer.training.corpora import FIXTURE_SOURCES, fixture_path
+from langtransfer.training.trainer import TrainSettings, default_settings
 
 PROMPT_KEYS = ("num_tokens", "init", "init_text")
 ADAPTER_KEYS = ("config", "reduction_factor")
@@ -59,7 +56,7 @@ KIND_KEYS = ROLE_KEYS["task"]
 #: embedded tiny model can learn each task in seconds (see docs/study.md); ``fixtures``
 #: are the test fixtures, which the guard tests and the golden study read.
 DEMO_DATA = "demo-fixtures"
-DEMO_DATA_DIR = Path(__file__).resolve().parent / "data" / "demo"
+DEMO_DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "demo"
 
 
 @dataclass(frozen=True)
@@ -67,7 +64,7 @@ class EvaluationSettings:
     """The ``evaluation`` section: ``evaluate()`` keywords a study may set (the rest --
     task, language, representations, data -- the study decides). Defaults are
     ``evaluate``'s; ``max_new_tokens`` None is evaluate's budget
-    (:data:`~langtransfer.evaluate.REFERENCE_MAX_NEW_TOKENS`, the reference's, for every
+    (:data:`~langtransfer.inference.evaluate.REFERENCE_MAX_NEW_TOKENS`, the reference's, for every
     task)."""
 
     batch_size: int = 64
@@ -210,7 +207,7 @@ class StudyConfig:
     ``composed``: language representations built without training (see
     :func:`composed_specs` and docs/study.md).
     ``axes`` lists language-representation variants compared with the study's own setting
-    (:mod:`langtransfer.study_axes`).
+    (:mod:`langtransfer.study.axes`).
     """
 
     output: str
@@ -256,7 +253,7 @@ class StudyConfig:
 
     def variants(self, where: str = "study config") -> list[Variant]:
         """The language-representation variants of ``axes``, checked (see
-        :func:`~langtransfer.study_axes.parse_axes`)."""
+        :func:`~langtransfer.study.axes.parse_axes`)."""
         prompt = self.language_training.get("prompt", {})
         within = self.axes_within(where).configurations or self.configurations
         return parse_axes(
@@ -425,8 +422,8 @@ def composed_specs(config: StudyConfig, where: str = "study config") -> list[Com
     use it; it is then no part of any combination. Each error is one line naming the
     bad value.
     """
+    from langtransfer.composition.combine import check_weights
     from langtransfer.languages import relatives
-    from langtransfer.representations.combine import check_weights
 
     entries = config.composed
     if not isinstance(entries, list):
@@ -644,7 +641,7 @@ def _check_evaluation(evaluation: Any, where: str) -> None:
         )
 
 
-def _check_settings(config: StudyConfig, where: str) -> None:
+def check_settings(config: StudyConfig, where: str) -> None:
     """The checks of :data:`PER_MODEL_KEYS`' values, for the study and for each base."""
     if not _is_int(config.sequence_length):
         raise LangTransferError(f"{where}: 'sequence_length' must be an integer, got "
@@ -664,109 +661,3 @@ def _check_settings(config: StudyConfig, where: str) -> None:
         for kind in ("prompt", "adapter"):
             config.train_settings(role, kind)  # raises on bad values
         config.adapter_spec(role)
-
-
-def _check_bases(config: StudyConfig, where: str) -> None:
-    """Each base's settings with its overrides, as the study's are checked; an error
-    names the entry."""
-    for base in config.bases():
-        if not base.overrides:
-            continue
-        at = f"{where}: models entry {base.label!r}"
-        try:
-            effective = config.for_base(base)
-            _check_settings(effective, at)
-            effective.variants(at)
-        except LangTransferError as e:
-            if at not in str(e):
-                e.args = (f"{at}: {e}", *e.args[1:])
-            raise
-
-
-def validate(config: StudyConfig, where: str = "study config") -> StudyConfig:
-    """Check names and value shapes; normalise language codes. Raises before any work."""
-    from langtransfer.extensions import load_extensions
-    from langtransfer.tasks.registry import get_task
-
-    check_types(config, where)
-    load_extensions(config.task_modules, config.languages_file)
-    if not config.targets:
-        raise LangTransferError(f"{where}: 'targets' lists no target language")
-    if not config.tasks:
-        raise LangTransferError(f"{where}: 'tasks' lists no task")
-    config.sources = [get_language(c).code for c in config.sources]
-    config.targets = [get_language(c).code for c in config.targets]
-    for task in config.tasks:
-        get_task(task)
-    for c in config.configurations:
-        get_configuration(c, study=True)
-    if not config.sources:
-        raise LangTransferError(f"{where}: 'sources' lists no source language")
-    _check_settings(config, where)
-    composed_specs(config, where)
-    config.variants(where)
-    _check_bases(config, where)
-    check_inputs(config)
-    return config
-
-
-def check_inputs(config: StudyConfig) -> None:
-    """Every artefact of the grid can be planned: each language has a corpus, each cell
-    names its data, each prompt its initialisation (no file is opened)."""
-    from langtransfer.study_jobs import plan  # study_jobs needs this module only for types
-
-    plan(config)
-
-
-def load_study_config(path: str | Path, **overrides: Any) -> StudyConfig:
-    """Read and validate a study YAML file; ``overrides`` replace top-level keys.
-
-    Every problem raises a :class:`LangTransferError` whose message starts with the file
-    (and names the line of a YAML syntax error).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise LangTransferError(f"study config {path} does not exist")
-    try:
-        raw_bytes = path.read_bytes()
-    except OSError as e:
-        raise LangTransferError(f"cannot read {path}: {e.strerror or e}") from e
-    try:
-        text = raw_bytes.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw_bytes[: e.start].count(b"\n") + 1
-        raise DataFormatError(path, f"not UTF-8 text ({e.reason})", line) from e
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        at = getattr(getattr(e, "problem_mark", None), "line", None)
-        where = None if at is None else at + 1
-        raise DataFormatError(path, f"not valid YAML ({e})", where) from e
-    except RecursionError as e:
-        raise DataFormatError(path, "not valid YAML (nested too deeply)") from e
-    if not isinstance(raw, dict):
-        raise DataFormatError(path, "a study config is a mapping of keys to values")
-    raw.update({k: v for k, v in overrides.items() if v is not None})
-    valid = [f.name for f in fields(StudyConfig)]
-    try:
-        for key in raw:
-            if key not in valid:
-                raise UnknownNameError(f"key in {path}", key, valid)
-        if "output" not in raw:
-            raise DataFormatError(path, "missing 'output' (the study directory)")
-        for key in ("sources", "targets", "tasks", "configurations", "task_modules",
-                    "languages_file", "models"):
-            if isinstance(raw.get(key), str):
-                raw[key] = [raw[key]]
-        if "models" in raw:
-            if "model" in raw:
-                raise LangTransferError(f"{path}: give either 'model' or 'models', not both")
-            parse_models(raw["models"])  # an empty list is an error, not the default
-        config = validate(StudyConfig(**raw), str(path))
-        # Relative outputs are relative to the working directory, as on the command line.
-        config.output = str(Path(config.output))
-        return config
-    except LangTransferError as e:
-        if str(path) not in str(e):  # e.g. an unknown language: say which file names it
-            e.args = (f"{path}: {e}", *e.args[1:])
-        raise

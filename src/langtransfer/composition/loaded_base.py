@@ -17,14 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from langtransfer.families import family_of
-from langtransfer.models import DEFAULT_MODEL, check_compatible, load_base
+from langtransfer.base.families import family_of
+from langtransfer.base.loading import DEFAULT_MODEL, check_compatible, load_base
 
 if TYPE_CHECKING:  # torch and transformers load with the model, not for `--help`
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from langtransfer.compose import ComposedModel
+    from langtransfer.composition.composed import ComposedModel
     from langtransfer.representations.base import Representation
 
 #: Cached representation records per base (a prompt's weights live in its record).
@@ -102,7 +102,7 @@ class LoadedBase:
     ) -> ComposedModel:
         """A composed model on this base; close it (or use ``with``) when done.
         ``duplicate_language_prompt_in_forward``: see :class:`ComposedModel`."""
-        from langtransfer.compose import compose
+        from langtransfer.composition.composed import compose
 
         return compose(
             self.model, configuration, language=language, task=task, train=train,
@@ -111,7 +111,7 @@ class LoadedBase:
 
     def loaded(self) -> dict[str, Representation]:
         """The representations composed models currently hold in this base, by id."""
-        from langtransfer.compose import loaded_representations
+        from langtransfer.composition.composed import loaded_representations
 
         return loaded_representations(self.model)
 

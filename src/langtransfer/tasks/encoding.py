@@ -9,7 +9,7 @@ from typing import Any
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
-from langtransfer.families import SEQ2SEQ, ModelFamily
+from langtransfer.base.families import SEQ2SEQ, ModelFamily
 from langtransfer.tasks import Example, Task, get_task
 
 

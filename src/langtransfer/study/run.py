@@ -1,9 +1,9 @@
 """Running the transfer study: language reps -> task reps -> evaluations.
 
-The plan (:mod:`langtransfer.study_jobs`) lists every artefact with a hash of the job
+The plan (:mod:`langtransfer.study.jobs`) lists every artefact with a hash of the job
 that builds it. The runner builds what is missing or stale in dependency order and skips
 what exists with a matching hash, so a killed study rerun continues where it stopped. An
-artefact that raises is recorded (:mod:`langtransfer.study_failures`) and the study goes
+artefact that raises is recorded (:mod:`langtransfer.results.failures`) and the study goes
 on with everything that does not need it; what needs it is recorded as blocked.
 ``shard=(k, n)`` gives machine ``k`` of ``n`` its own evaluation cells (grouped by task
 representation) plus whatever they depend on; artefacts shared by several shards are
@@ -26,10 +26,8 @@ from tqdm.auto import tqdm
 
 from langtransfer.errors import CorruptFileError, LangTransferError, OutputExistsError
 from langtransfer.io import write_json
-from langtransfer.locks import file_lock
 from langtransfer.representations import read_manifest
-from langtransfer.study_config import StudyConfig
-from langtransfer.study_failures import (
+from langtransfer.results.failures import (
     BLOCKED,
     FAILED,
     Failure,
@@ -37,13 +35,15 @@ from langtransfer.study_failures import (
     one_line,
     write_failure,
 )
-from langtransfer.study_jobs import (  # re-exported: the plan is part of the study's API
+from langtransfer.study.config import StudyConfig
+from langtransfer.study.jobs import (  # re-exported: the plan is part of the study's API
     STAGES,
     Artefact,
     language_rep_path,
     plan,
     task_rep_path,
 )
+from langtransfer.study.locks import file_lock
 
 __all__ = [
     "STAGES",
@@ -207,7 +207,7 @@ def run_study(
     artefact needing a failed (or blocked) one is recorded as blocked and not attempted.
     ``KeyboardInterrupt`` (and any kill) stops the run: a rerun continues it.
     """
-    from langtransfer.study_build import StudyBuilder
+    from langtransfer.study.build import StudyBuilder
 
     artefacts = shard_plan(plan(config), *shard)
     out = prepare_output(config, overwrite=overwrite)

@@ -1,5 +1,6 @@
 """Next-token language modelling, the objective language representations of a causal
-base are trained with (span corruption, :mod:`langtransfer.objectives`, is for seq2seq).
+base are trained with (span corruption,
+:mod:`langtransfer.training.span_corruption`, is for seq2seq).
 
 The same unlabelled text as span corruption: each document's tokens followed by EOS,
 concatenated and cut into packed blocks of exactly ``sequence_length`` tokens (the last
@@ -75,7 +76,8 @@ def next_token_dataset(
     streaming: bool | None = None,
 ):
     """Texts -> a ``datasets`` dataset of packed next-token blocks of ``input_length``
-    tokens. The same call shape as :func:`~langtransfer.objectives.span_corruption_dataset`
+    tokens. The same call shape as
+:func:`~langtransfer.training.span_corruption.span_corruption_dataset`
     (a list gives a :class:`datasets.Dataset`, another iterable a stream); ``seed`` is
     accepted for that symmetry: nothing here is random (the Trainer shuffles)."""
     import datasets

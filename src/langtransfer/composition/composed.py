@@ -6,7 +6,7 @@ adapter) is the table in :mod:`langtransfer.configurations`; this module builds 
 Prompts are prepended to the input embeddings as ``[language][task][input]`` with the
 attention mask extended: the encoder's input of a seq2seq base (they never touch its
 decoder), the context a causal base's target continues (positions and labels as
-:mod:`langtransfer.families` describes; the family runs forward and generate).
+:mod:`langtransfer.base.families` describes; the family runs forward and generate).
 Adapters stack language -> task in every layer (the `adapters` library's ``Stack``).
 Swapping the language representation leaves the task representation as it is.
 
@@ -44,6 +44,8 @@ from adapters.composition import BatchSplit, Stack
 from torch import nn
 from transformers import PreTrainedModel
 
+from langtransfer.base.families import family_of
+from langtransfer.base.loading import check_compatible, fingerprint, hidden_size
 from langtransfer.configurations import (  # noqa: F401  (re-exported: old import paths)
     ALL_CONFIGURATIONS,
     CONFIGURATIONS,
@@ -54,8 +56,6 @@ from langtransfer.configurations import (  # noqa: F401  (re-exported: old impor
     get_configuration,
 )
 from langtransfer.errors import CorruptFileError, LangTransferError, UnknownNameError
-from langtransfer.families import family_of
-from langtransfer.models import check_compatible, fingerprint, hidden_size
 from langtransfer.representations.adapter import ensure_adapter_support, replay_adapter_init
 from langtransfer.representations.base import Representation
 from langtransfer.representations.prompt import SoftPrompt

@@ -91,7 +91,7 @@ def build_tiny(
     seed: int = TINY_SEED, name: str = "tiny"
 ) -> tuple[MT5ForConditionalGeneration, ByT5Tokenizer]:
     """Build the tiny model with weights drawn from ``seed`` (same seed, same weights);
-    ``name`` is what it answers to (``langtransfer.models.TINY_NAME``)."""
+    ``name`` is what it answers to (``langtransfer.base.loading.TINY_NAME``)."""
     return _seeded(seed, lambda: MT5ForConditionalGeneration(tiny_config(name))), ByT5Tokenizer()
 
 
@@ -99,7 +99,7 @@ def build_tiny_causal(
     seed: int = TINY_SEED, name: str = "tiny-causal", arch: str = "llama"
 ) -> tuple[PreTrainedModel, ByT5Tokenizer]:
     """Build the tiny causal model (Llama architecture; ``arch="qwen2"`` for Qwen2) with
-    weights drawn from ``seed``; ``name``: ``langtransfer.models.TINY_CAUSAL_NAME``."""
+    weights drawn from ``seed``; ``name``: ``langtransfer.base.loading.TINY_CAUSAL_NAME``."""
     classes: dict[str, type[PreTrainedModel]] = {
         "llama": LlamaForCausalLM, "qwen2": Qwen2ForCausalLM,
     }

@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from langtransfer.base.families import family_of
 from langtransfer.errors import IncompatibleModelError, LangTransferError
-from langtransfer.families import family_of
 
 if TYPE_CHECKING:  # transformers is imported when a model is loaded, not for `--help`
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -47,7 +47,7 @@ def load_base(
     """
     from transformers import AutoConfig, AutoTokenizer
 
-    from langtransfer.tiny import build_tiny, build_tiny_causal
+    from langtransfer.base.tiny import build_tiny, build_tiny_causal
 
     model: PreTrainedModel
     if name == TINY_NAME:

@@ -25,17 +25,17 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from langtransfer.compose import ComposedModel, configuration_name
+from langtransfer.base.families import target_log_likelihood
+from langtransfer.base.loading import fingerprint
+from langtransfer.composition.composed import ComposedModel, configuration_name
+from langtransfer.composition.loaded_base import LoadedBase
 from langtransfer.errors import LangTransferError, UnknownNameError
-from langtransfer.families import target_log_likelihood
+from langtransfer.inference.scoring import metrics_record, score_predictions
 from langtransfer.io import write_json, write_jsonl
 from langtransfer.languages import get_language
-from langtransfer.loaded_base import LoadedBase
-from langtransfer.models import fingerprint
-from langtransfer.predictions import metrics_record, score_predictions
 from langtransfer.representations import Representation
-from langtransfer.task_data import cut, load_examples, tokenise
 from langtransfer.tasks import get_task
+from langtransfer.tasks.encoding import cut, load_examples, tokenise
 from langtransfer.tasks.sources import progress_bars
 
 #: The generation budget of the paper's reference code, the default for every task. Its
@@ -298,7 +298,7 @@ def evaluate(
     ``scoring``: ``"generate"`` (free generation, parsed) or ``"rank"`` (label ranking,
     classification tasks only: the most likely label word is the prediction).
     ``max_new_tokens`` defaults to :data:`REFERENCE_MAX_NEW_TOKENS` (the paper's budget).
-    Metrics follow :func:`langtransfer.predictions.score_predictions` with the base's
+    Metrics follow :func:`langtransfer.inference.scoring.score_predictions` with the base's
     tokenizer (the reference reading primary, the strict one beside it).
 
     With ``output``, writes ``predictions.jsonl`` (id, input, generated text as

@@ -16,13 +16,10 @@ from typing import Any
 from datasets import Dataset
 from transformers import set_seed
 
+from langtransfer.composition.loaded_base import LoadedBase
 from langtransfer.configurations import check_kind, configuration_for
-from langtransfer.corpora import STREAM_SHUFFLE_BUFFER, Corpus, TokenCapped, cap_tokens, load_corpus
 from langtransfer.errors import LangTransferError, OutputExistsError
 from langtransfer.languages import get_language
-from langtransfer.loaded_base import LoadedBase
-from langtransfer.next_token import next_token_dataset
-from langtransfer.objectives import span_corruption_dataset
 from langtransfer.representations import (
     AdapterSpec,
     PromptConfig,
@@ -30,14 +27,23 @@ from langtransfer.representations import (
 )
 from langtransfer.representations.base import new_representation, representation_id
 from langtransfer.representations.prompt import frequent_token_ids
-from langtransfer.train import (
+from langtransfer.training.corpora import (
+    STREAM_SHUFFLE_BUFFER,
+    Corpus,
+    TokenCapped,
+    cap_tokens,
+    load_corpus,
+)
+from langtransfer.training.next_token import next_token_dataset
+from langtransfer.training.span_corruption import span_corruption_dataset
+from langtransfer.training.trainer import (
     TrainSettings,
     default_settings,
     evaluation_loss,
     train_representation,
 )
 
-#: Language objectives by name (:attr:`langtransfer.families.ModelFamily.language_objective`).
+#: Language objectives by name (:attr:`langtransfer.base.families.ModelFamily.language_objective`).
 LANGUAGE_OBJECTIVES = {
     "span_corruption": span_corruption_dataset,
     "next_token": next_token_dataset,
@@ -115,11 +121,11 @@ def train_language(
     the paper's settings for the kind. Checkpoints go to ``checkpoint_dir`` (default
     ``<output>.checkpoints``) so a killed run resumes with ``resume``. A streamed corpus
     (Wikipedia) is shuffled with a buffer of ``shuffle_buffer`` training blocks
-    (default :data:`~langtransfer.corpora.STREAM_SHUFFLE_BUFFER`); local files are
+    (default :data:`~langtransfer.training.corpora.STREAM_SHUFFLE_BUFFER`); local files are
     map-style datasets, drawn at random by the Trainer.
 
     How much text: ``corpus_extent`` ``paper`` (the reference's slice) or ``full`` (the
-    whole source, see :func:`~langtransfer.corpora.load_corpus`), ``max_documents`` and
+    whole source, see :func:`~langtransfer.training.corpora.load_corpus`), ``max_documents`` and
     ``max_tokens`` cap its training documents and tokens. A prompt with init ``frequent``
     gets the language's most frequent training tokens here (recorded in its manifest).
     """

@@ -1,11 +1,11 @@
 """Building study artefacts with the library's own training and evaluation functions.
 
-:class:`StudyBuilder` turns an :class:`~langtransfer.study_jobs.Artefact` into a call of
+:class:`StudyBuilder` turns an :class:`~langtransfer.study.jobs.Artefact` into a call of
 ``train_language``, ``train_task`` or ``evaluate`` whose arguments come from the
 artefact's job (and where things go from the artefact), nothing else. It loads the base
-model once (:class:`~langtransfer.loaded_base.LoadedBase`) and passes it to every call,
+model once (:class:`~langtransfer.composition.loaded_base.LoadedBase`) and passes it to every call,
 evaluation cells included, and after each trained artefact proves that the frozen base
-weights are unchanged (:meth:`~langtransfer.loaded_base.LoadedBase.weights_digest`).
+weights are unchanged (:meth:`~langtransfer.composition.loaded_base.LoadedBase.weights_digest`).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from langtransfer.errors import LangTransferError
-from langtransfer.study_jobs import Artefact, ComposedJob, EvaluationJob, LanguageJob, TaskJob
+from langtransfer.study.jobs import Artefact, ComposedJob, EvaluationJob, LanguageJob, TaskJob
 
 if TYPE_CHECKING:
-    from langtransfer.loaded_base import LoadedBase
+    from langtransfer.composition.loaded_base import LoadedBase
 
 
 class BaseChangedError(LangTransferError):
@@ -40,7 +40,7 @@ class StudyBuilder:
         self._digest = ""
 
     def load_base(self, name: str) -> LoadedBase:
-        from langtransfer.loaded_base import LoadedBase
+        from langtransfer.composition.loaded_base import LoadedBase
 
         return LoadedBase.load(name)
 
@@ -85,7 +85,7 @@ class StudyBuilder:
             raise TypeError(f"unknown job {job!r}")
 
     def train_language(self, art: Artefact, job: LanguageJob) -> None:
-        from langtransfer.language_training import train_language
+        from langtransfer.training.language import train_language
 
         train_language(
             model=self.model(job.model),
@@ -111,7 +111,7 @@ class StudyBuilder:
     def compose_language(self, art: Artefact, job: ComposedJob) -> None:
         """No training: the weighted combination of the parts' trained representations
         (adapters are averaged on the loaded base, which is left as it was)."""
-        from langtransfer.representations import combine
+        from langtransfer.composition import combine
 
         combine.combine_language_representations(
             {art.inputs[lang]: weight for lang, weight in job.weights},
@@ -124,7 +124,7 @@ class StudyBuilder:
         )
 
     def train_task(self, art: Artefact, job: TaskJob) -> None:
-        from langtransfer.task_training import train_task
+        from langtransfer.training.task import train_task
 
         train_task(
             model=self.model(job.model),
@@ -150,8 +150,8 @@ class StudyBuilder:
         )
 
     def evaluate(self, art: Artefact, job: EvaluationJob) -> None:
-        from langtransfer.evaluate import evaluate
-        from langtransfer.results import write_record
+        from langtransfer.inference.evaluate import evaluate
+        from langtransfer.results.records import write_record
 
         record = evaluate(
             model=self.model(job.model),

@@ -33,7 +33,7 @@ from transformers import (
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from langtransfer.compose import ComposedModel
+from langtransfer.composition.composed import ComposedModel
 from langtransfer.configurations import check_kind
 from langtransfer.errors import CorruptFileError, LangTransferError, UnknownNameError
 from langtransfer.io import fsync_tree, os_error_from, replace_dir, write_error, write_json

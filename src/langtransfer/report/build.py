@@ -62,9 +62,9 @@ from langtransfer.configurations import STUDY_CONFIGURATIONS
 from langtransfer.errors import LangTransferError, OutputExistsError, UnknownNameError
 from langtransfer.io import atomic_dir, atomic_path, write_json, write_text
 from langtransfer.languages import all_languages, get_language
-from langtransfer.report_axes import axis_section
-from langtransfer.results import cell_name, merge_records, record_key, row_label
-from langtransfer.study_failures import Failure
+from langtransfer.report.axes import axis_section
+from langtransfer.results.failures import Failure
+from langtransfer.results.records import cell_name, merge_records, record_key, row_label
 
 MISSING = "–"
 AVG = "avg"

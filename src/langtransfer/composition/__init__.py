@@ -1,0 +1,1 @@
+"""A loaded base with representations attached: the shared base, composing, slots."""

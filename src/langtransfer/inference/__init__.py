@@ -1,0 +1,2 @@
+"""Predicting with a composed model: generation and label ranking, evaluating one
+cell, scoring prediction files."""

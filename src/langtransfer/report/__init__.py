@@ -1,0 +1,2 @@
+"""The report: tables, heatmaps, the cross-model and combined-representation sections,
+the axes' plots."""

@@ -1,0 +1,1 @@
+"""The results store: one record per evaluation cell, and the records of failed artefacts."""

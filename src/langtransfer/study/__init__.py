@@ -1,0 +1,2 @@
+"""The study: its configuration, axes, plan of typed jobs, builders, runner, dry run,
+data checks, locks."""

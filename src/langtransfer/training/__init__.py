@@ -1,0 +1,2 @@
+"""Training representations: settings, the Trainer, the language and task loops,
+objectives, corpora."""
