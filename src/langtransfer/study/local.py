@@ -295,7 +295,8 @@ def run_local(
                         w.start(source)
                     w.unit, w.model = unit, unit.model
                     assert w.conn is not None
-                    w.conn.send(unit.id)
+                    with contextlib.suppress(OSError):  # died just now: seen below
+                        w.conn.send(unit.id)
             busy = [w for w in pool if w.unit is not None]
             if not busy:
                 raise AssertionError("no unit is running and none is ready")  # a cycle
