@@ -455,3 +455,28 @@ def test_evaluate_on_the_paper_source_reads_the_hub_mirror(hub, tmp_path):
     lines = (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()
     assert [json.loads(line)["gold"] for line in lines] == [
         "entailment", "neutral", "contradiction"] * 2
+
+
+# ------------------------------------------------------------ MultiClaim floats
+def test_multiclaim_claim_written_as_floats_by_pandas(tmp_path):
+    root = tmp_path / "MultiClaim"
+    root.mkdir()
+    frame = pd.DataFrame({"en": ["Taxes rose", "Hello", "Sky"], "de": ["Steuern", "Hallo", ""],
+                          "claim": [1, 0, None]})  # the missing value makes the column float
+    for name in ("train-all.csv", "dev-all.csv", "test-all.csv"):
+        frame.to_csv(root / name, index=False)
+    assert "Taxes rose,Steuern,1.0" in (root / "test-all.csv").read_text()
+    # German skips the row without text; English has a claim that is no number at all
+    assert [e.gold for e in CW.load("de", "test", root)] == ["checkworthy", "not_checkworthy"]
+    with pytest.raises(DataFormatError, match=r"test-all.csv:4: column 'claim' holds nothing; "
+                       r"valid: 0, 1 \(or 0.0, 1.0\)$"):
+        CW.load("en", "test", root)
+    for bad, shown in (("0.5", "'0.5'"), ("2.0", "'2.0'"), ("yes", "'yes'")):
+        (root / "test-all.csv").write_text(f"en,claim\nA,1.0\nB,{bad}\n", encoding="utf-8")
+        with pytest.raises(DataFormatError, match=rf"test-all.csv:3: column 'claim' holds "
+                           rf"{shown}; valid: 0, 1 \(or 0.0, 1.0\)$"):
+            CW.load("en", "test", root)
+    frame.dropna().to_parquet(tmp_path / "en.test.parquet")  # floats stay floats in parquet
+    assert pq.read_schema(tmp_path / "en.test.parquet").field("claim").type == pa.float64()
+    assert [e.gold for e in CW.load("en", "test", tmp_path)] == ["checkworthy",
+                                                                 "not_checkworthy"]
