@@ -59,7 +59,7 @@ class NLITask(ClassificationTask):
         "hypothesis": ("hypothesis", "sentence2", "claim"),
         "label": ("label", "gold_label"),
     }
-    optional_columns = {"id": ("id", "pairID", "uid")}  # uid: ANLI's own id column
+    optional_columns = {"id": ("id", "pairID", "uid", "guid")}  # uid: ANLI's, guid: RONLI's
     sources = NLI_SOURCES
 
     def canonical(self, raw: Mapping[str, Any]) -> dict[str, Any]:
