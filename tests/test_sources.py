@@ -571,6 +571,21 @@ def test_metrics_json_says_how_the_labels_were_read(hub, tmp_path):
     assert "label_mapping" not in record  # no class names, nothing to say
 
 
+def test_score_cli_metrics_json_says_how_the_labels_were_read(tmp_path, capsys):
+    from langtransfer.cli import main
+
+    data = tmp_path / "cs.test.parquet"
+    nli_dataset([0, 2], CS_NAMES).to_parquet(str(data))
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text('{"id": "0", "prediction": "No"}\n{"id": "1", "prediction": "No"}\n')
+    assert main(["score", "--task", "nli", "--data", str(data), "--predictions", str(preds),
+                 "--output", str(tmp_path / "out")]) == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["metrics"]["accuracy"] == 50.0  # gold: contradiction, entailment
+    assert metrics["label_mapping"].startswith("column 'label': label ids read by the data's")
+    capsys.readouterr()
+
+
 # ------------------------------------------------------------ SK-ANLI on the hub
 SKANLI_CSV = ("uid,claim,evidence,label,translated\n"
               "{p}1,Hyp one,Prem one,0,True\n"
