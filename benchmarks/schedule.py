@@ -2,11 +2,14 @@
 
 Not a timed test: a discrete-event simulation of the paper config's real plan
 (``plan(load_study_config(paper.yaml))``) under an estimated cost of each artefact
-(:class:`langtransfer.study.graph.CostModel`, every figure a flag), for three policies:
+(:class:`langtransfer.study.graph.CostModel`, every figure a flag), for four policies:
 
-- **shards today** (``--shard k/n``, one shard per GPU): each shard walks its own list
-  (:func:`~langtransfer.study.run.shard_plan`) in plan order, builds what nobody built,
-  and waits on the lock of an artefact another shard is building;
+- **shards today** (``--shard k/n`` before issue 20, one shard per GPU): each shard walks
+  its own list (:func:`~langtransfer.study.run.shard_plan`) in plan order, builds what
+  nobody built, and waits on the lock of an artefact another shard is building;
+- **shards, ready work first** (issue 20's shards): the same lists, but a shard passes
+  over an artefact another shard holds (or one needing an artefact not built) and builds
+  the first ready one of its list, idling only when it has none;
 - **Slurm executor**: every unit submitted at once with its dependencies; when a GPU is
   free, Slurm starts the eligible unit of the highest priority (the longest remaining
   path, :attr:`~langtransfer.study.graph.Unit.path`); each job pays ``--slurm-overhead``
@@ -22,7 +25,9 @@ place to fail) dies; its job loses the work since its last checkpoint (training:
 settings; evaluation: the cell in progress, finished cells are kept) and is requeued
 after ``--requeue-delay`` seconds, when the node (or a spare) is back. Shards today have
 no takeover: the dead shard's lock, held for a host that is gone, is broken only when
-``--stale-after`` old (24 h), and everyone needing that artefact waits until then.
+``--stale-after`` old (24 h), and everyone needing that artefact waits until then;
+shards taking ready work first break it after ``--heartbeat-stale`` (10 min) without a
+heartbeat.
 
 Prints Markdown tables (docs/performance.md quotes them).
 """
@@ -213,9 +218,13 @@ def simulate_shards(
     cost: CostModel,
     paths: dict[str, float],
     failure: Failure | None,
+    ready_first: bool = False,
 ) -> Outcome:
-    """Today's ``--shard k/n``: shard k walks ``lists[k]`` in order; an artefact done is
-    skipped, one being built by another shard is waited on (its lock), else built."""
+    """``--shard k/n``: shard k walks ``lists[k]`` in order; an artefact done is skipped,
+    else built, and one being built by another shard is waited on (its lock) -- or, with
+    ``ready_first`` (issue 20's shards), passed over, as is one needing an artefact not
+    built: the shard builds the first ready artefact of its list, scanning from the
+    start after every build, and idles only when it has none."""
     jobs = {a.id: Job(a.id, a.deps, paths[a.id], artefact_pieces(a, cost)) for a in artefacts}
     total = sum(j.cost for j in jobs.values())
     state: dict[str, str] = dict.fromkeys(jobs, "todo")  # todo, building, dead, done
@@ -230,6 +239,15 @@ def simulate_shards(
     epoch = [0] * len(lists)  # a shard's incarnation: events of a dead one are void
 
     def advance(k: int) -> None:
+        if ready_first:
+            for i in lists[k]:
+                if state[i] == "todo" and all(state[d] == "done" for d in jobs[i].deps):
+                    position[k] = lists[k].index(i)
+                    build(k, i, clock.now)
+                    return
+            if any(state[i] != "done" for i in lists[k]):
+                waiting_on[k] = "*"  # until something is built or a lock is broken
+            return
         while position[k] < len(lists[k]):
             i = lists[k][position[k]]
             if state[i] == "done":
@@ -274,6 +292,10 @@ def simulate_shards(
             k = cast(int, what)
             alive[k], position[k] = True, 0
             continue
+        if ready_first:  # every idle shard looks at its list again
+            for shard, on in enumerate(waiting_on):
+                if on == "*":
+                    waiting_on[shard] = None
         if kind == "stale":  # the first waiter breaks the lock and builds (resuming)
             i = str(what)
             state[i] = "todo"
@@ -287,8 +309,8 @@ def simulate_shards(
         building.pop(k)
         state[i] = "done"
         position[k] += 1
-        for w in waiters[i]:  # they move on in the next round
-            waiting_on[w] = None
+        for shard in waiters[i]:  # they move on in the next round
+            waiting_on[shard] = None
         waiters[i] = []
     outcome.makespan, outcome.busy = clock.now, clock.busy
     return outcome
@@ -301,6 +323,14 @@ def hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+POLICIES = {
+    "shards": "shards today",
+    "ready": "shards, ready work first",
+    "slurm": "Slurm executor",
+    "local": "local executor",
+}
+
+
 def run(
     artefacts: list[Artefact],
     shard_plan: Callable[[list[Artefact], int, int], list[Artefact]],
@@ -309,12 +339,14 @@ def run(
     slurm_overhead: float,
     local_overhead: float,
     failure: Failure,
+    heartbeat_stale: float,
 ) -> str:
     graph = units(artefacts, cost)
     paths = artefact_paths(artefacts, cost)
     work = sum(cost.artefact(a) for a in artefacts)
     chain = max(paths.values())
     n_train = sum(u.kind == "train" for u in graph)
+    names = list(POLICIES.values())
     lines = [
         f"{len(artefacts):,} artefacts in {len(graph)} units ({n_train} train, "
         f"{len(graph) - n_train} evaluate); work {work / 3600:,.0f} GPU-hours; critical path "
@@ -323,43 +355,47 @@ def run(
         f"{cost.eval_examples_per_second:g} eval examples/s, {cost.fixed:g} s per artefact; "
         f"Slurm {slurm_overhead:g} s per job, local {local_overhead:g} s per unit",
         "",
-        "| GPUs | lower bound | shards today | ÷ bound | Slurm executor | ÷ bound | "
-        "local executor | ÷ bound | GPU utilisation (shards / Slurm / local) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| GPUs | lower bound | " + " | ".join(f"{n} | ÷ bound" for n in names)
+        + " | GPU utilisation (" + " / ".join(POLICIES) + ") |",
+        "|---|---|" + "---|---|" * len(names) + "---|",
     ]
     fail_rows = []
     for n in gpus:
         bound = max(work / n, chain)
         lists = [[a.id for a in shard_plan(artefacts, k, n)] for k in range(1, n + 1)]
+        new_locks = Failure(failure.fraction, failure.requeue, heartbeat_stale)
         runs = {
-            "shards": [simulate_shards(artefacts, lists, cost, paths, f) for f in (None, failure)],
+            "shards": [simulate_shards(artefacts, lists, cost, paths, f)
+                       for f in (None, failure)],
+            "ready": [simulate_shards(artefacts, lists, cost, paths, f, ready_first=True)
+                      for f in (None, new_locks)],
             **{name: [simulate_units(unit_jobs(graph, cost, overhead), n, f)
                       for f in (None, failure)]
                for name, overhead in (("slurm", slurm_overhead), ("local", local_overhead))},
         }
         row = [str(n), hours(bound)]
-        for name in ("shards", "slurm", "local"):
+        for name in POLICIES:
             row += [hours(runs[name][0].makespan), f"{runs[name][0].makespan / bound:.2f}×"]
-        row.append(" / ".join(f"{work / (n * runs[m][0].makespan):.0%}"
-                              for m in ("shards", "slurm", "local")))
+        row.append(" / ".join(f"{work / (n * runs[m][0].makespan):.0%}" for m in POLICIES))
         lines.append("| " + " | ".join(row) + " |")
         cells = [str(n)]
-        for name in ("shards", "slurm", "local"):
+        for name in POLICIES:
             clean, failed = runs[name]
             delta = failed.makespan - clean.makespan
             allowance = failed.lost + failure.requeue
-            cells.append(f"{hours(failed.makespan)} (+{delta / 60:,.0f} min; lost "
-                         f"{failed.lost / 60:,.0f} min + requeue {failure.requeue / 60:g} min"
+            cells.append(f"{hours(failed.makespan)} ({delta / 60:+,.0f} min; lost "
+                         f"{failed.lost / 60:,.0f} + requeue {failure.requeue / 60:g} min"
                          f"{'' if delta <= allowance + 1 else ', more'}) in {failed.victim}")
         fail_rows.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
         f"One node failure at {failure.fraction:.0%} of the work (the job with the longest "
-        f"remaining path dies; requeue {failure.requeue:g} s; shards: lock stale after "
-        f"{failure.stale_after / 3600:g} h):",
+        f"remaining path dies; requeue {failure.requeue:g} s; a dead shard's lock is broken "
+        f"after {failure.stale_after / 3600:g} h today, {heartbeat_stale / 60:g} min without "
+        "a heartbeat with ready work first):",
         "",
-        "| GPUs | shards today | Slurm executor | local executor |",
-        "|---|---|---|---|",
+        "| GPUs | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
         *fail_rows,
     ]
     return "\n".join(lines)
@@ -389,6 +425,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--requeue-delay", type=float, default=300.0)
     p.add_argument("--stale-after", type=float, default=86_400.0,
                    help="age at which today's lock of a dead host is broken")
+    p.add_argument("--heartbeat-stale", type=float, default=600.0,
+                   help="seconds without a heartbeat after which a shard taking ready work "
+                   "first breaks a dead host's lock")
     p.add_argument("--fail-at", type=float, default=0.5, help="fraction of the work done")
     args = p.parse_args(argv)
     sizes = dict(defaults.test_examples)
@@ -398,7 +437,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cost = CostModel(args.language_step, args.task_step, args.eval_rate, args.fixed, sizes)
     config = load_study_config(args.config or example_path("paper"))
     print(run(plan(config), shard_plan, args.gpus, cost, args.slurm_overhead,
-              args.local_overhead, Failure(args.fail_at, args.requeue_delay, args.stale_after)))
+              args.local_overhead, Failure(args.fail_at, args.requeue_delay, args.stale_after),
+              args.heartbeat_stale))
     return 0
 
 
