@@ -147,6 +147,20 @@ def test_executor_options_are_checked(tmp_path, capsys, argv, message):
     assert not (tmp_path / "out" / "results").exists()
 
 
+def test_a_device_without_a_gpu_is_an_error(tmp_path, capsys):
+    """On this CPU machine no GPU is visible: the worker says so, nothing is built."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible here")
+    assert main(["study", str(small(tmp_path)), "--executor", "local", "--devices", "0",
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "a study worker could not start: LangTransferError: device 0: no GPU is visible " \
+        "with CUDA_VISIBLE_DEVICES=0" in err
+    assert not (tmp_path / "out" / "results").exists()
+
+
 def test_parse_devices():
     assert parse_devices("0, 1,GPU-3a") == ["0", "1", "GPU-3a"]
     with pytest.raises(LangTransferError, match="comma-separated"):

@@ -89,13 +89,23 @@ def parse_devices(text: str) -> list[str]:
     return devices
 
 
-def _work(source: StudySource, conn: Connection) -> None:
-    """A worker: load the study once, then build the units it is sent until ``None``."""
+def _work(source: StudySource, conn: Connection, device: str | None = None) -> None:
+    """A worker: load the study once, then build the units it is sent until ``None``.
+    ``device``: the GPU it was given (``CUDA_VISIBLE_DEVICES``), which must be visible
+    (torch would otherwise train on the CPU without a word)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops workers on Ctrl-C
     try:
         from langtransfer.study.build import StudyBuilder
         from langtransfer.study.run import run_unit
 
+        if device is not None:
+            import torch
+
+            if not torch.cuda.is_available():
+                raise LangTransferError(
+                    f"device {device}: no GPU is visible with CUDA_VISIBLE_DEVICES={device} "
+                    "(--devices takes the ids or UUIDs nvidia-smi lists; on CPU use --workers N)"
+                )
         config = source.load()
         artefacts = plan(config)
         builder = StudyBuilder(config.output)
@@ -149,7 +159,7 @@ class _Worker:
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
         # not daemonic: a worker may start processes of its own (data loading)
-        self.process = ctx.Process(target=_work, args=(source, child),
+        self.process = ctx.Process(target=_work, args=(source, child, self.device),
                                    name=f"langtransfer-worker-{self.slot}")
         with _environment(self.env):
             self.process.start()
