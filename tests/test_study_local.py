@@ -106,14 +106,6 @@ def test_two_workers_give_the_sequential_run_even_with_a_failure_and_killed_work
     assert outputs(tmp_path / "out") == expected
     assert failures(tmp_path / "out") == failures(tmp_path / "seq")
 
-    # With the file in place, a rerun builds exactly what failed or was blocked.
-    (corpus / "sk.txt").write_text(fixture_path("sk").read_text(encoding="utf-8"),
-                                   encoding="utf-8")
-    assert main(["study", str(config), "--executor", "local", "--workers", "1", "--quiet",
-                 "--no-report"]) == 0
-    assert failures(tmp_path / "out") == {}
-    assert len(outputs(tmp_path / "out")) == 12
-
 
 def test_the_schedule_takes_the_longest_path_and_keeps_a_workers_base():
     from langtransfer.study.local import _Schedule
