@@ -36,6 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--shard", default="1/1", help="k/n: run shard k of n (default 1/1)")
     p.add_argument(
+        "--unit", metavar="ID",
+        help="build one unit of the study's graph in this process (one training artefact, "
+        "or the evaluation cells sharing a task representation) and exit: what executors "
+        "run; --dry-run counts the units",
+    )
+    p.add_argument(
         "--overwrite", action="store_true",
         help="reuse an output directory of a study with other settings: results these "
         "settings reproduce (same cell, same settings hash) are kept, the rest discarded",
@@ -68,7 +74,12 @@ def run_and_report(config, args: argparse.Namespace) -> int:
         title = f"plan of {config.output}" + (f" (shard {args.shard})" if shard[1] > 1 else "")
         own = {base.label: base.overridden() for base in config.bases() if base.overrides}
         print(describe_dry_run(artefacts, result, title, own))
+        from langtransfer.study.graph import describe_units, units
+
+        print(describe_units(units(artefacts)))
         return 0 if result.ok else 1
+    if args.unit:
+        return run_one_unit(config, args)
     for cell in left_out(config):
         print(f"left out of the grid: {cell.line()}")
     run = run_study(config, shard=shard, overwrite=args.overwrite, progress=not args.quiet)
@@ -95,6 +106,22 @@ def run_and_report(config, args: argparse.Namespace) -> int:
     print(format_tables(records))
     print(f"report: {Path(config.output) / 'report' / 'report.md'}")
     return code
+
+
+def run_one_unit(config, args: argparse.Namespace) -> int:
+    """``--unit ID``: build one unit, print what happened; exit 1 when an artefact of it
+    failed or is blocked. No report: the executor writes it when every unit is done."""
+    from langtransfer.errors import LangTransferError
+    from langtransfer.results.failures import format_failures
+    from langtransfer.study.run import run_unit
+
+    if args.shard != "1/1":
+        raise LangTransferError("--unit builds one unit of the whole grid; drop --shard")
+    run = run_unit(config, args.unit, progress=not args.quiet)
+    print(f"unit {args.unit}: " + run.summary(config.output))
+    if not run.ok:
+        print(format_failures(run.failures), file=sys.stderr)
+    return 0 if run.ok else 1
 
 
 def run(args: argparse.Namespace) -> int:
