@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from langtransfer.cli.common import add_extension_options
+from langtransfer.cli.study_slurm import add_slurm_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,6 +49,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--executor", choices=["local", "slurm"], default="local",
+        help="local: build in this process (default); slurm: submit the units not built as "
+        "Slurm jobs with dependencies and return (see --status, --cancel)",
+    )
+    add_slurm_options(p)
     add_extension_options(p)
     p.set_defaults(func=run)
 
@@ -61,7 +68,7 @@ def example_path(name: str) -> Path:
 def run_and_report(config, args: argparse.Namespace) -> int:
     """Run (or dry-run) a study, then write and print its report. Exit code 1 when an
     artefact failed (the rest was built; a rerun retries what failed)."""
-    from langtransfer.results.failures import format_failures, read_failures
+    from langtransfer.results.failures import format_failures
     from langtransfer.study.jobs import left_out
     from langtransfer.study.run import parse_shard, plan, run_study, shard_plan
 
@@ -95,17 +102,23 @@ def run_and_report(config, args: argparse.Namespace) -> int:
         print(f"shard {args.shard} done; when every shard has finished: "
               f"langtransfer report {config.output}")
         return code
+    write_report(config)
+    return code
+
+
+def write_report(config) -> None:
+    """The study's report from its records and failure records, printed as tables."""
     from langtransfer.report.build import build_report, format_tables
+    from langtransfer.results.failures import read_failures
     from langtransfer.results.records import read_records
 
     records = read_records(config.output)
     if not records:
         print("no results to report", file=sys.stderr)
-        return code
+        return
     build_report(records, Path(config.output) / "report", failures=read_failures(config.output))
     print(format_tables(records))
     print(f"report: {Path(config.output) / 'report' / 'report.md'}")
-    return code
 
 
 def run_one_unit(config, args: argparse.Namespace) -> int:
@@ -134,4 +147,17 @@ def run(args: argparse.Namespace) -> int:
     if not args.config:
         raise LangTransferError("give a study config file (or --example demo|paper to see one)")
     config = load_study_config(args.config, output=args.output)
+    from langtransfer.cli import study_slurm
+
+    if args.status:
+        return study_slurm.status(config)
+    if args.cancel:
+        return study_slurm.cancel(config)
+    if args.finish:
+        study_slurm.finish(config)
+        if not args.no_report:
+            write_report(config)
+        return 0
+    if args.executor == "slurm" and not args.dry_run:
+        return study_slurm.submit(config, args)
     return run_and_report(config, args)
