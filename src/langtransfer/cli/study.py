@@ -42,6 +42,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         "or the evaluation cells sharing a task representation) and exit: what executors "
         "run; --dry-run counts the units",
     )
+    g = p.add_argument_group(
+        "executors (run the study's graph of units in parallel; default: this process, in "
+        "plan order)")
+    g.add_argument(
+        "--executor", choices=["local"],
+        help="local: one worker process per device (--devices) or --workers N on this "
+        "machine, each holding one loaded base, the longest remaining path first",
+    )
+    g.add_argument(
+        "--devices", metavar="LIST",
+        help="with --executor local: GPUs, one worker each (CUDA_VISIBLE_DEVICES), e.g. 0,1,2,3",
+    )
+    g.add_argument(
+        "--workers", type=int, metavar="N",
+        help="with --executor local: N workers on what this process sees (CPU: each gets "
+        "its share of the cores unless OMP_NUM_THREADS is set)",
+    )
     p.add_argument(
         "--overwrite", action="store_true",
         help="reuse an output directory of a study with other settings: results these "
@@ -85,11 +102,14 @@ def run_and_report(config, args: argparse.Namespace) -> int:
 
         print(describe_units(units(artefacts)))
         return 0 if result.ok else 1
-    if args.unit:
+    if getattr(args, "unit", None):
         return run_one_unit(config, args)
     for cell in left_out(config):
         print(f"left out of the grid: {cell.line()}")
-    run = run_study(config, shard=shard, overwrite=args.overwrite, progress=not args.quiet)
+    if getattr(args, "executor", None) == "local":
+        run = run_local_executor(config, args)
+    else:
+        run = run_study(config, shard=shard, overwrite=args.overwrite, progress=not args.quiet)
     print(run.summary(config.output))
     code = 0 if run.ok else 1
     if not run.ok:
@@ -121,6 +141,36 @@ def write_report(config) -> None:
     print(f"report: {Path(config.output) / 'report' / 'report.md'}")
 
 
+def check_executor_options(args: argparse.Namespace) -> None:
+    """--devices/--workers belong to --executor local, which runs the whole grid."""
+    from langtransfer.errors import LangTransferError
+
+    executor = getattr(args, "executor", None)
+    given = [f for f, v in (("--devices", getattr(args, "devices", None)),
+                            ("--workers", getattr(args, "workers", None))) if v is not None]
+    if executor is None:
+        if given:
+            raise LangTransferError(f"{given[0]} needs --executor local")
+        return
+    if args.unit:
+        raise LangTransferError("--unit runs one unit in this process; drop --executor")
+    if args.shard != "1/1":
+        raise LangTransferError("--executor runs the whole grid; drop --shard")
+    if executor == "local" and len(given) != 1:
+        raise LangTransferError("--executor local needs --devices 0,1,... (one worker per GPU) "
+                                "or --workers N, one of them")
+
+
+def run_local_executor(config, args: argparse.Namespace):
+    from langtransfer.study.local import StudySource, parse_devices, run_local
+
+    source = StudySource(args.config, args.output, tuple(getattr(args, "task_modules", ())),
+                         tuple(getattr(args, "languages_files", ())))
+    devices = parse_devices(args.devices) if args.devices is not None else None
+    return run_local(source, devices=devices, workers=args.workers, overwrite=args.overwrite,
+                     progress=not args.quiet)
+
+
 def run_one_unit(config, args: argparse.Namespace) -> int:
     """``--unit ID``: build one unit, print what happened; exit 1 when an artefact of it
     failed or is blocked. No report: the executor writes it when every unit is done."""
@@ -146,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.config:
         raise LangTransferError("give a study config file (or --example demo|paper to see one)")
+    check_executor_options(args)
     config = load_study_config(args.config, output=args.output)
     from langtransfer.cli import study_slurm
 
