@@ -3,7 +3,7 @@
 The plan (:func:`langtransfer.study.jobs.plan`) lists artefacts; an executor runs
 **units**, each one process's work on one loaded base:
 
-- a ``train`` unit builds one training artefact (a language, composed or task
+- a ``train`` unit builds one training artefact (a language, combined or task
   representation);
 - an ``evaluate`` unit builds the evaluation cells that share one task representation
   (``base`` cells: those of one task, source and configuration), on one base load.
@@ -33,7 +33,7 @@ from pathlib import Path
 from langtransfer.errors import LangTransferError
 from langtransfer.study.jobs import (
     Artefact,
-    ComposedJob,
+    CombinedJob,
     EvaluationJob,
     LanguageJob,
     TaskJob,
@@ -89,7 +89,7 @@ class CostModel:
         if isinstance(job, EvaluationJob):
             n = self.examples(job.task, job.target, job.max_eval_examples)
             return self.fixed + n / self.eval_examples_per_second
-        assert isinstance(job, ComposedJob)
+        assert isinstance(job, CombinedJob)
         return self.fixed  # no training: a weighted sum of trained representations
 
 
@@ -130,7 +130,7 @@ def unit_id_of(art: Artefact) -> str:
         return _safe(art.id)
     task, configuration, source, _target, *variant = art.key
     if art.job.task_kind:  # type: ignore[union-attr]
-        # the cells of one task representation: named after it (a composed cell shares
+        # the cells of one task representation: named after it (a combined cell shares
         # its trained cell's task representation, and so its unit)
         group = next(d for d in art.deps if d.startswith("task:"))
     else:
