@@ -265,9 +265,15 @@ def test_sbatch_refusing_a_job_keeps_the_record_of_what_was_submitted(
     assert list(submission(tmp_path)["jobs"].values()) == ["101", "102"]
 
 
-def test_executor_slurm_with_a_shard_is_refused(tmp_path, fake_slurm, capsys):
-    assert main(["study", str(study(tmp_path)), "--executor", "slurm", "--shard", "1/2"]) == 2
-    assert "drop --shard" in capsys.readouterr().err
+@pytest.mark.parametrize("extra, said", [
+    (["--shard", "1/2"], "drop --shard"),
+    (["--workers", "2"], "--workers is for --executor local"),
+    (["--unit", "task.nli.en.ta"], "drop --executor"),
+])
+def test_executor_slurm_refuses_options_of_other_runs(tmp_path, fake_slurm, capsys, extra, said):
+    assert main(["study", str(study(tmp_path)), "--executor", "slurm", *extra]) == 2
+    assert said in capsys.readouterr().err
+    assert not calls(fake_slurm, "sbatch")
 
 
 # -- the job script ---------------------------------------------------------------------

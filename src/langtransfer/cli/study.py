@@ -46,9 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "executors (run the study's graph of units in parallel; default: this process, in "
         "plan order)")
     g.add_argument(
-        "--executor", choices=["local"],
+        "--executor", choices=["local", "slurm"],
         help="local: one worker process per device (--devices) or --workers N on this "
-        "machine, each holding one loaded base, the longest remaining path first",
+        "machine, each holding one loaded base, the longest remaining path first; slurm: "
+        "submit the units not built as Slurm jobs with dependencies and return (see "
+        "--status, --cancel and the Slurm options)",
     )
     g.add_argument(
         "--devices", metavar="LIST",
@@ -66,11 +68,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--executor", choices=["local", "slurm"], default="local",
-        help="local: build in this process (default); slurm: submit the units not built as "
-        "Slurm jobs with dependencies and return (see --status, --cancel)",
-    )
     add_slurm_options(p)
     add_extension_options(p)
     p.set_defaults(func=run)
@@ -156,6 +153,9 @@ def check_executor_options(args: argparse.Namespace) -> None:
         raise LangTransferError("--unit runs one unit in this process; drop --executor")
     if args.shard != "1/1":
         raise LangTransferError("--executor runs the whole grid; drop --shard")
+    if executor == "slurm" and given:
+        raise LangTransferError(f"{given[0]} is for --executor local; each Slurm job gets "
+                                "its GPUs with --gpus")
     if executor == "local" and len(given) != 1:
         raise LangTransferError("--executor local needs --devices 0,1,... (one worker per GPU) "
                                 "or --workers N, one of them")
