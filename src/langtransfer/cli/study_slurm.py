@@ -103,8 +103,10 @@ def cancel(config: StudyConfig) -> int:
     if not cancelled:
         print(f"study {config.output}: no live Slurm jobs to cancel")
         return 0
-    print(f"study {config.output}: cancelled {len(cancelled)} jobs ({', '.join(cancelled)}); "
-          "what they built and their checkpoints stay: submit again to continue")
+    ids = sorted(cancelled, key=int)
+    shown = ", ".join(ids[:8]) + (f" and {len(ids) - 8} more" if len(ids) > 8 else "")
+    print(f"study {config.output}: cancelled {len(ids)} jobs ({shown}); what they built "
+          "and their checkpoints stay: submit again to continue")
     return 0
 
 
