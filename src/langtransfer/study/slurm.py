@@ -42,7 +42,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +63,8 @@ MANIFEST = "submission.json"
 NOT_SHARED_EXIT = 78
 NEEDED = ("sbatch", "squeue", "scancel")
 
-#: How Slurm's tools are run (tests pass their own).
-Runner = Callable[[Sequence[str]], subprocess.CompletedProcess]
-
-
 def _run_tool(args: Sequence[str]) -> subprocess.CompletedProcess:
+    """One of Slurm's tools, its output captured (a busy controller answers in seconds)."""
     return subprocess.run(list(args), capture_output=True, text=True, timeout=120)
 
 
@@ -107,9 +104,7 @@ class Submission:
     host: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"study": self.study, "config": self.config, "submitted": self.submitted,
-                "host": self.host, "marker": self.marker, "jobs": self.jobs,
-                "finish": self.finish}
+        return asdict(self)
 
 
 def read_submission(study_dir: str | Path) -> Submission | None:
@@ -228,9 +223,9 @@ def submitted_jobs(submission: Submission) -> dict[str, str]:
     return named
 
 
-def live_jobs(submission: Submission, run: Runner = _run_tool) -> dict[str, JobInfo]:
+def live_jobs(submission: Submission) -> dict[str, JobInfo]:
     """The submission's jobs that are queued or running."""
-    return {j: s for j, s in job_states(submitted_jobs(submission), run).items() if s.live}
+    return {j: s for j, s in job_states(submitted_jobs(submission)).items() if s.live}
 
 
 @dataclass
@@ -250,7 +245,6 @@ def submit(
     extra_args: Sequence[str] = (),
     finish_args: Sequence[str] = (),
     overwrite: bool = False,
-    run: Runner = _run_tool,
     log: Callable[[str], None] = print,
 ) -> Submitted:
     """Claim the output directory (:func:`~langtransfer.study.run.prepare_output`), then
@@ -269,7 +263,7 @@ def submit(
     with file_lock(slurm_dir(out) / ".submit.lock", timeout=600):
         previous = read_submission(out)
         if previous is not None:
-            live = live_jobs(previous, run)
+            live = live_jobs(previous)
             if live:
                 raise LangTransferError(_refusal(out, previous, live))
         if claimed:  # after the check: --overwrite discards results no live job writes
@@ -300,12 +294,12 @@ def submit(
                     script, ["--unit", unit.id], name=job_name(out, unit.id),
                     log=log_path(out, unit.id), workdir=workdir, settings=settings,
                     dependency=dependency(unit, owner, submission.jobs))
-                submission.jobs[unit.id] = _sbatch(command, unit.id, run)
+                submission.jobs[unit.id] = _sbatch(command, unit.id)
             command = sbatch_command(
                 script, ["--finish", *finish_args], name=job_name(out, "finish"),
                 log=log_path(out, "finish"), workdir=workdir, settings=settings,
                 dependency="afterany:" + ":".join(submission.jobs.values()), unit=False)
-            submission.finish = _sbatch(command, "finish", run)
+            submission.finish = _sbatch(command, "finish")
         except LangTransferError as e:
             if submission.jobs:
                 write_json(manifest_path(out), submission.to_dict())
@@ -316,8 +310,8 @@ def submit(
     return Submitted(submission, len(todo), len(all_units))
 
 
-def _sbatch(command: list[str], what: str, run: Runner) -> str:
-    result = run(command)
+def _sbatch(command: list[str], what: str) -> str:
+    result = _run_tool(command)
     if result.returncode != 0:
         said = (result.stderr or result.stdout or "").strip().splitlines()
         raise LangTransferError(
@@ -338,7 +332,7 @@ def _refusal(out: Path, previous: Submission, live: Mapping[str, JobInfo]) -> st
     )
 
 
-def job_states(names: Mapping[str, str], run: Runner = _run_tool) -> dict[str, JobInfo]:
+def job_states(names: Mapping[str, str]) -> dict[str, JobInfo]:
     """What Slurm knows of these jobs (job id -> expected name): squeue (which keeps
     finished jobs for a while, ``MinJobAge``), then ``sacct`` for the rest where the
     cluster has accounting. A job neither knows, or known under another name (its id
@@ -347,7 +341,7 @@ def job_states(names: Mapping[str, str], run: Runner = _run_tool) -> dict[str, J
     if not ids:
         return {}
     found: dict[str, JobInfo] = {}
-    result = run(["squeue", "--noheader", "--states=all", f"--jobs={','.join(ids)}",
+    result = _run_tool(["squeue", "--noheader", "--states=all", f"--jobs={','.join(ids)}",
                   "--format=%i|%T|%r|%N|%j"])
     if result.returncode == 0:
         for line in result.stdout.splitlines():
@@ -360,7 +354,7 @@ def job_states(names: Mapping[str, str], run: Runner = _run_tool) -> dict[str, J
         raise LangTransferError(f"squeue failed (exit {result.returncode}): {said}")
     rest = [j for j in ids if j not in found]
     if rest and shutil.which("sacct") is not None:
-        result = run(["sacct", "--noheader", "--parsable2", f"--jobs={','.join(rest)}",
+        result = _run_tool(["sacct", "--noheader", "--parsable2", f"--jobs={','.join(rest)}",
                       "--format=JobID,State,ExitCode,NodeList,JobName"])
         for line in result.stdout.splitlines() if result.returncode == 0 else []:
             parts = line.strip().split("|", 4)
@@ -380,9 +374,9 @@ def _exit_code(text: str) -> int | None:
     return int(head) if head.isdigit() else None
 
 
-def exit_code(job: str, run: Runner = _run_tool) -> int | None:
+def exit_code(job: str) -> int | None:
     """A finished job's exit code, from ``scontrol show job`` (while Slurm keeps it)."""
-    result = run(["scontrol", "show", "job", "-o", job])
+    result = _run_tool(["scontrol", "show", "job", "-o", job])
     for word in result.stdout.split() if result.returncode == 0 else []:
         if word.startswith("ExitCode="):
             return _exit_code(word.removeprefix("ExitCode="))
@@ -400,11 +394,11 @@ def last_line(path: Path) -> str:
     return next((line.strip() for line in reversed(lines) if line.strip()), "")
 
 
-def describe_end(study_dir: Path, unit_id: str, job: JobInfo, run: Runner = _run_tool) -> str:
+def describe_end(study_dir: Path, unit_id: str, job: JobInfo) -> str:
     """One line on why a finished job built nothing: the study directory not shared, or
     its state and the last line of its log."""
     code = job.exit_code if job.exit_code is not None else (
-        exit_code(job.id, run) if shutil.which("scontrol") else None)
+        exit_code(job.id) if shutil.which("scontrol") else None)
     log = log_path(study_dir, unit_id, job.id)
     node = f" on {job.node}" if job.node else ""
     if code == NOT_SHARED_EXIT:
@@ -421,22 +415,22 @@ def describe_end(study_dir: Path, unit_id: str, job: JobInfo, run: Runner = _run
         f": {said}" if said else "") + f"; {where}"
 
 
-def cancel(study_dir: str | Path, run: Runner = _run_tool) -> list[str]:
+def cancel(study_dir: str | Path) -> list[str]:
     """``scancel`` the live jobs of the study's submission; their ids."""
     submission = read_submission(study_dir)
     if submission is None:
         raise LangTransferError(f"study {study_dir} has no Slurm submission "
                                 f"({manifest_path(study_dir)} does not exist)")
-    live = list(live_jobs(submission, run))
+    live = list(live_jobs(submission))
     if live:
-        result = run(["scancel", *live])
+        result = _run_tool(["scancel", *live])
         if result.returncode != 0:
             said = (result.stderr.strip().splitlines() or ["no message"])[-1]
             raise LangTransferError(f"scancel failed (exit {result.returncode}): {said}")
     return live
 
 
-def unit_jobs(study_dir: Path, run: Runner = _run_tool) -> tuple[Submission | None,
+def unit_jobs(study_dir: Path) -> tuple[Submission | None,
                                                                 dict[str, JobInfo]]:
     """The study's submission and, per unit id (and ``finish``), what Slurm says of its
     job, with the one-line reason of a job that ended without success. Without Slurm's
@@ -444,7 +438,7 @@ def unit_jobs(study_dir: Path, run: Runner = _run_tool) -> tuple[Submission | No
     submission = read_submission(study_dir)
     if submission is None or shutil.which("squeue") is None:
         return submission, {}
-    states = job_states(submitted_jobs(submission), run)
+    states = job_states(submitted_jobs(submission))
     out: dict[str, JobInfo] = {}
     for unit_id, job in [*submission.jobs.items(), ("finish", submission.finish)]:
         info = states.get(job)
@@ -452,7 +446,7 @@ def unit_jobs(study_dir: Path, run: Runner = _run_tool) -> tuple[Submission | No
             info = JobInfo(job, "", log=str(log_path(study_dir, unit_id, job)))
         elif info.state in FINISHED and info.state != "COMPLETED":
             info = JobInfo(info.id, info.state, info.reason, info.node, info.exit_code,
-                           error=describe_end(study_dir, unit_id, info, run),
+                           error=describe_end(study_dir, unit_id, info),
                            log=str(log_path(study_dir, unit_id, job)))
         else:
             info = JobInfo(info.id, info.state, info.reason, info.node, info.exit_code,
