@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from langtransfer.cli.common import add_extension_options
+from langtransfer.cli.study_slurm import add_slurm_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,9 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "executors (run the study's graph of units in parallel; default: this process, in "
         "plan order)")
     g.add_argument(
-        "--executor", choices=["local"],
+        "--executor", choices=["local", "slurm"],
         help="local: one worker process per device (--devices) or --workers N on this "
-        "machine, each holding one loaded base, the longest remaining path first",
+        "machine, each holding one loaded base, the longest remaining path first; slurm: "
+        "submit the units not built as Slurm jobs with dependencies and return (see "
+        "--status, --cancel and the Slurm options)",
     )
     g.add_argument(
         "--devices", metavar="LIST",
@@ -65,6 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_slurm_options(p)
     add_extension_options(p)
     p.set_defaults(func=run)
 
@@ -78,7 +82,7 @@ def example_path(name: str) -> Path:
 def run_and_report(config, args: argparse.Namespace) -> int:
     """Run (or dry-run) a study, then write and print its report. Exit code 1 when an
     artefact failed (the rest was built; a rerun retries what failed)."""
-    from langtransfer.results.failures import format_failures, read_failures
+    from langtransfer.results.failures import format_failures
     from langtransfer.study.jobs import left_out
     from langtransfer.study.run import parse_shard, plan, run_study, shard_plan
 
@@ -115,17 +119,23 @@ def run_and_report(config, args: argparse.Namespace) -> int:
         print(f"shard {args.shard} done; when every shard has finished: "
               f"langtransfer report {config.output}")
         return code
+    write_report(config)
+    return code
+
+
+def write_report(config) -> None:
+    """The study's report from its records and failure records, printed as tables."""
     from langtransfer.report.build import build_report, format_tables
+    from langtransfer.results.failures import read_failures
     from langtransfer.results.records import read_records
 
     records = read_records(config.output)
     if not records:
         print("no results to report", file=sys.stderr)
-        return code
+        return
     build_report(records, Path(config.output) / "report", failures=read_failures(config.output))
     print(format_tables(records))
     print(f"report: {Path(config.output) / 'report' / 'report.md'}")
-    return code
 
 
 def check_executor_options(args: argparse.Namespace) -> None:
@@ -143,6 +153,9 @@ def check_executor_options(args: argparse.Namespace) -> None:
         raise LangTransferError("--unit runs one unit in this process; drop --executor")
     if args.shard != "1/1":
         raise LangTransferError("--executor runs the whole grid; drop --shard")
+    if executor == "slurm" and given:
+        raise LangTransferError(f"{given[0]} is for --executor local; each Slurm job gets "
+                                "its GPUs with --gpus")
     if executor == "local" and len(given) != 1:
         raise LangTransferError("--executor local needs --devices 0,1,... (one worker per GPU) "
                                 "or --workers N, one of them")
@@ -185,4 +198,17 @@ def run(args: argparse.Namespace) -> int:
         raise LangTransferError("give a study config file (or --example demo|paper to see one)")
     check_executor_options(args)
     config = load_study_config(args.config, output=args.output)
+    from langtransfer.cli import study_slurm
+
+    if args.status:
+        return study_slurm.status(config)
+    if args.cancel:
+        return study_slurm.cancel(config)
+    if args.finish:
+        study_slurm.finish(config)
+        if not args.no_report:
+            write_report(config)
+        return 0
+    if args.executor == "slurm" and not args.dry_run:
+        return study_slurm.submit(config, args)
     return run_and_report(config, args)

@@ -24,6 +24,7 @@ from langtransfer.inference.evaluate import SCORING, unused_by_ranking
 from langtransfer.languages import INSTRUCTION_TEMPLATE, get_language
 from langtransfer.representations import AdapterSpec, PromptConfig
 from langtransfer.study.axes import Variant, Within, parse_axes, parse_within
+from langtransfer.study.slurm_settings import SlurmSettings, parse_slurm
 from langtransfer.training.corpora import FIXTURE_SOURCES, fixture_path
 from langtransfer.training.trainer import TrainSettings, default_settings
 
@@ -208,6 +209,9 @@ class StudyConfig:
     :func:`combined_specs` and docs/study.md).
     ``axes`` lists language-representation variants compared with the study's own setting
     (:mod:`langtransfer.study.axes`).
+    ``slurm``: what each job of ``--executor slurm`` asks Slurm for
+    (:mod:`langtransfer.study.slurm_settings`); like ``output``, it changes where the study
+    runs, not what it builds, so no hash and not the fingerprint holds it.
     """
 
     output: str
@@ -232,6 +236,7 @@ class StudyConfig:
     languages_file: list[str] = field(default_factory=list)
     composed: list[dict[str, Any]] = field(default_factory=list)
     axes: dict[str, list[Any]] = field(default_factory=dict)
+    slurm: dict[str, Any] = field(default_factory=dict)
 
     # -- derived -------------------------------------------------------------------------
 
@@ -311,6 +316,9 @@ class StudyConfig:
         """The ``composed`` entries, checked and with their weights resolved."""
         return combined_specs(self)
 
+    def slurm_settings(self) -> SlurmSettings:
+        return parse_slurm(self.slurm)
+
     def evaluation_settings(self) -> EvaluationSettings:
         return EvaluationSettings(**self.evaluation)
 
@@ -373,6 +381,7 @@ class StudyConfig:
         must not share an output directory."""
         d = self.to_dict()
         d.pop("output")
+        d.pop("slurm")  # where the study runs, as its output directory
         for key in _ADDED_KEYS:  # absent or empty: the fingerprint studies had before it
             if not d[key]:
                 d.pop(key)
@@ -614,6 +623,7 @@ def check_types(config: StudyConfig, where: str) -> None:
             )
         parse_models(config.models)
     _check_evaluation(config.evaluation, where)
+    parse_slurm(config.slurm, where)
 
 
 def _check_evaluation(evaluation: Any, where: str) -> None:
