@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
         language = guess_language(data)
     if language is None:
         raise LangTransferError("cannot tell the data's language; pass --language CODE")
-    examples = task.load(language, args.split, data, source=args.source)
+    loaded = task.load_data(language, args.split, data, source=args.source)
+    examples = loaded.examples
     tokenizer = _tokenizer(args.tokenizer) if args.tokenizer else None
     metrics = score_predictions(task, examples, read_predictions(args.predictions, task),
                                 language=language, source=args.predictions, tokenizer=tokenizer)
@@ -97,7 +98,10 @@ def run(args: argparse.Namespace) -> int:
         shown = f"{value:.2f}" if isinstance(value, float) else value
         print(f"{key:<{width}}  {shown}")
     if args.output:
-        write_json(Path(args.output) / "metrics.json", metrics_record(metrics, task))
+        record = metrics_record(metrics, task)
+        if loaded.label_mapping is not None:  # the data's class names disagree with positions
+            record["label_mapping"] = loaded.label_mapping
+        write_json(Path(args.output) / "metrics.json", record)
         print(f"wrote {Path(args.output) / 'metrics.json'}")
     return 0
 

@@ -35,7 +35,7 @@ from langtransfer.io import write_json, write_jsonl
 from langtransfer.languages import get_language
 from langtransfer.representations import Representation
 from langtransfer.tasks import get_task
-from langtransfer.tasks.encoding import cut, load_examples, tokenise
+from langtransfer.tasks.encoding import cut, load_task_data, tokenise
 from langtransfer.tasks.sources import progress_bars
 
 #: The generation budget of the paper's reference code, the default for every task. Its
@@ -290,6 +290,7 @@ def evaluate(
     scoring: str = "generate",
     show_progress: bool = True,
     trust_remote_code: bool = False,
+    label_order: str = "by_name",
 ) -> dict[str, Any]:
     """Evaluate one configuration on one task and target language; return the metrics record.
 
@@ -300,6 +301,9 @@ def evaluate(
     ``max_new_tokens`` defaults to :data:`REFERENCE_MAX_NEW_TOKENS` (the paper's budget).
     Metrics follow :func:`langtransfer.inference.scoring.score_predictions` with the base's
     tokenizer (the reference reading primary, the strict one beside it).
+    ``label_order``: how integer labels are read where the data names its classes
+    (:data:`~langtransfer.tasks.LABEL_ORDERS`; ``positional`` is the reference's reading);
+    when the two readings differ, ``metrics.json`` says so under ``label_mapping``.
 
     With ``output``, writes ``predictions.jsonl`` (id, input, generated text as
     ``prediction``, parsed prediction, gold) and ``metrics.json`` there, atomically.
@@ -313,7 +317,9 @@ def evaluate(
             "has none (use --scoring generate)"
         )
     with progress_bars(show_progress):
-        examples = load_examples(task_obj, lang.code, split, data, max_examples)
+        loaded_data = load_task_data(task_obj, lang.code, split, data, max_examples,
+                                     label_order=label_order)
+    examples = loaded_data.examples
     loaded = LoadedBase.of(model, trust_remote_code=trust_remote_code)
     base, tokenizer = loaded.model, loaded.tokenizer
     lang_repr = loaded.representation(language_rep) if language_rep else None
@@ -374,6 +380,8 @@ def evaluate(
               "label_target_length": task_obj.target_length,
               "revision": RANK_SCORING_REVISION},
     }
+    if loaded_data.label_mapping is not None:
+        record["label_mapping"] = loaded_data.label_mapping
     if output is not None:
         output = Path(output)
         out_rows = []

@@ -6,12 +6,14 @@ The built-in tasks are ``qa``, ``ner``, ``nli`` and ``checkworthiness``; see
 
 from langtransfer.tasks.base import (
     FIXTURES_DIR,
+    LABEL_ORDERS,
     SOURCE_NAMES,
     SPLITS,
     ClassificationTask,
     DataSource,
     Example,
     Task,
+    TaskData,
 )
 from langtransfer.tasks.checkworthiness import CheckworthinessTask
 from langtransfer.tasks.ner import NERTask
@@ -25,6 +27,7 @@ del _task
 
 __all__ = [
     "FIXTURES_DIR",
+    "LABEL_ORDERS",
     "SOURCE_NAMES",
     "SPLITS",
     "CheckworthinessTask",
@@ -35,6 +38,7 @@ __all__ = [
     "NLITask",
     "QATask",
     "Task",
+    "TaskData",
     "all_tasks",
     "get_task",
     "register_task",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +10,31 @@ from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
 from langtransfer.base.families import SEQ2SEQ, ModelFamily
-from langtransfer.tasks import Example, Task, get_task
+from langtransfer.tasks import Example, Task, TaskData, get_task
+
+
+def load_task_data(
+    task: Task | str,
+    language: str,
+    split: str,
+    data: str | Path | None = None,
+    max_examples: int | None = None,
+    *,
+    label_order: str = "by_name",
+) -> TaskData:
+    """``data``: None for the paper's source (hub), ``"fixtures"``, or a local path.
+    ``label_order``: :data:`~langtransfer.tasks.LABEL_ORDERS` (the reference reads
+    ``positional``). The examples are cut to ``max_examples``; the rest is as loaded."""
+    task = get_task(task)
+    if data is None:
+        loaded = task.load_data(language, split, label_order=label_order)
+    elif str(data) == "fixtures":
+        loaded = task.load_data(language, split, source="fixtures", label_order=label_order)
+    else:
+        loaded = task.load_data(language, split, path=data, label_order=label_order)
+    if max_examples:
+        loaded = replace(loaded, examples=loaded.examples[:max_examples])
+    return loaded
 
 
 def load_examples(
@@ -20,15 +44,8 @@ def load_examples(
     data: str | Path | None = None,
     max_examples: int | None = None,
 ) -> list[Example]:
-    """``data``: None for the paper's source (hub), ``"fixtures"``, or a local path."""
-    task = get_task(task)
-    if data is None:
-        examples = task.load(language, split)
-    elif str(data) == "fixtures":
-        examples = task.load(language, split, source="fixtures")
-    else:
-        examples = task.load(language, split, path=data)
-    return examples[:max_examples] if max_examples else examples
+    """:func:`load_task_data`'s examples (labels read by name)."""
+    return load_task_data(task, language, split, data, max_examples).examples
 
 
 def cut(ids: list[int], max_length: int) -> list[int]:
