@@ -151,7 +151,9 @@ def train_language(
             texts = list(texts)
     objective = loaded.family.language_objective
     make_dataset = LANGUAGE_OBJECTIVES[objective]
-    train = make_dataset(texts, tokenizer, input_length=sequence_length, seed=settings.seed)
+    # training=True: span corruption draws new masks in every pass over the text
+    train = make_dataset(texts, tokenizer, input_length=sequence_length, seed=settings.seed,
+                         training=True)
     if text.streaming:
         # The reference's map-style dataset draws batches at random from all blocks; a
         # stream is shuffled within a buffer (seeded, and re-seeded per epoch by Trainer's
