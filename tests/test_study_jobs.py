@@ -280,7 +280,6 @@ def test_task_prompt_init_reaches_train_task(tmp_path, monkeypatch):
 
 def test_evaluation_defaults_are_evaluates():
     from langtransfer.inference.evaluate import evaluate
-
     from langtransfer.profiles import get_profile
 
     params = inspect.signature(evaluate).parameters

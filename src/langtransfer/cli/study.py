@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from langtransfer.cli.common import add_extension_options
+from langtransfer.cli.common import add_extension_options, add_profile_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,15 +20,20 @@ def register(sub: argparse._SubParsersAction) -> None:
             "evaluations (one per task, configuration, source and target). Finished "
             "artefacts are skipped, so rerunning a killed study continues it. With "
             "--shard k/n, n machines sharing a file system split the grid; merge with "
-            "`langtransfer report DIR`. Example configs: `langtransfer study --example demo` "
-            "or `--example paper`."
+            "`langtransfer report DIR`. Example configs: `langtransfer study --example demo`, "
+            "`--example paper` (the published numbers) or `--example paper-method`."
         ),
     )
     p.add_argument("config", nargs="?", help="study YAML file")
     p.add_argument(
-        "--example", choices=["demo", "paper"], help="print a shipped example config and exit"
+        "--example", choices=list(EXAMPLES),
+        help="print a shipped example config and exit: "
+        + "; ".join(f"{name}: {what}" for name, what in EXAMPLES.items()),
     )
     p.add_argument("--output", help="override the config's output directory")
+    add_profile_option(
+        p, "the config's 'profile' (every setting the profile decides; a study directory "
+        "holds one profile)")
     p.add_argument(
         "--dry-run", action="store_true",
         help="print the plan with counts and, per task x language x split, the data source "
@@ -44,6 +49,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_extension_options(p)
     p.set_defaults(func=run)
+
+
+#: The shipped example configs (``configs/<name>.yaml``).
+EXAMPLES = {
+    "demo": "a small study on the embedded tiny model",
+    "paper": "the paper's grid, reference profile (the published numbers)",
+    "paper-method": "the paper's grid, method profile (the method as described)",
+}
 
 
 def example_path(name: str) -> Path:
@@ -105,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(example_path(args.example).read_text(encoding="utf-8"))
         return 0
     if not args.config:
-        raise LangTransferError("give a study config file (or --example demo|paper to see one)")
-    config = load_study_config(args.config, output=args.output)
+        raise LangTransferError(
+            f"give a study config file (or --example {'|'.join(EXAMPLES)} to see one)")
+    config = load_study_config(args.config, output=args.output, profile=args.profile)
     return run_and_report(config, args)

@@ -9,6 +9,7 @@ from langtransfer.cli.common import (
     adapter_from_args,
     add_extension_options,
     add_model_option,
+    add_profile_option,
     add_training_options,
     check_kind_options,
     prompt_from_args,
@@ -65,6 +66,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "time sees it once. Off by default (docs/fidelity.md)",
     )
     add_training_options(p, "task")
+    add_profile_option(
+        p, "keep-best for task prompts (the reference's final step), a prompt's parameter "
+        "rows, the slp+stp quirk (where the configuration is slp+stp) and how the data is "
+        "read (label order, empty QA answers)")
     add_extension_options(p)
     p.set_defaults(func=run)
 
@@ -106,7 +111,9 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         overwrite=args.overwrite,
         trust_remote_code=args.trust_remote_code,
-        reference_slp_stp_quirk=args.reference_slp_stp_quirk,
+        # not given: the profile's, where the configuration is slp+stp
+        reference_slp_stp_quirk=True if args.reference_slp_stp_quirk else None,
+        profile=args.profile,
     )
     training = read_manifest(out)["training"]
     keys = (
