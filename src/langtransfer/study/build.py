@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from langtransfer.errors import LangTransferError
-from langtransfer.study.jobs import Artefact, ComposedJob, EvaluationJob, LanguageJob, TaskJob
+from langtransfer.study.jobs import Artefact, CombinedJob, EvaluationJob, LanguageJob, TaskJob
 
 if TYPE_CHECKING:
     from langtransfer.composition.loaded_base import LoadedBase
@@ -74,7 +74,7 @@ class StudyBuilder:
         if isinstance(job, LanguageJob):
             self.train_language(art, job)
             self.check_frozen(art)
-        elif isinstance(job, ComposedJob):
+        elif isinstance(job, CombinedJob):
             self.compose_language(art, job)
         elif isinstance(job, TaskJob):
             self.train_task(art, job)
@@ -109,7 +109,7 @@ class StudyBuilder:
             profile=job.profile,
         )
 
-    def compose_language(self, art: Artefact, job: ComposedJob) -> None:
+    def compose_language(self, art: Artefact, job: CombinedJob) -> None:
         """No training: the weighted combination of the parts' trained representations
         (adapters are averaged on the loaded base, which is left as it was)."""
         from langtransfer.composition import combine

@@ -211,7 +211,7 @@ class StudyConfig:
     ``task_modules`` (Python files or module names that call ``register_task``) and
     ``languages_file`` (YAML/JSON language lists) are loaded before anything is checked.
     ``composed``: language representations built without training (see
-    :func:`composed_specs` and docs/study.md).
+    :func:`combined_specs` and docs/study.md).
     ``axes`` lists language-representation variants compared with the study's own setting
     (:mod:`langtransfer.study.axes`).
     ``profile`` (:mod:`langtransfer.profiles`: ``method``, the default, or ``reference``)
@@ -328,9 +328,9 @@ class StudyConfig:
         values = table.get("adapter", {})
         return AdapterSpec(**{k: v for k, v in values.items() if k in ADAPTER_KEYS})
 
-    def composed_specs(self) -> list[ComposedSpec]:
+    def combined_specs(self) -> list[CombinedSpec]:
         """The ``composed`` entries, checked and with their weights resolved."""
-        return composed_specs(self)
+        return combined_specs(self)
 
     def evaluation_settings(self) -> EvaluationSettings:
         return EvaluationSettings(**{"long_inputs": self.profile_settings().long_inputs,
@@ -421,7 +421,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 @dataclass(frozen=True)
-class ComposedSpec:
+class CombinedSpec:
     """One ``composed`` entry resolved: the target ``language`` it stands for, its
     ``variant`` label (``composed=proxy``, ``composed=<name>``...), the parts' weights in
     order, and where they came from (``registry``: a proxy from the relatives by family
@@ -434,7 +434,7 @@ class ComposedSpec:
     trained: bool = True
 
 
-def composed_specs(config: StudyConfig, where: str = "study config") -> list[ComposedSpec]:
+def combined_specs(config: StudyConfig, where: str = "study config") -> list[CombinedSpec]:
     """Check the ``composed`` entries and resolve their weights.
 
     An entry is ``{language: sk}`` (a proxy: weights from its relatives among the study's
@@ -459,7 +459,7 @@ def composed_specs(config: StudyConfig, where: str = "study config") -> list[Com
             f"(la+ta, la+stp, slp+ta, slp+stp); configurations are {config.configurations}"
         )
     untrained = _untrained(config, where)
-    specs: list[ComposedSpec] = []
+    specs: list[CombinedSpec] = []
     for i, entry in enumerate(entries, start=1):
         at = f"{where}: composed entry {i}"
         language = get_language(entry["language"]).code
@@ -497,7 +497,7 @@ def composed_specs(config: StudyConfig, where: str = "study config") -> list[Com
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise LangTransferError(f"{at}: name must be letters, digits, '.', '_' or '-', "
                                     f"got {name!r:.40}")
-        spec = ComposedSpec(language, f"composed={name}", tuple(chosen.items()), source,
+        spec = CombinedSpec(language, f"composed={name}", tuple(chosen.items()), source,
                             language not in untrained)
         for other in specs:
             if (other.language, other.variant) == (spec.language, spec.variant):

@@ -32,7 +32,7 @@ from langtransfer.results.records import Key, cell_dir, record_path
 if TYPE_CHECKING:
     from langtransfer.representations import AdapterSpec, PromptConfig
     from langtransfer.study.axes import Variant
-    from langtransfer.study.config import ComposedSpec, EvaluationSettings, StudyConfig
+    from langtransfer.study.config import CombinedSpec, EvaluationSettings, StudyConfig
     from langtransfer.training.trainer import TrainSettings
 
 
@@ -140,7 +140,7 @@ class EvaluationJob:
 
 
 @dataclass(frozen=True)
-class ComposedJob:
+class CombinedJob:
     """Build one language representation without training
     (``combine_language_representations``): the weighted combination of the trained
     language representations of ``kind`` of the languages in ``weights``, standing for
@@ -153,6 +153,8 @@ class ComposedJob:
     weights: tuple[tuple[str, float], ...]
     weights_from: str
 
+    # On disk (stage, directory, artefact id, the YAML key and the variant label) the
+    # combination keeps its first name, "composed", so existing studies stay valid.
     stage = "composed"
 
     @property
@@ -160,7 +162,7 @@ class ComposedJob:
         return (self.kind, self.language, self.variant)
 
 
-Job = LanguageJob | ComposedJob | TaskJob | EvaluationJob
+Job = LanguageJob | CombinedJob | TaskJob | EvaluationJob
 
 #: Job fields added after studies were run, with the value every earlier job had: left
 #: out of the settings at that value, so the hashes of existing studies stay the same.
@@ -281,10 +283,10 @@ def _reading(config: StudyConfig) -> dict[str, str]:
             "profile": profile.name}
 
 
-def composed_job(
-    config: StudyConfig, spec: ComposedSpec, kind: str, model: str | None = None
-) -> ComposedJob:
-    return ComposedJob(
+def combined_job(
+    config: StudyConfig, spec: CombinedSpec, kind: str, model: str | None = None
+) -> CombinedJob:
+    return CombinedJob(
         model=config.model if model is None else model,
         language=spec.language,
         kind=kind,
@@ -386,7 +388,7 @@ def language_rep_path(
     return _under(study_dir, "representations", model_label, variant) / "language" / kind / language
 
 
-def composed_rep_path(
+def combined_rep_path(
     study_dir: str | Path, kind: str, language: str, variant: str, model_label: str = ""
 ) -> Path:
     return (
@@ -504,17 +506,17 @@ def _plan_base(
                    tuple(inputs.values()), inputs={role: d.path for role, d in inputs.items()},
                    work=checkpoints(job))
 
-    def composed_rep(spec: ComposedSpec, kind: str) -> Artefact:
+    def combined_rep(spec: CombinedSpec, kind: str) -> Artefact:
         aid = artefact_id("composed", (kind, spec.language, spec.variant), label)
         if aid in arts:
             return arts[aid]
         parts = {lang: language_rep(lang, kind, None) for lang, _ in spec.weights}
-        return add(composed_job(config, spec, kind, model),
-                   composed_rep_path(out, kind, spec.language, spec.variant, label),
+        return add(combined_job(config, spec, kind, model),
+                   combined_rep_path(out, kind, spec.language, spec.variant, label),
                    tuple(parts.values()), inputs={lang: d.path for lang, d in parts.items()})
 
     within = config.axes_within()
-    specs = config.composed_specs()
+    specs = config.combined_specs()
     untrained = {spec.language for spec in specs if not spec.trained}
     for variant in [None, *config.variants()]:
         name = variant.label if variant else ""
@@ -529,7 +531,7 @@ def _plan_base(
                     # the paper's rows: the trained cells, then each composed one (with a
                     # language representation only: the same task representation, the
                     # target's language representation combined from trained ones)
-                    cells: list[tuple[str, ComposedSpec | None]] = [
+                    cells: list[tuple[str, CombinedSpec | None]] = [
                         (t, None) for t in config.targets
                         if not (language_kind and t in untrained)
                     ]
@@ -549,7 +551,7 @@ def _plan_base(
                             deps["task"] = task_rep(task, source, configuration, variant)
                         if job.language_kind:
                             deps["language"] = (
-                                composed_rep(spec, job.language_kind) if spec is not None
+                                combined_rep(spec, job.language_kind) if spec is not None
                                 else language_rep(target, job.language_kind, variant)
                             )
                         cell = Key(task, configuration, source, target, model_label=label,
