@@ -140,10 +140,15 @@ def test_every_verb_that_trains_or_evaluates_takes_profile(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "argument --profile: invalid choice: 'paper' (choose from method, reference)" \
             in err or "(choose from 'method', 'reference')" in err, verb
-    # study --profile overrides the config's key (and the check of a dry run sees it)
+    # study --profile overrides the config's key, and Slurm's jobs are told it too
+    from langtransfer.study.slurm import job_script
+
     path = write(tmp_path, "cli")
     config = load_study_config(path, profile="reference")
     assert config.profile_settings().name == "reference"
+    script = job_script(config, path, tmp_path / "marker", ["--unit", "u1"])
+    assert "--profile reference --unit u1" in script
+    assert "--profile" not in job_script(load_study_config(path), path, tmp_path / "m", [])
 
 
 def test_the_paper_examples_are_one_profile_each(capsys):

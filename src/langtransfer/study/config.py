@@ -25,6 +25,7 @@ from langtransfer.languages import INSTRUCTION_TEMPLATE, get_language
 from langtransfer.profiles import DEFAULT_PROFILE, LONG_INPUTS, Profile, check_choice, get_profile
 from langtransfer.representations import AdapterSpec, PromptConfig
 from langtransfer.study.axes import Variant, Within, parse_axes, parse_within
+from langtransfer.study.slurm_settings import SlurmSettings, parse_slurm
 from langtransfer.training.corpora import FIXTURE_SOURCES, fixture_path
 from langtransfer.training.trainer import TrainSettings, default_settings
 
@@ -218,6 +219,9 @@ class StudyConfig:
     sets every setting that decides between the method as described and the published
     numbers; a key of ``task_training``/``evaluation`` given here wins over it
     (``reference_slp_stp_quirk``, ``keep_best``, ``long_inputs``).
+    ``slurm``: what each job of ``--executor slurm`` asks Slurm for
+    (:mod:`langtransfer.study.slurm_settings`); like ``output``, it changes where the study
+    runs, not what it builds, so no hash and not the fingerprint holds it.
     """
 
     output: str
@@ -243,6 +247,7 @@ class StudyConfig:
     composed: list[dict[str, Any]] = field(default_factory=list)
     axes: dict[str, list[Any]] = field(default_factory=dict)
     profile: str | None = None
+    slurm: dict[str, Any] = field(default_factory=dict)
 
     # -- derived -------------------------------------------------------------------------
 
@@ -332,6 +337,9 @@ class StudyConfig:
         """The ``composed`` entries, checked and with their weights resolved."""
         return combined_specs(self)
 
+    def slurm_settings(self) -> SlurmSettings:
+        return parse_slurm(self.slurm)
+
     def evaluation_settings(self) -> EvaluationSettings:
         return EvaluationSettings(**{"long_inputs": self.profile_settings().long_inputs,
                                      **self.evaluation})
@@ -395,6 +403,7 @@ class StudyConfig:
         must not share an output directory."""
         d = self.to_dict()
         d.pop("output")
+        d.pop("slurm")  # where the study runs, as its output directory
         for key in _ADDED_KEYS:  # absent or empty: the fingerprint studies had before it
             if not d[key]:
                 d.pop(key)
@@ -639,6 +648,7 @@ def check_types(config: StudyConfig, where: str) -> None:
             )
         parse_models(config.models)
     _check_evaluation(config.evaluation, where)
+    parse_slurm(config.slurm, where)
 
 
 def _check_evaluation(evaluation: Any, where: str) -> None:

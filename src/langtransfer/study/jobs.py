@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from langtransfer.configurations import get_configuration
+from langtransfer.errors import CorruptFileError
 from langtransfer.languages import get_language
 from langtransfer.results.records import Key, cell_dir, record_path
 
@@ -368,6 +369,19 @@ class Artefact:
     @property
     def settings(self) -> dict[str, Any]:
         return job_settings(self.job)
+
+
+def is_done(art: Artefact) -> bool:
+    """The artefact exists, is complete, and was built from the same settings."""
+    from langtransfer.representations import read_manifest  # torch: only when asked
+
+    try:
+        if art.stage == "evaluation":
+            record = json.loads(art.path.read_text(encoding="utf-8"))
+            return record.get("settings_hash") == art.hash
+        return read_manifest(art.path).get("settings_hash") == art.hash
+    except (OSError, ValueError, CorruptFileError):
+        return False
 
 
 def artefact_id(stage: str, key: tuple[str, ...], model_label: str = "") -> str:
