@@ -149,6 +149,11 @@ def test_every_verb_that_trains_or_evaluates_takes_profile(tmp_path, capsys):
     script = job_script(config, path, tmp_path / "marker", ["--unit", "u1"])
     assert "--profile reference --unit u1" in script
     assert "--profile" not in job_script(load_study_config(path), path, tmp_path / "m", [])
+    # and the local executor's workers load the study with it
+    from langtransfer.study.local import StudySource
+
+    source = StudySource(str(path), profile="reference", fingerprint=config.fingerprint())
+    assert source.load().profile_settings().name == "reference"
 
 
 def test_the_paper_examples_are_one_profile_each(capsys):

@@ -178,7 +178,7 @@ def run_local_executor(config, args: argparse.Namespace):
     from langtransfer.study.local import StudySource, parse_devices, run_local
 
     source = StudySource(args.config, args.output, tuple(getattr(args, "task_modules", ())),
-                         tuple(getattr(args, "languages_files", ())))
+                         tuple(getattr(args, "languages_files", ())), profile=args.profile)
     devices = parse_devices(args.devices) if args.devices is not None else None
     return run_local(source, devices=devices, workers=args.workers, overwrite=args.overwrite,
                      progress=not args.quiet)
