@@ -127,6 +127,7 @@ def test_training_reads_the_second_pass_with_new_masks_and_a_resume_there_reprod
     assert 16 * 4 <= n_blocks < 20 * 4  # a pass is 16 or more batches, step 20 is pass two
     full = train_language(output=tmp_path / "full", checkpoint_dir=tmp_path / "ckpt", **common)
     assert {p for p, _, _ in seen} == {0, 1}  # 96 reads of fewer blocks: two passes
+    assert read_manifest(full)["training"]["mask_draws"] == "per_pass"
     by_pass: dict[int, dict[int, list[int]]] = {0: {}, 1: {}}
     for p, i, ids in seen:
         by_pass[p][i] = ids

@@ -215,6 +215,9 @@ def train_language(
             profile=chosen.name,
             corpus=text.source,
             objective=objective,
+            # span corruption's masks are new in every pass over the text (before issue
+            # 22 they were drawn once per block): says which a representation had
+            **({"mask_draws": "per_pass"} if objective == "span_corruption" else {}),
             max_documents=max_documents,
             max_tokens=max_tokens,
             corpus_extent=corpus_extent,
