@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "language, with that language's representation (--language-rep) attached "
             "and frozen: this is how la+ta, la+stp, slp+ta and slp+stp are trained; "
             "without --language-rep it trains ta or stp. Validates every --eval-steps "
-            "and keeps the best checkpoint (lowest validation loss)."
+            "and keeps the best checkpoint (lowest validation loss; with --profile reference "
+            "a task prompt keeps its final step, as the paper's reference code did)."
         ),
     )
     p.add_argument(
@@ -63,7 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="slp+stp only (--kind prompt with a soft language prompt as --language-rep): "
         "train as the paper's reference code did, with the language prompt twice in the "
         "encoder input of every forward (training and validation loss); generation at test "
-        "time sees it once. Off by default (docs/fidelity.md)",
+        "time sees it once. Off by default, on where it applies with --profile reference "
+        "(docs/fidelity.md)",
     )
     add_training_options(p, "task")
     add_profile_option(
