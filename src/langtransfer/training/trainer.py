@@ -464,7 +464,7 @@ def train_representation(
             raise LangTransferError("the training set is empty")
         if settings.group_by_length and "length" not in train_dataset.column_names:
             train_dataset = train_dataset.map(lambda r: {"length": len(r["input_ids"])})
-    else:  # a stream has no length to group by
+    else:  # a stream, or blocks corrupted as they are read: no length column to group by
         settings = replace(settings, group_by_length=False)
     args = training_arguments(settings, checkpoint_dir, eval_dataset is not None)
     args.disable_tqdm = not show_progress
