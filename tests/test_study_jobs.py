@@ -68,6 +68,9 @@ NAMED = {
     "report_to": [["none"], ["tensorboard"]],
     "corpus": ["fixtures", "wikipedia", {"en": "en.txt", "sk": "sk.txt", "de": "de.txt"}],
     "data": ["hub", "local/nli"],  # "fixtures" is what the per-split base says
+    # naming the default ("method") changes no job: tests/test_profiles.py checks that
+    "profile": ["reference"],
+    "long_inputs": ["first", "last_chunk"],
 }
 
 
@@ -283,10 +286,13 @@ def test_task_prompt_init_reaches_train_task(tmp_path, monkeypatch):
 
 def test_evaluation_defaults_are_evaluates():
     from langtransfer.inference.evaluate import evaluate
+    from langtransfer.profiles import get_profile
 
     params = inspect.signature(evaluate).parameters
+    profile = get_profile(None).settings()  # evaluate's None: the default profile's
     for key, value in defaults_of(EvaluationSettings).items():
-        assert params[key].default == value, key
+        default = params[key].default
+        assert (profile[key] if default is None and key in profile else default) == value, key
 
 
 def test_language_training_refuses_keys_it_would_ignore(tmp_path):

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from langtransfer.cli.common import add_extension_options
+from langtransfer.cli.common import add_extension_options, add_profile_option
 from langtransfer.cli.study_slurm import add_slurm_options
 
 
@@ -21,15 +21,20 @@ def register(sub: argparse._SubParsersAction) -> None:
             "evaluations (one per task, configuration, source and target). Finished "
             "artefacts are skipped, so rerunning a killed study continues it. With "
             "--shard k/n, n machines sharing a file system split the grid; merge with "
-            "`langtransfer report DIR`. Example configs: `langtransfer study --example demo` "
-            "or `--example paper`."
+            "`langtransfer report DIR`. Example configs: `langtransfer study --example demo`, "
+            "`--example paper` (the published numbers) or `--example paper-method`."
         ),
     )
     p.add_argument("config", nargs="?", help="study YAML file")
     p.add_argument(
-        "--example", choices=["demo", "paper"], help="print a shipped example config and exit"
+        "--example", choices=list(EXAMPLES),
+        help="print a shipped example config and exit: "
+        + "; ".join(f"{name}: {what}" for name, what in EXAMPLES.items()),
     )
     p.add_argument("--output", help="override the config's output directory")
+    add_profile_option(
+        p, "the config's 'profile' (every setting the profile decides; a study directory "
+        "holds one profile)")
     p.add_argument(
         "--dry-run", action="store_true",
         help="print the plan with counts and, per task x language x split, the data source "
@@ -71,6 +76,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_slurm_options(p)
     add_extension_options(p)
     p.set_defaults(func=run)
+
+
+#: The shipped example configs (``configs/<name>.yaml``).
+EXAMPLES = {
+    "demo": "a small study on the embedded tiny model",
+    "paper": "the paper's grid, reference profile (the published numbers)",
+    "paper-method": "the paper's grid, method profile (the method as described)",
+}
 
 
 def example_path(name: str) -> Path:
@@ -165,7 +178,7 @@ def run_local_executor(config, args: argparse.Namespace):
     from langtransfer.study.local import StudySource, parse_devices, run_local
 
     source = StudySource(args.config, args.output, tuple(getattr(args, "task_modules", ())),
-                         tuple(getattr(args, "languages_files", ())))
+                         tuple(getattr(args, "languages_files", ())), profile=args.profile)
     devices = parse_devices(args.devices) if args.devices is not None else None
     return run_local(source, devices=devices, workers=args.workers, overwrite=args.overwrite,
                      progress=not args.quiet)
@@ -195,9 +208,10 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(example_path(args.example).read_text(encoding="utf-8"))
         return 0
     if not args.config:
-        raise LangTransferError("give a study config file (or --example demo|paper to see one)")
+        raise LangTransferError(
+            f"give a study config file (or --example {'|'.join(EXAMPLES)} to see one)")
     check_executor_options(args)
-    config = load_study_config(args.config, output=args.output)
+    config = load_study_config(args.config, output=args.output, profile=args.profile)
     from langtransfer.cli import study_slurm
 
     if args.status:

@@ -54,6 +54,7 @@ class LanguageJob:
     corpus_extent: str = "paper"
     max_tokens: int | None = None
     variant: str = ""
+    profile: str = "method"
 
     stage = "language"
 
@@ -68,7 +69,9 @@ class TaskJob:
     source's language representation of ``language_kind`` attached (None: ``ta``/``stp``).
     ``validation_data`` None means the task's validation split of ``train_data``.
     ``reference_slp_stp_quirk`` (slp+stp jobs only): the reference's training input.
-    ``max_target_length``: the task's target length (labels are cut to it)."""
+    ``max_target_length``: the task's target length (labels are cut to it).
+    ``label_order``, ``empty_answers``: how the data is read; ``profile``: the study's
+    profile (:mod:`langtransfer.profiles`), recorded in the manifest."""
 
     model: str
     task: str
@@ -86,6 +89,9 @@ class TaskJob:
     adapter: AdapterSpec | None
     reference_slp_stp_quirk: bool
     variant: str = ""
+    label_order: str = "by_name"
+    empty_answers: str = "drop"
+    profile: str = "method"
 
     stage = "task"
 
@@ -103,7 +109,9 @@ class EvaluationJob:
     that changes meaning changes the hash). ``evaluation.max_new_tokens`` is the
     effective budget (the config's, else evaluate's default). ``scoring_revision`` is
     :data:`~langtransfer.inference.evaluate.RANK_SCORING_REVISION` for ranked cells (0, left out of
-    the hash, for generated ones): a change to label ranking rebuilds ranked results."""
+    the hash, for generated ones): a change to label ranking rebuilds ranked results.
+    ``label_order``, ``empty_answers`` (and ``evaluation.long_inputs``): how the test data
+    is read; ``profile``: the study's profile, written into the result record."""
 
     model: str
     task: str
@@ -119,6 +127,9 @@ class EvaluationJob:
     seed: int
     variant: str = ""
     scoring_revision: int = 0
+    label_order: str = "by_name"
+    empty_answers: str = "drop"
+    profile: str = "method"
 
     stage = "evaluation"
 
@@ -158,6 +169,8 @@ Job = LanguageJob | CombinedJob | TaskJob | EvaluationJob
 #: out of the settings at that value, so the hashes of existing studies stay the same.
 ADDED_FIELDS: dict[str, Any] = {
     "corpus_extent": "paper", "max_tokens": None, "variant": "", "scoring_revision": 0,
+    # the method profile's, what every job had before profiles
+    "label_order": "by_name", "empty_answers": "drop", "profile": "method",
 }
 
 
@@ -216,6 +229,7 @@ def language_job(
         corpus_extent=variant.extent if variant and corpus else "paper",
         max_tokens=variant.max_tokens if variant and corpus else None,
         variant=variant.label if variant else "",
+        profile=config.profile_settings().name,
     )
 
 
@@ -259,7 +273,15 @@ def task_job(
         adapter=config.adapter_spec("task") if kind == "adapter" else None,
         reference_slp_stp_quirk=config.reference_slp_stp_quirk(configuration),
         variant=variant,
+        **_reading(config),
     )
+
+
+def _reading(config: StudyConfig) -> dict[str, str]:
+    """How task and evaluation jobs read their data, and the profile they record."""
+    profile = config.profile_settings()
+    return {"label_order": profile.label_order, "empty_answers": profile.empty_answers,
+            "profile": profile.name}
 
 
 def combined_job(
@@ -306,6 +328,7 @@ def evaluation_job(
         seed=config.seed,
         variant=variant,
         scoring_revision=RANK_SCORING_REVISION if evaluation.scoring == "rank" else 0,
+        **_reading(config),
     )
 
 

@@ -29,7 +29,7 @@ import os
 import signal
 import traceback
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
@@ -55,20 +55,22 @@ MAX_STARTS = 3
 class StudySource:
     """Where a worker gets the study: the config file, the ``--output`` override and the
     extensions the command line loaded (a spawned process starts with none).
-    ``fingerprint``: the parent's, so a config edited after the start is noticed."""
+    ``fingerprint``: the parent's, so a config edited after the start is noticed.
+    ``profile``: the ``--profile`` override, as ``output``."""
 
     config: str
     output: str | None = None
     task_modules: tuple[str, ...] = ()
     languages_files: tuple[str, ...] = ()
     fingerprint: str = ""
+    profile: str | None = None
 
     def load(self) -> StudyConfig:
         from langtransfer.study.load import load_study_config
         from langtransfer.tasks.extensions import load_extensions
 
         load_extensions(self.task_modules, self.languages_files)
-        config = load_study_config(self.config, output=self.output)
+        config = load_study_config(self.config, output=self.output, profile=self.profile)
         if self.fingerprint and config.fingerprint() != self.fingerprint:
             raise LangTransferError(
                 f"{self.config} changed after the study started (settings fingerprint "
@@ -245,8 +247,7 @@ def run_local(
     if workers is not None and workers < 1:
         raise LangTransferError(f"--workers {workers}: need at least 1")
     config = source.load()
-    source = StudySource(source.config, source.output, source.task_modules,
-                         source.languages_files, config.fingerprint())
+    source = replace(source, fingerprint=config.fingerprint())
     artefacts = plan(config)
     out = prepare_output(config, overwrite=overwrite)
     graph = units(artefacts, cost)

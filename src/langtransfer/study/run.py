@@ -22,11 +22,13 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
 from langtransfer.errors import LangTransferError, OutputExistsError
 from langtransfer.io import write_json
+from langtransfer.profiles import DEFAULT_PROFILE
 from langtransfer.results.failures import (
     BLOCKED,
     FAILED,
@@ -114,6 +116,15 @@ def discard_stale_results(out: Path, artefacts: list[Artefact]) -> int:
     return removed
 
 
+def _other_profile(held: Any, config: StudyConfig) -> str:
+    """``; profile method vs reference`` when the directory's study has another profile:
+    results of two profiles never share a directory."""
+    before = (held.get("config") or {}).get("profile") if isinstance(held, dict) else None
+    before = before if isinstance(before, str) else DEFAULT_PROFILE
+    now = config.profile_settings().name
+    return f"; profile {before} vs {now}" if before != now else ""
+
+
 def prepare_output(config: StudyConfig, overwrite: bool = False) -> Path:
     """Claim the output directory for this study; refuse one from a study with other
     settings unless ``overwrite``, which keeps the results the new settings reproduce
@@ -123,15 +134,17 @@ def prepare_output(config: StudyConfig, overwrite: bool = False) -> Path:
     fingerprint = config.fingerprint()
     if marker.is_file():
         try:
-            existing = json.loads(marker.read_text(encoding="utf-8")).get("fingerprint")
-        except ValueError:
-            existing = None
+            held = json.loads(marker.read_text(encoding="utf-8"))
+            existing = held.get("fingerprint")
+        except (ValueError, AttributeError):
+            held, existing = {}, None
         if existing != fingerprint:
             if not overwrite:
                 raise OutputExistsError(
                     f"{out} holds a study with different settings (fingerprint {existing} vs "
-                    f"{fingerprint}); use another output directory or pass --overwrite to "
-                    "discard the results these settings do not reproduce"
+                    f"{fingerprint}{_other_profile(held, config)}); use another output "
+                    "directory or pass --overwrite to discard the results these settings do "
+                    "not reproduce"
                 )
             discard_stale_results(out, plan(config))
             for sub in ("report", "failures"):

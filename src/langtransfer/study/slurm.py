@@ -134,8 +134,10 @@ def job_script(
     first the checks that the node sees what the submitter saw, then the submitter's
     Python on the study."""
     out = Path(config.output).resolve()
+    # --profile too: the submitter's may override the config's, as --output does
+    profile = ["--profile", config.profile] if config.profile else []
     command = [sys.executable, "-m", "langtransfer", "study", str(config_path),
-               "--output", str(out), *extra_args, "--quiet"]
+               "--output", str(out), *profile, *extra_args, "--quiet"]
     not_shared = (f"the study directory {out} is not visible from node $(hostname) (the "
                   f"marker {marker.name} written at submission is missing): it must be on "
                   "a file system every node shares")
