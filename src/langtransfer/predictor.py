@@ -297,12 +297,13 @@ class Predictor:
 
     def cap(self, request: PredictRequest) -> tuple[PredictRequest, bool]:
         """``request`` with each text field of its input cut to :func:`input_char_cap`
-        characters of its entry's ``max_length``, and whether any was cut (its prediction
-        is then ``truncated``). The server keeps only the cut inputs of queued requests;
+        characters of its entry's ``max_length`` (and only the fields the task reads), and
+        whether any was cut (its prediction is then ``truncated``). The server keeps only
+        the cut inputs of queued requests;
         the predictor cuts what it is given itself, so this changes no prediction. An
         unknown name raises as :meth:`entry` does."""
         value, cut_ = self._cap(self.entry(request), request.input)
-        return (replace(request, input=value) if cut_ else request), cut_
+        return (request if value is request.input else replace(request, input=value)), cut_
 
     @functools.cached_property
     def token_chars(self) -> int:
@@ -310,6 +311,12 @@ class Predictor:
         return max_token_chars(self.loaded.tokenizer)
 
     def _cap(self, entry: Entry, value: Any) -> tuple[Any, bool]:
+        """``value`` cut to the entry's cap; of an object, only the keys the task reads
+        are kept (other keys are never read, and would be kept whole while queued)."""
+        if isinstance(value, Mapping):
+            task = get_task(entry.task)
+            names = {n for f in task.input_fields for n in (f, *task.columns.get(f, ()))}
+            value = {k: v for k, v in value.items() if k in names}
         return cap_input(value, input_char_cap(entry.max_length, self.token_chars))
 
     # -- predicting -------------------------------------------------------------------

@@ -63,6 +63,43 @@ DEFAULT_MAX_INPUTS = 64
 MAX_BODY_BYTES = DEFAULT_MAX_BODY
 
 
+#: Peak bytes while one body is parsed, per byte of the body: the bytes, their text (up to
+#: 4 bytes a character) and the parsed JSON (26 bytes a byte for the densest shape,
+#: ``[{},{},...]``; a long string: 1 to 4).
+PARSE_FACTOR = 32
+#: Bytes one queued input may hold per character of the input cap: two text fields of
+#: 4-byte characters hold 8; a token list of one-character strings outside Latin-1 holds
+#: about 44 (an 80-byte string, 8 bytes in the list, per 2 characters counted).
+ROW_FACTOR = 48
+#: Bytes a queued row holds besides its input (the request, its future and coroutine).
+ROW_OVERHEAD = 4096
+#: Bytes one connection that is sending may buffer: uvicorn reads up to 256 KiB at a time
+#: and stops reading while 64 KiB wait.
+CONNECTION_BYTES = 320 * 1024
+
+
+def memory_ceiling(*, max_body: int, max_body_total: int, max_queue: int,
+                   max_batch_size: int, input_cap: int, connections: int = 0) -> int:
+    """Bytes the server may hold above its base (the model loaded, one batch of
+    ``max_batch_size`` inputs at the model's input length run), whatever clients send
+    (docs/serving.md derives it):
+
+    * the bodies being read: ``max_body_total``, and ``max_body`` more while one is joined;
+    * one body being parsed, ``PARSE_FACTOR * max_body``: parsing runs on the event loop
+      with no await until the inputs are cut, so one at a time, and then all but the cut
+      inputs is dropped;
+    * the rows queued, in the model's batch or answered and not yet sent:
+      ``(max_queue + 2 * max_batch_size) * (ROW_FACTOR * input_cap + ROW_OVERHEAD)``
+      (``--max-inputs`` is at most ``--max-queue``: a request's rows are queued rows);
+    * ``CONNECTION_BYTES`` per connection that is sending.
+
+    ``input_cap``: :func:`~langtransfer.predictor.input_char_cap` of the longest
+    ``max_length`` served. Tokenizing runs one row at a time on at most the cap."""
+    rows = (max_queue + 2 * max_batch_size) * (ROW_FACTOR * input_cap + ROW_OVERHEAD)
+    return (max_body_total + max_body + PARSE_FACTOR * max_body + rows
+            + CONNECTION_BYTES * connections)
+
+
 class PredictorLike(Protocol):
     """What the app needs of a :class:`~langtransfer.predictor.Predictor` (contract 3)."""
 
