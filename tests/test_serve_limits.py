@@ -53,10 +53,15 @@ def expected(predictor, body: dict) -> list[dict]:
 
 # -- a client that misbehaves: raw sockets ------------------------------------------------
 
+_UNREAD: dict[int, bytes] = {}  # per socket: bytes received past the last response
+
+
 
 def connect(url: str) -> socket.socket:
     host, port = url.removeprefix("http://").rsplit(":", 1)
-    return socket.create_connection((host, int(port)), timeout=30)
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    _UNREAD.pop(id(sock), None)  # an id of a socket gone may come back
+    return sock
 
 
 def head(length: int | None = None, *, chunked: bool = False, expect: bool = False) -> bytes:
@@ -94,8 +99,8 @@ class Sender(threading.Thread):
 
 
 def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    """One HTTP response: status, headers (lower-case names), body."""
-    data = b""
+    """The next HTTP response on ``sock``: status, headers (lower-case names), body."""
+    data = _UNREAD.pop(id(sock), b"")
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
         assert chunk, f"the connection closed before a response: {data!r}"
@@ -103,11 +108,13 @@ def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     top, _, rest = data.partition(b"\r\n\r\n")
     lines = top.decode("latin-1").split("\r\n")
     headers = {k.strip().lower(): v.strip() for k, v in (x.split(":", 1) for x in lines[1:])}
-    while len(rest) < int(headers.get("content-length", 0)):
+    length = int(headers.get("content-length", 0))
+    while len(rest) < length:
         chunk = sock.recv(65536)
         assert chunk, "the connection closed inside a response"
         rest += chunk
-    return int(lines[0].split()[1]), headers, rest
+    _UNREAD[id(sock)] = rest[length:]
+    return int(lines[0].split()[1]), headers, rest[:length]
 
 
 def assert_cut_off(sender: Sender) -> None:
@@ -221,6 +228,17 @@ def test_bodies_being_read_share_a_budget_past_which_requests_get_503(server, pr
         assert time.monotonic() < deadline, "the budget was not given back"
         time.sleep(0.05)
     assert_still_serving(server, predictor)
+
+
+def test_bad_limits_are_refused_in_one_line(capsys):
+    from langtransfer.cli import main
+
+    assert main(["serve", "somewhere", "--max-body", "0"]) == 2
+    assert "--max-body must be >= 1, got 0" in capsys.readouterr().err
+    assert main(["serve", "somewhere", "--max-body", "100", "--max-body-total", "99"]) == 2
+    err = capsys.readouterr().err
+    assert "--max-body-total must be >= --max-body (100), got 99" in err
+    assert len(err.splitlines()) == 1
 
 
 # -- inputs cut before any work -------------------------------------------------------------

@@ -95,12 +95,13 @@ def input_char_cap(max_length: int, token_chars: int) -> int:
     word's room. The fields before the cut one are whole, so the input's first
     ``max_length`` tokens come from text before the cut either way.
 
-    Where that does not hold (docs/serving.md): text the tokenizer's normalizer or the
-    task's formatter drops still counts toward the cap (a field padded with more than half
-    a cap of repeated spaces for SentencePiece, or of URLs in a check-worthiness claim, is
-    read only to the cap); and in a word longer than half the cap (no whitespace: e.g.
-    unspaced scripts) a SentencePiece or BPE segmentation could in principle depend on
-    where the word ends."""
+    Where that does not hold (docs/serving.md): text that yields fewer tokens than its
+    length allows still counts toward the cap -- characters the tokenizer's normalizer
+    drops or merges (runs of spaces for SentencePiece), URLs the check-worthiness formatter
+    removes, a run of characters outside a SentencePiece vocabulary (one unknown token) --
+    so of such a field the model reads the first cap characters; and in a word longer than
+    half the cap (no whitespace: e.g. unspaced scripts) a SentencePiece or BPE segmentation
+    could in principle depend on where the word ends (the tests found no case)."""
     return CAP_FACTOR * max_length * token_chars
 
 
@@ -299,9 +300,8 @@ class Predictor:
         """``request`` with each text field of its input cut to :func:`input_char_cap`
         characters of its entry's ``max_length`` (and only the fields the task reads), and
         whether any was cut (its prediction is then ``truncated``). The server keeps only
-        the cut inputs of queued requests;
-        the predictor cuts what it is given itself, so this changes no prediction. An
-        unknown name raises as :meth:`entry` does."""
+        the cut inputs of queued requests; the predictor cuts what it is given itself, so
+        this changes no prediction. An unknown name raises as :meth:`entry` does."""
         value, cut_ = self._cap(self.entry(request), request.input)
         return (request if value is request.input else replace(request, input=value)), cut_
 

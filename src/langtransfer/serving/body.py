@@ -79,12 +79,12 @@ class BodyLimit:
         expects = headers.get(b"expect", b"").lower() == b"100-continue"
         declared = _content_length(headers.get(b"content-length"))
         if declared is not None and declared > self.max_body:
-            await self._refuse(scope, receive, send, 413, self._too_large(declared),
+            await self._refuse(receive, send, 413, self._too_large(declared),
                                declared=declared, read=0, expects=expects)
             return
         holding = _Holding()
         try:
-            body = await self._read(scope, receive, send, declared, holding)
+            body = await self._read(receive, send, declared, holding)
             if body is None:  # answered already
                 return
             replay = _Replay(body, lambda: self._drop(holding), receive)
@@ -93,7 +93,7 @@ class BodyLimit:
         finally:
             self._drop(holding)
 
-    async def _read(self, scope: Scope, receive: Receive, send: Send, declared: int | None,
+    async def _read(self, receive: Receive, send: Send, declared: int | None,
                     holding: _Holding) -> bytes | None:
         """The whole body, counted in ``holding`` and the budget as it arrives; None when
         the request was answered here: refused, or the client went away (then the answer
@@ -110,13 +110,15 @@ class BodyLimit:
             read = holding.size + len(body)
             if read > self.max_body:
                 chunks.clear()
-                await self._refuse(scope, receive, send, 413, self._too_large(None),
+                self._drop(holding)
+                await self._refuse(receive, send, 413, self._too_large(None),
                                    declared=declared, read=read, done=not more)
                 return None
             if self.budget.held + len(body) > self.budget.max_total:
                 chunks.clear()
+                self._drop(holding)
                 await self._refuse(
-                    scope, receive, send, 503,
+                    receive, send, 503,
                     f"request bodies being read hold {self.budget.held} of the "
                     f"{self.budget.max_total} bytes allowed at once; retry later",
                     declared=declared, read=read, done=not more, retry_after=1,
@@ -137,7 +139,7 @@ class BodyLimit:
         got = f"got {declared}" if declared is not None else "got more"
         return f"the body must be at most {self.max_body} bytes, {got}"
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, status: int,
+    async def _refuse(self, receive: Receive, send: Send, status: int,
                       detail: str, *, declared: int | None, read: int, done: bool = False,
                       expects: bool = False, retry_after: int | None = None) -> None:
         """Answer ``status`` to a request whose body is not (all) taken, first reading and
