@@ -57,7 +57,8 @@ from benchmarks.load_test import (
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "results" / "serve_memory.json"
 MAX_BODY = 8 * 2**20
-UNCAPPED = ("import sys, langtransfer.predictor as p; p.input_char_cap = lambda *a: 1 << 62; "
+UNCAPPED = ("import sys, langtransfer.serving.predictor as p; "
+            "p.input_char_cap = lambda *a: 1 << 62; "
             "from langtransfer.cli import main; sys.exit(main(sys.argv[1:]))")
 
 

@@ -34,7 +34,7 @@ def reps(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def predictor(reps):
-    from langtransfer.predictor import Predictor
+    from langtransfer.serving.predictor import Predictor
 
     with Predictor.load(reps, model="tiny") as p:
         yield p
@@ -277,15 +277,15 @@ def long_inputs(cap: int) -> dict[str, list]:
 
 def cut_after_tokenizing(tokenizer, task: str, value, max_length: int) -> tuple[list[int], bool]:
     """What the predictor fed the model before the cap: the whole input tokenized, then cut."""
-    from langtransfer.task_data import cut
     from langtransfer.tasks import get_task
+    from langtransfer.tasks.encoding import cut
 
     ids = tokenizer(get_task(task).request_input(value), truncation=False)["input_ids"]
     return cut(ids, max_length), len(ids) > max_length
 
 
 def cut_before_tokenizing(tokenizer, task: str, value, max_length: int) -> tuple[list[int], bool]:
-    from langtransfer.predictor import cap_input, input_char_cap, max_token_chars
+    from langtransfer.serving.predictor import cap_input, input_char_cap, max_token_chars
 
     capped, was_cut = cap_input(value, input_char_cap(max_length, max_token_chars(tokenizer)))
     ids, truncated = cut_after_tokenizing(tokenizer, task, capped, max_length)
@@ -296,7 +296,7 @@ def test_the_model_reads_the_same_tokens_from_capped_inputs(predictor, monkeypat
     """Through the predictor (its model calls recorded): every long input of nli and qa
     gives the model the tokens, and the `truncated` flag, that tokenizing the whole input
     and cutting gave; short ones are untouched."""
-    from langtransfer.predictor import Predictor, PredictRequest
+    from langtransfer.serving.predictor import Predictor, PredictRequest
 
     fed: list[list[int]] = []
 
@@ -350,14 +350,14 @@ def test_cutting_before_tokenizing_keeps_the_tokens_for_every_task_and_tokenizer
 
 
 def _max_chars(tokenizer) -> int:
-    from langtransfer.predictor import max_token_chars
+    from langtransfer.serving.predictor import max_token_chars
 
     return max_token_chars(tokenizer)
 
 
 def make_tokenizer(kind: str):
     if kind.startswith("byte-level ByT5"):
-        from langtransfer.loaded_base import LoadedBase
+        from langtransfer.composition.loaded_base import LoadedBase
 
         return LoadedBase.load("tiny").tokenizer
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
@@ -393,7 +393,7 @@ def test_predictions_are_those_of_the_uncapped_predictor(predictor, monkeypatch)
     cases = {"nli": long["nli"][:3] + long["nli"][-2:] + GOOD["inputs"],
              "qa": long["qa"][:2] + long["qa"][-3:] + [{"question": "Kto?", "context": "Ja."}]}
     capped = {task: predictor.predict(task, "sk", xs) for task, xs in cases.items()}
-    monkeypatch.setattr("langtransfer.predictor.input_char_cap", lambda *_: 10**12)
+    monkeypatch.setattr("langtransfer.serving.predictor.input_char_cap", lambda *_: 10**12)
     for task, xs in cases.items():
         assert predictor.predict(task, "sk", xs) == capped[task]
         assert [p.truncated for p in capped[task]] == [True] * (len(xs) - 1) + [False]
@@ -458,8 +458,8 @@ def test_a_soak_of_hostile_requests_stays_under_the_stated_memory_ceiling(reps, 
     keys no task reads -- and ones over it: declared, and chunked without end. The server's
     peak RSS stays under its base plus ``memory_ceiling`` (and a margin); it answers only
     200, 413, 422 and 503, and afterwards answers ordinary requests as before."""
-    from langtransfer.predictor import input_char_cap
     from langtransfer.serving.app import memory_ceiling
+    from langtransfer.serving.predictor import input_char_cap
 
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in SOAK.items()]
     bodies = hostile_bodies(SOAK["max_body"], SOAK["max_inputs"])

@@ -18,7 +18,7 @@ failure never fails the other requests batched with it.
 Memory (docs/serving.md gives the bound): bodies are limited while they are read
 (:class:`~langtransfer.serving.body.BodyLimit`); the predict route parses a body at once,
 with no await between reading and cutting, and keeps only its inputs cut to the model's
-input length (:meth:`~langtransfer.predictor.Predictor.cap`), so a queued request holds
+input length (:meth:`~langtransfer.serving.predictor.Predictor.cap`), so a queued request holds
 no more than that whatever its body held.
 """
 
@@ -93,7 +93,7 @@ def memory_ceiling(*, max_body: int, max_body_total: int, max_queue: int,
       (``--max-inputs`` is at most ``--max-queue``: a request's rows are queued rows);
     * ``CONNECTION_BYTES`` per connection that is sending.
 
-    ``input_cap``: :func:`~langtransfer.predictor.input_char_cap` of the longest
+    ``input_cap``: :func:`~langtransfer.serving.predictor.input_char_cap` of the longest
     ``max_length`` served. Tokenizing runs one row at a time on at most the cap."""
     rows = (max_queue + 2 * max_batch_size) * (ROW_FACTOR * input_cap + ROW_OVERHEAD)
     return (max_body_total + max_body + PARSE_FACTOR * max_body + rows
