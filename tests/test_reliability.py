@@ -575,8 +575,9 @@ def test_stale_and_live_locks(tmp_path):
     with file_lock(lock, poll=0.01):
         assert json.loads(lock.read_text())["pid"] == os.getpid()
     assert time.monotonic() - started < 1 and not lock.exists()
-    # Another host's lock, older than stale_after: broken; younger: waited for.
+    # Another host's lock, its heartbeat older than stale_after: broken; younger: waited for.
     lock.write_text(json.dumps({"pid": 1, "host": "elsewhere", "time": time.time() - 100}))
+    os.utime(lock, (time.time() - 100,) * 2)
     with file_lock(lock, stale_after=50, poll=0.01):
         pass
     lock.write_text(json.dumps({"pid": 1, "host": "elsewhere", "time": time.time()}))
@@ -601,7 +602,7 @@ def test_a_lock_whose_pid_is_a_zombie_or_reused_is_stale(tmp_path):
     """``kill(pid, 0)`` answers for a killed child not yet reaped, and for a later process
     given the same pid: neither is the owner, so neither keeps the lock for a day."""
     lock = tmp_path / ".x.lock"
-    own = json.loads(json.dumps(locks._new_info()))
+    own = json.loads(json.dumps(locks._new_info("mine")))
     assert isinstance(own["started"], int)
     # A live owner (this process, started when it says): waited for.
     lock.write_text(json.dumps({**own, "token": "other"}))
@@ -681,6 +682,46 @@ def test_two_shards_on_one_directory_build_shared_artefacts_once(tmp_path):
     shared = {a.id for a in shard_plan(arts, 1, 2)} & {a.id for a in shard_plan(arts, 2, 2)}
     assert shared and all(ids[a] == 1 for a in shared)
     assert not list((tmp_path / "out").rglob("*.lock"))
+
+
+def test_a_shard_builds_ready_work_while_another_holds_a_lock(tmp_path):
+    """A shard meeting an artefact another live process is building (its lock held) does
+    not wait on it: it builds everything ready that does not need it, then comes back,
+    skips it once the other has built it, and builds what needed it."""
+    config = study_config(tmp_path, "out")
+    arts = {a.id: a for a in plan(config)}
+    held = arts["language:prompt/en"]
+    needs_held = {i for i, a in arts.items() if held.id in a.deps or any(
+        held.id in arts[d].deps for d in a.deps)}
+    assert needs_held and len(arts) - len(needs_held) - 1 >= 2
+    log = tmp_path / "builds.txt"
+    build = _slow_fake_builder(log)
+    from langtransfer.study.run import prepare_output
+
+    prepare_output(config)  # as the other shard did
+    lock = locks.FileLock(held.path.parent / f".{held.path.name}.lock")
+    assert lock.acquire(blocking=False)  # this process: a live owner, as another shard
+    result: list = []
+    runner = threading.Thread(target=lambda: result.append(
+        run_study(config, progress=False, builder=build)))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(log.read_text().splitlines() if log.exists() else []) < len(arts) - 1 - len(
+                needs_held):
+            assert runner.is_alive() and time.monotonic() < deadline, "no ready work built"
+            time.sleep(0.02)
+        time.sleep(0.3)  # nothing more is ready: the shard must not build what needs `held`
+        first = [line.split()[0] for line in log.read_text().splitlines()]
+        assert set(first) == set(arts) - needs_held - {held.id}
+        build(held)  # the other shard finishes it
+    finally:
+        lock.release()
+    runner.join(60)
+    assert result and result[0].counts == {"built": len(arts) - 1, "skipped": 1, "failed": 0,
+                                           "blocked": 0}
+    later = [line.split()[0] for line in log.read_text().splitlines()][len(first) + 1:]
+    assert set(later) == needs_held and all(is_done(a) for a in arts.values())
 
 
 def test_a_shard_starting_while_another_writes_the_study_marker_joins_it(tmp_path):

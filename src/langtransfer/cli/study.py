@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from langtransfer.cli.common import add_extension_options
+from langtransfer.study.locks import STALE_AFTER
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +35,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="print the plan with counts and, per task x language x split, the data source "
         "it reads, marking missing data with its fix; build nothing (exit 1 if data is missing)",
     )
-    p.add_argument("--shard", default="1/1", help="k/n: run shard k of n (default 1/1)")
+    p.add_argument(
+        "--shard", default="1/1",
+        help="run shard k of n: k/n counting from 1 (default 1/1), or i%%n counting from 0, "
+        "as a 0-based Slurm array passes it: --shard ${SLURM_ARRAY_TASK_ID}%%8",
+    )
+    p.add_argument(
+        "--lock-stale-minutes", type=float, default=STALE_AFTER / 60, metavar="M",
+        help="a lock of a shard on another host whose heartbeat (renewed while it builds) "
+        "is older than M minutes is taken for dead and its artefact rebuilt (default 10)",
+    )
     p.add_argument(
         "--overwrite", action="store_true",
         help="reuse an output directory of a study with other settings: results these "
@@ -55,6 +65,7 @@ def example_path(name: str) -> Path:
 def run_and_report(config, args: argparse.Namespace) -> int:
     """Run (or dry-run) a study, then write and print its report. Exit code 1 when an
     artefact failed (the rest was built; a rerun retries what failed)."""
+    from langtransfer.errors import LangTransferError
     from langtransfer.results.failures import format_failures, read_failures
     from langtransfer.study.jobs import left_out
     from langtransfer.study.run import parse_shard, plan, run_study, shard_plan
@@ -71,7 +82,11 @@ def run_and_report(config, args: argparse.Namespace) -> int:
         return 0 if result.ok else 1
     for cell in left_out(config):
         print(f"left out of the grid: {cell.line()}")
-    run = run_study(config, shard=shard, overwrite=args.overwrite, progress=not args.quiet)
+    if not args.lock_stale_minutes > 0:
+        raise LangTransferError(
+            f"--lock-stale-minutes {args.lock_stale_minutes:g}: need a number above 0")
+    run = run_study(config, shard=shard, overwrite=args.overwrite, progress=not args.quiet,
+                    lock_stale_after=60 * args.lock_stale_minutes)
     print(run.summary(config.output))
     code = 0 if run.ok else 1
     if not run.ok:
