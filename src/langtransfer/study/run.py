@@ -148,6 +148,8 @@ def prepare_output(config: StudyConfig, overwrite: bool = False) -> Path:
             existing = json.loads(marker.read_text(encoding="utf-8")).get("fingerprint")
         except ValueError:
             existing = None
+        if existing == config.fingerprint(by_path=True):
+            existing = fingerprint  # written before data paths were left out: the same study
         if existing != fingerprint:
             if not overwrite:
                 raise OutputExistsError(
