@@ -20,8 +20,9 @@ stale when
   other shards for long; clocks of the hosts must agree to well within that);
 * it is unreadable (half-written by a killed process) and older than a few seconds.
 
-Breaking a stale lock and releasing one both happen under a second lock file, the
-*breaker* (``.<name>.breaker.lock``, held for milliseconds), and the breaker checks
+Breaking a stale lock and releasing one both happen under a second lock, the *breaker*
+(``.<name>.breaker.lock``, a symbolic link holding its owner, made in one step and held
+for milliseconds), and the breaker checks
 again, under it, that the lock is still the very file judged stale. Since nothing removes
 a lock except under the breaker, two processes that judged one lock stale cannot both
 remove it, and neither can remove a lock taken meanwhile: however many wait, at most one
@@ -42,6 +43,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISLNK
 
 from langtransfer.errors import LangTransferError
 from langtransfer.io import clean_leftovers, owner_token, write_error
@@ -134,13 +136,16 @@ class LockState:
 
 
 def read_lock(path: str | os.PathLike) -> LockState | None:
-    """The lock at ``path`` as it is now; None if there is none."""
+    """The lock at ``path`` as it is now (a file, or a breaker's symbolic link whose
+    target is its content); None if there is none."""
     try:
-        st = os.stat(path)
+        st = os.lstat(path)
     except OSError:
         return None
     try:
-        info = json.loads(Path(path).read_text(encoding="utf-8"))
+        link = S_ISLNK(st.st_mode)
+        info = json.loads(os.readlink(os.fspath(path)) if link
+                          else Path(path).read_text(encoding="utf-8"))
         return LockState(info if isinstance(info, dict) else None, st)
     except (OSError, ValueError):
         return LockState(None, st)
@@ -208,6 +213,24 @@ def _breaker_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}.breaker{path.suffix or '.lock'}")
 
 
+def _claim(breaker: Path, info: dict) -> bool:
+    """Create the breaker, exclusively: a symbolic link whose target is its content, made
+    in one step (no temporary file a kill could leave behind, no moment it is empty);
+    where symbolic links are not supported, a lock file."""
+    try:
+        os.symlink(json.dumps(info, separators=(",", ":")), breaker)
+        return True
+    except FileExistsError:
+        return False
+    except OSError:
+        pass
+    fd = _create(breaker, info)
+    if fd is None:
+        return False
+    os.close(fd)
+    return True
+
+
 @contextlib.contextmanager
 def _breaker(path: Path, poll: float = 0.005) -> Iterator[None]:
     """Hold the breaker of lock ``path``: whoever removes ``path`` (breaking or releasing)
@@ -215,9 +238,7 @@ def _breaker(path: Path, poll: float = 0.005) -> Iterator[None]:
     breaker = _breaker_path(path)
     token = secrets.token_hex(8)
     while True:
-        fd = _create(breaker, _new_info(token))
-        if fd is not None:
-            os.close(fd)
+        if _claim(breaker, _new_info(token)):
             break
         current = read_lock(breaker)
         if current is not None and current.stale(BREAKER_GRACE):
