@@ -13,6 +13,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -191,3 +193,28 @@ def test_breaking_is_done_by_one_process_only(tmp_path, monkeypatch):
         assert json.loads(lock.read_text())["token"] == first.token
     finally:
         first.release()
+
+
+def test_a_breaker_left_by_a_killed_process_is_broken_and_leaves_nothing(tmp_path):
+    """The breaker is one symbolic link holding its owner (no temporary file to leave):
+    one left by a dead process of this host is broken at once; one of another host after
+    its grace; afterwards nothing but the directory's own files remains."""
+    lock = tmp_path / ".x.lock"
+    breaker = tmp_path / ".x.breaker.lock"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    os.symlink(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname(),
+                           "token": "dead"}), breaker)
+    assert locks.read_lock(breaker).info["token"] == "dead"
+    started = time.monotonic()
+    with file_lock(lock, poll=0.01):
+        pass  # releasing needs the breaker
+    assert time.monotonic() - started < 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    # Another host's breaker, older than its grace (it is held for milliseconds).
+    os.symlink(json.dumps({"pid": 1, "host": "node-dead", "token": "far"}), breaker)
+    old = time.time() - locks.BREAKER_GRACE - 1
+    os.utime(breaker, (old, old), follow_symlinks=False)
+    with file_lock(lock, poll=0.01):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
