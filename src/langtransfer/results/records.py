@@ -26,7 +26,10 @@ silently picking one.
 
 Every ``*.json`` file under ``results/`` is read as a record (names starting with ``.``
 are temporary files and are skipped), so other per-cell outputs such as predictions must
-use another extension (``.jsonl``) or live elsewhere.
+use another extension (``.jsonl``) or live elsewhere. A cell's per-example scores (what
+its metrics are sums of, for confidence intervals) sit beside its record
+(:func:`scores_path`, ``<source>__<target>.scores.safetensors``) and carry its settings
+hash, so a stale copy is never read for a newer record.
 """
 
 from __future__ import annotations
@@ -126,6 +129,17 @@ def record_path(study_dir: str | os.PathLike, record_or_key: Mapping[str, Any] |
     """Where the record of a cell lives inside ``study_dir``."""
     key = Key(*record_or_key) if isinstance(record_or_key, tuple) else record_key(record_or_key)
     return Path(study_dir) / RESULTS_DIR / cell_dir(key).with_suffix(".json")
+
+
+#: The suffix of a cell's per-example scores beside its record (``en__sk.json``,
+#: ``en__sk.scores.safetensors``): not ``.json``, so never read as a record.
+SCORES_SUFFIX = ".scores.safetensors"
+
+
+def scores_path(study_dir: str | os.PathLike, record_or_key: Mapping[str, Any] | Key) -> Path:
+    """Where the per-example scores of a cell live: beside its record."""
+    path = record_path(study_dir, record_or_key)
+    return path.with_name(path.stem + SCORES_SUFFIX)
 
 
 def sort_key(record: Mapping[str, Any]) -> tuple:

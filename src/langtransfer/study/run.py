@@ -35,6 +35,7 @@ from langtransfer.results.failures import (
     one_line,
     write_failure,
 )
+from langtransfer.results.records import SCORES_SUFFIX
 from langtransfer.study.config import StudyConfig
 from langtransfer.study.jobs import (  # re-exported: the plan is part of the study's API
     STAGES,
@@ -118,6 +119,7 @@ def discard_stale_results(out: Path, artefacts: list[Artefact]) -> int:
         if path not in keep:
             cell = path.relative_to(out / "results").with_suffix("")
             path.unlink()
+            path.with_name(path.stem + SCORES_SUFFIX).unlink(missing_ok=True)
             shutil.rmtree(out / "predictions" / cell, ignore_errors=True)
             removed += 1
     return removed
