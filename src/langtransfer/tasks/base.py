@@ -601,15 +601,26 @@ class Task:
         return {**ref, **{STRICT_PREFIX + k: v for k, v in strict.items()}}
 
     def metrics_from_stats(self, sums: Mapping[str, Any], n: Any) -> dict[str, Any]:
-        """:meth:`score_examples`'s metrics from summed :meth:`reading_stats`."""
+        """:meth:`score_examples`'s metrics from summed :meth:`reading_stats` (of the
+        readings whose columns ``sums`` has: :meth:`reading_columns` selects one)."""
         if not self.reference_reading:
             return self.metrics_from_sums(sums, n)
         ref = {k: v for k, v in sums.items() if not k.startswith(STRICT_PREFIX)}
         strict = {k.removeprefix(STRICT_PREFIX): v for k, v in sums.items()
                   if k.startswith(STRICT_PREFIX)}
-        out = self.metrics_from_sums(ref, n)
-        out.update({STRICT_PREFIX + k: v for k, v in self.metrics_from_sums(strict, n).items()})
+        out = self.metrics_from_sums(ref, n) if ref else {}
+        if strict:
+            out.update({STRICT_PREFIX + k: v
+                        for k, v in self.metrics_from_sums(strict, n).items()})
         return out
+
+    def reading_columns(self, metric: str, names: Iterable[str]) -> list[str]:
+        """The columns of :meth:`reading_stats` that ``metric`` is computed from: those
+        of its reading (the strict one's for a ``strict_`` metric)."""
+        if not self.reference_reading:
+            return list(names)
+        strict = metric.startswith(STRICT_PREFIX)
+        return [k for k in names if k.startswith(STRICT_PREFIX) == strict]
 
     def metrics_fingerprint(self) -> str:
         """A short hash of what this task's metrics are: :attr:`metrics_version`, the
