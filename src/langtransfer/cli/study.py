@@ -84,15 +84,18 @@ def run_and_report(config, args: argparse.Namespace) -> int:
         print(f"shard {args.shard} done; when every shard has finished: "
               f"langtransfer report {config.output}")
         return code
-    from langtransfer.report.build import build_report, format_tables
+    from langtransfer.report.build import LIST_PROBLEMS, build_report
     from langtransfer.results.records import read_records
 
     records = read_records(config.output)
     if not records:
         print("no results to report", file=sys.stderr)
         return code
-    build_report(records, Path(config.output) / "report", failures=read_failures(config.output))
-    print(format_tables(records))
+    summary = build_report(records, Path(config.output) / "report",
+                           failures=read_failures(config.output), study_dirs=[config.output])
+    for line in summary.problems[:LIST_PROBLEMS]:
+        print(line, file=sys.stderr)
+    print(summary.text)
     print(f"report: {Path(config.output) / 'report' / 'report.md'}")
     return code
 
