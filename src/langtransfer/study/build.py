@@ -178,6 +178,7 @@ class StudyBuilder:
             metrics_fingerprint=job.metrics,
             seed=job.seed,
             model_label=art.model_label,  # "" (one base) is stored as absent
+            replicate=art.replicate,  # "" (the first seed) is stored as absent
         )
         if job.variant:
             record["variant"] = job.variant

@@ -16,6 +16,7 @@ from langtransfer.errors import DataFormatError, LangTransferError, UnknownNameE
 from langtransfer.languages import get_language
 from langtransfer.study.config import (
     StudyConfig,
+    check_seeds,
     check_settings,
     check_types,
     composed_specs,
@@ -47,6 +48,8 @@ def validate(config: StudyConfig, where: str = "study config") -> StudyConfig:
     from langtransfer.tasks.registry import get_task
 
     check_types(config, where)
+    if config.seeds:
+        config.seed = config.seeds[0]  # the first seed is the study's own: its paths
     load_extensions(config.task_modules, config.languages_file)
     if not config.targets:
         raise LangTransferError(f"{where}: 'targets' lists no target language")
@@ -118,6 +121,10 @@ def load_study_config(path: str | Path, **overrides: Any) -> StudyConfig:
             if "model" in raw:
                 raise LangTransferError(f"{path}: give either 'model' or 'models', not both")
             parse_models(raw["models"])  # an empty list is an error, not the default
+        if "seeds" in raw:
+            if "seed" in raw:
+                raise LangTransferError(f"{path}: give either 'seed' or 'seeds', not both")
+            check_seeds(raw["seeds"], str(path))  # an empty list is an error, not the default
         config = validate(StudyConfig(**raw), str(path))
         # Relative outputs are relative to the working directory, as on the command line.
         config.output = str(Path(config.output))

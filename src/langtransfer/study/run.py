@@ -80,9 +80,9 @@ def shard_plan(artefacts: list[Artefact], k: int, n: int) -> list[Artefact]:
     Cells are grouped by task representation (base, task, source, configuration) and the
     groups dealt round-robin, so a task representation is needed by one shard only.
     """
-    def group(a: Artefact) -> tuple[str, ...]:  # (base, task, source, configuration[, variant])
+    def group(a: Artefact) -> tuple[str, ...]:  # (base, seed, task, source, configuration...)
         task, configuration, source, _, *variant = a.key
-        return (a.model_label, task, source, configuration, *variant)
+        return (a.model_label, a.replicate, task, source, configuration, *variant)
 
     by_id = {a.id: a for a in artefacts}
     cells = [a for a in artefacts if a.stage == "evaluation"]
