@@ -56,8 +56,9 @@ def test_bad_seed_lists_are_refused_in_one_line(tmp_path, seeds, message):
 
 
 def test_seed_and_seeds_together_and_a_per_kind_seed_are_refused(tmp_path):
-    with pytest.raises(LangTransferError, match="either 'seed' or 'seeds'"):
-        config(tmp_path, seed=1, seeds=[1, 2])
+    with pytest.raises(LangTransferError, match=r"either 'seed' \(3\) or 'seeds' \(\[1, 2\]\)"):
+        config(tmp_path, seed=3, seeds=[1, 2])
+    assert config(tmp_path, seed=1, seeds=[1, 2]).seed_list() == [1, 2]  # as to_dict writes
     training = {"adapter": {**BASE["task_training"]["adapter"], "seed": 5}}
     with pytest.raises(LangTransferError, match=r"task_training.adapter.seed would train"):
         config(tmp_path, seeds=[1, 2], task_training=training)

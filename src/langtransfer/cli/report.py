@@ -99,9 +99,7 @@ def run(args: argparse.Namespace) -> int:
               f"(listed in {summary.index})", file=sys.stderr)
     if not args.quiet:
         print(summary.text)
-    best = summary.best_configuration
-    if summary.best_by_model:
-        best = "; ".join(f"{label}: {b or '-'}" for label, b in summary.best_by_model.items())
+    best = summary.best_text()
     print(
         f"report of {summary.n_records} records written to {summary.index}"
         + (f" (best on average: {best})" if best else "")

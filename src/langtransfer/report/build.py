@@ -110,16 +110,50 @@ class ReportSummary:
     text: str = ""
     #: One line per cell without an interval (or left out), naming it and what to do.
     problems: tuple[str, ...] = ()
+    #: Tested reports: per model label ("" with one model), the configuration(s) best on
+    #: average -- one when the paired test finds it better than every other, else the
+    #: tied set.
+    best_average: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def best_configuration(self) -> str | None:
-        """The configuration with the highest complete average, if any is complete."""
+        """The configuration with the highest complete average, if any is complete (tested:
+        only one significantly better than every other)."""
+        if "" in self.best_average:
+            best = self.best_average[""]
+            return best[0] if len(best) == 1 else None
         return _best_of(self.average_by_configuration)
 
     @property
     def best_by_model(self) -> dict[str, str | None]:
         """Per base model (several-model reports): its best configuration on average."""
-        return {label: _best_of(avgs) for label, avgs in self.average_by_model.items()}
+        return {label: (b[0] if len(b) == 1 else None) if (b := self.best_average.get(label))
+                else _best_of(avgs) for label, avgs in self.average_by_model.items()}
+
+    def best_text(self) -> str:
+        """The best configuration(s) on average as the CLI says it ("" for none)."""
+        def one(label: str, fallback: str | None) -> str:
+            best = self.best_average.get(label)
+            if best is None:
+                return fallback or ""
+            return best[0] if len(best) == 1 else "tied " + " = ".join(best)
+
+        if self.average_by_model:
+            return "; ".join(f"{label}: {one(label, b) or '-'}"
+                             for label, b in self.best_by_model.items())
+        return one("", self.best_configuration)
+
+
+def _best_average(grids: Mapping[str, Grid]) -> dict[str, tuple[str, ...]]:
+    """Per label, the tested best (or tied best) of the per-configuration summary's
+    average column; labels whose summary is untested are left out."""
+    out = {}
+    for label, grid in grids.items():
+        if grid.tested:
+            best = grid.best(AVG) or grid.tied(AVG)
+            if best:
+                out[label] = tuple(sorted(best, key=_row_order))
+    return out
 
 
 def _best_of(averages: Mapping[str, float | None]) -> str | None:
@@ -1032,6 +1066,7 @@ def build_report(
             average_by_configuration=dict(tables.by_configuration.averages),
             text=_format(prepared),
             problems=tuple(prepared.problems),
+            best_average=_best_average({"": tables.by_configuration}),
         )
     return ReportSummary(
         out_dir=final,
@@ -1043,6 +1078,8 @@ def build_report(
         average_by_model={label: dict(cross.by_model.column(label)) for label in cross.labels},
         text=_format(prepared),
         problems=tuple(prepared.problems),
+        best_average={label: best for label, best in _best_average(
+            {label: t.by_configuration for label, t in per_model.items()}).items()},
     )
 
 

@@ -121,10 +121,11 @@ def load_study_config(path: str | Path, **overrides: Any) -> StudyConfig:
             if "model" in raw:
                 raise LangTransferError(f"{path}: give either 'model' or 'models', not both")
             parse_models(raw["models"])  # an empty list is an error, not the default
-        if "seeds" in raw:
-            if "seed" in raw:
-                raise LangTransferError(f"{path}: give either 'seed' or 'seeds', not both")
+        if raw.get("seeds") is not None:
             check_seeds(raw["seeds"], str(path))  # an empty list is an error, not the default
+            if "seed" in raw and raw["seed"] != raw["seeds"][0]:  # the first is the seed
+                raise LangTransferError(f"{path}: give either 'seed' ({raw['seed']!r:.20}) or "
+                                        f"'seeds' ({raw['seeds']!r:.60}), not both")
         config = validate(StudyConfig(**raw), str(path))
         # Relative outputs are relative to the working directory, as on the command line.
         config.output = str(Path(config.output))
