@@ -113,7 +113,9 @@ def test_the_dry_run_counts_what_each_later_seed_adds(tmp_path):
     text = describe_dry_run(arts, check_plan(arts))
     assert "seeds: 3 (7, 8, 9): every representation is trained and every cell evaluated " \
            "once per seed" in text
-    assert "  seed=8: 2 language representations, 2 task representations, 6 evaluations" in text
+    # 2 language prompts x 2 steps + 2 task adapters x 4 steps
+    assert "  seed=8: 2 language representations, 2 task representations (12 training steps " \
+           "in all), 6 evaluations" in text
     assert "evaluations: 18 (0 done, 18 to build)" in text
     assert "evaluation nli (seed=9): 6 cells" in text
     assert "nli: en <= 6 examples (the max_eval_examples cap) -> >= 80.9" in text  # 198 / sqrt(6)

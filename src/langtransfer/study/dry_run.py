@@ -175,14 +175,18 @@ def _seed_counts(artefacts: list[Artefact]) -> list[str]:
     for art in artefacts:
         if art.replicate:
             label = f"{art.replicate} ({art.model_label})" if art.model_label else art.replicate
-            counts.setdefault(label, dict.fromkeys(STAGES, 0))[art.stage] += 1
+            n = counts.setdefault(label, {**dict.fromkeys(STAGES, 0), "steps": 0})
+            n[art.stage] += 1
+            if isinstance(art.job, (LanguageJob, TaskJob)):
+                n["steps"] += art.job.train.max_steps
     lines = [f"seeds: {len(seeds)} ({', '.join(map(str, seeds))}): every representation is "
              "trained and every cell evaluated once per seed; the first seed's artefacts keep "
              "the paths of a one-seed study, each later seed adds:"]
     for label, n in counts.items():
         composed = f"{n['composed']} composed representations, " if n["composed"] else ""
         lines.append(f"  {label}: {n['language']} language representations, {composed}"
-                     f"{n['task']} task representations, {n['evaluation']} evaluations")
+                     f"{n['task']} task representations ({n['steps']:,} training steps in "
+                     f"all), {n['evaluation']} evaluations")
     return lines
 
 
