@@ -210,3 +210,13 @@ def test_cross_model_agreement_counts_tied_sets(tmp_path):
     assert one["ta"]["en"].startswith("**") and one["la+ta"]["en"][0].isdigit()
     assert "tied best" not in (study / "report" / "one" / "tables" / "qa.en.md").read_text(
         encoding="utf-8")
+
+
+def test_the_demo_guidance_names_the_differences_the_test_finds(grid):
+    from langtransfer.cli.demo import guidance
+
+    text = guidance(grid)
+    assert f"the demo's test sets have {N} examples per language" in text
+    line = next(ln for ln in text.splitlines() if ln.startswith("  qa.en: "))
+    assert "ta ▲ on de, en, sk, avg" in line and "stp ▼ on sk" in line
+    assert "Every other difference in the tables is within what chance leaves" in text

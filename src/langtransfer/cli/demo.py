@@ -31,12 +31,16 @@ def _real_differences(report: Path) -> list[str]:
     sizes = [r for m in models.values() for r in m.get("sample_size", [])]
     if not sizes:
         return []
-    ns = sorted({r["n"] for r in sizes if r.get("n")})
-    detect = sorted(r["detectable"] for r in sizes if r.get("detectable") is not None)
+    def span(values: list[float]) -> str:
+        low, high = f"{min(values):.0f}", f"{max(values):.0f}"
+        return low if low == high else f"{low}-{high}"
+
+    ns = [r["n"] for r in sizes if r.get("n")]
+    detect = [r["detectable"] for r in sizes if r.get("detectable") is not None]
     lines = [
-        f"What is real at these sizes: the demo's test sets have {ns[0]}-{ns[-1]} examples per "
-        f"language, so a paired test detects differences of about {detect[0]:.0f}-"
-        f"{detect[-1]:.0f} points (report.md's 'Sample size'); smaller ones may be chance.",
+        f"What is real at these sizes: the demo's test sets have {span(ns)} examples per "
+        f"language, so a paired test detects differences of about {span(detect)} points "
+        "(report.md's 'Sample size'); smaller ones may be chance.",
         "Differences to base the test finds (Holm-corrected; ▲ better, ▼ worse):",
     ]
     for label, model in models.items():
