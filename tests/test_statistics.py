@@ -181,3 +181,38 @@ def test_resamples_are_seeded_and_shared_per_test_set():
     counts = r.example_counts("x", 7)
     assert counts.shape == (50, 7) and set(counts.sum(axis=1)) == {7.0}
     assert percentile_interval(np.arange(101.0)) == pytest.approx((2.5, 97.5))
+
+
+def test_paired_tests_on_constructed_predictions():
+    """From predictions through the task's own per-example scores: the same predictions
+    never differ; predictions right wherever the other's are, and on 25 more examples,
+    are significantly better (NLI accuracy, 120 examples)."""
+    from langtransfer.inference.scoring import example_scores
+    from langtransfer.tasks import Example
+
+    nli = get_task("nli")
+    rng = np.random.default_rng(10)
+    words = list(nli.label_words.values())
+    golds = [nli.classes[i] for i in rng.integers(0, 3, 120)]
+    examples = [Example(str(i), "en", "x", nli.label_words[g], g) for i, g in enumerate(golds)]
+    wrong = {g: next(w for c, w in nli.label_words.items() if c != g) for g in nli.classes}
+    weak = {ex.id: (ex.target if rng.random() < 0.5 else wrong[ex.gold]) for ex in examples}
+    better = dict(weak)
+    for ex in [ex for ex in examples if weak[ex.id] != ex.target][:25]:
+        better[ex.id] = ex.target
+    garbage = {ex.id: rng.choice(words + ["", "perhaps"]) for ex in examples}
+
+    def estimate(*systems):
+        cells = []
+        for preds in systems:
+            scores = example_scores(nli, examples, preds)
+            columns = {k: v for k, v in scores.columns.items()
+                       if k in nli.reading_columns("accuracy", scores.columns)}
+            cells.append(CellScores([columns], "accuracy", nli.metrics_from_stats))
+        return estimate_cells("nli/en", cells, Resampler())
+
+    a, b, c = estimate(better, weak, dict(weak))
+    assert compare(a, b).p < 1e-4 and compare(a, b).difference == pytest.approx(25 / 1.2)
+    assert compare(b, c).p == 1.0
+    g1, g2 = estimate(garbage, garbage)
+    assert compare(g1, g2).p == 1.0
