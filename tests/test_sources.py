@@ -18,8 +18,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import requests
 
-from langtransfer.errors import DataFormatError, LangTransferError
+from langtransfer.errors import DataFormatError, LangTransferError, UnknownNameError
 from langtransfer.tasks import get_task
 from langtransfer.tasks.paper_data import QA_SOURCES
 from langtransfer.tasks.sources import PARQUET_EXPORT, carve
@@ -30,8 +31,10 @@ QA, NLI, CW = get_task("qa"), get_task("nli"), get_task("checkworthiness")
 # ------------------------------------------------------------------ the mirror
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
-    """``hub(repo, {path: rows or text}, revision)`` writes a repository snapshot into an
-    offline huggingface_hub cache (parquet for row lists) and returns the snapshot dir."""
+    """``hub(repo, {path: rows, text or a datasets.Dataset}, revision)`` writes a repository
+    snapshot into an offline huggingface_hub cache (parquet for row lists; a Dataset through
+    its own ``to_parquet``, which keeps its features in the schema metadata as the hub's
+    export does) and returns the snapshot dir."""
     import huggingface_hub.constants as hf_constants
 
     cache = tmp_path / "hub"
@@ -48,6 +51,8 @@ def hub(tmp_path, monkeypatch):
             path.parent.mkdir(parents=True, exist_ok=True)
             if isinstance(content, str):
                 path.write_text(content, encoding="utf-8")
+            elif isinstance(content, datasets.Dataset):
+                content.to_parquet(str(path))
             else:
                 pq.write_table(pa.Table.from_pylist(content), path)
         ref = root / "refs" / revision
@@ -380,8 +385,8 @@ def test_train_task_on_one_train_file_validates_on_a_disjoint_part(tmp_path, mon
 
     real = task_training.load_examples
 
-    def spy(task, language, split, data=None, max_examples=None):
-        out = real(task, language, split, data, max_examples)
+    def spy(task, language, split, data=None, max_examples=None, **reading):
+        out = real(task, language, split, data, max_examples, **reading)
         seen[split] = out
         return out
 
@@ -455,3 +460,275 @@ def test_evaluate_on_the_paper_source_reads_the_hub_mirror(hub, tmp_path):
     lines = (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()
     assert [json.loads(line)["gold"] for line in lines] == [
         "entailment", "neutral", "contradiction"] * 2
+
+
+# ------------------------------------------- labels read by the data's class names
+def nli_dataset(labels, names):
+    """ANLI-CS-shaped rows with ``datasets`` features: ``to_parquet`` stores the
+    ``ClassLabel`` names in the schema metadata, as the hub's parquet export does."""
+    features = datasets.Features({
+        "id": datasets.Value("string"), "claim": datasets.Value("string"),
+        "evidence": datasets.Value("string"), "label": datasets.ClassLabel(names=list(names))})
+    return datasets.Dataset.from_dict(
+        {"id": [str(i) for i in range(len(labels))], "claim": [f"h{i}" for i in labels],
+         "evidence": ["p"] * len(labels), "label": labels}, features=features)
+
+
+# What public use of ctu-aic/anli_cs indicates (0 refutes ... 2 supports), as class names.
+CS_NAMES = ("contradiction", "neutral", "entailment")
+
+
+def test_class_names_in_the_export_decide_what_a_label_id_means(hub):
+    snapshot = hub("ctu-aic/anli_cs", {"default/test/0000.parquet": nli_dataset([0, 1, 2, 0],
+                                                                                CS_NAMES)})
+    metadata = pq.read_schema(snapshot / "default/test/0000.parquet").metadata[b"huggingface"]
+    assert json.loads(metadata)["info"]["features"]["label"]["names"] == list(CS_NAMES)
+    data = NLI.load_data("cs", "test")
+    assert [e.gold for e in data.examples] == ["contradiction", "neutral", "entailment",
+                                               "contradiction"]
+    assert [e.target for e in data.examples] == ["No", "Maybe", "Yes", "No"]
+    assert data.label_mapping == (
+        "column 'label': label ids read by the data's class names (0 contradiction, 1 neutral, "
+        "2 entailment); the reference read them by position (0 entailment, 1 neutral, "
+        "2 contradiction)")
+    ref = NLI.load_data("cs", "test", label_order="positional")  # the reference's reading
+    assert [e.gold for e in ref.examples] == ["entailment", "neutral", "contradiction",
+                                              "entailment"]
+    assert ref.label_mapping == (
+        "column 'label': label ids read by position, as the reference did (0 entailment, "
+        "1 neutral, 2 contradiction); the data's class names say 0 contradiction, 1 neutral, "
+        "2 entailment")
+    assert NLI.load("cs", "test", label_order="positional") == ref.examples
+
+
+def test_fever_class_names_and_names_that_say_nothing(hub):
+    hub("ctu-aic/anli_cs", {"default/test/0000.parquet": nli_dataset(
+        [0, 2], ("REFUTES", "NOT ENOUGH INFO", "SUPPORTS"))})
+    data = NLI.load_data("cs", "test")
+    assert [e.gold for e in data.examples] == ["contradiction", "entailment"]
+    assert "(0 REFUTES = contradiction, 1 NOT ENOUGH INFO = neutral, 2 SUPPORTS = " \
+           "entailment)" in data.label_mapping
+    # XNLI's own names agree with the positions, numerals name nothing: no note either way
+    for names in (("entailment", "neutral", "contradiction"), ("0", "1", "2")):
+        hub("ctu-aic/anli_cs", {"default/test/0000.parquet": nli_dataset([0, 2], names)})
+        for order in ("by_name", "positional"):
+            data = NLI.load_data("cs", "test", label_order=order)
+            assert [e.gold for e in data.examples] == ["entailment", "contradiction"]
+            assert data.label_mapping is None
+
+
+def test_class_names_that_are_not_the_tasks_labels_are_refused_naming_both(hub):
+    hub("ctu-aic/anli_cs", {"default/test/0000.parquet": nli_dataset(
+        [0, 1], ("positive", "negative"))})
+    with pytest.raises(DataFormatError) as err:
+        NLI.load("cs", "test")
+    assert str(err.value) == (
+        "hub:ctu-aic/anli_cs:test@refs/convert/parquet: class names of column 'label' "
+        "(positive, negative) are not all nli labels (entailment, neutral, contradiction; "
+        "or the words Yes, Maybe, No)")
+    ref = NLI.load_data("cs", "test", label_order="positional")  # the reference reads ids
+    assert [e.gold for e in ref.examples] == ["entailment", "neutral"]
+    assert ref.label_mapping.endswith("the data's class names say 0 positive, 1 negative")
+    with pytest.raises(UnknownNameError, match="unknown label order 'names'; valid: by_name, "
+                       "positional"):
+        NLI.load("cs", "test", label_order="names")
+
+
+def test_local_parquet_files_are_read_by_their_class_names_too(tmp_path):
+    nli_dataset([0, 2], CS_NAMES).to_parquet(str(tmp_path / "cs.test.parquet"))
+    assert [e.gold for e in NLI.load("cs", "test", tmp_path)] == ["contradiction", "entailment"]
+    assert [e.gold for e in NLI.load("cs", "test", tmp_path / "cs.test.parquet")] == [
+        "contradiction", "entailment"]
+    copy = tmp_path / "anli_cs"  # a copy laid out as the hub's export
+    (copy / "default" / "test").mkdir(parents=True)
+    nli_dataset([2, 1], CS_NAMES).to_parquet(str(copy / "default" / "test" / "0000.parquet"))
+    data = NLI.load_data("cs", "test", copy)
+    assert [e.gold for e in data.examples] == ["entailment", "neutral"]
+    assert data.where == f"{copy} (a copy of hub:ctu-aic/anli_cs:test@refs/convert/parquet)"
+    assert data.label_mapping is not None
+
+
+def test_metrics_json_says_how_the_labels_were_read(hub, tmp_path):
+    from langtransfer.inference.evaluate import evaluate
+
+    hub("ctu-aic/anli_cs", {"default/test/0000.parquet": nli_dataset([0, 1, 2], CS_NAMES)})
+    for order, golds in (("by_name", ["contradiction", "neutral", "entailment"]),
+                         ("positional", ["entailment", "neutral", "contradiction"])):
+        out = tmp_path / order
+        record = evaluate(model="tiny", task="nli", language="cs", output=out,
+                          max_new_tokens=2, show_progress=False, label_order=order)
+        written = json.loads((out / "metrics.json").read_text())
+        assert written["label_mapping"] == record["label_mapping"]
+        assert record["label_mapping"].startswith(
+            "column 'label': label ids read by " + ("the data's class names" if order ==
+                                                    "by_name" else "position"))
+        lines = (out / "predictions.jsonl").read_text().splitlines()
+        assert [json.loads(line)["gold"] for line in lines] == golds
+    hub("facebook/xnli", {"de/test/0000.parquet": [{"premise": "p", "hypothesis": "h",
+                                                    "label": 0}]})
+    record = evaluate(model="tiny", task="nli", language="de", max_new_tokens=2,
+                      show_progress=False)
+    assert "label_mapping" not in record  # no class names, nothing to say
+
+
+def test_score_cli_metrics_json_says_how_the_labels_were_read(tmp_path, capsys):
+    from langtransfer.cli import main
+
+    data = tmp_path / "cs.test.parquet"
+    nli_dataset([0, 2], CS_NAMES).to_parquet(str(data))
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text('{"id": "0", "prediction": "No"}\n{"id": "1", "prediction": "No"}\n')
+    assert main(["score", "--task", "nli", "--data", str(data), "--predictions", str(preds),
+                 "--output", str(tmp_path / "out")]) == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["metrics"]["accuracy"] == 50.0  # gold: contradiction, entailment
+    assert metrics["label_mapping"].startswith("column 'label': label ids read by the data's")
+    capsys.readouterr()
+
+
+# ------------------------------------------------------------ SK-ANLI on the hub
+SKANLI_CSV = ("uid,claim,evidence,label,translated\n"
+              "{p}1,Hyp one,Prem one,0,True\n"
+              '{p}2,"Hyp, two",Prem two,2,False\n')
+
+
+def test_slovak_nli_reads_the_hub_csvs_of_ivykopal_anli_sk(hub, tmp_path):
+    from langtransfer.study.data_check import check_data
+
+    hub("ivykopal/anli_sk", {f"{split}.csv": SKANLI_CSV.format(p=split[:2])
+                             for split in ("train", "validation", "test")}, revision="main")
+    for split in ("train", "validation", "test"):
+        got = NLI.load("sk", split)
+        assert [(e.id, e.gold) for e in got] == [
+            (f"{split[:2]}1", "entailment"), (f"{split[:2]}2", "contradiction")]
+        assert got[1].input == 'Prem two \n\nQuestion: Does this imply that "Hyp, two"? ' \
+                               "Yes, no, or maybe?"
+        assert check_data("nli", "sk", split, None).source == f"hub:ivykopal/anli_sk:{split}@main"
+    # a local directory laid out like the hub repository is read the same way
+    copy = tmp_path / "anli_sk"
+    copy.mkdir()
+    (copy / "test.csv").write_text(SKANLI_CSV.format(p="te"), encoding="utf-8")
+    assert NLI.load("sk", "test", copy) == NLI.load("sk", "test")
+    assert NLI.resolve("sk", "test", copy) == f"{copy} (a copy of hub:ivykopal/anli_sk:test@main)"
+    with pytest.raises(LangTransferError, match=r"not found: .*anli_sk_train.csv \(task nli "
+                       r"reads SK-ANLI.* from anli_sk_train.csv under .*anli_sk, or from a copy of "
+                       r"hub:ivykopal/anli_sk:train@main laid out as the hub serves it "
+                       r"\(train.csv\)\)$"):
+        NLI.load("sk", "train", copy)
+    # a hub-only source: the directory is neither layout, and the error names both
+    with pytest.raises(LangTransferError, match=r"unknown language for nli files in .*'de'; "
+                       r"valid: ; nor is .* a copy of hub:facebook/xnli\[de\]:test@refs/convert/"
+                       r"parquet laid out as the hub serves it \(de/test/\*.parquet\)$"):
+        NLI.load("de", "test", copy)
+
+
+def test_the_paper_config_needs_no_local_file_for_slovak_nli():
+    from importlib.resources import files
+
+    import yaml
+
+    config = yaml.safe_load(files("langtransfer").joinpath("configs/paper.yaml").read_text())
+    assert "sk" not in config["data"]["nli"]
+
+
+# ------------------------------------------------------------ MultiClaim floats
+def test_multiclaim_claim_written_as_floats_by_pandas(tmp_path):
+    root = tmp_path / "MultiClaim"
+    root.mkdir()
+    frame = pd.DataFrame({"en": ["Taxes rose", "Hello", "Sky"], "de": ["Steuern", "Hallo", ""],
+                          "claim": [1, 0, None]})  # the missing value makes the column float
+    for name in ("train-all.csv", "dev-all.csv", "test-all.csv"):
+        frame.to_csv(root / name, index=False)
+    assert "Taxes rose,Steuern,1.0" in (root / "test-all.csv").read_text()
+    # German skips the row without text; English has a claim that is no number at all
+    assert [e.gold for e in CW.load("de", "test", root)] == ["checkworthy", "not_checkworthy"]
+    with pytest.raises(DataFormatError, match=r"test-all.csv:4: column 'claim' holds nothing; "
+                       r"valid: 0, 1 \(or 0.0, 1.0\)$"):
+        CW.load("en", "test", root)
+    for bad, shown in (("0.5", "'0.5'"), ("2.0", "'2.0'"), ("yes", "'yes'")):
+        (root / "test-all.csv").write_text(f"en,claim\nA,1.0\nB,{bad}\n", encoding="utf-8")
+        with pytest.raises(DataFormatError, match=rf"test-all.csv:3: column 'claim' holds "
+                           rf"{shown}; valid: 0, 1 \(or 0.0, 1.0\)$"):
+            CW.load("en", "test", root)
+    frame.dropna().to_parquet(tmp_path / "en.test.parquet")  # floats stay floats in parquet
+    assert pq.read_schema(tmp_path / "en.test.parquet").field("claim").type == pa.float64()
+    assert [e.gold for e in CW.load("en", "test", tmp_path)] == ["checkworthy",
+                                                                 "not_checkworthy"]
+
+
+# ------------------------------------------------------ a parquet export gone
+class _NoExport(requests.adapters.HTTPAdapter):
+    """The hub's answer to a revision it does not have: 404 with ``X-Error-Code:
+    RevisionNotFound``, which huggingface_hub turns into ``RevisionNotFoundError``."""
+
+    def __init__(self):
+        super().__init__()
+        self.urls: list[str] = []
+
+    def send(self, request, **kwargs):
+        self.urls.append(request.url)
+        response = requests.Response()
+        response.status_code = 404
+        response.headers.update({"X-Error-Code": "RevisionNotFound",
+                                 "X-Error-Message": "Invalid rev id: refs/convert/parquet"})
+        response._content = b'{"error": "Invalid rev id: refs/convert/parquet"}'
+        response.url, response.request = request.url, request
+        return response
+
+
+@pytest.fixture
+def hub_without_export(hub, monkeypatch):
+    """An online hub (behind huggingface_hub's own HTTP backend hook) that has no
+    parquet-export revision of any dataset."""
+    import huggingface_hub
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    adapter = _NoExport()
+
+    def session():
+        s = requests.Session()
+        s.mount("https://", adapter)
+        s.mount("http://", adapter)
+        return s
+
+    huggingface_hub.configure_http_backend(backend_factory=session)
+    yield adapter
+    huggingface_hub.configure_http_backend()
+
+
+def test_a_missing_parquet_export_says_so_and_a_local_copy_is_read_instead(
+        hub_without_export, tmp_path):
+    from huggingface_hub.errors import RevisionNotFoundError
+
+    from langtransfer.tasks.sources import MissingExportError
+
+    with pytest.raises(MissingExportError) as err:
+        QA.load("de", "validation")
+    assert isinstance(err.value.__cause__, RevisionNotFoundError)  # the hub call's own error
+    assert hub_without_export.urls[0].endswith(
+        "/api/datasets/facebook/mlqa/revision/refs%2Fconvert%2Fparquet")
+    assert str(err.value) == (
+        "facebook/mlqa config 'mlqa-translate-train.de' split 'train': the hub has no parquet "
+        "export (refs/convert/parquet) of this dataset (deleted when main changes, not rebuilt "
+        "for a loading-script dataset); put a copy of its mlqa-translate-train.de/train/*.parquet "
+        "files at those paths in a directory and pass that as the data (path=, --data, "
+        "data.<task>.<language>; docs/data.md)")
+    from langtransfer.results.failures import one_line
+    assert one_line(err.value).endswith("docs/data.md)")  # a study's record keeps all of it
+    with pytest.raises(MissingExportError, match=r"^Divyanshu/indicxnli config 'te' split "
+                       r"'test': .* te/test/\*.parquet files"):
+        NLI.load("te", "test")
+    # the way out: the copy, read with the reference's splits as the hub's files would be
+    copy, train = tmp_path / "mlqa", squad_rows(40, "tr")
+    for rel, rows in (("train/0000.parquet", train[:25]), ("train/0001.parquet", train[25:]),
+                      ("validation/0000.parquet", squad_rows(6, "va"))):
+        (copy / "mlqa-translate-train.de" / rel).parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(rows), copy / "mlqa-translate-train.de" / rel)
+    frame = pd.DataFrame(train)
+    assert [e.id for e in QA.load("de", "validation", copy)] == reference_split(frame, ("test",))
+    assert [e.id for e in QA.load("de", "train", copy)] == reference_split(frame, ("train",))
+    assert [e.id for e in QA.load("de", "test", copy)] == [f"va{i}" for i in range(6)]
+    assert QA.resolve("de", "train", copy).startswith(
+        f"{copy} (a copy of hub:facebook/mlqa[mlqa-translate-train.de]:train@refs/convert/parquet"
+        " (85% part")

@@ -9,6 +9,7 @@ runs -- one place, so they work the same everywhere.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from langtransfer.base.loading import DEFAULT_MODEL
@@ -40,6 +41,19 @@ def load_extension_options(args: argparse.Namespace) -> None:
     from langtransfer.tasks.extensions import load_extensions
 
     load_extensions(getattr(args, "task_modules", ()), getattr(args, "languages_files", ()))
+
+
+def add_profile_option(parser: argparse.ArgumentParser, applies: str) -> None:
+    """``--profile method|reference`` (:mod:`langtransfer.profiles`); ``applies`` says what
+    it sets for this verb."""
+    from langtransfer.profiles import DEFAULT_PROFILE, PROFILES
+
+    parser.add_argument(
+        "--profile", choices=list(PROFILES),
+        help=f"'reference' reproduces the published numbers as the paper's reference code "
+        f"computed them, 'method' is the method as described (default {DEFAULT_PROFILE}); "
+        f"here it sets {applies} (docs/fidelity.md)",
+    )
 
 
 def add_model_option(parser: argparse.ArgumentParser) -> None:
@@ -147,11 +161,18 @@ def check_kind_options(args: argparse.Namespace) -> None:
 
 
 def settings_from_args(args: argparse.Namespace, kind: str, role: str) -> TrainSettings:
+    """The paper's settings for ``kind`` and ``role`` with the options given; a task
+    prompt keeps the best checkpoint unless ``--profile`` says otherwise."""
+    from langtransfer.profiles import get_profile
     from langtransfer.training.trainer import default_settings
 
+    keep_best = None
+    if role == "task" and kind == "prompt":
+        keep_best = get_profile(getattr(args, "profile", None)).task_prompt_keep_best
     return default_settings(
         kind,
         role,
+        keep_best=keep_best,
         max_steps=args.steps,
         batch_size=args.batch_size,
         eval_batch_size=getattr(args, "eval_batch_size", None),
@@ -174,14 +195,17 @@ def settings_from_args(args: argparse.Namespace, kind: str, role: str) -> TrainS
 def prompt_from_args(
     args: argparse.Namespace, default_text: str, label_words: list[str] | None = None
 ) -> PromptConfig:
+    from langtransfer.profiles import get_profile
     from langtransfer.representations import PromptConfig
 
-    return PromptConfig(
+    config = PromptConfig(
         **_given(num_tokens=args.prompt_tokens, init=args.init),
         init_text=args.init_text or default_text,
         label_words=label_words,
         seed=args.seed if args.seed is not None else 42,
     )
+    rows = get_profile(getattr(args, "profile", None)).prompt_parameter_rows(config.num_tokens)
+    return config if rows is None else replace(config, parameter_rows=rows)
 
 
 def adapter_from_args(args: argparse.Namespace) -> AdapterSpec:

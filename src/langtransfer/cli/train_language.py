@@ -12,6 +12,7 @@ from langtransfer.cli.common import (
     adapter_from_args,
     add_extension_options,
     add_model_option,
+    add_profile_option,
     add_training_options,
     check_kind_options,
     prompt_from_args,
@@ -81,6 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "1000)",
     )
     add_training_options(p, "language")
+    add_profile_option(p, "a soft prompt's parameter rows (the reference's: 2 per token)")
     add_extension_options(p, tasks=False)
     p.set_defaults(func=run)
 
@@ -134,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
             resume=args.resume,
             overwrite=args.overwrite,
             trust_remote_code=args.trust_remote_code,
+            profile=args.profile,
         )
     training = read_manifest(out)["training"]
     keys = ("steps", "validation_loss_without", "validation_loss_initial", "validation_loss")

@@ -115,10 +115,15 @@ def _check_same(a: Representation, b: Representation) -> None:
             f"part {b.where} was trained on base model {bb.get('name')!r} but {a.where} on "
             f"{ba.get('name')!r} ({', '.join(diffs)}); a combination takes one base"
         )
-    if a.kind == "prompt" and a.soft_prompt.embedding.shape != b.soft_prompt.embedding.shape:
+    if a.kind == "prompt" and a.soft_prompt.num_tokens != b.soft_prompt.num_tokens:
         raise LangTransferError(
             f"part {b.where} is a prompt of {b.soft_prompt.num_tokens} tokens but {a.where} "
             f"of {a.soft_prompt.num_tokens}; prompts combine only at equal length"
+        )
+    if a.kind == "prompt" and a.soft_prompt.embedding.shape != b.soft_prompt.embedding.shape:
+        raise LangTransferError(
+            f"part {b.where} is a prompt parameter of {b.soft_prompt.rows} rows but {a.where} "
+            f"of {a.soft_prompt.rows} (parameter_rows); prompts combine only at equal shape"
         )
     if a.kind == "adapter" and a.adapter != b.adapter:
         raise LangTransferError(
@@ -189,7 +194,7 @@ def _combined_prompt(
     total = torch.zeros_like(first.soft_prompt.embedding.detach(), dtype=torch.float32)
     for rep, w in reps:  # in the parts' order: the sum is reproducible bit for bit
         total = total + w * rep.soft_prompt.embedding.detach().float()
-    prompt = SoftPrompt(*total.shape)
+    prompt = SoftPrompt(first.soft_prompt.num_tokens, total.shape[1], total.shape[0])
     with torch.no_grad():
         prompt.embedding.copy_(total)
     assert first.prompt_config is not None

@@ -417,7 +417,7 @@ class ComposedModel(nn.Module):
         """A bank's prompts stacked (entries × tokens × dim); frozen banks are stacked
         once and reused until a prompt's weights change."""
         weights: list[torch.Tensor] = [
-            cast(SoftPrompt, p).embedding for p in self._bank_prompts(role)
+            cast(SoftPrompt, p)() for p in self._bank_prompts(role)
         ]
         if any(w.requires_grad for w in weights):
             return torch.stack(weights)

@@ -39,9 +39,10 @@ from langtransfer.inference.scoring import (
 )
 from langtransfer.io import write_json, write_jsonl
 from langtransfer.languages import get_language
+from langtransfer.profiles import LONG_INPUTS, check_choice, get_profile
 from langtransfer.representations import Representation
 from langtransfer.tasks import get_task
-from langtransfer.tasks.encoding import cut, load_examples, tokenise
+from langtransfer.tasks.encoding import cut, load_task_data, tokenise
 from langtransfer.tasks.sources import progress_bars
 
 #: The generation budget of the paper's reference code, the default for every task. Its
@@ -296,6 +297,10 @@ def evaluate(
     scoring: str = "generate",
     show_progress: bool = True,
     trust_remote_code: bool = False,
+    label_order: str | None = None,
+    empty_answers: str | None = None,
+    long_inputs: str | None = None,
+    profile: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate one configuration on one task and target language; return the metrics record.
 
@@ -306,6 +311,16 @@ def evaluate(
     ``max_new_tokens`` defaults to :data:`REFERENCE_MAX_NEW_TOKENS` (the paper's budget).
     Metrics follow :func:`langtransfer.inference.scoring.score_predictions` with the base's
     tokenizer (the reference reading primary, the strict one beside it).
+    ``profile`` (:mod:`langtransfer.profiles`; default ``method``) sets what the next three
+    leave at None, and is recorded with them:
+    ``label_order``: how integer labels are read where the data names its classes
+    (:data:`~langtransfer.tasks.LABEL_ORDERS`; ``positional`` is the reference's reading);
+    when the two readings differ, ``metrics.json`` says so under ``label_mapping``.
+    ``empty_answers``: QA rows whose answer text is empty are dropped, or kept (scoring 0 F1)
+    as the reference kept them (:data:`~langtransfer.tasks.EMPTY_ANSWERS`).
+    ``long_inputs``: an input over ``max_length`` tokens keeps its first ones, or is cut into
+    chunks and the last one predicted, as the reference did
+    (:data:`~langtransfer.profiles.LONG_INPUTS`).
 
     With ``output``, writes ``predictions.jsonl`` (id, input, generated text as
     ``prediction``, parsed prediction, gold), ``metrics.json`` and the per-example scores
@@ -313,6 +328,13 @@ def evaluate(
     sums of, for confidence intervals) there, atomically.
     """
     task_obj, lang = get_task(task), get_language(language)
+    chosen = get_profile(profile)
+    reading = {
+        "label_order": label_order or chosen.label_order,
+        "empty_answers": empty_answers or chosen.empty_answers,
+        "long_inputs": check_choice("long_inputs", long_inputs or chosen.long_inputs,
+                                    LONG_INPUTS),
+    }
     if scoring not in SCORING:
         raise UnknownNameError("scoring", scoring, SCORING)
     if scoring == "rank" and not task_obj.label_words:
@@ -321,7 +343,10 @@ def evaluate(
             "has none (use --scoring generate)"
         )
     with progress_bars(show_progress):
-        examples = load_examples(task_obj, lang.code, split, data, max_examples)
+        loaded_data = load_task_data(task_obj, lang.code, split, data, max_examples,
+                                     label_order=reading["label_order"],
+                                     empty_answers=reading["empty_answers"])
+    examples = loaded_data.examples
     loaded = LoadedBase.of(model, trust_remote_code=trust_remote_code)
     base, tokenizer = loaded.model, loaded.tokenizer
     lang_repr = loaded.representation(language_rep) if language_rep else None
@@ -344,7 +369,8 @@ def evaluate(
             f"{task_rep} was trained for task {task_repr.task!r}, not {task_obj.name!r}"
         )
     configuration = configuration_name(lang_repr, task_repr)
-    tokenised = tokenise(examples, tokenizer, max_length, with_labels=False, family=loaded.family)
+    tokenised = tokenise(examples, tokenizer, max_length, with_labels=False, family=loaded.family,
+                         long_inputs=reading["long_inputs"])
     rows = list(tokenised.dataset["input_ids"])
     limit = max_new_tokens or REFERENCE_MAX_NEW_TOKENS
     bar = tqdm(total=len(examples), desc=f"{task_obj.name}/{lang.code}/{configuration}",
@@ -369,6 +395,8 @@ def evaluate(
         "split": split,
         "configuration": configuration,
         "n_truncated": tokenised.n_truncated,
+        "profile": chosen.name,
+        "reading": reading,
         "data": str(data) if data is not None else "paper",
         "model": fingerprint(base),
         "representations": {
@@ -382,6 +410,8 @@ def evaluate(
               "label_target_length": task_obj.target_length,
               "revision": RANK_SCORING_REVISION},
     }
+    if loaded_data.label_mapping is not None:
+        record["label_mapping"] = loaded_data.label_mapping
     if output is not None:
         output = Path(output)
         out_rows = []

@@ -462,7 +462,7 @@ def export_peft_prompt(
         )
     directory = Path(directory)
     _check_output(directory, overwrite)
-    weights = rep.prompt.embedding.detach().to(torch.float32)
+    weights = rep.prompt().detach().to(torch.float32)  # the rows the encoder uses
     origin = {"role": rep.role, "language": rep.language, "task": rep.task,
               "base_model": rep.base_model}
     return _write_peft_dir(

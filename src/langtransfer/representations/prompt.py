@@ -34,6 +34,12 @@ class PromptConfig:
       from the most common tokens); language training counts them in the first
       :data:`FREQUENT_DOCUMENTS` training documents and stores them as
       ``extra["token_ids"]``, so the manifest records which tokens were used.
+
+    ``parameter_rows`` (None: ``num_tokens``): rows of the trained parameter, of which the
+    encoder uses the first ``num_tokens``. The reference's PEFT-shaped parameter has
+    2 × 50 rows (:mod:`langtransfer.profiles`, ``reference``): the unused rows get no
+    gradient but count in Adafactor's update clipping, so its updates are larger. They are
+    initialised as the used ones are (the init fills all rows) and saved with them.
     """
 
     num_tokens: int = 50
@@ -42,6 +48,7 @@ class PromptConfig:
     label_words: list[str] | None = None
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    parameter_rows: int | None = None
 
     def __post_init__(self) -> None:
         if self.init not in INIT_STRATEGIES:
@@ -52,9 +59,22 @@ class PromptConfig:
             raise LangTransferError("prompt init 'text' needs init_text (e.g. an instruction)")
         if self.init == "labels" and not self.label_words:
             raise LangTransferError("prompt init 'labels' needs label_words")
+        if self.parameter_rows is not None and self.parameter_rows < self.num_tokens:
+            raise LangTransferError(
+                f"parameter_rows ({self.parameter_rows}) must be at least num_tokens "
+                f"({self.num_tokens}): the encoder uses the first num_tokens rows"
+            )
+
+    @property
+    def rows(self) -> int:
+        """Rows of the trained parameter (``parameter_rows``, else ``num_tokens``)."""
+        return self.num_tokens if self.parameter_rows is None else self.parameter_rows
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["parameter_rows"] is None:  # absent at its default: earlier hashes and manifests
+            del d["parameter_rows"]
+        return d
 
 
 def _fill(ids: list[int], n: int) -> list[int]:
@@ -62,8 +82,8 @@ def _fill(ids: list[int], n: int) -> list[int]:
 
 
 def init_token_ids(config: PromptConfig, tokenizer: PreTrainedTokenizerBase) -> list[int] | None:
-    """The token ids whose embeddings initialise the prompt (None for ``random``)."""
-    n = config.num_tokens
+    """The token ids whose embeddings initialise the prompt's rows (None for ``random``)."""
+    n = config.rows
     if config.init == "text":
         return _fill(tokenizer(config.init_text).input_ids, n)
     if config.init == "labels":
@@ -113,14 +133,25 @@ def frequent_token_ids(
 
 
 class SoftPrompt(nn.Module):
-    """``num_tokens`` × ``dim`` trainable embeddings; ``forward()`` returns them."""
+    """``num_tokens`` × ``dim`` trainable embeddings; ``forward()`` returns them.
 
-    def __init__(self, num_tokens: int, dim: int):
+    With ``rows`` (> ``num_tokens``) the parameter has that many rows and ``forward()``
+    returns the first ``num_tokens`` (see :attr:`PromptConfig.parameter_rows`)."""
+
+    def __init__(self, num_tokens: int, dim: int, rows: int | None = None):
         super().__init__()
-        self.embedding = nn.Parameter(torch.zeros(num_tokens, dim))
+        if rows is not None and rows < num_tokens:
+            raise LangTransferError(f"a prompt of {num_tokens} tokens needs >= {num_tokens} "
+                                    f"rows, got {rows}")
+        self.embedding = nn.Parameter(torch.zeros(rows or num_tokens, dim))
+        self._num_tokens = num_tokens
 
     @property
     def num_tokens(self) -> int:
+        return self._num_tokens
+
+    @property
+    def rows(self) -> int:
         return self.embedding.shape[0]
 
     @property
@@ -136,16 +167,18 @@ class SoftPrompt(nn.Module):
     ) -> SoftPrompt:
         """A prompt initialised from the base model's input embeddings per ``config``."""
         weight = embeddings.weight.detach()
-        prompt = cls(config.num_tokens, weight.shape[1])
+        prompt = cls(config.num_tokens, weight.shape[1], config.parameter_rows)
         ids = init_token_ids(config, tokenizer)
         with torch.no_grad():
             if ids is None:
                 g = torch.Generator().manual_seed(config.seed)
-                noise = torch.randn(config.num_tokens, weight.shape[1], generator=g)
+                noise = torch.randn(config.rows, weight.shape[1], generator=g)
                 prompt.embedding.copy_(noise * weight.float().std())
             else:
                 prompt.embedding.copy_(weight[torch.tensor(ids)].float())
         return prompt
 
     def forward(self) -> torch.Tensor:
-        return self.embedding
+        if self.rows == self._num_tokens:
+            return self.embedding
+        return self.embedding[: self._num_tokens]

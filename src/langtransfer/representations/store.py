@@ -244,10 +244,10 @@ def load_representation(location: str | Path) -> Representation:
 
 def _load_prompt(directory: Path, m: dict[str, Any], common: dict[str, Any]) -> Representation:
     config = PromptConfig(**(m.get("prompt") or {}))
-    shape = (config.num_tokens, int(m["base_model"]["d_model"]))
+    shape = (config.rows, int(m["base_model"]["d_model"]))  # parameter_rows: all stored
     weights = directory / PROMPT_WEIGHTS
     _check_safetensors(weights, {"embedding": shape})
-    prompt = SoftPrompt(*shape)
+    prompt = SoftPrompt(config.num_tokens, shape[1], config.parameter_rows)
     with safe_open(str(weights), framework="pt") as f, torch.no_grad():
         prompt.embedding.copy_(f.get_tensor("embedding"))
     return Representation(prompt=prompt, prompt_config=config, path=directory,

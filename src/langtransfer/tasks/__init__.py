@@ -5,13 +5,16 @@ The built-in tasks are ``qa``, ``ner``, ``nli`` and ``checkworthiness``; see
 """
 
 from langtransfer.tasks.base import (
+    EMPTY_ANSWERS,
     FIXTURES_DIR,
+    LABEL_ORDERS,
     SOURCE_NAMES,
     SPLITS,
     ClassificationTask,
     DataSource,
     Example,
     Task,
+    TaskData,
 )
 from langtransfer.tasks.checkworthiness import CheckworthinessTask
 from langtransfer.tasks.ner import NERTask
@@ -25,6 +28,8 @@ del _task
 
 __all__ = [
     "FIXTURES_DIR",
+    "EMPTY_ANSWERS",
+    "LABEL_ORDERS",
     "SOURCE_NAMES",
     "SPLITS",
     "CheckworthinessTask",
@@ -35,6 +40,7 @@ __all__ = [
     "NLITask",
     "QATask",
     "Task",
+    "TaskData",
     "all_tasks",
     "get_task",
     "register_task",

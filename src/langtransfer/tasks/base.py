@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from langtransfer import profiles
 from langtransfer.errors import (
     DataFormatError,
     LangTransferError,
@@ -56,6 +57,8 @@ from langtransfer.tasks.sources import (
     apply_pick,
     describe_pick,
     hub_files,
+    matching_files,
+    parquet_class_names,
     read_parquet_files,
     single_file_pick,
 )
@@ -75,6 +78,15 @@ LANGUAGE_COLUMNS: tuple[str, ...] = ("language", "lang")
 _EXTENSIONS = (".json", ".jsonl", ".csv", ".tsv", ".parquet")
 #: Prefix of the metrics of the strict reading, for tasks that also have a reference reading.
 STRICT_PREFIX = "strict_"
+#: How integer labels are read where the data names its classes (the ``datasets``
+#: features a parquet file carries, as the hub's export does): ``by_name`` maps each id
+#: to the task class its name says (the default); ``positional`` reads id ``i`` as the
+#: task's ``classes[i]`` whatever the names, as the reference did.
+LABEL_ORDERS: tuple[str, ...] = profiles.LABEL_ORDERS
+#: What happens to a row whose gold answer text is empty (QA): ``drop`` it (the default),
+#: or ``keep`` it, as the reference did (it then scores 0 F1); rows without any answer
+#: entry are dropped either way.
+EMPTY_ANSWERS: tuple[str, ...] = profiles.EMPTY_ANSWERS
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,29 @@ class Row:
 
     data: dict[str, Any]
     line: int | None = None
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """What :meth:`Task.load_data` read: the examples, where from (``where``, as errors
+    name it), and ``label_mapping``: a note when the data's class names and the
+    reference's positional reading of its integer labels disagree (which one was used
+    and what the other would have given; written into ``metrics.json``), else None."""
+
+    examples: list[Example]
+    where: str
+    label_mapping: str | None = None
+
+
+@dataclass(frozen=True)
+class _Read:
+    """Rows as read, before the label reading, the source's schema mapping and its cut
+    (``source``: the paper source whose ``prepare``/``pick`` apply; None for plain files)."""
+
+    where: str
+    rows: list[Row]
+    class_names: Mapping[str, tuple[str, ...]]
+    source: DataSource | None = None
 
 
 class Task:
@@ -166,23 +201,59 @@ class Task:
         path: str | Path | None = None,
         *,
         source: str = "paper",
+        label_order: str = "by_name",
+        empty_answers: str = "drop",
     ) -> list[Example]:
-        """Examples of one language and split, from ``path``, the hub, or the fixtures."""
+        """Examples of one language and split, from ``path``, the hub, or the fixtures.
+
+        ``label_order``: how integer labels are read where the data names its classes
+        (see :data:`LABEL_ORDERS`); :meth:`load_data` also says when that mattered.
+        ``empty_answers``: :data:`EMPTY_ANSWERS`."""
+        return self.load_data(language, split, path, source=source,
+                              label_order=label_order, empty_answers=empty_answers).examples
+
+    def load_data(
+        self,
+        language: str,
+        split: str,
+        path: str | Path | None = None,
+        *,
+        source: str = "paper",
+        label_order: str = "by_name",
+        empty_answers: str = "drop",
+    ) -> TaskData:
+        """:meth:`load`'s examples with where they came from and how their labels were read."""
         if split not in self.splits:
             raise UnknownNameError(f"split of task {self.name}", split, self.splits)
+        if label_order not in LABEL_ORDERS:
+            raise UnknownNameError("label order", label_order, LABEL_ORDERS)
+        profiles.check_choice("empty_answers", empty_answers, EMPTY_ANSWERS)
         if path is not None:
-            where, rows = self._read_path(Path(path), language, split)
+            read = self._read_path(Path(path), language, split)
         elif source == "fixtures":
-            where, rows = self._read_path(self.fixtures_dir, language, split, fixtures=True)
+            read = self._read_path(self.fixtures_dir, language, split, fixtures=True)
         elif source == "paper":
-            where, rows = self._read_source(self.data_source(language, split))
+            read = self._read_source(self.data_source(language, split))
         else:
             raise UnknownNameError("data source", source, SOURCE_NAMES)
+        where = read.where
+        rows, label_mapping = self.read_labels(read.rows, read.class_names, where, label_order)
+        if read.source is not None:
+            rows = self._prepared(rows, read.source, where)
         rows = self.select(rows, language, where)
-        rows = self._usable_rows(rows, where)
+        rows = self._usable_rows(rows, where, keep_empty_answers=empty_answers == "keep")
         if not rows:
             raise DataFormatError(where, f"no {self.name} examples for language {language!r}")
-        return self._examples(rows, language, split, where)
+        return TaskData(self._examples(rows, language, split, where), where, label_mapping)
+
+    def read_labels(
+        self, rows: list[Row], class_names: Mapping[str, tuple[str, ...]], where: str,
+        label_order: str,
+    ) -> tuple[list[Row], str | None]:
+        """Rows with their labels read as ``label_order`` says, given the class names the
+        data declares per column, and a note when that reading differs from the other one.
+        Tasks without class labels keep the rows as they are."""
+        return rows, None
 
     def resolve(
         self, language: str, split: str, path: str | Path | None = None, *, source: str = "paper"
@@ -200,20 +271,34 @@ class Task:
             raise LangTransferError(f"local path {directory} does not exist")
         if directory.is_file():
             return str(directory) + describe_pick(single_file_pick(directory, split))
-        release = None if path is None else self._release_source(directory, language, split)
-        if release is None:
+        layout = None if path is None else self._layout(directory, language, split)
+        if layout is None:
             return str(self._find_in_dir(directory, language, split, path is None))
-        missing = [str(directory / n) for n in release.local if not (directory / n).exists()]
+        src, files, hub_copy = layout
+        if hub_copy:  # src.describe() ends with the cut
+            return f"{directory} (a copy of {src.describe()})"
+        missing = [str(f) for f in files if not f.exists()]
         if missing:
+            copy = "" if src.dataset is None else (
+                f", or from a copy of {src.describe()} laid out as the hub serves it "
+                f"({' or '.join(src.file_patterns)})")
             raise LangTransferError(
                 f"not found: {', '.join(missing)} (task {self.name} reads "
-                f"{release.note or 'this set'} from {', '.join(release.local)} under {directory})"
+                f"{src.note or 'this set'} from {', '.join(src.local)} under {directory}{copy})"
             )
-        return ", ".join(str(directory / n) for n in release.local) + describe_pick(release.pick)
+        return ", ".join(str(f) for f in files) + describe_pick(src.pick)
 
-    def _usable_rows(self, rows: list[Row], where: str) -> list[Row]:
-        """Drop the rows :meth:`usable` rejects (unanswerable questions); all gone: an error."""
-        kept = [r for r in rows if self.usable(r.data)]
+    def _usable_rows(self, rows: list[Row], where: str, keep_empty_answers: bool = False
+                     ) -> list[Row]:
+        """Drop the rows :meth:`usable` rejects (unanswerable questions); all gone: an error.
+        ``keep_empty_answers`` is asked of :meth:`usable` only when set (a task of
+        one's own may define ``usable(raw)`` alone)."""
+        def usable(raw: Mapping[str, Any]) -> bool:
+            if keep_empty_answers:
+                return self.usable(raw, keep_empty_answers=True)
+            return self.usable(raw)
+
+        kept = [r for r in rows if usable(r.data)]
         if rows and not kept:
             raise DataFormatError(where, self.unusable_message(len(rows)))
         return kept
@@ -235,8 +320,9 @@ class Task:
             )
         return by_split[split]
 
-    def _read_source(self, src: DataSource) -> tuple[str, list[Row]]:
-        """The paper's source: hub files (or a local-only set's error), prepared and cut."""
+    def _read_source(self, src: DataSource) -> _Read:
+        """The paper's source: hub files (or a local-only set's error), with its class names;
+        the source's schema mapping and cut are applied by the caller."""
         where = src.describe()
         if src.dataset is None:
             raise LangTransferError(
@@ -246,10 +332,7 @@ class Task:
             )
         try:
             files = hub_files(src)
-            if all(f.suffix == ".parquet" for f in files):
-                records = read_parquet_files(files)
-            else:
-                records = [r.data for f in files for r in self.read_records(f)]
+            return self._read_hub_files(src, files, where)
         except LangTransferError:
             raise
         except Exception as e:  # network, missing revision, offline mode: all user-fixable
@@ -257,7 +340,18 @@ class Task:
                 f"cannot load {where} from the Hugging Face hub ({type(e).__name__}: {e}); "
                 "download it first or pass a local file with path="
             ) from e
-        return where, self._prepared([Row(r, i + 1) for i, r in enumerate(records)], src, where)
+
+    def _read_hub_files(self, src: DataSource, files: list[Path], where: str) -> _Read:
+        """A hub source's files, fetched or in a local copy laid out as the hub serves them:
+        parquet through ``datasets`` (as the hub path always reads it), other files by type."""
+        if all(f.suffix == ".parquet" for f in files):
+            rows = [Row(r, i + 1) for i, r in enumerate(read_parquet_files(files))]
+        elif len(files) == 1:  # its rows keep their line numbers
+            rows = self.read_records(files[0])
+        else:
+            records = [r.data for f in files for r in self.read_records(f)]
+            rows = [Row(r, i + 1) for i, r in enumerate(records)]
+        return _Read(where, rows, parquet_class_names(files), src)
 
     def _prepared(self, rows: list[Row], src: DataSource, where: str) -> list[Row]:
         """The source's schema mapping (on the whole set, keeping its order), then its pick."""
@@ -277,42 +371,71 @@ class Task:
 
     def _read_path(
         self, path: Path, language: str, split: str, fixtures: bool = False
-    ) -> tuple[str, list[Row]]:
+    ) -> _Read:
         if path.is_dir():
-            release = None if fixtures else self._release_source(path, language, split)
-            if release is not None:
-                return self._read_release(path, release, language, split)
+            layout = None if fixtures else self._layout(path, language, split)
+            if layout is not None:
+                return self._read_layout(path, *layout, language=language, split=split)
             path = self._find_in_dir(path, language, split, fixtures)
-            return str(path), self.read_records(path)
+            return _Read(str(path), self.read_records(path), parquet_class_names([path]))
         if not path.exists():
             raise LangTransferError(
                 f"data file {path} does not exist (data is a file, a directory of "
                 "<language>.<split>.<ext> files, or 'fixtures' for the shipped samples)"
             )
         pick = single_file_pick(path, split)
-        return str(path) + describe_pick(pick), apply_pick(self.read_records(path), pick, str(path))
+        rows = apply_pick(self.read_records(path), pick, str(path))
+        return _Read(str(path) + describe_pick(pick), rows, parquet_class_names([path]))
 
-    def _release_source(self, directory: Path, language: str, split: str) -> DataSource | None:
-        """The paper's local source for this cell when ``directory`` holds that set's release."""
+    def _layout(
+        self, directory: Path, language: str, split: str
+    ) -> tuple[DataSource, list[Path], bool] | None:
+        """How a directory given for this cell is read, when it is not a directory of
+        ``<language>.<split>.<ext>`` files (None): the paper source whose files it holds,
+        those files, and whether they are a copy of a hub source (read as the hub's are).
+
+        In order: the set's own release (the source's ``local`` names, all present); a
+        copy of a hub source laid out as the hub serves it (files matching the source's
+        patterns: ``<config>/<split>/*.parquet`` of the parquet export, or the raw files
+        it names); ``<language>.<split>.<ext>`` files; else the release with its missing
+        files (:meth:`resolve` names them). A directory that is none of these, for a hub
+        source, is an error naming both layouts."""
         src = self.sources.get(language, {}).get(split)
-        if src is None or not src.local:
+        if src is None:
             return None
-        if not any(f.name.startswith(f"{language}.") for f in directory.iterdir()) or all(
-            (directory / name).exists() for name in src.local
-        ):
-            return src
+        release = [directory / name for name in src.local]
+        if release and all(f.exists() for f in release):
+            return src, release, False
+        if src.dataset is not None:
+            files = matching_files(directory, src.file_patterns)
+            if files:
+                return src, files, True
+        if any(f.name.startswith(f"{language}.") for f in directory.iterdir()):
+            return None
+        if release:
+            return src, release, False
+        if src.dataset is not None:
+            try:
+                self._find_in_dir(directory, language, split, fixtures=False)
+            except UnknownNameError as e:  # no <language>.* file: say what else would do
+                raise LangTransferError(
+                    f"{e}; nor is {directory} a copy of {src.describe()} laid out as the hub "
+                    f"serves it ({' or '.join(src.file_patterns)})"
+                ) from e
         return None
 
-    def _read_release(
-        self, directory: Path, src: DataSource, language: str, split: str
-    ) -> tuple[str, list[Row]]:
+    def _read_layout(
+        self, directory: Path, src: DataSource, files: list[Path], hub_copy: bool, *,
+        language: str, split: str,
+    ) -> _Read:
         where = self.resolve(language, split, directory)  # names any missing file
-        files = [directory / name for name in src.local]
+        if hub_copy:
+            return self._read_hub_files(src, files, where)
         if src.reader is not None:
             rows = [Row(r, i + 1) for i, r in enumerate(src.reader(files))]
         else:
             rows = [r for f in files for r in self.read_records(f)]
-        return where, self._prepared(rows, src, where)
+        return _Read(where, rows, parquet_class_names(files), src)
 
     def _find_in_dir(self, directory: Path, language: str, split: str, fixtures: bool) -> Path:
         """``<language>.<split>.<ext>`` in a directory; errors list what the directory has."""
@@ -492,8 +615,10 @@ class Task:
         """
         return self.fields(raw)
 
-    def usable(self, raw: Mapping[str, Any]) -> bool:
-        """Whether a record can be an example; the rest are dropped (unanswerable questions)."""
+    def usable(self, raw: Mapping[str, Any], *, keep_empty_answers: bool = False) -> bool:
+        """Whether a record can be an example; the rest are dropped (unanswerable questions).
+        ``keep_empty_answers``: a record whose gold answer is an empty text counts as usable
+        (:data:`EMPTY_ANSWERS` ``keep``; tasks without answers ignore it)."""
         return True
 
     def unusable_message(self, n: int) -> str:
@@ -787,6 +912,9 @@ class ClassificationTask(Task):
     #: ``f1_score(average="binary")`` with that class as the positive label computes it.
     positive_class: str | None = None
     target_fields = ("label",)
+    #: Other names data sets give the classes (lower case, words separated by one space)
+    #: -> class, for reading labels by the class names the data declares.
+    class_aliases: Mapping[str, str] = {}
 
     def label_from_data(self, value: Any) -> str:
         """A data label -> class name: an id (int or digit string), class name or word."""
@@ -804,6 +932,65 @@ class ClassificationTask(Task):
             f"unknown {self.name} label {value!r}; valid: ids 0..{len(self.classes) - 1} "
             f"({', '.join(self.classes)}) or words {', '.join(self.label_words.values())}"
         )
+
+    def class_of_name(self, name: str) -> str | None:
+        """The class a data set's class name means (a class name, a label word or one of
+        :attr:`class_aliases`, any case, ``_``/``-`` as spaces), None if none; numerals
+        name no class."""
+        key = " ".join(re.split(r"[\s_-]+", name.strip().lower()))
+        if key in self.class_aliases:
+            return self.class_aliases[key]
+        if not key or key.isdigit():
+            return None
+        try:
+            return self.label_from_data(key)
+        except ValueError:
+            return None
+
+    def read_labels(
+        self, rows: list[Row], class_names: Mapping[str, tuple[str, ...]], where: str,
+        label_order: str,
+    ) -> tuple[list[Row], str | None]:
+        """Integer labels of a label column whose classes the data names (``datasets``
+        ``ClassLabel`` features) read by those names (``by_name``) or as ``classes[id]``
+        (``positional``, the reference's reading). Names that are all numerals say
+        nothing, so the ids are read by position. By name, a name that is no class of
+        this task is an error naming both lists. Returns the rows and, when the two
+        readings differ, a note saying which was used and what the other gives."""
+        column = next((c for c in self.columns.get("label", ()) if c in class_names), None)
+        if column is None:
+            return rows, None
+        names = class_names[column]
+        if all(n.strip().isdigit() for n in names):
+            return rows, None
+        by_name = [self.class_of_name(n) for n in names]
+        positional = [self.classes[i] if i < len(self.classes) else None
+                      for i in range(len(names))]
+        if label_order == "by_name" and None in by_name:
+            raise DataFormatError(
+                where, f"class names of column {column!r} ({', '.join(names)}) are not all "
+                f"{self.name} labels ({', '.join(self.classes)}; or the words "
+                f"{', '.join(self.label_words.values())})"
+            )
+        if by_name == positional:
+            return rows, None
+        data_says = ", ".join(
+            f"{i} {name}" + (f" = {cls}" if cls and cls != name.strip().lower() else "")
+            for i, (name, cls) in enumerate(zip(names, by_name, strict=True))
+        )
+        by_position = ", ".join(f"{i} {cls or '(no class)'}" for i, cls in enumerate(positional))
+        if label_order == "positional":
+            return rows, (f"column {column!r}: label ids read by position, as the reference "
+                          f"did ({by_position}); the data's class names say {data_says}")
+        note = (f"column {column!r}: label ids read by the data's class names ({data_says}); "
+                f"the reference read them by position ({by_position})")
+        mapped = []
+        for row in rows:
+            value = row.data.get(column)
+            if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
+                row = Row({**row.data, column: by_name[value]}, row.line)
+            mapped.append(row)
+        return mapped, note
 
     def canonical(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         rec = self.fields(raw)

@@ -4,7 +4,8 @@ Accepted shapes (CSV, TSV, JSONL, JSON list, parquet; column names case-insensit
 
 * a text column per language (MultiClaim, as the reference reads ``train-all.csv``,
   ``dev-all.csv``, ``test-all.csv``): ``<code>`` or ``text_<code>`` (``sk``, ``text_sk``),
-  chosen by the requested language, with the label in ``claim`` (0 or 1, nothing else);
+  chosen by the requested language, with the label in ``claim`` (0 or 1, also as ``0.0``
+  / ``1.0`` as pandas writes an integer column with a missing value; nothing else);
   rows whose text for that language is empty are skipped. A file with language columns
   but none for the requested language is an error naming the columns it has;
 * one text column + a label: text in ``text``, ``claim``, ``tweet_text`` or ``sentence``;
@@ -48,13 +49,20 @@ _FALSE = {"0", "false", "no", "notcheckworthy", "n"}
 
 
 def _claim(row: Row, where: str) -> int:
-    """MultiClaim's label column ``claim``: 0 or 1 (the reference casts it to int)."""
+    """MultiClaim's label column ``claim``: 0 or 1, also written as an integral float
+    (``1.0``: pandas writes an integer column holding a missing value as floats), which
+    the reference's ``astype(int)`` accepts; anything else is an error naming the row."""
     value = row.data.get("claim")
-    key = value.strip() if isinstance(value, str) else value
-    if isinstance(key, bool) or key not in (0, 1, "0", "1"):
-        found = "missing" if value is None else repr(value)
-        raise DataFormatError(where, f"column 'claim' holds {found}; valid: 0, 1", row.line)
-    return int(key)
+    number: Any = value.strip() if isinstance(value, str) else value
+    if isinstance(number, str) and re.fullmatch(r"[01](\.0*)?", number):
+        number = float(number)
+    if isinstance(number, float) and number in (0.0, 1.0):
+        number = int(number)
+    if isinstance(number, bool) or number not in (0, 1):
+        found = "nothing" if value is None or value == "" else repr(value)
+        raise DataFormatError(
+            where, f"column 'claim' holds {found}; valid: 0, 1 (or 0.0, 1.0)", row.line)
+    return int(number)
 
 
 def clean_claim(text: str) -> str:

@@ -6,7 +6,11 @@ original XNLI/MNLI TSV columns ``sentence1``, ``sentence2``, ``gold_label`` with
 ``language`` column (rows are filtered to the requested language; TSV is read without
 quoting, as those files need), or ANLI-style ``evidence`` (premise) and ``claim``
 (hypothesis), as ``ctu-aic/anli_cs`` and SK-ANLI have them. Labels: ids 0/1/2 =
-entailment/neutral/contradiction, the class names, or the words Yes/Maybe/No.
+entailment/neutral/contradiction, the class names, or the words Yes/Maybe/No. Where the
+data names its classes (``datasets`` ``ClassLabel`` features in a parquet file's metadata,
+as the hub's export keeps them), ids are read by those names, FEVER's ``SUPPORTS`` /
+``NOT ENOUGH INFO`` / ``REFUTES`` included, unless ``label_order="positional"`` asks for
+the reference's reading (see :meth:`~langtransfer.tasks.base.ClassificationTask.read_labels`).
 
 Two readings of a generation (see :mod:`langtransfer.tasks.base`):
 
@@ -38,6 +42,11 @@ class NLITask(ClassificationTask):
     )
     classes = ("entailment", "neutral", "contradiction")
     label_words = {"entailment": "Yes", "neutral": "Maybe", "contradiction": "No"}
+    # FEVER-style class names (ctu-aic's NLI sets are FEVER-derived): claim supported by
+    # the evidence = entailment, refuted = contradiction, not enough info = neutral.
+    class_aliases = {
+        "supports": "entailment", "refutes": "contradiction", "not enough info": "neutral",
+    }
     primary_metric = "accuracy"
     target_length = 3  # ref: src/scripts/xnli.py (--max_answer_length 3)
     reference_reading = True
@@ -50,7 +59,7 @@ class NLITask(ClassificationTask):
         "hypothesis": ("hypothesis", "sentence2", "claim"),
         "label": ("label", "gold_label"),
     }
-    optional_columns = {"id": ("id", "pairID")}
+    optional_columns = {"id": ("id", "pairID", "uid", "guid")}  # uid: ANLI's, guid: RONLI's
     sources = NLI_SOURCES
 
     def canonical(self, raw: Mapping[str, Any]) -> dict[str, Any]:

@@ -196,7 +196,12 @@ NLI_SOURCES: dict[str, dict[str, DataSource]] = {
        for lang in XNLI_LANGUAGES},
     # claim/evidence are read as hypothesis/premise (the NLI task's column aliases).
     "cs": {split: hub("ctu-aic/anli_cs", None, split) for split in SPLITS},
-    "sk": {split: local(_SKANLI, f"anli_sk_{split}.csv") for split in SPLITS},
+    # The paper's first author's upload of the CSVs the reference read from
+    # ../data/SKANLI/anli_sk_<split>.csv (its raw files on main; those names still work
+    # in a local directory). The `translated` column is ignored.
+    "sk": {split: hub("ivykopal/anli_sk", None, split, revision="main",
+                      patterns=(f"{split}.csv",), local=(f"anli_sk_{split}.csv",), note=_SKANLI)
+           for split in SPLITS},
     **{lang: {split: hub("Divyanshu/indicxnli", lang, split) for split in SPLITS}
        for lang in ("te", "ml")},
     "ro": {split: local(_RONLI, f"{split}.json", prepare=ronli_rows) for split in SPLITS},

@@ -161,23 +161,93 @@ def single_file_pick(path: Path, split: str) -> tuple[str, ...]:
 
 
 # ----------------------------------------------------------------- hub files
+class MissingExportError(LangTransferError):
+    """A hub source's parquet-export revision no longer exists on the hub."""
+
+
+def matching_files(root: Path, patterns: Sequence[str]) -> list[Path]:
+    """The files under ``root`` matching any of ``patterns``, in path order (shard order)."""
+    return sorted({p for pattern in patterns for p in root.glob(pattern) if p.is_file()})
+
+
+def missing_export_message(src: DataSource) -> str:
+    """What to say, and to do, when ``src``'s parquet export is gone from the hub: one line
+    short enough for a study's failure record (which keeps 400 characters)."""
+    config = src.config or "default"
+    layout = " or ".join(src.file_patterns)
+    return (
+        f"{src.dataset} config {config!r} split {src.split!r}: the hub has no parquet export "
+        f"({src.revision}) of this dataset (deleted when main changes, not rebuilt for a "
+        f"loading-script dataset); put a copy of its {layout} files at those paths in a "
+        "directory and pass that as the data (path=, --data, data.<task>.<language>; "
+        "docs/data.md)"
+    )
+
+
 def hub_files(src: DataSource) -> list[Path]:
-    """Local paths of the source's files, fetched into (or found in) the hub cache."""
+    """Local paths of the source's files, fetched into (or found in) the hub cache.
+
+    A parquet export that the hub no longer has (``RevisionNotFoundError`` for
+    :data:`PARQUET_EXPORT`) raises :class:`MissingExportError` saying so and naming the
+    way out: a local copy in the export's layout (see :func:`missing_export_message`).
+    """
     from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import RevisionNotFoundError
 
     assert src.dataset is not None
     patterns = list(src.file_patterns)
-    root = Path(
-        snapshot_download(
-            src.dataset, repo_type="dataset", revision=src.revision, allow_patterns=patterns
+    try:
+        root = Path(
+            snapshot_download(
+                src.dataset, repo_type="dataset", revision=src.revision, allow_patterns=patterns
+            )
         )
-    )
-    files = sorted({p for pattern in patterns for p in root.glob(pattern) if p.is_file()})
+    except RevisionNotFoundError as e:
+        if src.revision != PARQUET_EXPORT:
+            raise
+        raise MissingExportError(missing_export_message(src)) from e
+    files = matching_files(root, patterns)
     if not files:
         raise LangTransferError(
             f"{src.describe()}: no file matching {', '.join(patterns)} in the repository"
         )
     return files
+
+
+def parquet_class_names(files: Sequence[Path]) -> dict[str, tuple[str, ...]]:
+    """Column -> class names of every ``ClassLabel`` column that the ``datasets`` features
+    stored in the parquet files' schema metadata (key ``huggingface``) declare.
+
+    The hub's parquet export and ``Dataset.to_parquet`` both store them; files without
+    that metadata (or not parquet) declare none. Shards that disagree are an error."""
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    found: dict[str, tuple[str, ...]] = {}
+    for path in files:
+        if path.suffix.lower() != ".parquet":
+            continue
+        try:
+            schema = pq.read_schema(path)
+        except (OSError, pa.ArrowException) as e:
+            raise DataFormatError(path, f"cannot read parquet: {e}") from e
+        if not schema.metadata or b"huggingface" not in schema.metadata:
+            continue
+        try:
+            features = datasets.Features.from_arrow_schema(schema)
+        except (ValueError, TypeError, KeyError) as e:
+            raise DataFormatError(path, f"unreadable datasets features metadata: {e}") from e
+        for column, feature in features.items():
+            if not isinstance(feature, datasets.ClassLabel):
+                continue
+            names = tuple(feature.names)
+            if found.setdefault(column, names) != names:
+                raise DataFormatError(
+                    path, f"class names of column {column!r} ({', '.join(names)}) differ from "
+                    f"another file's ({', '.join(found[column])})"
+                )
+    return found
 
 
 @contextmanager

@@ -20,6 +20,7 @@ from langtransfer.composition.loaded_base import LoadedBase
 from langtransfer.configurations import check_kind, configuration_for
 from langtransfer.errors import LangTransferError, OutputExistsError
 from langtransfer.languages import get_language
+from langtransfer.profiles import get_profile
 from langtransfer.representations import (
     AdapterSpec,
     PromptConfig,
@@ -112,6 +113,7 @@ def train_language(
     settings_hash: str | None = None,
     show_progress: bool = True,
     trust_remote_code: bool = False,
+    profile: str | None = None,
 ) -> Path:
     """Train a language representation of ``kind`` (prompt|adapter) and save it to ``output``.
 
@@ -128,6 +130,8 @@ def train_language(
     whole source, see :func:`~langtransfer.training.corpora.load_corpus`), ``max_documents`` and
     ``max_tokens`` cap its training documents and tokens. A prompt with init ``frequent``
     gets the language's most frequent training tokens here (recorded in its manifest).
+    ``profile`` (:mod:`langtransfer.profiles`; default ``method``): the default prompt's
+    parameter rows (the reference's 2 x 50); recorded in the manifest.
     """
     check_kind(kind)
     lang = get_language(language)
@@ -151,7 +155,9 @@ def train_language(
             texts = list(texts)
     objective = loaded.family.language_objective
     make_dataset = LANGUAGE_OBJECTIVES[objective]
-    train = make_dataset(texts, tokenizer, input_length=sequence_length, seed=settings.seed)
+    # training=True: span corruption draws new masks in every pass over the text
+    train = make_dataset(texts, tokenizer, input_length=sequence_length, seed=settings.seed,
+                         training=True)
     if text.streaming:
         # The reference's map-style dataset draws batches at random from all blocks; a
         # stream is shuffled within a buffer (seeded, and re-seeded per epoch by Trainer's
@@ -181,7 +187,10 @@ def train_language(
     # One id per trained artefact, the same in every process (a resumed run's checkpoints
     # fit); the slot is given back when training ends.
     rep_id = representation_id("language", kind, lang.code, "training")
-    prompt = prompt or PromptConfig(init_text=lang.instruction, seed=settings.seed)
+    chosen = get_profile(profile)
+    if prompt is None:
+        prompt = PromptConfig(init_text=lang.instruction, seed=settings.seed)
+        prompt = replace(prompt, parameter_rows=chosen.prompt_parameter_rows(prompt.num_tokens))
     if kind == "prompt" and prompt.init == "frequent" and not prompt.extra.get("token_ids"):
         ids = frequent_token_ids(texts, tokenizer, prompt.num_tokens)  # what it trains on
         prompt = replace(prompt, extra={**prompt.extra, "token_ids": ids})
@@ -203,8 +212,12 @@ def train_language(
             show_progress=show_progress,
         )
         summary.update(
+            profile=chosen.name,
             corpus=text.source,
             objective=objective,
+            # span corruption's masks are new in every pass over the text (before issue
+            # 22 they were drawn once per block): says which a representation had
+            **({"mask_draws": "per_pass"} if objective == "span_corruption" else {}),
             max_documents=max_documents,
             max_tokens=max_tokens,
             corpus_extent=corpus_extent,

@@ -17,6 +17,7 @@ from langtransfer.composition.loaded_base import LoadedBase
 from langtransfer.configurations import check_kind
 from langtransfer.errors import LangTransferError, MissingSplitError
 from langtransfer.languages import get_language
+from langtransfer.profiles import get_profile
 from langtransfer.representations import (
     AdapterSpec,
     PromptConfig,
@@ -60,7 +61,10 @@ def train_task(
     settings_hash: str | None = None,
     show_progress: bool = True,
     trust_remote_code: bool = False,
-    reference_slp_stp_quirk: bool = False,
+    reference_slp_stp_quirk: bool | None = None,
+    label_order: str | None = None,
+    empty_answers: str | None = None,
+    profile: str | None = None,
 ) -> Path:
     """Train a task adapter or soft task prompt on ``task`` in ``language`` and save it.
 
@@ -74,8 +78,18 @@ def train_task(
     ``reference_slp_stp_quirk`` (slp+stp only, else refused): train as the reference
     did, with the language prompt twice in every forward (training and validation loss);
     test-time generation is unaffected. Recorded in the manifest's ``training``.
+    ``label_order`` and ``empty_answers``: how the data is read (see
+    :func:`~langtransfer.inference.evaluate.evaluate`).
+
+    ``profile`` (:mod:`langtransfer.profiles`; default ``method``) fills in what is left
+    at None: the three above (the quirk where the configuration is slp+stp), keep-best
+    when ``settings`` is not given (the reference's task prompts keep the final step),
+    and the prompt's parameter rows when ``prompt`` is not given. Recorded in the manifest.
     """
     check_kind(kind)
+    chosen = get_profile(profile)
+    label_order = label_order or chosen.label_order
+    empty_answers = empty_answers or chosen.empty_answers
     if reference_slp_stp_quirk and (kind != "prompt" or language_rep is None):
         raise LangTransferError(
             "reference_slp_stp_quirk applies to slp+stp only: a task prompt (kind 'prompt') "
@@ -84,16 +98,20 @@ def train_task(
     task_obj, lang = get_task(task), get_language(language)
     output = Path(output)
     check_output(output, overwrite, resume, kind=kind, role="task", task=task_obj.name)
-    settings = settings or default_settings(kind, "task")
+    if settings is None:
+        keep_best = chosen.task_prompt_keep_best if kind == "prompt" else True
+        settings = default_settings(kind, "task", keep_best=keep_best)
     if max_target_length is None:
         max_target_length = task_obj.target_length
 
     with progress_bars(show_progress):  # a study (progress off) prints no hub-load bars
-        train_examples = load_examples(task_obj, lang.code, "train", data, max_examples)
+        train_examples = load_examples(task_obj, lang.code, "train", data, max_examples,
+                                       label_order=label_order, empty_answers=empty_answers)
     try:
         with progress_bars(show_progress):
             val_examples = load_examples(task_obj, lang.code, "validation",
-                                         validation_data or data)
+                                         validation_data or data, label_order=label_order,
+                                         empty_answers=empty_answers)
     except MissingSplitError:
         # Only "this source has no validation split" falls back; any other error (a hub
         # failure, a malformed file, validation data given but missing) stops here
@@ -130,14 +148,20 @@ def train_task(
     # One id per trained artefact, the same in every process, so a resumed run's
     # checkpoints fit; the slot is given back when training ends.
     rep_id = representation_id("task", kind, task_obj.name, lang.code, "training")
-    prompt = prompt or PromptConfig(
-        num_tokens=prompt_tokens or 50,
-        init_text=task_obj.prompt_init(lang.name),
-        seed=settings.seed,
-    )
+    if prompt is None:
+        num_tokens = prompt_tokens or 50
+        prompt = PromptConfig(
+            num_tokens=num_tokens,
+            init_text=task_obj.prompt_init(lang.name),
+            seed=settings.seed,
+            parameter_rows=chosen.prompt_parameter_rows(num_tokens),
+        )
     task_repr = new_representation(kind, "task", base, tokenizer, prompt=prompt, adapter=adapter,
                                    task=task_obj.name, settings_hash=settings_hash, id=rep_id)
     configuration = configuration_name(language_repr, task_repr)
+    if reference_slp_stp_quirk is None:  # the profile's, where it applies
+        reference_slp_stp_quirk = (chosen.slp_stp_language_prompt_twice
+                                   and configuration == "slp+stp")
     if reference_slp_stp_quirk and configuration != "slp+stp":
         raise LangTransferError(
             f"reference_slp_stp_quirk applies to slp+stp only, not {configuration} "
@@ -167,6 +191,8 @@ def train_task(
         summary.update(
             configuration=configuration,
             reference_slp_stp_quirk=reference_slp_stp_quirk,
+            profile=chosen.name,
+            reading={"label_order": label_order, "empty_answers": empty_answers},
             source_language=lang.code,
             language_representation=None
             if language_repr is None
