@@ -479,7 +479,10 @@ def plan(config: StudyConfig) -> list[Artefact]:
     once; their directories (and, through the job's ``model``, their hashes) differ.
     Each base's jobs are made from the study as that base runs it
     (:meth:`~langtransfer.study.config.StudyConfig.for_base`: its own settings merged
-    in), so an override reaches exactly the jobs, hashes and builder calls it changes."""
+    in), so an override reaches exactly the jobs, hashes and builder calls it changes.
+    With several training seeds (``seeds``), each base's grid is planned once per seed:
+    the first seed's artefacts are a one-seed study's, a later seed's go under
+    ``seed=<n>/`` (the artefact's ``replicate``) with that seed in every job."""
     out = Path(config.output)
     skip = {(x.task, x.language, x.role) for x in left_out(config)}
     arts: dict[str, Artefact] = {}
