@@ -1154,7 +1154,9 @@ class _CrossModel:
                          "winner is named.")
         elif self.same(overall):
             (best,) = sorted(set.intersection(*overall.values()))[:1]
-            lines.append(f"Best configuration on average: {best} on every base.")
+            tied = any(len(b) > 1 for b in overall.values())
+            lines.append(f"{'Best or tied best' if tied else 'Best'} configuration on average: "
+                         f"{best} on every base.")
         else:
             per = "; ".join(
                 f"{label}: {_joined(b)} ({format_value(self.by_model.get(sorted(b)[0], label))})"
