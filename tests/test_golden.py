@@ -193,3 +193,17 @@ def test_every_cell_uses_the_target_language_representation(study):
             else:
                 assert (trained_with["kind"], trained_with["language"]) == (lang_kind, SOURCE)
                 assert trained_with["settings_hash"] == lang_reps[lang_kind, SOURCE], key
+
+
+def test_every_cell_keeps_per_example_scores_that_reproduce_its_record(study):
+    """Beside each record, its per-example scores (marked with the record's settings
+    hash) sum to the record's metrics: what the report's intervals resample."""
+    from langtransfer.inference.scoring import read_example_scores
+    from langtransfer.results.records import scores_path
+
+    for key, r in raw_records(study).items():
+        scores, header = read_example_scores(scores_path(study, r))
+        assert header["settings_hash"] == r["settings_hash"], key
+        assert scores.n == r["n_examples"]
+        metrics = scores.metrics()
+        assert {k: metrics[k] for k in metrics} == {k: r["metrics"][k] for k in metrics}, key

@@ -67,7 +67,7 @@ def test_cells_of_different_models_and_variants_coexist_and_read_back(tmp_path):
     assert by_key[Key("qa", "slp+ta", "en", "sk", "tiny", "init=vocab")] == 3.0
     assert by_key[Key("qa", "slp+ta", "en", "sk", "", "init=vocab")] == 4.0
     # model label first in the order, then the default variant before the others
-    assert [record_key(r)[4:] for r in back] == [
+    assert [record_key(r)[4:6] for r in back] == [
         ("", ""), ("", "init=vocab"), ("tiny", ""), ("tiny", "init=vocab"), ("tiny-causal", "")
     ]
 

@@ -49,7 +49,7 @@ BASE: dict[str, Any] = {
 
 #: Options that do not parameterise a job: they choose which jobs exist (grid), where
 #: they go (location) or what the registries hold (extensions). Each has its own test.
-GRID = {"sources", "targets", "tasks", "configurations", "models", "axes", "composed"}
+GRID = {"sources", "targets", "tasks", "configurations", "models", "axes", "composed", "seeds"}
 LOCATION = {"output"}
 #: Where the study runs: what each Slurm job asks for (changes no job, no hash).
 EXECUTION = {"slurm"}
@@ -254,7 +254,7 @@ def test_grid_location_and_extension_options_are_the_only_others(tmp_path):
                  "tasks": ["nli", "checkworthiness"],
                  "configurations": ["base", "slp+stp"], "models": ["tiny", "some/base"],
                  "axes": {"init": ["vocab"], "corpus_size": ["10"]},
-                 "composed": [{"language": "sk"}]}[name]
+                 "composed": [{"language": "sk"}], "seeds": [42, 43]}[name]
         arts = {a.id: a for a in plan(config_with(tmp_path, (name,), value, name))}
         assert set(arts) != set(reference), name
         # Jobs in both grids are the same jobs.

@@ -18,8 +18,51 @@ PAPER = (
 )
 
 
+def _real_differences(report: Path) -> list[str]:
+    """What report.json says is real at the demo's test-set sizes: the smallest difference
+    its tests detect, and the differences to base they find, per base model."""
+    import json
+
+    try:
+        data = json.loads((report / "report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    models = data.get("models") or {"": data}
+    sizes = [r for m in models.values() for r in m.get("sample_size", [])]
+    if not sizes:
+        return []
+    def span(values: list[float]) -> str:
+        low, high = f"{min(values):.0f}", f"{max(values):.0f}"
+        return low if low == high else f"{low}-{high}"
+
+    ns = [r["n"] for r in sizes if r.get("n")]
+    detect = [r["detectable"] for r in sizes if r.get("detectable") is not None]
+    lines = [
+        f"What is real at these sizes: the demo's test sets have {span(ns)} examples per "
+        f"language, so a paired test detects differences of about {span(detect)} points "
+        "(report.md's 'Sample size'); smaller ones may be chance.",
+        "Differences to base the test finds (Holm-corrected; ▲ better, ▼ worse):",
+    ]
+    for label, model in models.items():
+        found = []
+        for table in model.get("deltas", []):
+            rows: dict[str, list[str]] = {}
+            for row, marks in (table.get("significant") or {}).items():
+                for column, mark in marks.items():
+                    rows.setdefault(f"{row} {mark}", []).append(column)
+            if rows:
+                found.append(f"{table['name']}: " + "; ".join(
+                    f"{row} on {', '.join(cols)}" for row, cols in rows.items()))
+        where = f"  {label}: " if label else "  "
+        lines.append(where + ("; ".join(found) if found else "none"))
+    lines.append("Every other difference in the tables is within what chance leaves at these "
+                 "sizes; a bigger test set narrows it.")
+    return lines
+
+
 def guidance(output: Path) -> str:
-    """What the demo prints last: where to look, how to read it, what it is not."""
+    """What the demo prints last: where to look, how to read it, which differences are
+    real at its test-set sizes, what it is not."""
     report = output / "report"
     # One heatmaps folder, or one per base model in a study of several.
     folders = sorted(report.glob("*/heatmaps")) if not (report / "heatmaps").is_dir() else []
@@ -31,7 +74,9 @@ def guidance(output: Path) -> str:
         "How to read them: each cell is a configuration's score on one target language's test "
         "set, its task\nrepresentation trained on English only; compare each row with `base` "
         "(the untouched model) --\nreport.md's 'Difference to base' section has those "
-        "differences, negative where transfer hurts.",
+        "differences, negative where transfer hurts,\nand the 95% interval of each value "
+        "and difference (bootstrap of the test examples).",
+        *_real_differences(report),
         DISCLAIMER,
         PAPER,
     ])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from langtransfer.cli.common import add_extension_options
@@ -24,9 +25,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "per-task tables are also printed."
         ),
         epilog=(
-            "Values are each task's primary metric to one decimal; the best per column is "
-            "marked (bold in Markdown, * in the terminal, the best_in column in CSV); – marks "
-            "a cell not evaluated, and an average is shown only when all its cells are present."
+            "Values are each task's primary metric to one decimal, with a 95% bootstrap "
+            "interval from the cells' per-example scores (kept beside each record; for "
+            "older cells recomputed from their predictions). The best per column is marked "
+            "(bold in Markdown, * in the terminal, the best_in column in CSV) where a paired "
+            "test, Holm-corrected per table, finds it better than every other; otherwise "
+            "the tied best are named (italic, ~, tied_best_in). – marks a cell not "
+            "evaluated, and an average is shown only when all its cells are present."
         ),
     )
     p.add_argument(
@@ -51,12 +56,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "checkworthiness=macro_f1; repeat for several tasks (names as in metrics.json)",
     )
     p.add_argument("--quiet", "-q", action="store_true", help="do not print the tables")
-    add_extension_options(p, tasks=False)  # the report groups languages by script and family
+    # languages: the report groups them by script and family; tasks: their metric code
+    # turns per-example scores into intervals
+    add_extension_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from langtransfer.report.build import build_report, format_tables
+    from langtransfer.report.build import LIST_PROBLEMS, build_report
     from langtransfer.results.failures import format_failures, read_failures
     from langtransfer.results.records import RESULTS_DIR, read_records
 
@@ -83,12 +90,16 @@ def run(args: argparse.Namespace) -> int:
             )
         metrics[task.strip()] = metric.strip()
     failures = read_failures(args.dirs)
-    summary = build_report(records, out, failures=failures, metrics=metrics)
+    summary = build_report(records, out, failures=failures, metrics=metrics,
+                           study_dirs=args.dirs)
+    for line in summary.problems[:LIST_PROBLEMS]:
+        print(line, file=sys.stderr)
+    if len(summary.problems) > LIST_PROBLEMS:
+        print(f"... and {len(summary.problems) - LIST_PROBLEMS} more cells without an interval "
+              f"(listed in {summary.index})", file=sys.stderr)
     if not args.quiet:
-        print(format_tables(records, metrics))
-    best = summary.best_configuration
-    if summary.best_by_model:
-        best = "; ".join(f"{label}: {b or '-'}" for label, b in summary.best_by_model.items())
+        print(summary.text)
+    best = summary.best_text()
     print(
         f"report of {summary.n_records} records written to {summary.index}"
         + (f" (best on average: {best})" if best else "")

@@ -153,7 +153,7 @@ def run_and_report(config, args: argparse.Namespace) -> int:
 
 def write_report(config) -> None:
     """The study's report from its records and failure records, printed as tables."""
-    from langtransfer.report.build import build_report, format_tables
+    from langtransfer.report.build import LIST_PROBLEMS, build_report
     from langtransfer.results.failures import read_failures
     from langtransfer.results.records import read_records
 
@@ -161,8 +161,11 @@ def write_report(config) -> None:
     if not records:
         print("no results to report", file=sys.stderr)
         return
-    build_report(records, Path(config.output) / "report", failures=read_failures(config.output))
-    print(format_tables(records))
+    summary = build_report(records, Path(config.output) / "report",
+                           failures=read_failures(config.output), study_dirs=[config.output])
+    for line in summary.problems[:LIST_PROBLEMS]:
+        print(line, file=sys.stderr)
+    print(summary.text)
     print(f"report: {Path(config.output) / 'report' / 'report.md'}")
 
 

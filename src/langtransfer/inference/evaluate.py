@@ -30,7 +30,13 @@ from langtransfer.base.loading import fingerprint
 from langtransfer.composition.composed import ComposedModel, configuration_name
 from langtransfer.composition.loaded_base import LoadedBase
 from langtransfer.errors import LangTransferError, UnknownNameError
-from langtransfer.inference.scoring import metrics_record, score_predictions
+from langtransfer.inference.scoring import (
+    EXAMPLE_SCORES_FILE,
+    example_scores,
+    metrics_record,
+    score_predictions,
+    write_example_scores,
+)
 from langtransfer.io import write_json, write_jsonl
 from langtransfer.languages import get_language
 from langtransfer.profiles import LONG_INPUTS, check_choice, get_profile
@@ -317,7 +323,9 @@ def evaluate(
     (:data:`~langtransfer.profiles.LONG_INPUTS`).
 
     With ``output``, writes ``predictions.jsonl`` (id, input, generated text as
-    ``prediction``, parsed prediction, gold) and ``metrics.json`` there, atomically.
+    ``prediction``, parsed prediction, gold), ``metrics.json`` and the per-example scores
+    (:data:`~langtransfer.inference.scoring.EXAMPLE_SCORES_FILE`, what the metrics are
+    sums of, for confidence intervals) there, atomically.
     """
     task_obj, lang = get_task(task), get_language(language)
     chosen = get_profile(profile)
@@ -414,5 +422,8 @@ def evaluate(
                 row["parsed_reference"] = task_obj.coerce(gen, reference=True)
             out_rows.append(row)
         write_jsonl(output / "predictions.jsonl", out_rows)
+        per_example = example_scores(task_obj, examples, predictions, tokenizer=tokenizer)
+        if per_example is not None:
+            write_example_scores(output / EXAMPLE_SCORES_FILE, per_example)
         write_json(output / "metrics.json", record)
     return record

@@ -56,7 +56,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import fmean
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langtransfer.configurations import STUDY_CONFIGURATIONS
 from langtransfer.errors import LangTransferError, OutputExistsError, UnknownNameError
@@ -64,64 +64,33 @@ from langtransfer.io import atomic_dir, atomic_path, write_json, write_text
 from langtransfer.languages import all_languages, get_language
 from langtransfer.profiles import DEFAULT_PROFILE, PROFILES
 from langtransfer.report.axes import axis_section
+from langtransfer.report.grid import (
+    AVG,
+    MISSING,
+    Grid,
+    format_interval,
+    format_value,
+    mean_if_complete,
+)
+from langtransfer.report.intervals import (
+    HOW_TO_READ,
+    UNTESTED,
+    average_estimates,
+    best_sets,
+    delta_estimates,
+    detectable,
+    estimate_task_grids,
+    mark_best,
+    zero_tests,
+)
 from langtransfer.results.failures import Failure
-from langtransfer.results.records import cell_name, merge_records, record_key, row_label
+from langtransfer.results.records import Key, cell_name, merge_records, record_key, row_label
+from langtransfer.results.statistics import Resampler, combine
 
-MISSING = "–"
-AVG = "avg"
+if TYPE_CHECKING:
+    from langtransfer.inference.scoring import ExampleScores
+
 GENERATOR = "langtransfer report"
-
-
-@dataclass
-class Grid:
-    """Rows × columns of numbers with an optional ``avg`` column; the unit every table uses."""
-
-    name: str  # file stem, e.g. "qa.en"
-    title: str
-    rows: list[str]
-    columns: list[str]
-    values: dict[tuple[str, str], float]
-    with_avg: bool = True
-    metric: str | None = None
-    averages: dict[str, float | None] = field(default_factory=dict)
-    #: What a reader must know to trust the numbers (unparseable outputs, cut inputs, a
-    #: language no configuration scores on), printed under the table.
-    notes: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if self.with_avg and not self.averages:
-            self.averages = {r: _mean_if_complete(self.row(r)) for r in self.rows}
-
-    def row(self, r: str) -> list[float | None]:
-        return [self.values.get((r, c)) for c in self.columns]
-
-    def column(self, c: str) -> dict[str, float | None]:
-        return {r: self.get(r, c) for r in self.rows}
-
-    @property
-    def all_columns(self) -> list[str]:
-        return self.columns + ([AVG] if self.with_avg else [])
-
-    def get(self, r: str, c: str) -> float | None:
-        return self.averages.get(r) if c == AVG and self.with_avg else self.values.get((r, c))
-
-    def best(self, c: str) -> set[str]:
-        """Rows holding the best (highest displayed) value of column ``c``; none when the
-        column shows fewer than two different values (nothing is better than anything)."""
-        shown = {r: round(v, 1) for r in self.rows if (v := self.get(r, c)) is not None}
-        if len(set(shown.values())) < 2:
-            return set()
-        top = max(shown.values())
-        return {r for r, v in shown.items() if v == top}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "title": self.title,
-            "metric": self.metric,
-            "columns": self.all_columns,
-            "rows": {r: {c: self.get(r, c) for c in self.all_columns} for r in self.rows},
-        }
 
 
 @dataclass(frozen=True)
@@ -138,16 +107,54 @@ class ReportSummary:
     #: model has (``average_by_configuration`` is then empty, ``tables`` are
     #: ``<label>/<task>.<source>``).
     average_by_model: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    #: The tables as text (what ``langtransfer report`` prints).
+    text: str = ""
+    #: One line per cell without an interval (or left out), naming it and what to do.
+    problems: tuple[str, ...] = ()
+    #: Tested reports: per model label ("" with one model), the configuration(s) best on
+    #: average -- one when the paired test finds it better than every other, else the
+    #: tied set.
+    best_average: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def best_configuration(self) -> str | None:
-        """The configuration with the highest complete average, if any is complete."""
+        """The configuration with the highest complete average, if any is complete (tested:
+        only one significantly better than every other)."""
+        if "" in self.best_average:
+            best = self.best_average[""]
+            return best[0] if len(best) == 1 else None
         return _best_of(self.average_by_configuration)
 
     @property
     def best_by_model(self) -> dict[str, str | None]:
         """Per base model (several-model reports): its best configuration on average."""
-        return {label: _best_of(avgs) for label, avgs in self.average_by_model.items()}
+        return {label: (b[0] if len(b) == 1 else None) if (b := self.best_average.get(label))
+                else _best_of(avgs) for label, avgs in self.average_by_model.items()}
+
+    def best_text(self) -> str:
+        """The best configuration(s) on average as the CLI says it ("" for none)."""
+        def one(label: str, fallback: str | None) -> str:
+            best = self.best_average.get(label)
+            if best is None:
+                return fallback or ""
+            return best[0] if len(best) == 1 else "tied " + " = ".join(best)
+
+        if self.average_by_model:
+            return "; ".join(f"{label}: {one(label, b) or '-'}"
+                             for label, b in self.best_by_model.items())
+        return one("", self.best_configuration)
+
+
+def _best_average(grids: Mapping[str, Grid]) -> dict[str, tuple[str, ...]]:
+    """Per label, the tested best (or tied best) of the per-configuration summary's
+    average column; labels whose summary is untested are left out."""
+    out = {}
+    for label, grid in grids.items():
+        if grid.tested:
+            best = grid.best(AVG) or grid.tied(AVG)
+            if best:
+                out[label] = tuple(sorted(best, key=_row_order))
+    return out
 
 
 def _best_of(averages: Mapping[str, float | None]) -> str | None:
@@ -157,20 +164,6 @@ def _best_of(averages: Mapping[str, float | None]) -> str | None:
     if len({round(v, 1) for v in complete.values()}) < 2:
         return None
     return max(complete, key=complete.__getitem__)
-
-
-def _mean_if_complete(values: Sequence[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return fmean(present) if values and len(present) == len(values) else None
-
-
-def _fmt(value: float | None, signed: bool = False) -> str:
-    if value is None:
-        return MISSING
-    if signed:
-        text = f"{value:+.1f}"
-        return "0.0" if text in ("+0.0", "-0.0") else text
-    return f"{value:.1f}"
 
 
 def _language_info(code: str) -> tuple[str, str]:
@@ -260,7 +253,11 @@ def _task_grid(
             f"task {task} (source {source}) mixes results of the profiles "
             f"{', '.join(sorted(made_by))}; a table needs one (report them separately)"
         )
-    values = {(_row(r), r["target_language"]): float(r["metrics"][metric]) for r in records}
+    cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in records:  # one record per training seed of the cell
+        cells.setdefault((_row(r), r["target_language"]), []).append(r)
+    values = {where: fmean(float(r["metrics"][metric]) for r in rs)
+              for where, rs in cells.items()}
     grid = Grid(
         name=f"{task}.{source}",
         title=f"{task} — source {source}, metric {metric}, profile {made_by.pop()}",
@@ -269,8 +266,46 @@ def _task_grid(
         values=values,
         metric=metric,
     )
+    grid.cells = {where: sorted(rs, key=_seed_order) for where, rs in cells.items()}
     grid.notes = _cell_notes(grid, records)
     return grid
+
+
+def _seed_order(record: Mapping[str, Any]) -> tuple[int, str]:
+    seed = record.get("seed")
+    return (0, str(seed)) if seed is None else (1, f"{seed:020d}" if seed >= 0 else str(seed))
+
+
+def _seeds_text(seeds: Iterable[Any]) -> str:
+    return ", ".join(str(s) for s in sorted(seeds, key=lambda s: (s is None, s or 0)))
+
+
+def _check_seeds(
+    records: list[dict[str, Any]], failed: bool
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every cell must have been evaluated with the same training seeds (one record per
+    seed), else their values are not comparable: an error naming two cells and their
+    seeds -- unless the study recorded failures (``failed``), which explain a missing
+    seed: those cells are then left out, each named in a note."""
+    seeds: dict[Key, set[Any]] = {}
+    for r in records:
+        seeds.setdefault(record_key(r).cell(), set()).add(r.get("seed"))
+    every: set[Any] = set().union(*seeds.values()) if seeds else set()
+    short = {k: s for k, s in seeds.items() if s != every}
+    if not short:
+        return records, []
+    if not failed:
+        (k, mine), (other, theirs) = next(iter(short.items())), next(
+            (k2, s2) for k2, s2 in seeds.items() if s2 != short[next(iter(short))])
+        raise LangTransferError(
+            f"cells were evaluated with different training seeds: {cell_name(k)} with "
+            f"{_seeds_text(mine)}, {cell_name(other)} with {_seeds_text(theirs)}; report "
+            "directories of one study, and rerun it until every seed of every cell is "
+            "evaluated"
+        )
+    notes = [f"{cell_name(k)}: seed(s) {_seeds_text(every - s)} not evaluated (see "
+             "Failures), so the cell is shown as not evaluated" for k, s in short.items()]
+    return [r for r in records if record_key(r).cell() not in short], notes
 
 
 def _profile(record: Mapping[str, Any]) -> str:
@@ -303,8 +338,10 @@ def _cell_notes(grid: Grid, records: list[dict[str, Any]]) -> list[str]:
                           "the reference reading's fallback class)"),
         ("n_truncated", "inputs cut at the evaluation's max_length"),
     ):
-        cells = [f"{_row(r)}/{r['target_language']} {r[field_name]} of "
-                 f"{r['n_examples']}" for r in by_cell if r.get(field_name)]
+        cells = [f"{_row(r)}/{r['target_language']}"
+                 + (f" ({record_key(r).replicate or 'seed=' + str(r['seed'])})"
+                    if len(grid.cells.get((_row(r), r["target_language"]), ())) > 1 else "")
+                 + f" {r[field_name]} of {r['n_examples']}" for r in by_cell if r.get(field_name)]
         if cells:
             notes.append(f"{what}: {', '.join(cells)}")
     for c in grid.columns:
@@ -329,7 +366,7 @@ def _delta_grid(grid: Grid) -> Grid | None:
     for r in rows:
         v, b = grid.get(r, AVG), grid.get("base", AVG)
         averages[r] = v - b if v is not None and b is not None else None
-    return Grid(
+    delta = Grid(
         name=grid.name,
         title=f"{grid.title} — difference to base (negative = negative transfer)",
         rows=rows,
@@ -338,6 +375,9 @@ def _delta_grid(grid: Grid) -> Grid | None:
         metric=grid.metric,
         averages=averages,
     )
+    if grid.estimates:
+        delta_estimates(delta, grid)
+    return delta
 
 
 def _label(grid: Grid, grids: list[Grid]) -> str:
@@ -355,8 +395,18 @@ def _summary_grid(grids: list[Grid], name: str, title: str) -> Grid:
         for r in rows
         if (v := g.get(r, AVG)) is not None
     }
-    averages = {r: _mean_if_complete([values.get((r, c)) for c in columns]) for r in rows}
-    return Grid(name, title, rows, columns, values, averages=averages)
+    averages = {r: mean_if_complete([values.get((r, c)) for c in columns]) for r in rows}
+    grid = Grid(name, title, rows, columns, values, averages=averages)
+    grid.estimates = {
+        (r, col): e
+        for g, col in zip(grids, columns, strict=True)
+        for r in rows
+        if (r, col) in values and (e := g.estimates.get((r, AVG))) is not None
+    }
+    if grid.estimates:
+        average_estimates(grid)
+        mark_best(grid)
+    return grid
 
 
 def _group_grid(grids: list[Grid], kind: str) -> Grid:
@@ -374,25 +424,39 @@ def _group_grid(grids: list[Grid], kind: str) -> Grid:
     columns = sorted(groups, key=lambda s: (s == "unknown", s))
     rows = _ordered_configurations(r for g in grids for r in g.rows)
     values = {}
+    estimates = {}
     for r in rows:
         for group in columns:
             per_table = [
-                _mean_if_complete([g.get(r, code) for code in by_group[group]])
+                mean_if_complete([g.get(r, code) for code in by_group[group]])
                 for g, by_group in zip(grids, members, strict=True)
                 if group in by_group
             ]
-            if (mean := _mean_if_complete(per_table)) is not None:
+            if (mean := mean_if_complete(per_table)) is not None:
                 values[(r, group)] = mean
+                parts = [[g.estimates.get((r, code)) for code in by_group[group]]
+                         for g, by_group in zip(grids, members, strict=True)
+                         if group in by_group]
+                if all(e is not None for part in parts for e in part):
+                    estimates[(r, group)] = combine(
+                        [combine([e for e in part if e is not None]) for part in parts])
     name = "families" if kind == "family" else "scripts"
     title = f"Average primary metric per configuration by target-language {kind}"
-    return Grid(name, title, rows, columns, values, with_avg=False)
+    grid = Grid(name, title, rows, columns, values, with_avg=False)
+    grid.estimates = estimates
+    mark_best(grid)
+    return grid
 
 
 def _by_model(
-    records: Iterable[Mapping[str, Any]], metrics: Mapping[str, str] | None = None
+    records: Iterable[Mapping[str, Any]],
+    metrics: Mapping[str, str] | None = None,
+    notes: list[str] | None = None,
+    failed: bool = False,
 ) -> dict[str, list[dict[str, Any]]]:
     """The merged records per model label (sorted; "" alone in a single-model study),
-    after checking that every task ``metrics`` names has records."""
+    after checking that every task ``metrics`` names has records and that every cell has
+    the same training seeds (:func:`_check_seeds`; its notes are added to ``notes``)."""
     merged = merge_records(records)
     if not merged:
         raise LangTransferError("no result records to report")
@@ -400,6 +464,9 @@ def _by_model(
     unknown = sorted(set(metrics or {}) - set(tasks))
     if unknown:
         raise UnknownNameError("task for --metric", unknown[0], tasks)
+    merged, seed_notes = _check_seeds(merged, failed)
+    if notes is not None:
+        notes += seed_notes
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in merged:
         groups.setdefault(record_key(r).model_label, []).append(r)
@@ -407,9 +474,13 @@ def _by_model(
 
 
 def _build_tables(
-    records: Iterable[Mapping[str, Any]], metrics: Mapping[str, str] | None = None
+    records: Iterable[Mapping[str, Any]],
+    metrics: Mapping[str, str] | None = None,
+    scores: Mapping[Key, ExampleScores] | None = None,
+    resampler: Resampler | None = None,
 ) -> _Tables:
-    """The tables of one model's records."""
+    """The tables of one model's records; with ``scores`` (per-example scores by cell),
+    each value's bootstrap estimate and the paired tests' marks."""
     records = merge_records(records)
     if not records:
         raise LangTransferError("no result records to report")
@@ -420,6 +491,8 @@ def _build_tables(
     for r in records:
         cells.setdefault((r["task"], r["source_language"]), []).append(r)
     tasks = [_task_grid(t, s, rs, metrics.get(t)) for (t, s), rs in sorted(cells.items())]
+    if scores is not None:
+        estimate_task_grids(tasks, scores, resampler or Resampler())
     deltas = [d for g in tasks if (d := _delta_grid(g)) is not None]
     by_configuration = _summary_grid(
         tasks, "configurations", "Average primary metric per configuration and task"
@@ -431,6 +504,7 @@ def _build_tables(
             "deltas",
             "Average difference to base per task (negative = negative transfer)",
         )
+        zero_tests(delta_summary)
     return _Tables(
         records,
         tasks,
@@ -445,47 +519,128 @@ def _build_tables(
 # --- rendering ---------------------------------------------------------------------------
 
 
-def _cells(grid: Grid, signed: bool) -> list[list[str]]:
-    return [[_fmt(grid.get(r, c), signed) for c in grid.all_columns] for r in grid.rows]
+def _cells(grid: Grid, signed: bool, intervals: bool = False) -> list[list[str]]:
+    """Each cell's text: the value, then ``▲``/``▼`` where a difference is significant and,
+    with ``intervals``, the 95% interval."""
+    out = []
+    for r in grid.rows:
+        row = []
+        for c in grid.all_columns:
+            text = format_value(grid.get(r, c), signed)
+            if (mark := grid.marks.get((r, c))) is not None:
+                text += f" {mark}"
+            if intervals and grid.get(r, c) is not None and grid.interval(r, c) is not None:
+                text += f" {format_interval(grid.interval(r, c), signed)}"
+            row.append(text)
+        out.append(row)
+    return out
+
+
+def _best_notes(grid: Grid) -> list[str]:
+    """Tested tables: which configurations tie for best where none is significantly
+    better, and the columns where none can be separated from any other."""
+    if not grid.tested:
+        return []
+    tied, none = [], []
+    for c in grid.all_columns:
+        rows = grid.tied(c)
+        if not rows:
+            continue
+        present = {r for r in grid.rows if grid.get(r, c) is not None}
+        if rows == present:
+            none.append(c)
+        else:
+            tied.append(f"{c}: {_joined(rows, ', ')}")
+    notes = []
+    if tied:
+        notes.append("tied best (the paired test cannot separate them; *italic*): "
+                     + "; ".join(tied))
+    if none:
+        notes.append("no configuration separable from the others in: " + ", ".join(none))
+    return notes
 
 
 def to_markdown(grid: Grid, *, signed: bool = False, mark_best: bool = True) -> str:
-    """A Markdown table; the best value per column in bold."""
+    """A Markdown table with each value's 95% interval where it has one; the best value
+    per column in bold (tested tables: only where significantly best, the tied best in
+    italics)."""
     best = {c: grid.best(c) for c in grid.all_columns} if mark_best else {}
+    tied = {c: grid.tied(c) for c in grid.all_columns} if mark_best else {}
     lines = [
         "| configuration | " + " | ".join(grid.all_columns) + " |",
         "|---|" + "---:|" * len(grid.all_columns),
     ]
-    for r, row in zip(grid.rows, _cells(grid, signed), strict=True):
+    for r, row in zip(grid.rows, _cells(grid, signed, intervals=True), strict=True):
         shown = [
-            f"**{text}**" if r in best.get(c, ()) else text
+            f"**{text}**" if r in best.get(c, ()) else f"*{text}*" if r in tied.get(c, ())
+            else text
             for c, text in zip(grid.all_columns, row, strict=True)
         ]
         lines.append(f"| {r} | " + " | ".join(shown) + " |")
-    if grid.notes:
-        lines += [""] + [f"- {n}" for n in grid.notes]
+    notes = grid.notes + (_best_notes(grid) if mark_best else [])
+    if notes:
+        lines += [""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
 
 
 def to_csv(grid: Grid, *, signed: bool = False, mark_best: bool = True) -> str:
-    """CSV with empty fields for missing cells and a trailing ``best_in`` column."""
+    """CSV with empty fields for missing cells and a trailing ``best_in`` column (tested
+    tables: also ``tied_best_in``)."""
+    tested = mark_best and grid.tested
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["configuration", *grid.all_columns] + (["best_in"] if mark_best else []))
-    for r, row in zip(grid.rows, _cells(grid, signed), strict=True):
-        row = ["" if text == MISSING else text for text in row]
+    writer.writerow(["configuration", *grid.all_columns] + (["best_in"] if mark_best else [])
+                    + (["tied_best_in"] if tested else []))
+    for r in grid.rows:
+        row = ["" if (v := grid.get(r, c)) is None else format_value(v, signed)
+               for c in grid.all_columns]
         best_in = [c for c in grid.all_columns if r in grid.best(c)] if mark_best else None
-        writer.writerow([r, *row] + ([";".join(best_in)] if best_in is not None else []))
+        tied_in = [c for c in grid.all_columns if r in grid.tied(c)]
+        writer.writerow([r, *row] + ([";".join(best_in)] if best_in is not None else [])
+                        + ([";".join(tied_in)] if tested else []))
+    return buf.getvalue()
+
+
+def to_intervals_csv(grid: Grid, *, mark_best: bool = True) -> str:
+    """One row per cell: ``configuration, column, value, low, high, n`` (the 95%
+    interval; empty without one; ``n`` the test examples behind the value), ``seeds``,
+    and ``best`` (``yes``: significantly best; ``tied``) or ``significant`` (a
+    difference's ``▲``/``▼``)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    extra = ["best"] if mark_best else ["significant"]
+    writer.writerow(["configuration", "column", "value", "low", "high", "n", "seeds", *extra])
+
+    def number(v: float | None) -> str:
+        return "" if v is None else f"{v:.3f}"
+
+    for r in grid.rows:
+        for c in grid.all_columns:
+            value = grid.get(r, c)
+            if value is None:
+                continue
+            e = grid.estimates.get((r, c))
+            low, high = grid.interval(r, c) or (None, None)
+            if mark_best:
+                flag = "yes" if r in grid.best(c) else "tied" if r in grid.tied(c) else ""
+            else:
+                flag = {"▲": "higher", "▼": "lower"}.get(grid.marks.get((r, c), ""), "")
+            writer.writerow([r, c, number(value), number(low), number(high),
+                             e.n if e is not None else "", e.seeds if e is not None else "",
+                             flag])
     return buf.getvalue()
 
 
 def to_text(grid: Grid, *, signed: bool = False, mark_best: bool = True) -> str:
-    """An aligned plain-text table for terminals; the best value per column ends in ``*``."""
+    """An aligned plain-text table for terminals; the best value per column ends in ``*``
+    (tested tables: significantly best), the tied best in ``~``."""
     best = {c: grid.best(c) for c in grid.all_columns} if mark_best else {}
+    tied = {c: grid.tied(c) for c in grid.all_columns} if mark_best else {}
     body = [
         [r]
         + [
-            text + ("*" if r in best.get(c, ()) else " " if mark_best else "")
+            text + ("*" if r in best.get(c, ()) else "~" if r in tied.get(c, ())
+                    else " " if mark_best else "")
             for c, text in zip(grid.all_columns, row, strict=True)
         ]
         for r, row in zip(grid.rows, _cells(grid, signed), strict=True)
@@ -502,15 +657,50 @@ def to_text(grid: Grid, *, signed: bool = False, mark_best: bool = True) -> str:
     return "\n".join([grid.title, line(header), rule, *map(line, body), *notes]) + "\n"
 
 
-def format_tables(
-    records: Iterable[Mapping[str, Any]], metrics: Mapping[str, str] | None = None
-) -> str:
-    """The per-task tables (and, with several tasks, the per-configuration summary) as text;
-    with several base models, those of each model and then the cross-model summary.
-    ``metrics``: task -> metric to show instead of its primary one (see :func:`build_report`)."""
-    per_model = {
-        label: _build_tables(rs, metrics) for label, rs in _by_model(records, metrics).items()
-    }
+@dataclass
+class _Prepared:
+    """The report's tables per model label, the cross-model comparison (several models),
+    and the lines about the data (cells without per-example scores, missing seeds)."""
+
+    per_model: dict[str, _Tables]
+    cross: _CrossModel | None
+    problems: list[str]
+    scored: int = 0
+    recomputed: int = 0
+
+    @property
+    def tested(self) -> bool:
+        return any(g.tested for t in self.per_model.values() for g in t.tasks)
+
+
+def _prepare(
+    records: Iterable[Mapping[str, Any]],
+    metrics: Mapping[str, str] | None,
+    study_dirs: Sequence[str | os.PathLike] | None,
+    failed: bool = False,
+    resampler: Resampler | None = None,
+) -> _Prepared:
+    """Tables of every model; with ``study_dirs``, their per-example scores (stored or
+    recomputed from predictions) give each value its interval and the marks their tests."""
+    from langtransfer.results.example_scores import load_example_scores
+
+    problems: list[str] = []
+    groups = _by_model(records, metrics, problems, failed)
+    scores = None
+    recomputed = 0
+    if study_dirs is not None:
+        loaded = load_example_scores(study_dirs, [r for rs in groups.values() for r in rs])
+        scores, recomputed = loaded.scores, loaded.recomputed
+        problems += loaded.problems
+    resampler = resampler or Resampler()
+    per_model = {label: _build_tables(rs, metrics, scores, resampler)
+                 for label, rs in groups.items()}
+    cross = _cross_model(per_model) if len(per_model) > 1 else None
+    return _Prepared(per_model, cross, problems, len(scores or {}), recomputed)
+
+
+def _format(prepared: _Prepared) -> str:
+    per_model = prepared.per_model
     parts = []
     for label, tables in per_model.items():
         if len(per_model) > 1:
@@ -518,17 +708,36 @@ def format_tables(
         parts += [to_text(g) for g in tables.tasks]
         if len(tables.tasks) > 1:
             parts.append(to_text(tables.by_configuration))
-    if len(per_model) > 1:
-        cross = _cross_model(per_model)
+    if prepared.cross is not None:
+        cross = prepared.cross
         parts += ["== across models ==\n", to_text(cross.by_model),
                   "\n".join(cross.findings()) + "\n"]
-    note = (f"* best in column (none where all are equal); {MISSING} not evaluated "
-            "(averages need every cell)")
+    if prepared.tested:
+        note = (f"* significantly best in column (paired test, Holm-corrected per table); "
+                f"~ tied best (not separable from the top); {MISSING} not evaluated "
+                "(averages need every cell); intervals in report.md")
+    else:
+        note = (f"* best in column (none where all are equal); {MISSING} not evaluated "
+                "(averages need every cell)")
     return "\n".join(parts) + note + "\n"
 
 
-def _heatmap(grid: Grid, path: Path) -> None:
-    """A configurations × languages heatmap with annotated values, written atomically.
+def format_tables(
+    records: Iterable[Mapping[str, Any]],
+    metrics: Mapping[str, str] | None = None,
+    *,
+    study_dirs: Sequence[str | os.PathLike] | None = None,
+) -> str:
+    """The per-task tables (and, with several tasks, the per-configuration summary) as text;
+    with several base models, those of each model and then the cross-model summary.
+    ``metrics``: task -> metric to show instead of its primary one (see :func:`build_report`);
+    ``study_dirs``: where the records' per-example scores are, for tested best marks."""
+    return _format(_prepare(records, metrics, study_dirs))
+
+
+def _heatmap(grid: Grid, path: Path, marks: Mapping[tuple[str, str], str] | None = None) -> None:
+    """A configurations × languages heatmap with annotated values, written atomically;
+    ``marks`` (the differences to base the paired test finds) follow their cell's value.
 
     Uses the Agg canvas directly rather than pyplot, so building a report never touches
     the process-wide backend of a user's interactive session.
@@ -558,16 +767,21 @@ def _heatmap(grid: Grid, path: Path) -> None:
         for j, c in enumerate(columns):
             value = data[i, j]
             best = r in grid.best(c)
+            mark = (marks or {}).get((r, c))
             ax.text(
                 j,
                 i,
-                _fmt(None if np.isnan(value) else float(value)),
+                format_value(None if np.isnan(value) else float(value))
+                + (f"{mark}" if mark else ""),
                 ha="center",
                 va="center",
                 fontsize=8,
                 fontweight="bold" if best else "normal",
                 color="black" if np.isnan(value) or value > mid else "white",
             )
+    if marks:
+        ax.set_xlabel("▲/▼: significant difference to base (paired bootstrap, Holm)",
+                      fontsize=8)
     fig.colorbar(image, ax=ax, label=grid.metric or "")
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -582,7 +796,13 @@ def _write_grid(
     write_text(md, f"# {grid.title}\n\n" + to_markdown(grid, signed=signed, mark_best=mark))
     write_text(csv_, to_csv(grid, signed=signed, mark_best=mark))
     files += [md, csv_]
-    return [f"{sub}/{grid.name}.md", f"{sub}/{grid.name}.csv"]
+    links = [f"{sub}/{grid.name}.md", f"{sub}/{grid.name}.csv"]
+    if grid.estimates:
+        long = out / sub / f"{grid.name}.intervals.csv"
+        write_text(long, to_intervals_csv(grid, mark_best=mark))
+        files.append(long)
+        links.append(f"{sub}/{grid.name}.intervals.csv")
+    return links
 
 
 def _check_replaceable(out_dir: Path) -> None:
@@ -609,15 +829,79 @@ def _model_name(tables: _Tables) -> str:
     return str(tables.records[0]["model"].get("name"))
 
 
-def _values_sentence(metrics: Mapping[str, str] | None) -> str:
+def _values_sentence(metrics: Mapping[str, str] | None, tested: bool = False) -> str:
+    best = ("**bold** = significantly best in column, *italic* = tied best (see below)"
+            if tested else "**bold** = best in column (none where all are equal)")
     return (
         "Values are each task's "
         + ("primary metric (the paper's reference computation)" if not metrics else
            "metric named in its table's title (the primary one unless chosen)")
-        + " (higher is better); **bold** = best in column (none where all are equal); "
+        + f" (higher is better); {best}; "
         f"{MISSING} = not evaluated; `avg` is over all target languages of the table and "
         "is shown only when the row is complete."
     )
+
+
+#: How many cells without per-example scores the report lists before "and N more".
+LIST_PROBLEMS = 30
+
+
+def _data_notes(prepared: _Prepared) -> list[str]:
+    """The lines under "How to read this": what the intervals cover, and every cell
+    that has none (capped)."""
+    if prepared.tested:
+        md = [HOW_TO_READ, ""]
+    elif prepared.scored == 0 and prepared.problems:
+        md = [UNTESTED, ""]
+    else:
+        md = []
+    if prepared.recomputed:
+        md += [f"Per-example scores of {prepared.recomputed} cells evaluated before they were "
+               "kept were recomputed from their predictions (and kept beside the records).", ""]
+    if prepared.problems:
+        shown = prepared.problems[:LIST_PROBLEMS]
+        more = len(prepared.problems) - len(shown)
+        md += ["Cells whose values have no interval (or were left out):", ""]
+        md += [f"- {line}" for line in shown]
+        md += [f"- ... and {more} more" if more > 0 else "", ""]
+    return md
+
+
+def _sample_size_section(tables: _Tables, h: str) -> list[str]:
+    """Per task and target: test examples, seeds, and the smallest difference between
+    two configurations a paired test detects (80% power, alpha 0.05)."""
+    rows = detectable(tables.tasks)
+    if not any(r["detectable"] is not None for r in rows):
+        return []
+    spread: dict[tuple[str, str], float] = {}
+    for g in tables.tasks:
+        task = g.name.split(".", 1)[0]
+        for c in g.columns:
+            values = [v for r in g.rows if (v := g.get(r, c)) is not None]
+            if len(values) > 1:
+                spread[(task, c)] = max(spread.get((task, c), 0.0), max(values) - min(values))
+    lines = ["| task | target | test examples | seeds | smallest detectable difference | "
+             "largest difference seen |", "|---|---|---:|---:|---:|---:|"]
+    small = []
+    for r in rows:
+        seen = spread.get((r["task"], r["target"]))
+        lines.append(f"| {r['task']} | {r['target']} | {r['n'] or MISSING} | "
+                     f"{r['seeds'] or MISSING} | {format_value(r['detectable'])} | "
+                     f"{format_value(seen)} |")
+        if r["detectable"] is not None and seen is not None and seen < r["detectable"]:
+            small.append(f"{r['task']} {r['target']}")
+    text = (
+        "The smallest difference between two configurations a paired test finds 4 times "
+        "in 5 (80% power, two-sided alpha 0.05) is 2.8 bootstrap standard errors of their "
+        "difference (1.96 + 0.84), taken here as the median over the column's differences "
+        "to `base`; before a Holm correction, which raises it. Differences smaller than that "
+        "are likely to go undetected at this test-set size: more test examples (or seeds) "
+        "shrink it as one over their square root."
+    )
+    verdict = (f"In {len(small)} of {len(rows)} task x target cells no two configurations "
+               f"differ by that much: {', '.join(small)}." if small else
+               "Every task x target cell has configurations that differ by more than that.")
+    return [f"{h} Sample size", "", text, "", *lines, "", verdict, ""]
 
 
 def _model_sections(
@@ -627,47 +911,61 @@ def _model_sections(
     under ``out/prefix`` (``h``: the heading level of the sections)."""
     sub = (lambda name: f"{prefix}/{name}") if prefix else (lambda name: name)
     md = [f"{h} Per task", ""]
+    deltas = {d.name: d for d in tables.deltas}
     for g in tables.tasks:
-        links = _write_grid(out, sub("tables"), g, written)
+        links = _links(_write_grid(out, sub("tables"), g, written))
         png = out / sub("heatmaps") / f"{g.name}.png"
-        _heatmap(g, png)
+        _heatmap(g, png, deltas[g.name].marks if g.name in deltas else None)
         written.append(png)
-        links.append(f"{sub('heatmaps')}/{g.name}.png")
+        heatmap = f"{sub('heatmaps')}/{g.name}.png"
         md += [
             f"{h}# {g.title}",
             "",
             to_markdown(g),
-            f"[Markdown]({links[0]}) · [CSV]({links[1]}) · [heatmap]({links[2]})",
+            f"{links} · [heatmap]({heatmap})",
             "",
-            f"![{g.title}]({links[2]})",
+            f"![{g.title}]({heatmap})",
             "",
         ]
     md += [f"{h} Summaries", ""]
     for g in (tables.by_configuration, tables.by_script, tables.by_family):
-        links = _write_grid(out, sub("summary"), g, written)
+        links = _links(_write_grid(out, sub("summary"), g, written))
         md += [f"{h}# {g.title}", "", to_markdown(g)]
-        md += [f"[Markdown]({links[0]}) · [CSV]({links[1]})", ""]
+        md += [links, ""]
+    tested = any(d.estimates for d in tables.deltas)
     md += [
         f"{h} Difference to base (negative = negative transfer)",
         "",
         "Each value is the configuration's score minus `base` (the untouched model) in "
-        "the same cell; negative values mean the configuration hurts.",
+        "the same cell; negative values mean the configuration hurts."
+        + (" `[low, high]` is the difference's 95% interval (paired: both on the same "
+           "resampled examples); ▲ and ▼ mark the differences the paired test finds after "
+           "Holm's correction over the table, so ▼ is negative transfer shown by the data, "
+           "and a negative value without it may be noise." if tested else ""),
         "",
     ]
     if tables.delta_summary is not None:
-        links = _write_grid(out, sub("summary"), tables.delta_summary, written, signed=True)
+        links = _links(_write_grid(out, sub("summary"), tables.delta_summary, written,
+                                   signed=True))
         md += [f"{h}# {tables.delta_summary.title}", ""]
         md += [to_markdown(tables.delta_summary, signed=True, mark_best=False)]
-        md += [f"[Markdown]({links[0]}) · [CSV]({links[1]})", ""]
+        md += [links, ""]
     for g in tables.deltas:
-        links = _write_grid(out, sub("deltas"), g, written, signed=True)
+        links = _links(_write_grid(out, sub("deltas"), g, written, signed=True))
         md += [f"{h}# {g.title}", "", to_markdown(g, signed=True, mark_best=False)]
-        md += [f"[Markdown]({links[0]}) · [CSV]({links[1]})", ""]
+        md += [links, ""]
     no_base = [g.name for g in tables.tasks if "base" not in g.rows]
     if no_base:
         md.append(f"No `base` results, so no differences, for: {', '.join(no_base)}.")
+    md += [""] + _sample_size_section(tables, h)
     composed = _combined_section(tables, out, written, prefix, h)
     return md + ([""] + composed if composed else [])
+
+
+def _links(paths: list[str]) -> str:
+    """``[Markdown](..) · [CSV](..)`` and, with intervals, ``· [intervals CSV](..)``."""
+    names = ["Markdown", "CSV", "intervals CSV"]
+    return " · ".join(f"[{name}]({path})" for name, path in zip(names, paths, strict=False))
 
 
 def _tables_data(tables: _Tables, prefix: str = "") -> dict[str, Any]:
@@ -689,6 +987,9 @@ def _tables_data(tables: _Tables, prefix: str = "") -> dict[str, Any]:
     composed = _combined_data(tables, prefix)
     if composed is not None:
         data["trained_vs_composed"] = composed
+    sizes = detectable(tables.tasks)
+    if any(r["detectable"] is not None for r in sizes):
+        data["sample_size"] = sizes
     return data
 
 
@@ -698,12 +999,21 @@ def build_report(
     failures: Sequence[Failure] = (),
     *,
     metrics: Mapping[str, str] | None = None,
+    study_dirs: Sequence[str | os.PathLike] | None = None,
+    resampler: Resampler | None = None,
 ) -> ReportSummary:
     """Write the full report for ``records`` into ``out_dir`` and return what was written.
 
     ``metrics``: task -> the metric its tables show instead of the primary one (the
     reference's), e.g. ``{"qa": "mlqa_f1", "nli": "strict_accuracy"}``; every record of
     that task must have it.
+
+    ``study_dirs``: the study directories the records come from. Their per-example scores
+    (beside each record, or recomputed from its predictions) give every value and
+    average its 95% interval, and the best marks and differences to base paired tests
+    (:mod:`langtransfer.report.intervals`); ``resampler`` sets the number of resamples
+    and their seed. Without them, or for cells without scores, values are shown alone.
+    Cells whose training seeds differ are refused, unless ``failures`` explain them.
 
     ``failures``: the study's failed and blocked artefacts, listed in their own section
     (their cells show as not evaluated in the tables).
@@ -720,11 +1030,9 @@ def build_report(
     """
     final = Path(out_dir)
     _check_replaceable(final)
-    per_model = {
-        label: _build_tables(rs, metrics) for label, rs in _by_model(records, metrics).items()
-    }
+    prepared = _prepare(records, metrics, study_dirs, bool(failures), resampler)
+    per_model, cross = prepared.per_model, prepared.cross
     n_records = sum(len(t.records) for t in per_model.values())
-    cross = _cross_model(per_model) if len(per_model) > 1 else None
     with atomic_dir(final) as out:
         written: list[Path] = []
         data: dict[str, Any] = {"generator": GENERATOR, "n_records": n_records,
@@ -738,8 +1046,9 @@ def build_report(
                 _profile_line(tables.records),
                 "",
                 f"{n_records} result records; base model `{_model_name(tables)}`. "
-                + _values_sentence(metrics),
+                + _values_sentence(metrics, prepared.tested),
                 "",
+                *_data_notes(prepared),
             ]
             md += _model_sections(tables, out, "", written)
             data.update(_tables_data(tables))
@@ -751,8 +1060,9 @@ def build_report(
                 _profile_line(r for t in per_model.values() for r in t.records),
                 "",
                 f"{n_records} result records of {len(per_model)} base models: {names}. "
-                + _values_sentence(metrics),
+                + _values_sentence(metrics, prepared.tested),
                 "",
+                *_data_notes(prepared),
             ]
             md += _cross_model_sections(cross, out, written)
             for label, tables in per_model.items():
@@ -772,6 +1082,7 @@ def build_report(
              "blocked_by": list(f.blocked_by)}
             for f in failures
         ]
+        data["data_notes"] = prepared.problems
         write_json(out / "report.json", data)
         relative = [p.relative_to(out) for p in written] + [Path("report.md"), Path("report.json")]
     if cross is None:
@@ -783,6 +1094,9 @@ def build_report(
             n_records=n_records,
             tables=tuple(g.name for g in tables.tasks),
             average_by_configuration=dict(tables.by_configuration.averages),
+            text=_format(prepared),
+            problems=tuple(prepared.problems),
+            best_average=_best_average({"": tables.by_configuration}),
         )
     return ReportSummary(
         out_dir=final,
@@ -792,6 +1106,10 @@ def build_report(
         tables=tuple(f"{label}/{g.name}" for label, t in per_model.items() for g in t.tasks),
         average_by_configuration={},
         average_by_model={label: dict(cross.by_model.column(label)) for label in cross.labels},
+        text=_format(prepared),
+        problems=tuple(prepared.problems),
+        best_average={label: best for label, best in _best_average(
+            {label: t.by_configuration for label, t in per_model.items()}).items()},
     )
 
 
@@ -823,7 +1141,9 @@ class _CrossModel:
         return bool(set.intersection(*best.values()))
 
     def overall(self) -> dict[str, set[str]]:
-        return {label: self.by_model.best(label) for label in self.labels}
+        """Per base, its best configuration on average (tested: or the tied best)."""
+        return {label: self.by_model.best(label) or self.by_model.tied(label)
+                for label in self.labels}
 
     def findings(self) -> list[str]:
         """What the cross-model summary says, one sentence per line."""
@@ -834,10 +1154,12 @@ class _CrossModel:
                          "winner is named.")
         elif self.same(overall):
             (best,) = sorted(set.intersection(*overall.values()))[:1]
-            lines.append(f"Best configuration on average: {best} on every base.")
+            tied = any(len(b) > 1 for b in overall.values())
+            lines.append(f"{'Best or tied best' if tied else 'Best'} configuration on average: "
+                         f"{best} on every base.")
         else:
             per = "; ".join(
-                f"{label}: {_joined(b)} ({_fmt(self.by_model.get(sorted(b)[0], label))})"
+                f"{label}: {_joined(b)} ({format_value(self.by_model.get(sorted(b)[0], label))})"
                 for label, b in overall.items()
             )
             lines.append(f"The best configuration on average differs between bases: {per}.")
@@ -875,11 +1197,15 @@ class _CrossModel:
         }
 
 
-def _joined(configurations: set[str]) -> str:
-    return " = ".join(sorted(configurations, key=_row_order)) or MISSING
+def _joined(configurations: set[str], sep: str = " = ") -> str:
+    return sep.join(sorted(configurations, key=_row_order)) or MISSING
 
 
 def _best_among(grid: Grid, rows: Sequence[str], column: str) -> set[str]:
+    """The best of ``rows`` in ``column``: tested, the top one with those the paired test
+    cannot separate from it; untested, those with the top displayed value."""
+    if grid.tested:
+        return best_sets(grid, rows).get(column, set(rows))
     shown = {r: round(v, 1) for r in rows if (v := grid.get(r, column)) is not None}
     top = max(shown.values(), default=None)
     return {r for r, v in shown.items() if v == top}
@@ -908,7 +1234,11 @@ def _cross_model(per_model: Mapping[str, _Tables]) -> _CrossModel:
             if (v := g.averages.get(r)) is not None
         }
         present = [r for r in rows if any((r, label) in values for label in parts)]
-        return Grid(name, title, present, list(parts), values, with_avg=False)
+        grid = Grid(name, title, present, list(parts), values, with_avg=False)
+        grid.estimates = {(r, label): e for label, g in parts.items() for r in rows
+                          if (r, label) in values and (e := g.estimates.get((r, AVG)))}
+        mark_best(grid)
+        return grid
 
     what = ", ".join(common) if common else "none"
     by_model = across(
@@ -982,8 +1312,9 @@ READING_MODELS = (
     "on each, not which base scores higher. The agreement table then names, for each task "
     "and target language (and each table's average), the best configuration on every "
     "base, among the configurations all of them have there; *same best* is yes when one "
-    "configuration is best (or tied best, to one decimal) on all of them. The lines "
-    "between the tables say where they disagree."
+    "configuration is best or tied best on all of them (with per-example scores: one the "
+    "paired test cannot separate from the top, `a = b` naming the tied set; without: equal "
+    "to one decimal). The lines between the tables say where they disagree."
 )
 
 
@@ -1101,8 +1432,8 @@ def _combined_markdown(pairs: list[CombinedPair]) -> str:
     for p in pairs:
         lines.append(
             f"| {p.table} | {p.configuration} | {p.variant} | {p.target} | {p.weights or '–'} "
-            f"| {_fmt(p.trained)} | {_fmt(p.composed)} | {_fmt(p.delta, signed=True)} "
-            f"| {_fmt(p.base)} |"
+            f"| {format_value(p.trained)} | {format_value(p.composed)} "
+            f"| {format_value(p.delta, signed=True)} | {format_value(p.base)} |"
         )
     return "\n".join(lines) + "\n"
 

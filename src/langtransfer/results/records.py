@@ -4,10 +4,12 @@ A *cell* is (task, configuration, source language, target language), and in a st
 several base models or language-representation variants also the model's label and the
 variant (:class:`Key`). Its record lives at::
 
-    <study_dir>/results/[<model_label>/][<variant>/]<task>/<configuration>/<source>__<target>.json
+    <study_dir>/results/[<model_label>/][<replicate>/][<variant>/]<task>/<configuration>/<source>__<target>.json
 
 where the bracketed segments appear only when non-empty, so a single-model study without
 variants (and every record written before these fields existed) keeps its paths.
+``replicate`` (``seed=43``) marks the cells of a study's second and later training seeds
+(``seeds: [42, 43]``): the first seed's cells keep the paths a one-seed study has.
 (``__`` because ``->`` is awkward in shells and ``>`` is not allowed in Windows names;
 language codes never contain ``_``, so the split is unambiguous.) One file per cell means
 shards of a study never write the same file unless they evaluate the same cell, and a
@@ -17,8 +19,9 @@ kill mid-study loses at most the cell being written (files go through
 A record is a JSON object with the fields in :data:`RECORD_FIELDS` and optionally those in
 :data:`KEY_FIELDS_OPTIONAL` (``model_label``: the base's short label in a multi-model
 study; ``variant``: the language-representation variant, ``axis=value`` such as
-``init=vocab``; absent or "" = the single model / the paper's default, and written as
-absent); extra fields are kept. The optional ``run`` field (host, time, duration...) is
+``init=vocab``; ``replicate``: ``seed=<n>`` for a later training seed; absent or "" =
+the single model / the paper's default / the first seed, and written as absent); extra
+fields are kept. The optional ``run`` field (host, time, duration...) is
 free-form provenance and is ignored when two copies of a cell are compared, so
 re-running a cell deterministically on another shard is not a conflict. Every other
 difference is: the same cell with different content in two places raises instead of
@@ -26,7 +29,10 @@ silently picking one.
 
 Every ``*.json`` file under ``results/`` is read as a record (names starting with ``.``
 are temporary files and are skipped), so other per-cell outputs such as predictions must
-use another extension (``.jsonl``) or live elsewhere.
+use another extension (``.jsonl``) or live elsewhere. A cell's per-example scores (what
+its metrics are sums of, for confidence intervals) sit beside its record
+(:func:`scores_path`, ``<source>__<target>.scores.safetensors``) and carry its settings
+hash, so a stale copy is never read for a newer record.
 """
 
 from __future__ import annotations
@@ -71,12 +77,19 @@ _TASK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _CODE_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
 #: Optional record fields that are part of a cell's key ("" when absent).
-KEY_FIELDS_OPTIONAL: tuple[str, ...] = ("model_label", "variant")
+KEY_FIELDS_OPTIONAL: tuple[str, ...] = ("model_label", "variant", "replicate")
 #: A model label: a path segment, never hidden (no leading ".") and without "=" so it can
 #: never be mistaken for a variant segment.
 MODEL_LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 #: A variant label: ``axis=value`` (``init=vocab``, ``corpus=10k``, ``composed=proxy``).
 VARIANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*=[A-Za-z0-9=._-]+$")
+#: A replicate label: ``seed=<n>``, the training seed of a study's second and later seeds.
+REPLICATE_RE = re.compile(r"^seed=(-?[0-9]+)$")
+
+
+def replicate_label(seed: int) -> str:
+    """How a study of several seeds labels (and places) the artefacts of its later seeds."""
+    return f"seed={seed}"
 
 
 class Key(NamedTuple):
@@ -88,6 +101,11 @@ class Key(NamedTuple):
     target: str
     model_label: str = ""
     variant: str = ""
+    replicate: str = ""
+
+    def cell(self) -> Key:
+        """The cell without its replicate: what the seeds of one cell share."""
+        return self._replace(replicate="")
 
 
 def record_key(record: Mapping[str, Any]) -> Key:
@@ -99,6 +117,7 @@ def record_key(record: Mapping[str, Any]) -> Key:
         record["target_language"],
         record.get("model_label") or "",
         record.get("variant") or "",
+        record.get("replicate") or "",
     )
 
 
@@ -113,12 +132,13 @@ def cell_name(key: Key | tuple[str, ...]) -> str:
     key = Key(*key)
     prefix = f"{key.model_label}:" if key.model_label else ""
     configuration = row_label(key.configuration, key.variant)
-    return f"{prefix}{key.task}/{configuration}/{key.source}->{key.target}"
+    suffix = f" ({key.replicate})" if key.replicate else ""
+    return f"{prefix}{key.task}/{configuration}/{key.source}->{key.target}{suffix}"
 
 
 def cell_dir(key: Key) -> Path:
     """The cell's path relative to ``results/`` (and ``predictions/``), without a suffix."""
-    segments = [s for s in (key.model_label, key.variant) if s]
+    segments = [s for s in (key.model_label, key.replicate, key.variant) if s]
     return Path(*segments, key.task, key.configuration, f"{key.source}{_SEP}{key.target}")
 
 
@@ -128,12 +148,26 @@ def record_path(study_dir: str | os.PathLike, record_or_key: Mapping[str, Any] |
     return Path(study_dir) / RESULTS_DIR / cell_dir(key).with_suffix(".json")
 
 
+#: The suffix of a cell's per-example scores beside its record (``en__sk.json``,
+#: ``en__sk.scores.safetensors``): not ``.json``, so never read as a record.
+SCORES_SUFFIX = ".scores.safetensors"
+
+
+def scores_path(study_dir: str | os.PathLike, record_or_key: Mapping[str, Any] | Key) -> Path:
+    """Where the per-example scores of a cell live: beside its record."""
+    path = record_path(study_dir, record_or_key)
+    return path.with_name(path.stem + SCORES_SUFFIX)
+
+
 def sort_key(record: Mapping[str, Any]) -> tuple:
-    """Model label, task, source, configuration in the paper's order, variant, target."""
+    """Model label, task, source, configuration in the paper's order, variant, target,
+    seed."""
     key = record_key(record)
     configuration = key.configuration
     order = CONFIGURATIONS.index(configuration) if configuration in CONFIGURATIONS else 99
-    return (key.model_label, key.task, key.source, order, configuration, key.variant, key.target)
+    seed = record.get("seed")
+    return (key.model_label, key.task, key.source, order, configuration, key.variant, key.target,
+            seed if isinstance(seed, int) else 0, key.replicate)
 
 
 def _is_int(value: object) -> bool:
@@ -192,6 +226,12 @@ def record_problems(record: object) -> list[str]:
         value = record.get(field, "")
         if value != "" and not (isinstance(value, str) and pattern.match(value)):
             problems.append(f"{field} must be empty or {form}, got {value!r:.60}")
+    replicate = record.get("replicate", "")
+    if replicate != "":
+        match = REPLICATE_RE.match(replicate) if isinstance(replicate, str) else None
+        if match is None or int(match.group(1)) != record["seed"]:
+            problems.append(f"replicate must be empty or 'seed=<the record's seed>', got "
+                            f"{replicate!r:.60} (seed {record['seed']!r})")
     problems += _representation_problems(record["representations"], configuration)
     if not isinstance(record["settings_hash"], str) or not record["settings_hash"]:
         problems.append("settings_hash must be a non-empty string")

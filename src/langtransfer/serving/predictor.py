@@ -547,6 +547,9 @@ def _study_entries(study: Path, loaded: LoadedBase) -> list[Entry]:
             f"{study}: no result was made on base model {loaded.name!r}; the study's: "
             f"{', '.join(name for _, name in bases) or 'none recorded'} (pass model=)"
         )
+    # A study of several training seeds serves its first seed's representations (the
+    # later seeds' replicate them, for the report's intervals).
+    fitting = [r for r in fitting if not r.get("replicate")]
     output = config.get("output")
     entries = []
     for r in fitting:

@@ -155,7 +155,12 @@ class StudyBuilder:
 
     def evaluate(self, art: Artefact, job: EvaluationJob) -> None:
         from langtransfer.inference.evaluate import evaluate
-        from langtransfer.results.records import write_record
+        from langtransfer.inference.scoring import (
+            EXAMPLE_SCORES_FILE,
+            read_example_scores,
+            write_example_scores,
+        )
+        from langtransfer.results.records import scores_path, write_record
 
         record = evaluate(
             model=self.model(job.model),
@@ -182,12 +187,20 @@ class StudyBuilder:
             metrics_fingerprint=job.metrics,
             seed=job.seed,
             model_label=art.model_label,  # "" (one base) is stored as absent
+            replicate=art.replicate,  # "" (the first seed) is stored as absent
         )
         if job.variant:
             record["variant"] = job.variant
             composition = _composition(art.inputs.get("language"))
             if composition is not None:
                 record["composition"] = composition
+        # The per-example scores first, marked with the record's hash: a kill between the
+        # two leaves scores without a record (evaluated again) or a record whose scores
+        # the report recomputes from the predictions; never a stale pair.
+        if art.work is not None and (art.work / EXAMPLE_SCORES_FILE).is_file():
+            scores, _ = read_example_scores(art.work / EXAMPLE_SCORES_FILE)
+            write_example_scores(scores_path(self.study_dir, record), scores,
+                                 settings_hash=art.hash)
         write_record(self.study_dir, record)
 
 

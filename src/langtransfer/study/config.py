@@ -248,6 +248,10 @@ class StudyConfig:
     axes: dict[str, list[Any]] = field(default_factory=dict)
     profile: str | None = None
     slurm: dict[str, Any] = field(default_factory=dict)
+    #: Several training seeds (instead of ``seed``): every representation is trained and
+    #: every cell evaluated once per seed; the first seed's artefacts keep the paths of a
+    #: one-seed study, the others' go under ``seed=<n>/`` (see :meth:`seed_list`).
+    seeds: list[int] | None = None
 
     # -- derived -------------------------------------------------------------------------
 
@@ -263,6 +267,10 @@ class StudyConfig:
             return self
         return replace(self, **{k: _deep_merge(getattr(self, k), v)
                                 for k, v in base.overrides.items()})
+
+    def seed_list(self) -> list[int]:
+        """The training seeds: ``seeds``, or the one ``seed``."""
+        return list(self.seeds) if self.seeds else [self.seed]
 
     def language_kinds(self) -> set[str]:
         return {k for c in self.configurations if (k := configuration_kinds(c)[0])}
@@ -416,6 +424,8 @@ class StudyConfig:
             d.pop("profile")
         if not by_path:
             d["corpus"], d["data"] = _unplaced(d["corpus"]), _unplaced(d["data"])
+        if d.get("seeds") is not None and len(d["seeds"]) == 1:
+            d.pop("seeds")  # one seed is `seed` (validation set it): the same study
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -440,7 +450,7 @@ def demo_data_dir(task: str) -> Path:
 
 
 #: Keys added after studies were run: left out of the fingerprint when empty.
-_ADDED_KEYS = ("models", "axes", "composed")
+_ADDED_KEYS = ("models", "axes", "composed", "seeds")
 
 
 #: Keys of a ``composed`` entry.
@@ -646,6 +656,7 @@ def check_types(config: StudyConfig, where: str) -> None:
         if not _is_int(getattr(config, key)):
             fail(key, "an integer")
     get_profile(config.profile)  # an unknown one names the profiles
+    check_seeds(config.seeds, where)
     for key in ("max_documents", "max_train_examples", "max_eval_examples"):
         value = getattr(config, key)
         if value is not None and not (_is_int(value) and value >= 1):
@@ -668,6 +679,22 @@ def check_types(config: StudyConfig, where: str) -> None:
         parse_models(config.models)
     _check_evaluation(config.evaluation, where)
     parse_slurm(config.slurm, where)
+
+
+def check_seeds(seeds: Any, where: str) -> None:
+    """``seeds``: absent, or a non-empty list of distinct integers."""
+    if seeds is None:
+        return
+    if not isinstance(seeds, list) or not seeds:
+        raise LangTransferError(f"{where}: 'seeds' must be a non-empty list of integers "
+                                f"(training seeds, e.g. [42, 43, 44]), got {seeds!r:.60}")
+    for i, seed in enumerate(seeds):
+        if not _is_int(seed):
+            raise LangTransferError(f"{where}: seeds: {seed!r:.40} is not an integer; seeds "
+                                    "are integers, e.g. [42, 43, 44]")
+        if seed in seeds[:i]:
+            raise LangTransferError(f"{where}: seeds: {seed} is listed twice; each seed "
+                                    "trains and evaluates the grid once")
 
 
 def _check_evaluation(evaluation: Any, where: str) -> None:
@@ -715,4 +742,10 @@ def check_settings(config: StudyConfig, where: str) -> None:
     for role in ("language", "task"):
         for kind in ("prompt", "adapter"):
             config.train_settings(role, kind)  # raises on bad values
+            table = config.language_training if role == "language" else config.task_training
+            if config.seeds and len(config.seeds) > 1 and "seed" in table.get(kind, {}):
+                raise LangTransferError(
+                    f"{where}: {role}_training.{kind}.seed would train every one of the "
+                    f"seeds {config.seeds} alike; drop it (each seed of 'seeds' is used)"
+                )
         config.adapter_spec(role)

@@ -126,7 +126,8 @@ def _to_build(artefacts: list[Artefact], done: dict[str, bool]) -> list[str]:
             where = f"{art.model_label}: " if art.model_label else ""
             # a variant's artefacts are a group of their own; a composed one names its own
             variant = f" [{job.variant}]" if job.variant and art.stage != "composed" else ""
-            groups.setdefault(f"{where}{art.stage} {name}{variant}", []).append(art)
+            seed = f" ({art.replicate})" if art.replicate else ""
+            groups.setdefault(f"{where}{art.stage} {name}{variant}{seed}", []).append(art)
     lines = []
     for name, arts in groups.items():
         stage = arts[0].stage
@@ -163,6 +164,85 @@ def _variant_counts(artefacts: list[Artefact]) -> list[str]:
         + f"{n['evaluation']} evaluations"
         for label, n in counts.items()
     ]
+
+
+def _seed_counts(artefacts: list[Artefact]) -> list[str]:
+    """With several training seeds: the seeds, and what each later one adds to the plan."""
+    seeds = list(dict.fromkeys(a.job.seed for a in artefacts if isinstance(a.job, EvaluationJob)))
+    if not any(a.replicate for a in artefacts):
+        return []
+    counts: dict[str, dict[str, int]] = {}
+    for art in artefacts:
+        if art.replicate:
+            label = f"{art.replicate} ({art.model_label})" if art.model_label else art.replicate
+            n = counts.setdefault(label, {**dict.fromkeys(STAGES, 0), "steps": 0})
+            n[art.stage] += 1
+            if isinstance(art.job, (LanguageJob, TaskJob)):
+                n["steps"] += art.job.train.max_steps
+    lines = [f"seeds: {len(seeds)} ({', '.join(map(str, seeds))}): every representation is "
+             "trained and every cell evaluated once per seed; the first seed's artefacts keep "
+             "the paths of a one-seed study, each later seed adds:"]
+    for label, n in counts.items():
+        composed = f"{n['composed']} composed representations, " if n["composed"] else ""
+        lines.append(f"  {label}: {n['language']} language representations, {composed}"
+                     f"{n['task']} task representations ({n['steps']:,} training steps in "
+                     f"all), {n['evaluation']} evaluations")
+    return lines
+
+
+def _detectable(n: int) -> float:
+    """The smallest detectable difference of an accuracy-like metric at ``n`` examples,
+    worst case (p = 0.5) with unrelated errors of the two configurations: the standard
+    error of the difference is 100 x sqrt(2 x 0.25 / n), 2.8 of them are 198 / sqrt(n)
+    points (80% power, two-sided alpha 0.05)."""
+    from langtransfer.results.statistics import detectable_difference
+
+    return detectable_difference(100 * (0.5 / n) ** 0.5)
+
+
+def _sample_sizes(artefacts: list[Artefact]) -> list[str]:
+    """Per task and target: the test-set size where it is known without loading data (a
+    cell already evaluated, or the ``max_eval_examples`` cap) and the smallest difference
+    between two configurations the study could detect at that size."""
+    import json
+
+    known: dict[tuple[str, str], tuple[int | None, str]] = {}
+    for art in artefacts:
+        job = art.job
+        if not isinstance(job, EvaluationJob):
+            continue
+        key = (job.task, job.target)
+        if known.get(key, (None, ""))[1] == "evaluated":
+            continue
+        try:
+            n = json.loads(art.path.read_text(encoding="utf-8"))["n_examples"]
+            known[key] = (int(n), "evaluated")
+            continue
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        cap = job.max_eval_examples
+        known.setdefault(key, (cap, "at most" if cap else "unknown"))
+    if not known:
+        return []
+    lines = ["sample size (smallest difference between two configurations a paired test "
+             "detects, 80% power, alpha 0.05; worst case for an accuracy, 198/sqrt(n) points; "
+             "paired data usually do better, the report gives the measured one):"]
+    by_task: dict[str, list[str]] = {}
+    for (task, target), (n, how) in known.items():
+        if n is None:
+            text = f"{target} unknown"
+        elif how == "at most":
+            text = f"{target} <= {n} examples (the max_eval_examples cap) -> >= " \
+                   f"{_detectable(n):.1f}"
+        else:
+            text = f"{target} {n} examples -> {_detectable(n):.1f}"
+        by_task.setdefault(task, []).append(text)
+    for task, texts in by_task.items():
+        lines.append(f"  {task}: " + "; ".join(texts))
+    if any(n is None for n, _ in known.values()):
+        lines.append("  (unknown: hub or local test data is not read by a dry run; the size is "
+                     "known once a cell is evaluated, or bounded by max_eval_examples)")
+    return lines
 
 
 def describe_dry_run(
@@ -203,6 +283,7 @@ def describe_dry_run(
             if own := (own_settings or {}).get(label):
                 lines.append(f"    own settings: {', '.join(own)}")
     lines += _variant_counts(artefacts)
+    lines += _seed_counts(artefacts)
     missing = result.missing
     lines.append(f"data: {len(result.checks)} task x language x split cells, "
                  f"{len(result.checks) - len(missing)} ok, {len(missing)} missing")
@@ -228,4 +309,5 @@ def describe_dry_run(
     if todo:
         lines.append("to build:")
         lines += _capped(todo)
+    lines += _capped(_sample_sizes(artefacts), "")
     return "\n".join(lines)

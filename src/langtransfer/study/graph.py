@@ -134,7 +134,8 @@ def unit_id_of(art: Artefact) -> str:
         # its trained cell's task representation, and so its unit)
         group = next(d for d in art.deps if d.startswith("task:"))
     else:
-        group = artefact_id("task", (task, source, configuration, *variant), art.model_label)
+        group = artefact_id("task", (task, source, configuration, *variant), art.model_label,
+                            art.replicate)
     return "evaluate." + _safe(group).removeprefix("task.")
 
 

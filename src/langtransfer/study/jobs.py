@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from langtransfer.configurations import get_configuration
 from langtransfer.errors import CorruptFileError
 from langtransfer.languages import get_language
-from langtransfer.results.records import Key, cell_dir, record_path
+from langtransfer.results.records import Key, cell_dir, record_path, replicate_label
 from langtransfer.study.fingerprints import data_identity, remembered
 
 if TYPE_CHECKING:
@@ -365,6 +365,9 @@ class Artefact:
     inputs: dict[str, Path] = field(default_factory=dict, compare=False, hash=False)
     work: Path | None = None
     model_label: str = ""
+    #: ``seed=<n>`` for a study's second and later training seeds ("" for its first):
+    #: part of where the artefact goes and of its id, not of its hash (the job's seed is).
+    replicate: str = ""
 
     @property
     def stage(self) -> str:
@@ -376,7 +379,7 @@ class Artefact:
 
     @property
     def id(self) -> str:
-        return artefact_id(self.stage, self.key, self.model_label)
+        return artefact_id(self.stage, self.key, self.model_label, self.replicate)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -396,30 +399,39 @@ def is_done(art: Artefact) -> bool:
         return False
 
 
-def artefact_id(stage: str, key: tuple[str, ...], model_label: str = "") -> str:
-    """``language:prompt/sk``, or ``language:tiny/prompt/sk`` for the base labelled tiny."""
-    return f"{stage}:{'/'.join((model_label, *key) if model_label else key)}"
+def artefact_id(
+    stage: str, key: tuple[str, ...], model_label: str = "", replicate: str = ""
+) -> str:
+    """``language:prompt/sk``, or ``language:tiny/prompt/sk`` for the base labelled tiny
+    (``language:tiny/seed=43/prompt/sk`` for its second seed)."""
+    return f"{stage}:{'/'.join(s for s in (model_label, replicate, *key) if s)}"
 
 
-def _under(study_dir: str | Path, top: str, model_label: str, variant: str = "") -> Path:
-    """``<study>/<top>``, then ``/<label>`` in a study of several models and ``/<variant>``
-    for a variant's artefacts (labels are path-safe and a variant's contains ``=``, so
-    neither clashes with a kind or a task)."""
-    return Path(study_dir, top, *(s for s in (model_label, variant) if s))
+def _under(
+    study_dir: str | Path, top: str, model_label: str, variant: str = "", replicate: str = ""
+) -> Path:
+    """``<study>/<top>``, then ``/<label>`` in a study of several models, ``/seed=<n>``
+    for a later training seed's artefacts and ``/<variant>`` for a variant's (labels are
+    path-safe and a variant's and a seed's contain ``=``, so none clashes with a kind or a
+    task)."""
+    return Path(study_dir, top, *(s for s in (model_label, replicate, variant) if s))
 
 
 def language_rep_path(
-    study_dir: str | Path, kind: str, language: str, model_label: str = "", variant: str = ""
+    study_dir: str | Path, kind: str, language: str, model_label: str = "", variant: str = "",
+    replicate: str = "",
 ) -> Path:
-    return _under(study_dir, "representations", model_label, variant) / "language" / kind / language
+    return (_under(study_dir, "representations", model_label, variant, replicate) / "language"
+            / kind / language)
 
 
 def combined_rep_path(
-    study_dir: str | Path, kind: str, language: str, variant: str, model_label: str = ""
+    study_dir: str | Path, kind: str, language: str, variant: str, model_label: str = "",
+    replicate: str = "",
 ) -> Path:
     return (
-        _under(study_dir, "representations", model_label) / "composed" / kind / variant
-        / language
+        _under(study_dir, "representations", model_label, replicate=replicate) / "composed"
+        / kind / variant / language
     )
 
 
@@ -430,9 +442,10 @@ def task_rep_path(
     configuration: str,
     model_label: str = "",
     variant: str = "",
+    replicate: str = "",
 ) -> Path:
     return (
-        _under(study_dir, "representations", model_label, variant)
+        _under(study_dir, "representations", model_label, variant, replicate)
         / "task" / task / source / configuration
     )
 
@@ -478,16 +491,23 @@ def plan(config: StudyConfig) -> list[Artefact]:
     once; their directories (and, through the job's ``model``, their hashes) differ.
     Each base's jobs are made from the study as that base runs it
     (:meth:`~langtransfer.study.config.StudyConfig.for_base`: its own settings merged
-    in), so an override reaches exactly the jobs, hashes and builder calls it changes."""
+    in), so an override reaches exactly the jobs, hashes and builder calls it changes.
+    With several training seeds (``seeds``), each base's grid is planned once per seed:
+    the first seed's artefacts are a one-seed study's, a later seed's go under
+    ``seed=<n>/`` (the artefact's ``replicate``) with that seed in every job."""
     out = Path(config.output)
     skip = {(x.task, x.language, x.role) for x in left_out(config)}
     arts: dict[str, Artefact] = {}
     order = {s: i for i, s in enumerate(STAGES)}
     planned: list[Artefact] = []
+    seeds = config.seed_list()
     with remembered():  # each data path's content identified once per plan
         for base in config.bases():
             start = len(arts)
-            _plan_base(config.for_base(base), base.name, base.label, out, skip, arts)
+            for seed in seeds:  # a later seed: the same grid, trained and evaluated again
+                replicate = replicate_label(seed) if seed != seeds[0] else ""
+                _plan_base(replace(config.for_base(base), seed=seed), base.name, base.label,
+                           out, skip, arts, replicate)
             planned += sorted(list(arts.values())[start:], key=lambda a: order[a.stage])
     return planned
 
@@ -499,47 +519,51 @@ def _plan_base(
     out: Path,
     skip: set[tuple[str, str, str]],
     arts: dict[str, Artefact],
+    replicate: str = "",
 ) -> None:
-    """Add the artefacts of the grid on one base (``model``, labelled ``label``) to ``arts``."""
+    """Add the artefacts of the grid on one base (``model``, labelled ``label``) to ``arts``
+    (``replicate``: ``seed=<n>`` for a later training seed, whose artefacts go apart)."""
 
     def add(job: Job, path: Path, deps: tuple[Artefact, ...], **where: Any) -> Artefact:
         payload = {"stage": job.stage, "key": job.key, "settings": job_settings(job),
                    "deps": [d.hash for d in deps]}
         art = Artefact(job, path, tuple(d.id for d in deps), _hash(payload), model_label=label,
-                       **where)
+                       replicate=replicate, **where)
         return arts.setdefault(art.id, art)
 
     def checkpoints(job: Job) -> Path:
-        return _under(out, "checkpoints", label) / job.stage / "/".join(job.key)
+        return (_under(out, "checkpoints", label, replicate=replicate) / job.stage
+                / "/".join(job.key))
 
     def language_rep(lang: str, kind: str, variant: Variant | None) -> Artefact:
         name = variant.label if variant else ""
-        aid = artefact_id("language", (kind, lang, *_variant_part(name)), label)
+        aid = artefact_id("language", (kind, lang, *_variant_part(name)), label, replicate)
         if aid in arts:  # shared by many cells: build its job once
             return arts[aid]
         job = language_job(config, lang, kind, model, variant)
-        return add(job, language_rep_path(out, kind, lang, label, name), (),
+        return add(job, language_rep_path(out, kind, lang, label, name, replicate), (),
                    work=checkpoints(job))
 
     def task_rep(task: str, source: str, configuration: str, variant: Variant | None) -> Artefact:
         name = variant.label if variant else ""
-        aid = artefact_id("task", (task, source, configuration, *_variant_part(name)), label)
+        aid = artefact_id("task", (task, source, configuration, *_variant_part(name)), label,
+                          replicate)
         if aid in arts:
             return arts[aid]
         job = task_job(config, task, source, configuration, model, name)
         inputs = ({"language": language_rep(source, job.language_kind, variant)}
                   if job.language_kind else {})
-        return add(job, task_rep_path(out, task, source, configuration, label, name),
+        return add(job, task_rep_path(out, task, source, configuration, label, name, replicate),
                    tuple(inputs.values()), inputs={role: d.path for role, d in inputs.items()},
                    work=checkpoints(job))
 
     def combined_rep(spec: CombinedSpec, kind: str) -> Artefact:
-        aid = artefact_id("composed", (kind, spec.language, spec.variant), label)
+        aid = artefact_id("composed", (kind, spec.language, spec.variant), label, replicate)
         if aid in arts:
             return arts[aid]
         parts = {lang: language_rep(lang, kind, None) for lang, _ in spec.weights}
         return add(combined_job(config, spec, kind, model),
-                   combined_rep_path(out, kind, spec.language, spec.variant, label),
+                   combined_rep_path(out, kind, spec.language, spec.variant, label, replicate),
                    tuple(parts.values()), inputs={lang: d.path for lang, d in parts.items()})
 
     within = config.axes_within()
@@ -582,7 +606,7 @@ def _plan_base(
                                 else language_rep(target, job.language_kind, variant)
                             )
                         cell = Key(task, configuration, source, target, model_label=label,
-                                   variant=cell_variant)
+                                   variant=cell_variant, replicate=replicate)
                         add(job, record_path(out, cell), tuple(deps.values()),
                             inputs={role: d.path for role, d in deps.items()},
                             work=out / "predictions" / cell_dir(cell))

@@ -16,6 +16,7 @@ from langtransfer.errors import DataFormatError, LangTransferError, UnknownNameE
 from langtransfer.languages import get_language
 from langtransfer.study.config import (
     StudyConfig,
+    check_seeds,
     check_settings,
     check_types,
     combined_specs,
@@ -47,6 +48,8 @@ def validate(config: StudyConfig, where: str = "study config") -> StudyConfig:
     from langtransfer.tasks.registry import get_task
 
     check_types(config, where)
+    if config.seeds:
+        config.seed = config.seeds[0]  # the first seed is the study's own: its paths
     load_extensions(config.task_modules, config.languages_file)
     if not config.targets:
         raise LangTransferError(f"{where}: 'targets' lists no target language")
@@ -118,6 +121,11 @@ def load_study_config(path: str | Path, **overrides: Any) -> StudyConfig:
             if "model" in raw:
                 raise LangTransferError(f"{path}: give either 'model' or 'models', not both")
             parse_models(raw["models"])  # an empty list is an error, not the default
+        if raw.get("seeds") is not None:
+            check_seeds(raw["seeds"], str(path))  # an empty list is an error, not the default
+            if "seed" in raw and raw["seed"] != raw["seeds"][0]:  # the first is the seed
+                raise LangTransferError(f"{path}: give either 'seed' ({raw['seed']!r:.20}) or "
+                                        f"'seeds' ({raw['seeds']!r:.60}), not both")
         config = validate(StudyConfig(**raw), str(path))
         # Relative outputs are relative to the working directory, as on the command line.
         config.output = str(Path(config.output))

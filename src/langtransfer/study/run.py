@@ -39,6 +39,7 @@ from langtransfer.results.failures import (
     one_line,
     write_failure,
 )
+from langtransfer.results.records import SCORES_SUFFIX
 from langtransfer.study.config import StudyConfig
 from langtransfer.study.jobs import (  # re-exported: the plan is part of the study's API
     STAGES,
@@ -96,9 +97,9 @@ def shard_plan(artefacts: list[Artefact], k: int, n: int) -> list[Artefact]:
     Cells are grouped by task representation (base, task, source, configuration) and the
     groups dealt round-robin, so a task representation is needed by one shard only.
     """
-    def group(a: Artefact) -> tuple[str, ...]:  # (base, task, source, configuration[, variant])
+    def group(a: Artefact) -> tuple[str, ...]:  # (base, seed, task, source, configuration...)
         task, configuration, source, _, *variant = a.key
-        return (a.model_label, task, source, configuration, *variant)
+        return (a.model_label, a.replicate, task, source, configuration, *variant)
 
     by_id = {a.id: a for a in artefacts}
     cells = [a for a in artefacts if a.stage == "evaluation"]
@@ -124,6 +125,7 @@ def discard_stale_results(out: Path, artefacts: list[Artefact]) -> int:
         if path not in keep:
             cell = path.relative_to(out / "results").with_suffix("")
             path.unlink()
+            path.with_name(path.stem + SCORES_SUFFIX).unlink(missing_ok=True)
             shutil.rmtree(out / "predictions" / cell, ignore_errors=True)
             removed += 1
     return removed

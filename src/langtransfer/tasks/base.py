@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from langtransfer import profiles
 from langtransfer.errors import (
     DataFormatError,
@@ -679,6 +681,72 @@ class Task:
         out.update({k: v for k, v in strict.items() if k.startswith("n_")})
         return out
 
+    # ------------------------------------------------- per-example statistics
+    # Every built-in metric is a function of per-example counts or scores summed over the
+    # examples (correct answers, true/false positives, matched spans, answer F1). A task
+    # that says which (:meth:`example_stats`) and how its metrics follow from their sums
+    # (:meth:`metrics_from_sums`) computes :meth:`score` from them, and gets confidence
+    # intervals in reports: a bootstrap resample only re-sums the stored statistics.
+
+    def example_stats(
+        self, predictions: Sequence[Any], golds: Sequence[Any]
+    ) -> dict[str, list[Any]] | None:
+        """Per-example statistics whose sums give :meth:`score`'s metrics (column name ->
+        one value per example), or None for a task that does not define them (its cells
+        get no intervals)."""
+        return None
+
+    @property
+    def has_example_stats(self) -> bool:
+        """Whether the task defines :meth:`example_stats` (its cells get intervals)."""
+        return type(self).example_stats is not Task.example_stats
+
+    def metrics_from_sums(self, sums: Mapping[str, Any], n: Any) -> dict[str, Any]:
+        """The metrics (percentages) from summed :meth:`example_stats` over ``n`` examples.
+        Values may be numbers or numpy arrays of resamples (then the result is too)."""
+        raise NotImplementedError(f"task {self.name} defines no per-example statistics")
+
+    def reading_stats(
+        self,
+        values: Sequence[Any],
+        examples: Sequence[Example],
+        *,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+    ) -> dict[str, list[Any]] | None:
+        """:meth:`example_stats` of every reading :meth:`score_examples` scores, named as
+        its metrics are (the strict reading's prefixed ``strict_``); None when the task
+        defines none."""
+        golds = [ex.gold for ex in examples]
+        strict = self.example_stats([self.coerce(v) for v in values], golds)
+        if strict is None or not self.reference_reading:
+            return strict
+        ref_golds = self.reference_golds(examples, tokenizer)
+        ref = self.example_stats([self.coerce(v, reference=True) for v in values], ref_golds)
+        assert ref is not None
+        return {**ref, **{STRICT_PREFIX + k: v for k, v in strict.items()}}
+
+    def metrics_from_stats(self, sums: Mapping[str, Any], n: Any) -> dict[str, Any]:
+        """:meth:`score_examples`'s metrics from summed :meth:`reading_stats` (of the
+        readings whose columns ``sums`` has: :meth:`reading_columns` selects one)."""
+        if not self.reference_reading:
+            return self.metrics_from_sums(sums, n)
+        ref = {k: v for k, v in sums.items() if not k.startswith(STRICT_PREFIX)}
+        strict = {k.removeprefix(STRICT_PREFIX): v for k, v in sums.items()
+                  if k.startswith(STRICT_PREFIX)}
+        out = self.metrics_from_sums(ref, n) if ref else {}
+        if strict:
+            out.update({STRICT_PREFIX + k: v
+                        for k, v in self.metrics_from_sums(strict, n).items()})
+        return out
+
+    def reading_columns(self, metric: str, names: Iterable[str]) -> list[str]:
+        """The columns of :meth:`reading_stats` that ``metric`` is computed from: those
+        of its reading (the strict one's for a ``strict_`` metric)."""
+        if not self.reference_reading:
+            return list(names)
+        strict = metric.startswith(STRICT_PREFIX)
+        return [k for k in names if k.startswith(STRICT_PREFIX) == strict]
+
     def metrics_fingerprint(self) -> str:
         """A short hash of what this task's metrics are: :attr:`metrics_version`, the
         primary metric, the readings scored and the metric notes. A study evaluation's
@@ -812,6 +880,23 @@ def percent(numerator: float, denominator: float) -> float:
     return 100.0 * numerator / denominator if denominator else 0.0
 
 
+def percent_of(numerator: Any, denominator: Any) -> Any:
+    """:func:`percent` for numbers or numpy arrays of resampled sums (element-wise, 0
+    where the denominator is 0); the same floating-point operations either way."""
+    if not isinstance(numerator, np.ndarray) and not isinstance(denominator, np.ndarray):
+        return percent(numerator, denominator)
+    num, den = np.broadcast_arrays(np.asarray(numerator, float), np.asarray(denominator, float))
+    out = np.zeros(num.shape)
+    np.divide(100.0 * num, den, out=out, where=den != 0)
+    return out
+
+
+def column_sums(stats: Mapping[str, Sequence[float]]) -> dict[str, float]:
+    """Each column of :meth:`Task.example_stats` summed in order (Python's ``sum``, so a
+    metric computed from it is the one :meth:`Task.score` always computed)."""
+    return {k: sum(v) for k, v in stats.items()}
+
+
 class ClassificationTask(Task):
     """A task whose target is one word per class (NLI, check-worthiness).
 
@@ -933,23 +1018,46 @@ class ClassificationTask(Task):
         parsed predictions (scikit-learn's default label set); an unparseable prediction
         is a false negative of its gold class and a false positive of none.
         """
+        stats = self.example_stats(predictions, golds)
+        out = self.metrics_from_sums(column_sums(stats), len(golds))
+        return {**out, "n_examples": len(golds),
+                "n_unparseable": sum(p is None for p in predictions)}
+
+    def example_stats(
+        self, predictions: Sequence[Any], golds: Sequence[Any]
+    ) -> dict[str, list[Any]]:
+        """``correct`` and, per class, ``tp:``/``fp:``/``fn:`` (0 or 1 per example)."""
         self._check_lengths(predictions, golds)
         pairs = list(zip(predictions, golds, strict=True))
-        present = {g for _, g in pairs} | {p for p, _ in pairs if p is not None}
-        f1s = [class_f1(pairs, cls) for cls in sorted(present)]
-        out = {
-            "accuracy": percent(sum(p == g for p, g in pairs), len(pairs)),
-            "macro_f1": sum(f1s) / len(f1s) if f1s else 0.0,
-        }
+        out = {"correct": [int(p == g) for p, g in pairs]}
+        for cls in self.classes:
+            out[f"tp:{cls}"] = [int(p == cls and g == cls) for p, g in pairs]
+            out[f"fp:{cls}"] = [int(p == cls and g != cls) for p, g in pairs]
+            out[f"fn:{cls}"] = [int(p != cls and g == cls) for p, g in pairs]
+        return out
+
+    def metrics_from_sums(self, sums: Mapping[str, Any], n: Any) -> dict[str, Any]:
+        # A class is present (in the golds or the predictions) when it has a true
+        # positive, false positive or false negative; absent ones add 0 to the sum, in
+        # the sorted order the per-class F1s were always summed in.
+        total: Any = 0
+        present: Any = 0
+        for cls in sorted(self.classes):
+            tp, fp, fn = (sums[f"{x}:{cls}"] for x in ("tp", "fp", "fn"))
+            f1 = percent_of(2 * tp, 2 * tp + fp + fn)
+            if isinstance(f1, np.ndarray):
+                total = total + np.where(tp + fp + fn > 0, f1, 0.0)
+                present = present + (tp + fp + fn > 0)
+            elif tp + fp + fn > 0:
+                total, present = total + f1, present + 1
+        if isinstance(present, np.ndarray):
+            macro = np.divide(total, present, out=np.zeros(np.shape(total), float),
+                              where=present > 0)
+        else:
+            macro = total / present if present else 0.0
+        out = {"accuracy": percent_of(sums["correct"], n), "macro_f1": macro}
         if self.positive_class is not None:
-            out[f"f1_{self.positive_class}"] = class_f1(pairs, self.positive_class)
-        return {**out, "n_examples": len(pairs), "n_unparseable": sum(p is None for p, _ in pairs)}
-
-
-def class_f1(pairs: Sequence[tuple[Any, Any]], cls: str) -> float:
-    """F1 of one class over (prediction, gold) pairs: 2TP / (2TP + FP + FN), 0 when the
-    class is neither predicted nor gold (scikit-learn's ``zero_division`` default)."""
-    tp = sum(p == cls and g == cls for p, g in pairs)
-    fp = sum(p == cls and g != cls for p, g in pairs)
-    fn = sum(p != cls and g == cls for p, g in pairs)
-    return percent(2 * tp, 2 * tp + fp + fn)
+            c = self.positive_class
+            out[f"f1_{c}"] = percent_of(2 * sums[f"tp:{c}"],
+                                        2 * sums[f"tp:{c}"] + sums[f"fp:{c}"] + sums[f"fn:{c}"])
+        return out

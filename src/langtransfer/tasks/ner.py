@@ -32,7 +32,9 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from langtransfer.tasks.base import Example, Task, collapse_whitespace, percent
+import numpy as np
+
+from langtransfer.tasks.base import Example, Task, collapse_whitespace, column_sums, percent_of
 from langtransfer.tasks.paper_data import NER_SOURCES
 
 if TYPE_CHECKING:
@@ -220,22 +222,38 @@ class NERTask(Task):
     ) -> dict[str, float]:
         """Span-level micro P/R/F1 with per-example multiset matching of the spans as given
         (the parsers and the data loaders normalise them)."""
+        stats = self.example_stats(predictions, golds)
+        sums = column_sums(stats)
+        return {
+            **self.metrics_from_sums(sums, len(golds)),
+            "n_examples": len(golds), "n_unparseable": sum(b > 0 for b in stats["malformed"]),
+            "n_gold_spans": sums["gold"], "n_predicted_spans": sums["predicted"],
+            "n_correct_spans": sums["correct"], "n_malformed_spans": sums["malformed"],
+        }
+
+    def example_stats(
+        self, predictions: Sequence[Sequence[Span]], golds: Sequence[Sequence[Span]]
+    ) -> dict[str, list[Any]]:
+        """Per example: spans ``correct`` (multiset-matched), ``predicted``, ``gold`` and
+        ``malformed`` -- counts, so a resample's micro F1 comes from its summed counts."""
         self._check_lengths(predictions, golds)
-        tp = n_pred = n_gold = n_bad = n_unparseable = 0
+        out: dict[str, list[Any]] = {"correct": [], "predicted": [], "gold": [], "malformed": []}
         for pred, gold in zip(predictions, golds, strict=True):
             p = Counter((k, t) for k, t in pred)
             g = Counter((k, t) for k, t in gold)
-            tp += sum((p & g).values())
-            n_pred += len(pred)
-            n_gold += len(gold)
-            bad = sum(1 for k, _ in pred if k == MALFORMED)
-            n_bad += bad
-            n_unparseable += bad > 0
-        precision, recall = percent(tp, n_pred), percent(tp, n_gold)
-        f = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        return {
-            "precision": precision, "recall": recall, "f1": f,
-            "n_examples": len(golds), "n_unparseable": n_unparseable,
-            "n_gold_spans": n_gold, "n_predicted_spans": n_pred, "n_correct_spans": tp,
-            "n_malformed_spans": n_bad,
-        }
+            out["correct"].append(sum((p & g).values()))
+            out["predicted"].append(len(pred))
+            out["gold"].append(len(gold))
+            out["malformed"].append(sum(1 for k, _ in pred if k == MALFORMED))
+        return out
+
+    def metrics_from_sums(self, sums: Mapping[str, Any], n: Any) -> dict[str, Any]:
+        precision = percent_of(sums["correct"], sums["predicted"])
+        recall = percent_of(sums["correct"], sums["gold"])
+        if isinstance(precision, np.ndarray):
+            both = precision + recall
+            f = np.divide(2 * precision * recall, both, out=np.zeros(both.shape),
+                          where=both > 0)
+        else:
+            f = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        return {"precision": precision, "recall": recall, "f1": f}

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from langtransfer.errors import DataFormatError
-from langtransfer.tasks.base import Example, Row, Task, percent, read_json
+from langtransfer.tasks.base import Example, Row, Task, column_sums, percent_of, read_json
 from langtransfer.tasks.paper_data import QA_SOURCES, QA_UNAVAILABLE
 
 if TYPE_CHECKING:
@@ -234,13 +234,42 @@ class QATask(Task):
 
     def score(self, predictions: Sequence[str], golds: Sequence[Sequence[str]]) -> dict[str, float]:
         """SQuAD v1.1 exact match and F1, each the max over an example's gold answers."""
+        n = len(golds)
+        sums = column_sums(self.example_stats(predictions, golds))
+        return {**self.metrics_from_sums(sums, n), "n_examples": n, "n_unparseable": 0}
+
+    def example_stats(
+        self, predictions: Sequence[str], golds: Sequence[Sequence[str]]
+    ) -> dict[str, list[Any]]:
+        """Per example: SQuAD ``exact_match`` and ``f1`` (0-1), the max over its golds."""
         self._check_lengths(predictions, golds)
         pairs = list(zip(predictions, golds, strict=True))
-        em = sum(max((exact_match(p, g) for g in gs), default=0.0) for p, gs in pairs)
-        f = sum(max((f1(p, g) for g in gs), default=0.0) for p, gs in pairs)
-        n = len(golds)
-        return {"exact_match": percent(em, n), "f1": percent(f, n),
-                "n_examples": n, "n_unparseable": 0}
+        return {
+            "exact_match": [max((exact_match(p, g) for g in gs), default=0.0) for p, gs in pairs],
+            "f1": [max((f1(p, g) for g in gs), default=0.0) for p, gs in pairs],
+        }
+
+    def metrics_from_sums(self, sums: Mapping[str, Any], n: Any) -> dict[str, Any]:
+        """Each per-example score's mean, as a percentage (the MLQA ones when summed)."""
+        return {name: percent_of(value, n) for name, value in sums.items()}
+
+    def reading_stats(
+        self,
+        values: Sequence[Any],
+        examples: Sequence[Example],
+        *,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+    ) -> dict[str, list[Any]]:
+        """SQuAD's per-example scores and the language-aware (MLQA) ones of each example's
+        language."""
+        preds = [self.coerce(v) for v in values]
+        out = self.example_stats(preds, [ex.gold for ex in examples])
+        out["mlqa_exact_match"] = [
+            max((exact_match_mlqa(p, g, ex.language) for g in ex.gold), default=0.0)
+            for p, ex in zip(preds, examples, strict=True)]
+        out["mlqa_f1"] = [max((f1_mlqa(p, g, ex.language) for g in ex.gold), default=0.0)
+                          for p, ex in zip(preds, examples, strict=True)]
+        return out
 
     def score_examples(
         self,
@@ -250,16 +279,9 @@ class QATask(Task):
         tokenizer: PreTrainedTokenizerBase | None = None,
     ) -> dict[str, float]:
         """SQuAD v1.1 EM/F1 plus the language-aware (MLQA) EM/F1 of each example's language."""
-        squad = super().score_examples(values, examples, tokenizer=tokenizer)
-        preds = [self.coerce(v) for v in values]
-        em = f = 0.0
-        for p, ex in zip(preds, examples, strict=True):
-            em += max((exact_match_mlqa(p, g, ex.language) for g in ex.gold), default=0.0)
-            f += max((f1_mlqa(p, g, ex.language) for g in ex.gold), default=0.0)
-        n = len(examples)
-        counts = {k: v for k, v in squad.items() if k.startswith("n_")}
-        metrics = {k: v for k, v in squad.items() if k not in counts}
-        return {**metrics, "mlqa_exact_match": percent(em, n), "mlqa_f1": percent(f, n), **counts}
+        stats = self.reading_stats(values, examples, tokenizer=tokenizer)
+        metrics = self.metrics_from_stats(column_sums(stats), len(examples))
+        return {**metrics, "n_examples": len(examples), "n_unparseable": 0}
 
 
 def _answer_texts(answers: Any) -> list[str]:
