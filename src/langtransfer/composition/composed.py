@@ -663,12 +663,14 @@ class ComposedModel(nn.Module):
                 self.base, self.encoder_inputs(input_ids, attention_mask, language_ids, task_ids),
                 **kwargs,
             )
-        if kwargs.get("num_beams", 1) != 1 or kwargs.get("num_return_sequences", 1) != 1:
+        order, inverse, composition = groups
+        split = any(isinstance(block, BatchSplit) for block in composition)
+        if split and (kwargs.get("num_beams", 1) != 1
+                      or kwargs.get("num_return_sequences", 1) != 1):
             raise LangTransferError(
                 "mixed-language or mixed-task generation with adapter banks supports "
                 "num_beams=1 and num_return_sequences=1 only (group rows for beam search)"
             )
-        order, inverse, composition = groups
         self._activate_adapters(composition)
         try:
             mask = None if attention_mask is None else attention_mask[order]
