@@ -12,7 +12,8 @@ import yaml
 from test_study import FAST
 
 from langtransfer.errors import LangTransferError, UnknownNameError
-from langtransfer.inference.evaluate import REFERENCE_MAX_NEW_TOKENS, evaluate
+from langtransfer.inference.evaluate import evaluate
+from langtransfer.options import REFERENCE_MAX_NEW_TOKENS
 from langtransfer.serving.predictor import Entry, Prediction, Predictor, PredictRequest
 from langtransfer.study.load import load_study_config
 from langtransfer.study.run import run_study

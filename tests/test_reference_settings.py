@@ -10,7 +10,7 @@ from transformers import ByT5Tokenizer
 
 from langtransfer.cli import main
 from langtransfer.errors import UnknownNameError
-from langtransfer.inference.evaluate import REFERENCE_MAX_NEW_TOKENS
+from langtransfer.options import REFERENCE_MAX_NEW_TOKENS
 from langtransfer.tasks import Example, get_task
 from langtransfer.tasks.encoding import tokenise
 from langtransfer.training.task import train_task

@@ -173,7 +173,7 @@ def test_overrides_are_merged_key_by_key(tmp_path):
         2, 5, 64)
     assert arts["task:tiny/nli/en/ta"].job.adapter.reduction_factor == 4
     assert arts["task:other-base/nli/en/ta"].job.adapter.reduction_factor == 16
-    from langtransfer.inference.evaluate import REFERENCE_MAX_NEW_TOKENS
+    from langtransfer.options import REFERENCE_MAX_NEW_TOKENS
 
     cell = "nli/ta/en/sk"
     assert arts[f"evaluation:tiny/{cell}"].job.evaluation.max_new_tokens == (

@@ -52,13 +52,9 @@ from langtransfer.base.loading import FINGERPRINT_KEYS, fingerprint
 from langtransfer.composition.loaded_base import LoadedBase
 from langtransfer.configurations import STUDY_CONFIGURATIONS, get_configuration
 from langtransfer.errors import CorruptFileError, LangTransferError, UnknownNameError
-from langtransfer.inference.evaluate import (
-    REFERENCE_MAX_NEW_TOKENS,
-    SCORING,
-    generate_texts,
-    rank_labels,
-)
+from langtransfer.inference.evaluate import generate_texts, rank_labels
 from langtransfer.languages import get_language
+from langtransfer.options import REFERENCE_MAX_NEW_TOKENS, SCORING
 from langtransfer.representations.location import MANIFEST
 from langtransfer.representations.store import read_manifest
 from langtransfer.tasks import get_task

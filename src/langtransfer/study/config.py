@@ -20,8 +20,8 @@ from langtransfer.configurations import (
     configuration_kinds,
 )
 from langtransfer.errors import LangTransferError, UnknownNameError
-from langtransfer.inference.evaluate import SCORING, unused_by_ranking
 from langtransfer.languages import INSTRUCTION_TEMPLATE, get_language
+from langtransfer.options import SCORING, unused_by_ranking
 from langtransfer.representations import AdapterSpec, PromptConfig
 from langtransfer.study.axes import Variant, Within, parse_axes, parse_within
 from langtransfer.training.corpora import FIXTURE_SOURCES, fixture_path
@@ -64,7 +64,7 @@ class EvaluationSettings:
     """The ``evaluation`` section: ``evaluate()`` keywords a study may set (the rest --
     task, language, representations, data -- the study decides). Defaults are
     ``evaluate``'s; ``max_new_tokens`` None is evaluate's budget
-    (:data:`~langtransfer.inference.evaluate.REFERENCE_MAX_NEW_TOKENS`, the reference's, for every
+    (:data:`~langtransfer.options.REFERENCE_MAX_NEW_TOKENS`, the reference's, for every
     task)."""
 
     batch_size: int = 64

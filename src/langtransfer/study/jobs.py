@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from langtransfer import options
 from langtransfer.configurations import get_configuration
 from langtransfer.languages import get_language
 from langtransfer.results.records import Key, cell_dir, record_path
@@ -101,7 +102,7 @@ class EvaluationJob:
     ``metrics`` (the task's :meth:`~langtransfer.tasks.Task.metrics_fingerprint`: scoring
     that changes meaning changes the hash). ``evaluation.max_new_tokens`` is the
     effective budget (the config's, else evaluate's default). ``scoring_revision`` is
-    :data:`~langtransfer.inference.evaluate.RANK_SCORING_REVISION` for ranked cells (0, left out of
+    :data:`~langtransfer.options.RANK_SCORING_REVISION` for ranked cells (0, left out of
     the hash, for generated ones): a change to label ranking rebuilds ranked results."""
 
     model: str
@@ -281,13 +282,12 @@ def evaluation_job(
     model: str | None = None,
     variant: str = "",
 ) -> EvaluationJob:
-    from langtransfer.inference.evaluate import RANK_SCORING_REVISION, REFERENCE_MAX_NEW_TOKENS
     from langtransfer.tasks import get_task
 
     language_kind, task_kind = get_configuration(configuration, study=True).kinds
     evaluation = config.evaluation_settings()
     if evaluation.max_new_tokens is None:  # evaluate's default, made explicit for the hash
-        evaluation = replace(evaluation, max_new_tokens=REFERENCE_MAX_NEW_TOKENS)
+        evaluation = replace(evaluation, max_new_tokens=options.REFERENCE_MAX_NEW_TOKENS)
     return EvaluationJob(
         model=config.model if model is None else model,
         task=task,
@@ -302,7 +302,7 @@ def evaluation_job(
         metrics=get_task(task).metrics_fingerprint(),
         seed=config.seed,
         variant=variant,
-        scoring_revision=RANK_SCORING_REVISION if evaluation.scoring == "rank" else 0,
+        scoring_revision=options.RANK_SCORING_REVISION if evaluation.scoring == "rank" else 0,
     )
 
 
