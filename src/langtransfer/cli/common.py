@@ -69,10 +69,16 @@ def add_training_options(parser: argparse.ArgumentParser, role: str) -> None:
             "--eval-batch-size", type=int, help="validation batch size (default: batch size)"
         )
     defaults = {name: kind.training_defaults for name, kind in KINDS.items()}
+    shown = {"adafactor": "Adafactor", "adamw": "AdamW"}  # the optimisers' own spellings
+
+    def number(value: float) -> str:
+        return f"{value:g}".replace("e-0", "e-")  # 5e-5, not 5e-05
+
     g.add_argument("--learning-rate", type=float, help=", ".join(
-        f"{name} {d['learning_rate']:g} ({d['optimizer']})" for name, d in defaults.items()))
+        f"{name} {number(d['learning_rate'])} ({shown[d['optimizer']]})"
+        for name, d in defaults.items()))
     g.add_argument("--weight-decay", type=float, help=", ".join(
-        f"{name} {d['weight_decay']:g}" for name, d in defaults.items()))
+        f"{name} {number(d['weight_decay'])}" for name, d in defaults.items()))
     g.add_argument("--optimizer", help="adafactor or adamw (" + ", ".join(
         f"{name} {d['optimizer']}" for name, d in defaults.items()) + ")")
     g.add_argument("--warmup-steps", type=int, help="learning-rate warm-up steps (default 0)")
