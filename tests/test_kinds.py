@@ -61,6 +61,10 @@ def test_unknown_kinds_and_wrong_specs_are_refused_naming_the_valid_ones():
     with pytest.raises(LangTransferError, match="a prompt representation takes a PromptConfig, "
                                                 "got AdapterSpec"):
         get_kind("prompt").check_spec(AdapterSpec())
+    context = SpecContext("task", "English", "Answer:")
+    with pytest.raises(UnknownNameError, match="unknown adapter option 'num_tokens'; valid: "
+                                               "config, reduction_factor"):
+        get_kind("adapter").spec({"num_tokens": 4}, context)
 
 
 def test_adapter_config_names_are_the_installed_librarys():

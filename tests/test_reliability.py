@@ -42,9 +42,10 @@ from langtransfer.errors import LangTransferError
 from langtransfer.inference.evaluate import evaluate
 from langtransfer.representations import load_representation, read_manifest
 from langtransfer.results.records import read_records, write_record
+from langtransfer.study import locks
 from langtransfer.study.load import load_study_config
 from langtransfer.study.locks import file_lock
-from langtransfer.study.run import is_done, locks, plan, run_study, shard_plan
+from langtransfer.study.run import is_done, plan, run_study, shard_plan
 from langtransfer.training import trainer as lt_train
 from langtransfer.training.language import train_language
 from langtransfer.training.trainer import NonFiniteLossError, default_settings

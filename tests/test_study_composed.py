@@ -75,7 +75,7 @@ def test_composed_entries_add_a_build_step_and_cells_as_documented(tmp_path):
 
 
 def test_a_study_builds_evaluates_and_reports_composed_representations(tmp_path):
-    from langtransfer.report.build import COMPOSED_PLOT, build_report
+    from langtransfer.report.build import COMBINED_PLOT, build_report
     from langtransfer.results.records import read_records
 
     study = config(tmp_path, composed=[{"language": "sk"}])
@@ -115,13 +115,13 @@ def test_a_study_builds_evaluates_and_reports_composed_representations(tmp_path)
     summary = build_report(read_records(out), tmp_path / "report")
     md = summary.index.read_text()
     assert "## Trained vs composed language representations" in md
-    assert f"]({COMPOSED_PLOT})" in md and "composed one is as good as training" in md
+    assert f"]({COMBINED_PLOT})" in md and "composed one is as good as training" in md
     assert "| slp+ta [composed=proxy] |" in md  # a row of the task table like any other
-    png = tmp_path / "report" / COMPOSED_PLOT
+    png = tmp_path / "report" / COMBINED_PLOT
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png in summary.files
     data = json.loads((tmp_path / "report" / "report.json").read_text())
     cells = data["trained_vs_composed"]["cells"]
-    assert data["trained_vs_composed"]["plot"] == COMPOSED_PLOT
+    assert data["trained_vs_composed"]["plot"] == COMBINED_PLOT
     assert {(c["configuration"], c["target"]) for c in cells} == {("slp+ta", "sk"),
                                                                  ("la+ta", "sk")}
     table = data["tables"][0]["rows"]

@@ -62,6 +62,7 @@ from langtransfer.configurations import STUDY_CONFIGURATIONS
 from langtransfer.errors import LangTransferError, OutputExistsError, UnknownNameError
 from langtransfer.io import atomic_dir, atomic_path, write_json, write_text
 from langtransfer.languages import all_languages, get_language
+from langtransfer.profiles import DEFAULT_PROFILE, PROFILES
 from langtransfer.report.axes import axis_section
 from langtransfer.results.failures import Failure
 from langtransfer.results.records import cell_name, merge_records, record_key, row_label
@@ -253,10 +254,16 @@ def _task_grid(
                 f"metric of task {task} (in {cell_name(record_key(lacking[0]))})", metric,
                 lacking[0]["metrics"],
             )
+    made_by = {_profile(r) for r in records}
+    if len(made_by) > 1:
+        raise LangTransferError(
+            f"task {task} (source {source}) mixes results of the profiles "
+            f"{', '.join(sorted(made_by))}; a table needs one (report them separately)"
+        )
     values = {(_row(r), r["target_language"]): float(r["metrics"][metric]) for r in records}
     grid = Grid(
         name=f"{task}.{source}",
-        title=f"{task} — source {source}, metric {metric}",
+        title=f"{task} — source {source}, metric {metric}, profile {made_by.pop()}",
         rows=_ordered_configurations(_row(r) for r in records),
         columns=_language_order(r["target_language"] for r in records),
         values=values,
@@ -264,6 +271,23 @@ def _task_grid(
     )
     grid.notes = _cell_notes(grid, records)
     return grid
+
+
+def _profile(record: Mapping[str, Any]) -> str:
+    """The profile that made a record (records from before profiles: the default's
+    settings, which the method profile keeps)."""
+    return str(record.get("profile") or DEFAULT_PROFILE)
+
+
+def _profile_line(records: Iterable[Mapping[str, Any]]) -> str:
+    """The report's first line: which profile made its tables."""
+    made_by = sorted({_profile(r) for r in records})
+    said = [f"`{name}` ({PROFILES[name].summary})" if name in PROFILES else f"`{name}`"
+            for name in made_by]
+    if len(said) == 1:
+        return f"Profile {said[0]}: it made every table (docs/fidelity.md)."
+    return (f"Profiles {', '.join(said)}: each table's title names the one that made it "
+            "(docs/fidelity.md).")
 
 
 def _cell_notes(grid: Grid, records: list[dict[str, Any]]) -> list[str]:
@@ -642,7 +666,7 @@ def _model_sections(
     no_base = [g.name for g in tables.tasks if "base" not in g.rows]
     if no_base:
         md.append(f"No `base` results, so no differences, for: {', '.join(no_base)}.")
-    composed = _composed_section(tables, out, written, prefix, h)
+    composed = _combined_section(tables, out, written, prefix, h)
     return md + ([""] + composed if composed else [])
 
 
@@ -662,7 +686,7 @@ def _tables_data(tables: _Tables, prefix: str = "") -> dict[str, Any]:
             if g is not None
         },
     }
-    composed = _composed_data(tables, prefix)
+    composed = _combined_data(tables, prefix)
     if composed is not None:
         data["trained_vs_composed"] = composed
     return data
@@ -703,11 +727,15 @@ def build_report(
     cross = _cross_model(per_model) if len(per_model) > 1 else None
     with atomic_dir(final) as out:
         written: list[Path] = []
-        data: dict[str, Any] = {"generator": GENERATOR, "n_records": n_records}
+        data: dict[str, Any] = {"generator": GENERATOR, "n_records": n_records,
+                                "profiles": sorted({_profile(r) for t in per_model.values()
+                                                    for r in t.records})}
         if cross is None:
             (tables,) = per_model.values()
             md = [
                 "# langtransfer report",
+                "",
+                _profile_line(tables.records),
                 "",
                 f"{n_records} result records; base model `{_model_name(tables)}`. "
                 + _values_sentence(metrics),
@@ -719,6 +747,8 @@ def build_report(
             names = ", ".join(f"`{label}` ({_model_name(t)})" for label, t in per_model.items())
             md = [
                 "# langtransfer report",
+                "",
+                _profile_line(r for t in per_model.values() for r in t.records),
                 "",
                 f"{n_records} result records of {len(per_model)} base models: {names}. "
                 + _values_sentence(metrics),
@@ -988,8 +1018,8 @@ def _cross_model_sections(cross: _CrossModel, out: Path, written: list[Path]) ->
 
 #: The variant prefix of composed/proxy language representations (docs/study.md).
 COMPOSED = "composed="
-COMPOSED_PLOT = "plots/trained_vs_composed.png"
-COMPOSED_TABLE = "summary/trained_vs_composed"
+COMBINED_PLOT = "plots/trained_vs_composed.png"
+COMBINED_TABLE = "summary/trained_vs_composed"
 COMPOSED_PARAGRAPH = (
     "A composed row (`<configuration> [composed=...]`) uses the same task representation "
     "as the trained row of its configuration; only the target language's representation "
@@ -1008,7 +1038,7 @@ COMPOSED_PARAGRAPH = (
 
 
 @dataclass(frozen=True)
-class ComposedPair:
+class CombinedPair:
     """One composed cell and its trained counterpart (same task representation)."""
 
     table: str  # the task table, ``nli.en``
@@ -1045,7 +1075,7 @@ def _weights_text(records: list[dict[str, Any]]) -> dict[tuple[str, str, str, st
     return out
 
 
-def composed_pairs(tables: _Tables) -> list[ComposedPair]:
+def combined_pairs(tables: _Tables) -> list[CombinedPair]:
     """Every composed cell of the task tables with the trained and base values beside it."""
     weights = _weights_text(tables.records)
     pairs = []
@@ -1057,7 +1087,7 @@ def composed_pairs(tables: _Tables) -> list[ComposedPair]:
             for c in g.columns:
                 value = g.values.get((row, c))
                 if value is not None:
-                    pairs.append(ComposedPair(
+                    pairs.append(CombinedPair(
                         g.name, g.metric, configuration, variant, c,
                         weights.get((g.name, configuration, variant, c), ""), value,
                         g.values.get((configuration, c)), g.values.get(("base", c)),
@@ -1065,7 +1095,7 @@ def composed_pairs(tables: _Tables) -> list[ComposedPair]:
     return pairs
 
 
-def _composed_markdown(pairs: list[ComposedPair]) -> str:
+def _combined_markdown(pairs: list[CombinedPair]) -> str:
     lines = ["| table | configuration | variant | target | parts | trained | composed | "
              "composed - trained | base |", "|---|---|---|---|---|---:|---:|---:|---:|"]
     for p in pairs:
@@ -1077,7 +1107,7 @@ def _composed_markdown(pairs: list[ComposedPair]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _composed_csv(pairs: list[ComposedPair]) -> str:
+def _combined_csv(pairs: list[CombinedPair]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["table", "metric", "configuration", "variant", "target", "parts",
@@ -1089,7 +1119,7 @@ def _composed_csv(pairs: list[ComposedPair]) -> str:
     return buf.getvalue()
 
 
-def _composed_plot(pairs: list[ComposedPair], path: Path) -> None:
+def _combined_plot(pairs: list[CombinedPair], path: Path) -> None:
     """One panel per task table: trained (x) against composed (y), the diagonal drawn."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -1129,39 +1159,39 @@ def _composed_plot(pairs: list[ComposedPair], path: Path) -> None:
         fig.savefig(tmp, format="png")
 
 
-def _composed_paths(prefix: str) -> tuple[str, str]:
+def _combined_paths(prefix: str) -> tuple[str, str]:
     """(plot, table stem) of the trained-vs-composed section, under a model's prefix."""
     def join(path: str) -> str:
         return f"{prefix}/{path}" if prefix else path
 
-    return join(COMPOSED_PLOT), join(COMPOSED_TABLE)
+    return join(COMBINED_PLOT), join(COMBINED_TABLE)
 
 
-def _composed_data(tables: _Tables, prefix: str) -> dict[str, Any] | None:
+def _combined_data(tables: _Tables, prefix: str) -> dict[str, Any] | None:
     """``report.json``'s ``trained_vs_composed``: the plot's path and every pair."""
-    pairs = composed_pairs(tables)
+    pairs = combined_pairs(tables)
     if not pairs:
         return None
-    plot = _composed_paths(prefix)[0] if any(p.trained is not None for p in pairs) else None
+    plot = _combined_paths(prefix)[0] if any(p.trained is not None for p in pairs) else None
     return {"plot": plot, "cells": [{**asdict(p), "delta": p.delta} for p in pairs]}
 
 
-def _composed_section(
+def _combined_section(
     tables: _Tables, out: Path, written: list[Path], prefix: str = "", h: str = "##"
 ) -> list[str]:
     """The report's trained-vs-composed section (empty without composed records)."""
-    pairs = composed_pairs(tables)
+    pairs = combined_pairs(tables)
     if not pairs:
         return []
-    plot, stem = _composed_paths(prefix)
+    plot, stem = _combined_paths(prefix)
     md_path, csv_path = out / f"{stem}.md", out / f"{stem}.csv"
-    table = _composed_markdown(pairs)
+    table = _combined_markdown(pairs)
     write_text(md_path, "# Trained vs composed language representations\n\n" + table)
-    write_text(csv_path, _composed_csv(pairs))
+    write_text(csv_path, _combined_csv(pairs))
     written += [md_path, csv_path]
     lines = [f"{h} Trained vs composed language representations", "", COMPOSED_PARAGRAPH, ""]
     if any(p.trained is not None for p in pairs):
-        _composed_plot(pairs, out / plot)
+        _combined_plot(pairs, out / plot)
         written.append(out / plot)
         lines += [f"Plot: [{plot}]({plot})", "",
                   f"![Trained vs composed language representations]({plot})", ""]

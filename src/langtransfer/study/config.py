@@ -23,8 +23,10 @@ from langtransfer.configurations import (
 from langtransfer.errors import LangTransferError, UnknownNameError
 from langtransfer.languages import INSTRUCTION_TEMPLATE, get_language
 from langtransfer.options import SCORING, unused_by_ranking
+from langtransfer.profiles import DEFAULT_PROFILE, LONG_INPUTS, Profile, check_choice, get_profile
 from langtransfer.representations.kinds import KINDS, SpecContext, get_kind
 from langtransfer.study.axes import Variant, Within, parse_axes, parse_within
+from langtransfer.study.slurm_settings import SlurmSettings, parse_slurm
 from langtransfer.training.corpora import FIXTURE_SOURCES, fixture_path
 from langtransfer.training.settings import TrainSettings, default_settings
 
@@ -77,9 +79,14 @@ class EvaluationSettings:
     num_beams: int = 1
     max_length: int = 256
     scoring: str = "generate"
+    #: :data:`~langtransfer.profiles.LONG_INPUTS` (default: the profile's).
+    long_inputs: str = "first"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["long_inputs"] == "first":  # absent at its old behaviour: earlier hashes hold
+            del d["long_inputs"]
+        return d
 
 
 #: Keys of the ``evaluation`` section and the type of each value.
@@ -211,9 +218,16 @@ class StudyConfig:
     ``task_modules`` (Python files or module names that call ``register_task``) and
     ``languages_file`` (YAML/JSON language lists) are loaded before anything is checked.
     ``composed``: language representations built without training (see
-    :func:`composed_specs` and docs/study.md).
+    :func:`combined_specs` and docs/study.md).
     ``axes`` lists language-representation variants compared with the study's own setting
     (:mod:`langtransfer.study.axes`).
+    ``profile`` (:mod:`langtransfer.profiles`: ``method``, the default, or ``reference``)
+    sets every setting that decides between the method as described and the published
+    numbers; a key of ``task_training``/``evaluation`` given here wins over it
+    (``reference_slp_stp_quirk``, ``keep_best``, ``long_inputs``).
+    ``slurm``: what each job of ``--executor slurm`` asks Slurm for
+    (:mod:`langtransfer.study.slurm_settings`); like ``output``, it changes where the study
+    runs, not what it builds, so no hash and not the fingerprint holds it.
     """
 
     output: str
@@ -238,6 +252,8 @@ class StudyConfig:
     languages_file: list[str] = field(default_factory=list)
     composed: list[dict[str, Any]] = field(default_factory=list)
     axes: dict[str, list[Any]] = field(default_factory=dict)
+    profile: str | None = None
+    slurm: dict[str, Any] = field(default_factory=dict)
 
     # -- derived -------------------------------------------------------------------------
 
@@ -276,10 +292,16 @@ class StudyConfig:
                 "configurations": self.configurations}
         return parse_within(self.axes, grid, where)
 
+    def profile_settings(self) -> Profile:
+        """The study's profile (``method`` when it names none)."""
+        return get_profile(self.profile)
+
     def train_settings(self, role: str, kind: str) -> TrainSettings:
         table = self.language_training if role == "language" else self.task_training
         overrides = {k: v for k, v in table.get(kind, {}).items() if k in TRAIN_KEYS}
         overrides.setdefault("seed", self.seed)
+        for key, value in get_kind(kind).profile_training(role, self.profile_settings()).items():
+            overrides.setdefault(key, value)
         return default_settings(kind, role, **overrides)
 
     def spec(self, role: str, kind: str, context: SpecContext) -> Any:
@@ -289,23 +311,29 @@ class StudyConfig:
         table = self.language_training if role == "language" else self.task_training
         keys = SPEC_OPTION_KEYS[kind]
         values = {k: v for k, v in table.get(kind, {}).items() if k in keys}
-        return get_kind(kind).spec(values, context)
+        kind_obj = get_kind(kind)
+        return kind_obj.profile_spec(kind_obj.spec(values, context), self.profile_settings())
 
     def reference_slp_stp_quirk(self, configuration: str) -> bool:
         """Whether ``configuration``'s task representation trains with the reference's
-        quirk (a flag of :data:`TASK_FLAGS` in its task kind's table)."""
+        quirk (a flag of :data:`TASK_FLAGS` in its task kind's table; else the profile's)."""
         flag = "reference_slp_stp_quirk"
         if configuration != TASK_FLAGS[flag]:
             return False
         kind = get_configuration(configuration).task_kind
-        return bool(self.task_training.get(kind or "", {}).get(flag, False))
+        default = self.profile_settings().slp_stp_language_prompt_twice
+        return bool(self.task_training.get(kind or "", {}).get(flag, default))
 
-    def composed_specs(self) -> list[ComposedSpec]:
+    def combined_specs(self) -> list[CombinedSpec]:
         """The ``composed`` entries, checked and with their weights resolved."""
-        return composed_specs(self)
+        return combined_specs(self)
+
+    def slurm_settings(self) -> SlurmSettings:
+        return parse_slurm(self.slurm)
 
     def evaluation_settings(self) -> EvaluationSettings:
-        return EvaluationSettings(**self.evaluation)
+        return EvaluationSettings(**{"long_inputs": self.profile_settings().long_inputs,
+                                     **self.evaluation})
 
     def corpus_for(self, language: str) -> str:
         """What ``train_language`` takes as ``corpus`` for ``language``."""
@@ -366,9 +394,12 @@ class StudyConfig:
         must not share an output directory."""
         d = self.to_dict()
         d.pop("output")
+        d.pop("slurm")  # where the study runs, as its output directory
         for key in _ADDED_KEYS:  # absent or empty: the fingerprint studies had before it
             if not d[key]:
                 d.pop(key)
+        if d["profile"] in (None, DEFAULT_PROFILE):  # naming the default changes nothing
+            d.pop("profile")
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -390,7 +421,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 @dataclass(frozen=True)
-class ComposedSpec:
+class CombinedSpec:
     """One ``composed`` entry resolved: the target ``language`` it stands for, its
     ``variant`` label (``composed=proxy``, ``composed=<name>``...), the parts' weights in
     order, and where they came from (``registry``: a proxy from the relatives by family
@@ -403,7 +434,7 @@ class ComposedSpec:
     trained: bool = True
 
 
-def composed_specs(config: StudyConfig, where: str = "study config") -> list[ComposedSpec]:
+def combined_specs(config: StudyConfig, where: str = "study config") -> list[CombinedSpec]:
     """Check the ``composed`` entries and resolve their weights.
 
     An entry is ``{language: sk}`` (a proxy: weights from its relatives among the study's
@@ -428,7 +459,7 @@ def composed_specs(config: StudyConfig, where: str = "study config") -> list[Com
             f"(la+ta, la+stp, slp+ta, slp+stp); configurations are {config.configurations}"
         )
     untrained = _untrained(config, where)
-    specs: list[ComposedSpec] = []
+    specs: list[CombinedSpec] = []
     for i, entry in enumerate(entries, start=1):
         at = f"{where}: composed entry {i}"
         language = get_language(entry["language"]).code
@@ -466,7 +497,7 @@ def composed_specs(config: StudyConfig, where: str = "study config") -> list[Com
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise LangTransferError(f"{at}: name must be letters, digits, '.', '_' or '-', "
                                     f"got {name!r:.40}")
-        spec = ComposedSpec(language, f"composed={name}", tuple(chosen.items()), source,
+        spec = CombinedSpec(language, f"composed={name}", tuple(chosen.items()), source,
                             language not in untrained)
         for other in specs:
             if (other.language, other.variant) == (spec.language, spec.variant):
@@ -582,6 +613,7 @@ def check_types(config: StudyConfig, where: str) -> None:
     for key in ("seed", "sequence_length"):
         if not _is_int(getattr(config, key)):
             fail(key, "an integer")
+    get_profile(config.profile)  # an unknown one names the profiles
     for key in ("max_documents", "max_train_examples", "max_eval_examples"):
         value = getattr(config, key)
         if value is not None and not (_is_int(value) and value >= 1):
@@ -603,6 +635,7 @@ def check_types(config: StudyConfig, where: str) -> None:
             )
         parse_models(config.models)
     _check_evaluation(config.evaluation, where)
+    parse_slurm(config.slurm, where)
 
 
 def _check_evaluation(evaluation: Any, where: str) -> None:
@@ -619,6 +652,7 @@ def _check_evaluation(evaluation: Any, where: str) -> None:
             wanted = "a positive integer"
         if not ok:
             raise LangTransferError(f"{where}: evaluation.{key} must be {wanted}, got {item!r:.40}")
+    check_choice("evaluation.long_inputs", evaluation.get("long_inputs", "first"), LONG_INPUTS)
     scoring = evaluation.get("scoring", "generate")
     if scoring not in SCORING:
         raise UnknownNameError("evaluation.scoring", scoring, SCORING)

@@ -18,7 +18,7 @@ from langtransfer.study.data_check import DataCheck, check_data
 from langtransfer.study.jobs import (
     STAGES,
     Artefact,
-    ComposedJob,
+    CombinedJob,
     EvaluationJob,
     LanguageJob,
     LeftOut,
@@ -107,7 +107,7 @@ def _stage_name(stage: str) -> str:
 
 
 def _weights(art: Artefact) -> tuple[tuple[str, float], ...]:
-    assert isinstance(art.job, ComposedJob)
+    assert isinstance(art.job, CombinedJob)
     return art.job.weights
 
 
@@ -122,7 +122,7 @@ def _to_build(artefacts: list[Artefact], done: dict[str, bool]) -> list[str]:
     for art in artefacts:
         if not done[art.id]:
             job = art.job
-            name = job.kind if isinstance(job, (LanguageJob, ComposedJob)) else job.task
+            name = job.kind if isinstance(job, (LanguageJob, CombinedJob)) else job.task
             where = f"{art.model_label}: " if art.model_label else ""
             # a variant's artefacts are a group of their own; a composed one names its own
             variant = f" [{job.variant}]" if job.variant and art.stage != "composed" else ""

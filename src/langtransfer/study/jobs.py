@@ -27,13 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 from langtransfer import options
 from langtransfer.configurations import get_configuration
+from langtransfer.errors import CorruptFileError
 from langtransfer.languages import get_language
 from langtransfer.representations.kinds import SPEC_KEYS, SpecContext
 from langtransfer.results.records import Key, cell_dir, record_path
 
 if TYPE_CHECKING:
     from langtransfer.study.axes import Variant
-    from langtransfer.study.config import ComposedSpec, EvaluationSettings, StudyConfig
+    from langtransfer.study.config import CombinedSpec, EvaluationSettings, StudyConfig
     from langtransfer.training.settings import TrainSettings
 
 
@@ -53,6 +54,7 @@ class LanguageJob:
     corpus_extent: str = "paper"
     max_tokens: int | None = None
     variant: str = ""
+    profile: str = "method"
 
     stage = "language"
 
@@ -68,7 +70,9 @@ class TaskJob:
     ``validation_data`` None means the task's validation split of ``train_data``.
     ``reference_slp_stp_quirk`` (slp+stp jobs only): the reference's training input.
     ``max_target_length``: the task's target length (labels are cut to it); ``spec``: the
-    spec of the task representation's kind."""
+    spec of the task representation's kind.
+    ``label_order``, ``empty_answers``: how the data is read; ``profile``: the study's
+    profile (:mod:`langtransfer.profiles`), recorded in the manifest."""
 
     model: str
     task: str
@@ -85,6 +89,9 @@ class TaskJob:
     spec: Any
     reference_slp_stp_quirk: bool
     variant: str = ""
+    label_order: str = "by_name"
+    empty_answers: str = "drop"
+    profile: str = "method"
 
     stage = "task"
 
@@ -102,7 +109,9 @@ class EvaluationJob:
     that changes meaning changes the hash). ``evaluation.max_new_tokens`` is the
     effective budget (the config's, else evaluate's default). ``scoring_revision`` is
     :data:`~langtransfer.options.RANK_SCORING_REVISION` for ranked cells (0, left out of
-    the hash, for generated ones): a change to label ranking rebuilds ranked results."""
+    the hash, for generated ones): a change to label ranking rebuilds ranked results.
+    ``label_order``, ``empty_answers`` (and ``evaluation.long_inputs``): how the test data
+    is read; ``profile``: the study's profile, written into the result record."""
 
     model: str
     task: str
@@ -118,6 +127,9 @@ class EvaluationJob:
     seed: int
     variant: str = ""
     scoring_revision: int = 0
+    label_order: str = "by_name"
+    empty_answers: str = "drop"
+    profile: str = "method"
 
     stage = "evaluation"
 
@@ -129,7 +141,7 @@ class EvaluationJob:
 
 
 @dataclass(frozen=True)
-class ComposedJob:
+class CombinedJob:
     """Build one language representation without training
     (``combine_language_representations``): the weighted combination of the trained
     language representations of ``kind`` of the languages in ``weights``, standing for
@@ -142,6 +154,8 @@ class ComposedJob:
     weights: tuple[tuple[str, float], ...]
     weights_from: str
 
+    # On disk (stage, directory, artefact id, the YAML key and the variant label) the
+    # combination keeps its first name, "composed", so existing studies stay valid.
     stage = "composed"
 
     @property
@@ -149,12 +163,14 @@ class ComposedJob:
         return (self.kind, self.language, self.variant)
 
 
-Job = LanguageJob | ComposedJob | TaskJob | EvaluationJob
+Job = LanguageJob | CombinedJob | TaskJob | EvaluationJob
 
 #: Job fields added after studies were run, with the value every earlier job had: left
 #: out of the settings at that value, so the hashes of existing studies stay the same.
 ADDED_FIELDS: dict[str, Any] = {
     "corpus_extent": "paper", "max_tokens": None, "variant": "", "scoring_revision": 0,
+    # the method profile's, what every job had before profiles
+    "label_order": "by_name", "empty_answers": "drop", "profile": "method",
 }
 
 
@@ -176,8 +192,8 @@ def job_settings(job: Job) -> dict[str, Any]:
     for f in fields(job):
         value = getattr(job, f.name)
         if f.name == "spec":
-            out.update({key: None for key in SPEC_KEYS})
             assert isinstance(job, (LanguageJob, TaskJob))  # the jobs that train one
+            out.update({key: None for key in SPEC_KEYS})
             out[job.kind] = _plain(value)
         elif f.name not in ADDED_FIELDS or value != ADDED_FIELDS[f.name]:
             out[f.name] = _plain(value)
@@ -215,6 +231,7 @@ def language_job(
         corpus_extent=variant.extent if variant and corpus else "paper",
         max_tokens=variant.max_tokens if variant and corpus else None,
         variant=variant.label if variant else "",
+        profile=config.profile_settings().name,
     )
 
 
@@ -252,13 +269,21 @@ def task_job(
         spec=spec,
         reference_slp_stp_quirk=config.reference_slp_stp_quirk(configuration),
         variant=variant,
+        **_reading(config),
     )
 
 
-def composed_job(
-    config: StudyConfig, spec: ComposedSpec, kind: str, model: str | None = None
-) -> ComposedJob:
-    return ComposedJob(
+def _reading(config: StudyConfig) -> dict[str, str]:
+    """How task and evaluation jobs read their data, and the profile they record."""
+    profile = config.profile_settings()
+    return {"label_order": profile.label_order, "empty_answers": profile.empty_answers,
+            "profile": profile.name}
+
+
+def combined_job(
+    config: StudyConfig, spec: CombinedSpec, kind: str, model: str | None = None
+) -> CombinedJob:
+    return CombinedJob(
         model=config.model if model is None else model,
         language=spec.language,
         kind=kind,
@@ -298,6 +323,7 @@ def evaluation_job(
         seed=config.seed,
         variant=variant,
         scoring_revision=options.RANK_SCORING_REVISION if evaluation.scoring == "rank" else 0,
+        **_reading(config),
     )
 
 
@@ -340,6 +366,19 @@ class Artefact:
         return job_settings(self.job)
 
 
+def is_done(art: Artefact) -> bool:
+    """The artefact exists, is complete, and was built from the same settings."""
+    from langtransfer.representations import read_manifest  # torch: only when asked
+
+    try:
+        if art.stage == "evaluation":
+            record = json.loads(art.path.read_text(encoding="utf-8"))
+            return record.get("settings_hash") == art.hash
+        return read_manifest(art.path).get("settings_hash") == art.hash
+    except (OSError, ValueError, CorruptFileError):
+        return False
+
+
 def artefact_id(stage: str, key: tuple[str, ...], model_label: str = "") -> str:
     """``language:prompt/sk``, or ``language:tiny/prompt/sk`` for the base labelled tiny."""
     return f"{stage}:{'/'.join((model_label, *key) if model_label else key)}"
@@ -358,7 +397,7 @@ def language_rep_path(
     return _under(study_dir, "representations", model_label, variant) / "language" / kind / language
 
 
-def composed_rep_path(
+def combined_rep_path(
     study_dir: str | Path, kind: str, language: str, variant: str, model_label: str = ""
 ) -> Path:
     return (
@@ -476,17 +515,17 @@ def _plan_base(
                    tuple(inputs.values()), inputs={role: d.path for role, d in inputs.items()},
                    work=checkpoints(job))
 
-    def composed_rep(spec: ComposedSpec, kind: str) -> Artefact:
+    def combined_rep(spec: CombinedSpec, kind: str) -> Artefact:
         aid = artefact_id("composed", (kind, spec.language, spec.variant), label)
         if aid in arts:
             return arts[aid]
         parts = {lang: language_rep(lang, kind, None) for lang, _ in spec.weights}
-        return add(composed_job(config, spec, kind, model),
-                   composed_rep_path(out, kind, spec.language, spec.variant, label),
+        return add(combined_job(config, spec, kind, model),
+                   combined_rep_path(out, kind, spec.language, spec.variant, label),
                    tuple(parts.values()), inputs={lang: d.path for lang, d in parts.items()})
 
     within = config.axes_within()
-    specs = config.composed_specs()
+    specs = config.combined_specs()
     untrained = {spec.language for spec in specs if not spec.trained}
     for variant in [None, *config.variants()]:
         name = variant.label if variant else ""
@@ -501,7 +540,7 @@ def _plan_base(
                     # the paper's rows: the trained cells, then each composed one (with a
                     # language representation only: the same task representation, the
                     # target's language representation combined from trained ones)
-                    cells: list[tuple[str, ComposedSpec | None]] = [
+                    cells: list[tuple[str, CombinedSpec | None]] = [
                         (t, None) for t in config.targets
                         if not (language_kind and t in untrained)
                     ]
@@ -521,7 +560,7 @@ def _plan_base(
                             deps["task"] = task_rep(task, source, configuration, variant)
                         if job.language_kind:
                             deps["language"] = (
-                                composed_rep(spec, job.language_kind) if spec is not None
+                                combined_rep(spec, job.language_kind) if spec is not None
                                 else language_rep(target, job.language_kind, variant)
                             )
                         cell = Key(task, configuration, source, target, model_label=label,

@@ -18,7 +18,7 @@ from langtransfer.study.config import (
     StudyConfig,
     check_settings,
     check_types,
-    composed_specs,
+    combined_specs,
     parse_models,
 )
 from langtransfer.study.jobs import plan
@@ -61,7 +61,7 @@ def validate(config: StudyConfig, where: str = "study config") -> StudyConfig:
     if not config.sources:
         raise LangTransferError(f"{where}: 'sources' lists no source language")
     check_settings(config, where)
-    composed_specs(config, where)
+    combined_specs(config, where)
     config.variants(where)
     check_bases(config, where)
     check_inputs(config)

@@ -14,19 +14,21 @@ together.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import shutil
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
-from langtransfer.errors import CorruptFileError, LangTransferError, OutputExistsError
+from langtransfer.errors import LangTransferError, OutputExistsError
 from langtransfer.io import write_json
-from langtransfer.representations import read_manifest
+from langtransfer.profiles import DEFAULT_PROFILE
 from langtransfer.results.failures import (
     BLOCKED,
     FAILED,
@@ -39,6 +41,7 @@ from langtransfer.study.config import StudyConfig
 from langtransfer.study.jobs import (  # re-exported: the plan is part of the study's API
     STAGES,
     Artefact,
+    is_done,
     language_rep_path,
     plan,
     task_rep_path,
@@ -55,6 +58,7 @@ __all__ = [
     "plan",
     "prepare_output",
     "run_study",
+    "run_unit",
     "shard_plan",
     "task_rep_path",
 ]
@@ -97,17 +101,6 @@ def shard_plan(artefacts: list[Artefact], k: int, n: int) -> list[Artefact]:
     return [a for a in artefacts if a.id in needed]
 
 
-def is_done(art: Artefact) -> bool:
-    """The artefact exists, is complete, and was built from the same settings."""
-    try:
-        if art.stage == "evaluation":
-            record = json.loads(art.path.read_text(encoding="utf-8"))
-            return record.get("settings_hash") == art.hash
-        return read_manifest(art.path).get("settings_hash") == art.hash
-    except (OSError, ValueError, CorruptFileError):
-        return False
-
-
 def discard_stale_results(out: Path, artefacts: list[Artefact]) -> int:
     """Remove every result record (and its predictions) that is not a finished cell of
     ``artefacts`` with the same settings, so results of two configs never mix; return how
@@ -123,6 +116,15 @@ def discard_stale_results(out: Path, artefacts: list[Artefact]) -> int:
     return removed
 
 
+def _other_profile(held: Any, config: StudyConfig) -> str:
+    """``; profile method vs reference`` when the directory's study has another profile:
+    results of two profiles never share a directory."""
+    before = (held.get("config") or {}).get("profile") if isinstance(held, dict) else None
+    before = before if isinstance(before, str) else DEFAULT_PROFILE
+    now = config.profile_settings().name
+    return f"; profile {before} vs {now}" if before != now else ""
+
+
 def prepare_output(config: StudyConfig, overwrite: bool = False) -> Path:
     """Claim the output directory for this study; refuse one from a study with other
     settings unless ``overwrite``, which keeps the results the new settings reproduce
@@ -132,15 +134,17 @@ def prepare_output(config: StudyConfig, overwrite: bool = False) -> Path:
     fingerprint = config.fingerprint()
     if marker.is_file():
         try:
-            existing = json.loads(marker.read_text(encoding="utf-8")).get("fingerprint")
-        except ValueError:
-            existing = None
+            held = json.loads(marker.read_text(encoding="utf-8"))
+            existing = held.get("fingerprint")
+        except (ValueError, AttributeError):
+            held, existing = {}, None
         if existing != fingerprint:
             if not overwrite:
                 raise OutputExistsError(
                     f"{out} holds a study with different settings (fingerprint {existing} vs "
-                    f"{fingerprint}); use another output directory or pass --overwrite to "
-                    "discard the results these settings do not reproduce"
+                    f"{fingerprint}{_other_profile(held, config)}); use another output "
+                    "directory or pass --overwrite to discard the results these settings do "
+                    "not reproduce"
                 )
             discard_stale_results(out, plan(config))
             for sub in ("report", "failures"):
@@ -233,9 +237,17 @@ def _libraries_quiet() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def _run(artefacts: list[Artefact], out: Path, build: Builder, progress: bool) -> StudyRun:
+def _run(
+    artefacts: list[Artefact],
+    out: Path,
+    build: Builder,
+    progress: bool,
+    not_built: Iterable[str] = (),
+) -> StudyRun:
+    """``not_built``: ids of artefacts outside ``artefacts`` known not to be built (their
+    dependants are recorded blocked)."""
     run = StudyRun()
-    not_built: set[str] = set()
+    not_built = set(not_built)
     bar = tqdm(artefacts, desc="study", unit="artefact", disable=not progress, dynamic_ncols=True)
     for art in bar:
         bar.set_postfix_str(art.id, refresh=True)
@@ -266,4 +278,43 @@ def _run(artefacts: list[Artefact], out: Path, build: Builder, progress: bool) -
             not_built.add(art.id)
             continue
         clear_failure(out, art.id)
+    return run
+
+
+def run_unit(
+    config: StudyConfig,
+    unit_id: str,
+    *,
+    study_dir: str | Path | None = None,
+    progress: bool = False,
+    builder: Builder | None = None,
+    artefacts: list[Artefact] | None = None,
+) -> StudyRun:
+    """Build the artefacts of one unit of the study's graph
+    (:func:`langtransfer.study.graph.units`) in this process: what an executor's job or
+    worker runs (``langtransfer study CONFIG --unit ID``).
+
+    As in :func:`run_study`: what is done is skipped, an artefact that raises is recorded
+    as failed, and one whose dependency (in another unit) is not built -- it failed, was
+    blocked, or has not run -- is recorded as blocked; ``StudyRun.ok`` says whether all
+    of the unit is built. ``study_dir`` overrides the config's output; ``builder``: a
+    long-lived worker passes its own, so the base stays loaded across units;
+    ``artefacts``: the plan, when the caller already has it.
+    """
+    from langtransfer.study.build import StudyBuilder
+    from langtransfer.study.graph import find_unit, units
+
+    if study_dir is not None and Path(study_dir) != Path(config.output):
+        config = dataclasses.replace(config, output=str(study_dir))
+        artefacts = None
+    artefacts = plan(config) if artefacts is None else artefacts
+    unit = find_unit(units(artefacts), unit_id)
+    out = prepare_output(config)  # refuses another study's directory
+    by_id = {a.id: a for a in artefacts}
+    outside = {d for a in unit.artefacts for d in a.deps} - set(unit.artefact_ids)
+    build = builder if builder is not None else StudyBuilder(out)
+    with _libraries_quiet():
+        run = _run(list(unit.artefacts), out, build, progress,
+                   not_built={d for d in outside if not is_done(by_id[d])})
+    run.base_loads = getattr(build, "base_loads", None)
     return run

@@ -323,6 +323,23 @@ def evaluation_loss(
     return total / tokens
 
 
+class PassCallback(TrainerCallback):
+    """Tells a training set whose examples differ from pass to pass (span corruption's
+    fresh masks: :class:`~langtransfer.training.span_corruption.FreshMaskBlocks`) which
+    pass begins. accelerate's ``set_epoch`` reaches a map-style dataset only in a single
+    process (with several, only the sampler), so the epoch the Trainer gave the data
+    loader is passed on here, before the epoch's first batch (and in the epoch a resumed
+    run re-enters)."""
+
+    def __init__(self, dataset: Any):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, train_dataloader=None, **kwargs):
+        epoch = getattr(train_dataloader, "iteration", None)
+        if isinstance(epoch, int):
+            self.dataset.set_epoch(epoch)
+
+
 def train_representation(
     composed: ComposedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -349,10 +366,14 @@ def train_representation(
             raise LangTransferError("the training set is empty")
         if settings.group_by_length and "length" not in train_dataset.column_names:
             train_dataset = train_dataset.map(lambda r: {"length": len(r["input_ids"])})
-    else:  # a stream has no length to group by
+    else:  # a stream, or blocks corrupted as they are read: no length column to group by
         settings = replace(settings, group_by_length=False)
     args = training_arguments(settings, checkpoint_dir, eval_dataset is not None)
     args.disable_tqdm = not show_progress
+    if hasattr(train_dataset, "set_epoch") and not isinstance(
+        train_dataset, torch.utils.data.IterableDataset
+    ):  # a stream gets set_epoch from the data loader in every set-up
+        callbacks = [*(callbacks or []), PassCallback(train_dataset)]
     trainer = RepresentationTrainer(
         model=composed,
         args=args,
