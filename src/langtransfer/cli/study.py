@@ -8,6 +8,7 @@ from pathlib import Path
 
 from langtransfer.cli.common import add_extension_options, add_profile_option
 from langtransfer.cli.study_slurm import add_slurm_options
+from langtransfer.study.locks import STALE_AFTER
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,7 +41,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="print the plan with counts and, per task x language x split, the data source "
         "it reads, marking missing data with its fix; build nothing (exit 1 if data is missing)",
     )
-    p.add_argument("--shard", default="1/1", help="k/n: run shard k of n (default 1/1)")
+    p.add_argument(
+        "--shard", default="1/1",
+        help="run shard k of n: k/n counting from 1 (default 1/1), or i%%n counting from 0, "
+        "as a 0-based Slurm array passes it: --shard ${SLURM_ARRAY_TASK_ID}%%8",
+    )
+    p.add_argument(
+        "--lock-stale-minutes", type=float, default=STALE_AFTER / 60, metavar="M",
+        help="a lock of a shard on another host whose heartbeat (renewed while it builds) "
+        "is older than M minutes is taken for dead and its artefact rebuilt (default 10)",
+    )
     p.add_argument(
         "--unit", metavar="ID",
         help="build one unit of the study's graph in this process (one training artefact, "
@@ -95,6 +105,7 @@ def example_path(name: str) -> Path:
 def run_and_report(config, args: argparse.Namespace) -> int:
     """Run (or dry-run) a study, then write and print its report. Exit code 1 when an
     artefact failed (the rest was built; a rerun retries what failed)."""
+    from langtransfer.errors import LangTransferError
     from langtransfer.results.failures import format_failures
     from langtransfer.study.jobs import left_out
     from langtransfer.study.run import parse_shard, plan, run_study, shard_plan
@@ -116,10 +127,14 @@ def run_and_report(config, args: argparse.Namespace) -> int:
         return run_one_unit(config, args)
     for cell in left_out(config):
         print(f"left out of the grid: {cell.line()}")
+    if not args.lock_stale_minutes > 0:
+        raise LangTransferError(
+            f"--lock-stale-minutes {args.lock_stale_minutes:g}: need a number above 0")
     if getattr(args, "executor", None) == "local":
         run = run_local_executor(config, args)
     else:
-        run = run_study(config, shard=shard, overwrite=args.overwrite, progress=not args.quiet)
+        run = run_study(config, shard=shard, overwrite=args.overwrite, progress=not args.quiet,
+                        lock_stale_after=60 * args.lock_stale_minutes)
     print(run.summary(config.output))
     code = 0 if run.ok else 1
     if not run.ok:

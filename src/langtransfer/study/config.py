@@ -389,9 +389,14 @@ class StudyConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, by_path: bool = False) -> str:
         """A hash of everything but the output directory: studies with different settings
-        must not share an output directory."""
+        must not share an output directory. Where corpus and data files lie is left out
+        (which tasks, languages and splits read local files is not): the same study run
+        from another node, installation or copy of the data is the same study, and what
+        its files hold is the artefacts' settings hashes' business (an edited file makes
+        what read it stale). ``by_path``: the fingerprint of the paths as written, which
+        studies had before (accepted once by :func:`~langtransfer.study.run.prepare_output`)."""
         d = self.to_dict()
         d.pop("output")
         d.pop("slurm")  # where the study runs, as its output directory
@@ -400,7 +405,21 @@ class StudyConfig:
                 d.pop(key)
         if d["profile"] in (None, DEFAULT_PROFILE):  # naming the default changes nothing
             d.pop("profile")
+        if not by_path:
+            d["corpus"], d["data"] = _unplaced(d["corpus"]), _unplaced(d["data"])
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+#: What a study's fingerprint holds for a local corpus or data path.
+LOCAL_PATH = "<local path>"
+
+
+def _unplaced(value: Any) -> Any:
+    """A corpus or data value with every path replaced by :data:`LOCAL_PATH`."""
+    if isinstance(value, dict):
+        return {k: _unplaced(v) for k, v in value.items()}
+    names = (None, "hub", "wikipedia", DEMO_DATA, *FIXTURE_SOURCES)
+    return value if value in names else LOCAL_PATH
 
 
 def demo_data_dir(task: str) -> Path:

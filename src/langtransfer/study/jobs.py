@@ -9,7 +9,10 @@ walks every option of :class:`~langtransfer.study.config.StudyConfig` to check t
 
 Where an artefact goes (its directory, checkpoints, the paths of the artefacts it
 depends on) is not part of a job: it follows from the study directory and the job's key
-(:class:`Artefact`), and moving a study directory must not change any hash.
+(:class:`Artefact`), and moving a study directory must not change any hash. Nor does
+where the data lies: a data path is hashed by its content, a shipped file by its place
+in the package (:mod:`langtransfer.study.fingerprints`), so the same study resumes from
+any node or installation and an edited data file makes what read it stale.
 
 :func:`plan` turns a study config into the artefacts of its grid, in dependency order.
 A cell whose task has no source at all for a language (the task's ``unavailable``, e.g.
@@ -31,6 +34,7 @@ from langtransfer.errors import CorruptFileError
 from langtransfer.languages import get_language
 from langtransfer.representations.kinds import SPEC_KEYS, SpecContext
 from langtransfer.results.records import Key, cell_dir, record_path
+from langtransfer.study.fingerprints import data_identity, remembered
 
 if TYPE_CHECKING:
     from langtransfer.study.axes import Variant
@@ -184,20 +188,28 @@ def _plain(value: Any) -> Any:
     return to_dict() if callable(to_dict) else value
 
 
+#: Job fields naming data the job reads: hashed by what they hold, not where it lies
+#: (:func:`~langtransfer.study.fingerprints.data_identity`).
+DATA_FIELDS = ("corpus", "train_data", "validation_data", "test_data")
+
+
 def job_settings(job: Job) -> dict[str, Any]:
     """Every field of the job as plain JSON-able values: what the settings hash covers
-    (an :data:`ADDED_FIELDS` field at its old value is left out). A training job's spec
-    is under its kind's name, beside the :data:`SPEC_KEYS` every such job has held."""
-    out: dict[str, Any] = {}
+    (an :data:`ADDED_FIELDS` field at its old value is left out; a :data:`DATA_FIELDS`
+    path as its content's identity). A training job's spec is under its kind's name,
+    beside the :data:`SPEC_KEYS` every such job has held."""
+    settings: dict[str, Any] = {}
     for f in fields(job):
         value = getattr(job, f.name)
         if f.name == "spec":
             assert isinstance(job, (LanguageJob, TaskJob))  # the jobs that train one
-            out.update({key: None for key in SPEC_KEYS})
-            out[job.kind] = _plain(value)
-        elif f.name not in ADDED_FIELDS or value != ADDED_FIELDS[f.name]:
-            out[f.name] = _plain(value)
-    return out
+            settings.update({key: None for key in SPEC_KEYS})
+            settings[job.kind] = _plain(value)
+        elif f.name in ADDED_FIELDS and value == ADDED_FIELDS[f.name]:
+            continue
+        else:
+            settings[f.name] = data_identity(value) if f.name in DATA_FIELDS else _plain(value)
+    return settings
 
 
 # -- jobs from a study config ----------------------------------------------------------
@@ -467,10 +479,11 @@ def plan(config: StudyConfig) -> list[Artefact]:
     arts: dict[str, Artefact] = {}
     order = {s: i for i, s in enumerate(STAGES)}
     planned: list[Artefact] = []
-    for base in config.bases():
-        start = len(arts)
-        _plan_base(config.for_base(base), base.name, base.label, out, skip, arts)
-        planned += sorted(list(arts.values())[start:], key=lambda a: order[a.stage])
+    with remembered():  # each data path's content identified once per plan
+        for base in config.bases():
+            start = len(arts)
+            _plan_base(config.for_base(base), base.name, base.label, out, skip, arts)
+            planned += sorted(list(arts.values())[start:], key=lambda a: order[a.stage])
     return planned
 
 

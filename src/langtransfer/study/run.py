@@ -7,8 +7,9 @@ artefact that raises is recorded (:mod:`langtransfer.results.failures`) and the 
 on with everything that does not need it; what needs it is recorded as blocked.
 ``shard=(k, n)`` gives machine ``k`` of ``n`` its own evaluation cells (grouped by task
 representation) plus whatever they depend on; artefacts shared by several shards are
-built once under a lock file, so shards on a shared file system complete the grid
-together.
+built once under a lock file (:mod:`langtransfer.study.locks`), so shards on a shared
+file system complete the grid together. A shard does not wait on an artefact another
+shard is building: it builds the ready work of its list meanwhile and comes back to it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import dataclasses
 import json
 import logging
 import shutil
+import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -46,7 +48,7 @@ from langtransfer.study.jobs import (  # re-exported: the plan is part of the st
     plan,
     task_rep_path,
 )
-from langtransfer.study.locks import file_lock
+from langtransfer.study.locks import STALE_AFTER, FileLock
 
 __all__ = [
     "STAGES",
@@ -67,13 +69,24 @@ STUDY_FILE = "study.json"
 
 
 def parse_shard(text: str) -> tuple[int, int]:
-    """``"k/n"`` with 1 <= k <= n (a 0-based SLURM array passes ``$((ID+1))/n``)."""
+    """Shard ``k`` of ``n`` as ``(k, n)`` with 1 <= k <= n, from ``"k/n"`` (counting from
+    1: ``1/8`` .. ``8/8``) or ``"i%n"`` (counting from 0, read "index i modulo n": ``0%8``
+    .. ``7%8``, what a 0-based Slurm array passes, ``${SLURM_ARRAY_TASK_ID}%8``). Two
+    separators, so no index is read in two ways."""
+    sep = "%" if "%" in text else "/"
     try:
-        k, n = (int(x) for x in text.split("/"))
+        k, n = (int(x) for x in text.split(sep))
     except ValueError:
-        raise LangTransferError(f"shard {text!r} must look like k/n, e.g. 1/4") from None
+        raise LangTransferError(
+            f"shard {text!r} must look like k/n counting from 1 (e.g. 1/4) or i%n counting "
+            "from 0 (e.g. 0%4)") from None
+    if sep == "%":
+        if n < 1 or not 0 <= k < n:
+            raise LangTransferError(f"shard {text!r}: i%n counts from 0, need 0 <= i < n")
+        return k + 1, n
     if n < 1 or not 1 <= k <= n:
-        raise LangTransferError(f"shard {text!r}: need 1 <= k <= n")
+        hint = f" (a 0-based index, such as a Slurm array's: write {k}%{n})" if k == 0 else ""
+        raise LangTransferError(f"shard {text!r}: k/n counts from 1, need 1 <= k <= n{hint}")
     return k, n
 
 
@@ -138,6 +151,8 @@ def prepare_output(config: StudyConfig, overwrite: bool = False) -> Path:
             existing = held.get("fingerprint")
         except (ValueError, AttributeError):
             held, existing = {}, None
+        if existing == config.fingerprint(by_path=True):
+            existing = fingerprint  # written before data paths were left out: the same study
         if existing != fingerprint:
             if not overwrite:
                 raise OutputExistsError(
@@ -204,12 +219,15 @@ def run_study(
     overwrite: bool = False,
     progress: bool = True,
     builder: Builder | None = None,
+    lock_stale_after: float = STALE_AFTER,
 ) -> StudyRun:
     """Build every missing or stale artefact of this shard and return what happened.
 
     An artefact whose builder raises is recorded as failed and the run goes on; an
     artefact needing a failed (or blocked) one is recorded as blocked and not attempted.
     ``KeyboardInterrupt`` (and any kill) stops the run: a rerun continues it.
+    ``lock_stale_after``: seconds without a heartbeat after which the lock of a shard on
+    another host is taken for dead (:mod:`langtransfer.study.locks`).
     """
     from langtransfer.study.build import StudyBuilder
 
@@ -217,7 +235,7 @@ def run_study(
     out = prepare_output(config, overwrite=overwrite)
     build = builder if builder is not None else StudyBuilder(out)
     with _libraries_quiet():
-        run = _run(artefacts, out, build, progress)
+        run = _run(artefacts, out, build, progress, stale_after=lock_stale_after)
     run.base_loads = getattr(build, "base_loads", None)
     return run
 
@@ -237,47 +255,90 @@ def _libraries_quiet() -> Iterator[None]:
             logger.setLevel(level)
 
 
+#: Seconds a shard sleeps when every artefact left is being built by another shard (or
+#: needs one that is): the first wait, doubled while nothing changes, up to the last.
+WAIT = (0.05, 5.0)
+
+
 def _run(
     artefacts: list[Artefact],
     out: Path,
     build: Builder,
     progress: bool,
     not_built: Iterable[str] = (),
+    stale_after: float = STALE_AFTER,
 ) -> StudyRun:
-    """``not_built``: ids of artefacts outside ``artefacts`` known not to be built (their
-    dependants are recorded blocked)."""
+    """Build ``artefacts`` (in plan order: dependencies first) and return what happened.
+
+    ``not_built``: ids of artefacts outside ``artefacts`` known not to be built (their
+    dependants are recorded blocked). An artefact whose lock another live process holds
+    (a shard building it) is passed over for the ready work after it and tried again
+    later; so is one that needs such an artefact. The list is scanned from its start
+    again after every build, so plan order (dependencies, and what others wait for)
+    comes first. ``stale_after``: see :class:`~langtransfer.study.locks.FileLock`."""
     run = StudyRun()
+    ours = {a.id for a in artefacts}
+    finished: set[str] = set()  # done, found done, failed or blocked
     not_built = set(not_built)
-    bar = tqdm(artefacts, desc="study", unit="artefact", disable=not progress, dynamic_ncols=True)
-    for art in bar:
-        bar.set_postfix_str(art.id, refresh=True)
-        if is_done(art):
+    pending = list(artefacts)
+    wait = WAIT[0]
+    bar = tqdm(total=len(artefacts), desc="study", unit="artefact", disable=not progress,
+               dynamic_ncols=True)
+
+    def settle(art: Artefact, failure: Failure | None = None) -> None:
+        finished.add(art.id)
+        if failure is not None:
+            write_failure(out, failure)
+            run.failures.append(failure)
+            not_built.add(art.id)
+        else:
             clear_failure(out, art.id)
-            run.skipped += 1
-            continue
-        missing = tuple(d for d in art.deps if d in not_built)
-        if missing:
-            failure = Failure(art.id, BLOCKED, f"needs {', '.join(missing)}, which were not built",
-                              missing, art.hash)
-            write_failure(out, failure)
-            run.failures.append(failure)
-            not_built.add(art.id)
-            continue
-        try:
-            with file_lock(art.path.parent / f".{art.path.name}.lock"):
-                if is_done(art):  # another shard built it while we waited
+        bar.update(1)
+
+    with bar:
+        while pending:
+            worked = False
+            for art in list(pending):
+                bar.set_postfix_str(art.id, refresh=True)
+                if is_done(art):
                     run.skipped += 1
+                    settle(art)
+                    pending.remove(art)
+                    continue
+                missing = tuple(d for d in art.deps if d in not_built)
+                if missing:
+                    settle(art, Failure(art.id, BLOCKED, f"needs {', '.join(missing)}, which "
+                                        "were not built", missing, art.hash))
+                    pending.remove(art)
+                    continue
+                if any(d in ours and d not in finished for d in art.deps):
+                    continue  # a dependency another shard is building: later
+                lock = FileLock(art.path.parent / f".{art.path.name}.lock",
+                                stale_after=stale_after)
+                try:
+                    if not lock.acquire(blocking=False):
+                        continue  # another shard is building it: other ready work first
+                    try:
+                        if is_done(art):  # another shard built it since we looked
+                            run.skipped += 1
+                        else:
+                            build(art)
+                            run.built += 1
+                    finally:
+                        lock.release()
+                except Exception as e:  # recorded; KeyboardInterrupt and kills stop the run
+                    settle(art, Failure(art.id, FAILED, one_line(e), (), art.hash,
+                                        traceback=traceback.format_exc()))
                 else:
-                    build(art)
-                    run.built += 1
-        except Exception as e:  # recorded; KeyboardInterrupt and kills stop the run
-            failure = Failure(art.id, FAILED, one_line(e), (), art.hash,
-                              traceback=traceback.format_exc())
-            write_failure(out, failure)
-            run.failures.append(failure)
-            not_built.add(art.id)
-            continue
-        clear_failure(out, art.id)
+                    settle(art)
+                pending.remove(art)
+                worked = True
+                break  # from the start: what others held may be done now
+            if pending and not worked:
+                time.sleep(wait)
+                wait = min(2 * wait, WAIT[1])
+            elif worked:
+                wait = WAIT[0]
     return run
 
 
