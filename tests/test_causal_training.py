@@ -93,7 +93,8 @@ def test_task_training_lowers_the_held_out_loss(tmp_path, kind, lr, tokens):
                                 eval_steps=15, save_steps=15, logging_steps=1000, seed=3)
     out = train_task(model=TINY_CAUSAL_NAME, task="nli", language="en", kind=kind,
                      output=tmp_path / "rep", data="fixtures", settings=settings,
-                     prompt_tokens=tokens, max_length=128, show_progress=False)
+                     spec={"num_tokens": tokens} if tokens else None, max_length=128,
+                     show_progress=False)
     training = read_manifest(out)["training"]
     assert training["validation_loss"] < 0.9 * training["validation_loss_initial"]
 

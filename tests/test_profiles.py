@@ -74,14 +74,14 @@ def test_the_reference_profile_sets_every_job(tmp_path):
         assert art.hash != plain[art.id], art.id  # nothing of one profile is another's
         assert job.profile == "reference"
         if isinstance(job, LanguageJob) and job.kind == "prompt":
-            assert job.prompt is not None and job.prompt.parameter_rows == 8
+            assert job.spec.parameter_rows == 8
         if isinstance(job, TaskJob):
             seen.add(job.configuration)
             assert job.train.keep_best is (job.kind == "adapter")
             assert job.reference_slp_stp_quirk is (job.configuration == "slp+stp")
             assert (job.label_order, job.empty_answers) == ("positional", "keep")
             if job.kind == "prompt":
-                assert job.prompt is not None and job.prompt.parameter_rows == 8
+                assert job.spec.parameter_rows == 8
         if isinstance(job, EvaluationJob):
             assert job.evaluation.long_inputs == "last_chunk"
             assert (job.label_order, job.empty_answers) == ("positional", "keep")

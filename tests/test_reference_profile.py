@@ -77,7 +77,7 @@ def test_task_prompts_keep_the_final_step_and_adapters_the_best(tmp_path):
                                     keep_best=get_profile(profile).task_prompt_keep_best)
         ckpt = tmp_path / f"ckpt-{profile}"
         out = train_task(kind="prompt", output=tmp_path / profile, settings=settings,
-                         prompt_tokens=4, checkpoint_dir=ckpt, profile=profile, **common)
+                         spec={"num_tokens": 4}, checkpoint_dir=ckpt, profile=profile, **common)
         losses = _eval_losses(_checkpoints(ckpt)[6])
         best = min(losses, key=losses.__getitem__)
         trained[profile] = (out, ckpt, best)
@@ -123,7 +123,8 @@ def test_the_reference_profile_leaves_keep_best_on_for_adapters(tmp_path, monkey
         with pytest.raises(Stop):
             train_task(model="tiny", task="nli", language="en", kind=kind,
                        output=tmp_path / kind, data="fixtures", max_length=64, max_examples=8,
-                       show_progress=False, profile="reference", prompt_tokens=4)
+                       show_progress=False, profile="reference",
+                       spec={"num_tokens": 4} if kind == "prompt" else None)
     assert seen == {"prompt": False, "adapter": True}
 
 
@@ -194,7 +195,7 @@ def test_one_adafactor_step_on_the_reference_shaped_parameter(tiny, tmp_path):
     config = PromptConfig(num_tokens=tokens, init="text", init_text="Answer in English:",
                           parameter_rows=REFERENCE.prompt_parameter_rows(tokens))
     rep = new_prompt("task", model, tok, config, task="nli")
-    prompt = rep.soft_prompt
+    prompt = rep.weights
     assert (prompt.rows, prompt.num_tokens) == (2 * tokens, tokens)
     init = prompt.embedding.detach().clone()
     # the text init fills every row, as the reference's fill of 100 rows does
@@ -236,8 +237,8 @@ def test_one_adafactor_step_on_the_reference_shaped_parameter(tiny, tmp_path):
     assert load_file(saved / "prompt.safetensors")["embedding"].shape[0] == 2 * tokens
     composed.close()
     loaded = load_representation(saved)
-    assert loaded.soft_prompt.num_tokens == tokens and torch.equal(
-        loaded.soft_prompt.embedding, after)
+    assert loaded.weights.num_tokens == tokens and torch.equal(
+        loaded.weights.embedding, after)
     seen = []
     model.get_encoder().register_forward_pre_hook(
         lambda m, a, kw: seen.append(kw.get("inputs_embeds")), with_kwargs=True)
@@ -250,15 +251,17 @@ def test_one_adafactor_step_on_the_reference_shaped_parameter(tiny, tmp_path):
 
 def test_the_verbs_prompts_get_the_reference_rows():
     """train-language and train-task build their prompt with --profile's rows."""
-    from langtransfer.cli.common import prompt_from_args
+    from langtransfer.cli.common import spec_from_args
 
     class Args:
         prompt_tokens = init = init_text = seed = None
+        kind = "prompt"
         profile = "reference"
 
-    assert prompt_from_args(Args(), "Generate the output in Slovak:").parameter_rows == 100
+    spec = spec_from_args(Args(), "language", "Slovak", "Generate the output in Slovak:")
+    assert spec.parameter_rows == 100
     Args.profile = None
-    assert prompt_from_args(Args(), "x").parameter_rows is None
+    assert spec_from_args(Args(), "language", "Slovak", "x").parameter_rows is None
 
 
 # --- 5. long inputs: the last overflow chunk ---------------------------------------------------
@@ -362,7 +365,7 @@ def test_the_profile_turns_the_quirk_on_for_slp_stp_only(tiny, tmp_path):
     for name, rep in (("slp+stp", slp), ("la+stp", la)):
         out = train_task(model="tiny", task="nli", language="en", kind="prompt",
                          output=tmp_path / name, language_rep=rep, data="fixtures",
-                         settings=settings, prompt_tokens=4, max_length=64, max_examples=8,
+                         settings=settings, spec={"num_tokens": 4}, max_length=64, max_examples=8,
                          show_progress=False, profile="reference")
         training = read_manifest(out)["training"]
         quirk[training["configuration"]] = training["reference_slp_stp_quirk"]

@@ -28,22 +28,23 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from langtransfer import options
 from langtransfer.configurations import get_configuration
 from langtransfer.errors import CorruptFileError
 from langtransfer.languages import get_language
+from langtransfer.representations.kinds import SPEC_KEYS, SpecContext
 from langtransfer.results.records import Key, cell_dir, record_path, replicate_label
 from langtransfer.study.fingerprints import data_identity, remembered
 
 if TYPE_CHECKING:
-    from langtransfer.representations import AdapterSpec, PromptConfig
     from langtransfer.study.axes import Variant
     from langtransfer.study.config import CombinedSpec, EvaluationSettings, StudyConfig
-    from langtransfer.training.trainer import TrainSettings
+    from langtransfer.training.settings import TrainSettings
 
 
 @dataclass(frozen=True)
 class LanguageJob:
-    """Train one language representation (``train_language``)."""
+    """Train one language representation (``train_language``); ``spec``: its kind's."""
 
     model: str
     language: str
@@ -53,8 +54,7 @@ class LanguageJob:
     validation_documents: int | float
     sequence_length: int
     train: TrainSettings
-    prompt: PromptConfig | None
-    adapter: AdapterSpec | None
+    spec: Any
     corpus_extent: str = "paper"
     max_tokens: int | None = None
     variant: str = ""
@@ -73,7 +73,8 @@ class TaskJob:
     source's language representation of ``language_kind`` attached (None: ``ta``/``stp``).
     ``validation_data`` None means the task's validation split of ``train_data``.
     ``reference_slp_stp_quirk`` (slp+stp jobs only): the reference's training input.
-    ``max_target_length``: the task's target length (labels are cut to it).
+    ``max_target_length``: the task's target length (labels are cut to it); ``spec``: the
+    spec of the task representation's kind.
     ``label_order``, ``empty_answers``: how the data is read; ``profile``: the study's
     profile (:mod:`langtransfer.profiles`), recorded in the manifest."""
 
@@ -89,8 +90,7 @@ class TaskJob:
     sequence_length: int
     max_target_length: int | None
     train: TrainSettings
-    prompt: PromptConfig | None
-    adapter: AdapterSpec | None
+    spec: Any
     reference_slp_stp_quirk: bool
     variant: str = ""
     label_order: str = "by_name"
@@ -112,7 +112,7 @@ class EvaluationJob:
     ``metrics`` (the task's :meth:`~langtransfer.tasks.Task.metrics_fingerprint`: scoring
     that changes meaning changes the hash). ``evaluation.max_new_tokens`` is the
     effective budget (the config's, else evaluate's default). ``scoring_revision`` is
-    :data:`~langtransfer.inference.evaluate.RANK_SCORING_REVISION` for ranked cells (0, left out of
+    :data:`~langtransfer.options.RANK_SCORING_REVISION` for ranked cells (0, left out of
     the hash, for generated ones): a change to label ranking rebuilds ranked results.
     ``label_order``, ``empty_answers`` (and ``evaluation.long_inputs``): how the test data
     is read; ``profile``: the study's profile, written into the result record."""
@@ -196,13 +196,19 @@ DATA_FIELDS = ("corpus", "train_data", "validation_data", "test_data")
 def job_settings(job: Job) -> dict[str, Any]:
     """Every field of the job as plain JSON-able values: what the settings hash covers
     (an :data:`ADDED_FIELDS` field at its old value is left out; a :data:`DATA_FIELDS`
-    path as its content's identity)."""
-    settings = {}
+    path as its content's identity). A training job's spec is under its kind's name,
+    beside the :data:`SPEC_KEYS` every such job has held."""
+    settings: dict[str, Any] = {}
     for f in fields(job):
         value = getattr(job, f.name)
-        if f.name in ADDED_FIELDS and value == ADDED_FIELDS[f.name]:
+        if f.name == "spec":
+            assert isinstance(job, (LanguageJob, TaskJob))  # the jobs that train one
+            settings.update({key: None for key in SPEC_KEYS})
+            settings[job.kind] = _plain(value)
+        elif f.name in ADDED_FIELDS and value == ADDED_FIELDS[f.name]:
             continue
-        settings[f.name] = data_identity(value) if f.name in DATA_FIELDS else _plain(value)
+        else:
+            settings[f.name] = data_identity(value) if f.name in DATA_FIELDS else _plain(value)
     return settings
 
 
@@ -219,13 +225,10 @@ def language_job(
     """``model``: the base's name (default: the config's single ``model``); ``variant``:
     the study's language job with that variant's one setting changed."""
     lang = get_language(language)
-    prompt = None
-    if kind == "prompt":
-        prompt = config.prompt_config("language", lang.name, lang.instruction)
-        if variant is not None and variant.template is not None:
-            prompt = replace(prompt, init="text", init_text=lang.instruction_from(variant.template))
-        elif variant is not None and variant.init is not None:
-            prompt = replace(prompt, init=variant.init)
+    spec = config.spec("language", kind, SpecContext("language", lang.name, lang.instruction,
+                                                     seed=config.seed))
+    if variant is not None:
+        spec = replace(spec, **variant.spec_changes(lang))
     corpus = variant is not None and variant.axis == "corpus_size"
     return LanguageJob(
         model=config.model if model is None else model,
@@ -236,8 +239,7 @@ def language_job(
         validation_documents=config.validation_documents,
         sequence_length=config.sequence_length,
         train=config.train_settings("language", kind),
-        prompt=prompt,
-        adapter=config.adapter_spec("language") if kind == "adapter" else None,
+        spec=spec,
         corpus_extent=variant.extent if variant and corpus else "paper",
         max_tokens=variant.max_tokens if variant and corpus else None,
         variant=variant.label if variant else "",
@@ -259,15 +261,10 @@ def task_job(
     language_kind, kind = get_configuration(configuration, study=True).kinds
     assert kind is not None, f"{configuration} trains no task representation"
     train = config.train_settings("task", kind)
-    prompt = None
-    if kind == "prompt":
-        prompt = config.prompt_config(
-            "task",
-            lang.name,
-            task_obj.prompt_init(lang.name),
-            label_words=list(task_obj.label_words.values()) or None,
-            seed=train.seed,
-        )
+    spec = config.spec("task", kind, SpecContext(
+        "task", lang.name, task_obj.prompt_init(lang.name),
+        label_words=list(task_obj.label_words.values()) or None, seed=train.seed,
+    ))
     return TaskJob(
         model=config.model if model is None else model,
         task=task_obj.name,
@@ -281,8 +278,7 @@ def task_job(
         sequence_length=config.sequence_length,
         max_target_length=task_obj.target_length,
         train=train,
-        prompt=prompt,
-        adapter=config.adapter_spec("task") if kind == "adapter" else None,
+        spec=spec,
         reference_slp_stp_quirk=config.reference_slp_stp_quirk(configuration),
         variant=variant,
         **_reading(config),
@@ -318,13 +314,12 @@ def evaluation_job(
     model: str | None = None,
     variant: str = "",
 ) -> EvaluationJob:
-    from langtransfer.inference.evaluate import RANK_SCORING_REVISION, REFERENCE_MAX_NEW_TOKENS
     from langtransfer.tasks import get_task
 
     language_kind, task_kind = get_configuration(configuration, study=True).kinds
     evaluation = config.evaluation_settings()
     if evaluation.max_new_tokens is None:  # evaluate's default, made explicit for the hash
-        evaluation = replace(evaluation, max_new_tokens=REFERENCE_MAX_NEW_TOKENS)
+        evaluation = replace(evaluation, max_new_tokens=options.REFERENCE_MAX_NEW_TOKENS)
     return EvaluationJob(
         model=config.model if model is None else model,
         task=task,
@@ -339,7 +334,7 @@ def evaluation_job(
         metrics=get_task(task).metrics_fingerprint(),
         seed=config.seed,
         variant=variant,
-        scoring_revision=RANK_SCORING_REVISION if evaluation.scoring == "rank" else 0,
+        scoring_revision=options.RANK_SCORING_REVISION if evaluation.scoring == "rank" else 0,
         **_reading(config),
     )
 

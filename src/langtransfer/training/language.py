@@ -8,8 +8,7 @@ manifest records the objective and the validation loss with and without it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import replace
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +16,13 @@ from datasets import Dataset
 from transformers import set_seed
 
 from langtransfer.composition.loaded_base import LoadedBase
-from langtransfer.configurations import check_kind, configuration_for
+from langtransfer.configurations import configuration_for
 from langtransfer.errors import LangTransferError, OutputExistsError
 from langtransfer.languages import get_language
 from langtransfer.profiles import get_profile
-from langtransfer.representations import (
-    AdapterSpec,
-    PromptConfig,
-    read_manifest,
-)
-from langtransfer.representations.base import new_representation, representation_id
-from langtransfer.representations.prompt import frequent_token_ids
+from langtransfer.representations.base import representation_id
+from langtransfer.representations.kinds import SpecContext, get_kind
+from langtransfer.representations.store import read_manifest
 from langtransfer.training.corpora import (
     STREAM_SHUFFLE_BUFFER,
     Corpus,
@@ -99,8 +94,7 @@ def train_language(
     corpus: str,
     output: str | Path,
     settings: TrainSettings | None = None,
-    prompt: PromptConfig | None = None,
-    adapter: AdapterSpec | None = None,
+    spec: Any = None,
     sequence_length: int = 256,
     max_documents: int | None = None,
     max_tokens: int | None = None,
@@ -115,25 +109,28 @@ def train_language(
     trust_remote_code: bool = False,
     profile: str | None = None,
 ) -> Path:
-    """Train a language representation of ``kind`` (prompt|adapter) and save it to ``output``.
+    """Train a language representation of ``kind`` (prompt, adapter...) and save it to
+    ``output``.
 
     ``model`` is a :class:`LoadedBase` (shared, left as it was) or a name, which loads one.
-    ``corpus`` is ``wikipedia``, ``fixture`` or a local file. The prompt defaults to 50
-    tokens initialised from ``Generate the output in {Language}:``; training defaults to
-    the paper's settings for the kind. Checkpoints go to ``checkpoint_dir`` (default
-    ``<output>.checkpoints``) so a killed run resumes with ``resume``. A streamed corpus
-    (Wikipedia) is shuffled with a buffer of ``shuffle_buffer`` training blocks
-    (default :data:`~langtransfer.training.corpora.STREAM_SHUFFLE_BUFFER`); local files are
+    ``corpus`` is ``wikipedia``, ``fixture`` or a local file. ``spec`` is the kind's spec,
+    or a mapping of its option keys over the kind's default (None: the default; a prompt's
+    is 50 tokens initialised from ``Generate the output in {Language}:``), which
+    ``profile`` shapes; training defaults to the paper's settings for the kind.
+    Checkpoints go to ``checkpoint_dir`` (default ``<output>.checkpoints``) so a killed
+    run resumes with ``resume``. A streamed corpus (Wikipedia) is shuffled with a buffer
+    of ``shuffle_buffer`` training blocks (default
+    :data:`~langtransfer.training.corpora.STREAM_SHUFFLE_BUFFER`); local files are
     map-style datasets, drawn at random by the Trainer.
 
     How much text: ``corpus_extent`` ``paper`` (the reference's slice) or ``full`` (the
     whole source, see :func:`~langtransfer.training.corpora.load_corpus`), ``max_documents`` and
     ``max_tokens`` cap its training documents and tokens. A prompt with init ``frequent``
     gets the language's most frequent training tokens here (recorded in its manifest).
-    ``profile`` (:mod:`langtransfer.profiles`; default ``method``): the default prompt's
-    parameter rows (the reference's 2 x 50); recorded in the manifest.
+    ``profile`` (:mod:`langtransfer.profiles`; default ``method``): the default spec (a
+    prompt's parameter rows: the reference's 2 x 50); recorded in the manifest.
     """
-    check_kind(kind)
+    kind_obj = get_kind(kind)
     lang = get_language(language)
     output = Path(output)
     check_output(output, overwrite, resume, kind=kind, role="language", language=lang.code)
@@ -188,14 +185,12 @@ def train_language(
     # fit); the slot is given back when training ends.
     rep_id = representation_id("language", kind, lang.code, "training")
     chosen = get_profile(profile)
-    if prompt is None:
-        prompt = PromptConfig(init_text=lang.instruction, seed=settings.seed)
-        prompt = replace(prompt, parameter_rows=chosen.prompt_parameter_rows(prompt.num_tokens))
-    if kind == "prompt" and prompt.init == "frequent" and not prompt.extra.get("token_ids"):
-        ids = frequent_token_ids(texts, tokenizer, prompt.num_tokens)  # what it trains on
-        prompt = replace(prompt, extra={**prompt.extra, "token_ids": ids})
-    rep = new_representation(kind, "language", base, tokenizer, prompt=prompt, adapter=adapter,
-                             language=lang.code, settings_hash=settings_hash, id=rep_id)
+    if spec is None or isinstance(spec, Mapping):
+        spec = kind_obj.profile_spec(kind_obj.spec(dict(spec or {}), SpecContext(
+            "language", lang.name, lang.instruction, seed=settings.seed)), chosen)
+    spec = kind_obj.with_text(kind_obj.check_spec(spec), texts, tokenizer)  # frequent tokens
+    rep = kind_obj.new("language", spec, base, tokenizer, language=lang.code,
+                       settings_hash=settings_hash, id=rep_id)
     # An adapter's weights are drawn from the global RNG when it is attached, before the
     # Trainer seeds anything: seed here so the same seed gives the same representation.
     set_seed(settings.seed)

@@ -7,22 +7,22 @@ or soft task prompt trains, which is how ``la+ta``, ``la+stp``, ``slp+ta`` and
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from transformers import set_seed
 
 from langtransfer.composition.composed import configuration_name
 from langtransfer.composition.loaded_base import LoadedBase
-from langtransfer.configurations import check_kind
+from langtransfer.configurations import get_configuration
 from langtransfer.errors import LangTransferError, MissingSplitError
 from langtransfer.languages import get_language
 from langtransfer.profiles import get_profile
-from langtransfer.representations import (
-    AdapterSpec,
-    PromptConfig,
-)
-from langtransfer.representations.base import new_representation, representation_id
+from langtransfer.representations.base import representation_id
+from langtransfer.representations.fit import check_fit
+from langtransfer.representations.kinds import SpecContext, get_kind
 from langtransfer.tasks import get_task
 from langtransfer.tasks.encoding import load_examples, tokenise
 from langtransfer.tasks.sources import progress_bars
@@ -49,9 +49,7 @@ def train_task(
     data: str | Path | None = None,
     validation_data: str | Path | None = None,
     settings: TrainSettings | None = None,
-    prompt_tokens: int | None = None,
-    prompt: PromptConfig | None = None,
-    adapter: AdapterSpec | None = None,
+    spec: Any = None,
     max_length: int = 256,
     max_target_length: int | None = None,
     max_examples: int | None = None,
@@ -66,9 +64,13 @@ def train_task(
     empty_answers: str | None = None,
     profile: str | None = None,
 ) -> Path:
-    """Train a task adapter or soft task prompt on ``task`` in ``language`` and save it.
+    """Train a task representation of ``kind`` (a task adapter, a soft task prompt...) on
+    ``task`` in ``language`` and save it.
 
     ``model``: a :class:`LoadedBase` (shared, left as it was) or a name, which loads one.
+    ``spec``: the kind's spec (a :class:`PromptConfig`, an :class:`AdapterSpec`...), or
+    a mapping of its option keys (``{"num_tokens": 8}``) over the kind's default for the
+    task (a prompt: the task's instruction), which ``profile`` shapes (None: the default).
     ``data``: None (the paper's hub source), ``"fixtures"`` or a local file/directory.
     Validation uses ``validation_data`` or the ``validation`` split of ``data``; only
     when that source has no validation split (:class:`MissingSplitError`), a held-out
@@ -84,13 +86,15 @@ def train_task(
     ``profile`` (:mod:`langtransfer.profiles`; default ``method``) fills in what is left
     at None: the three above (the quirk where the configuration is slp+stp), keep-best
     when ``settings`` is not given (the reference's task prompts keep the final step),
-    and the prompt's parameter rows when ``prompt`` is not given. Recorded in the manifest.
+    and the spec when ``spec`` is not given (a prompt's parameter rows). Recorded in the
+    manifest.
     """
-    check_kind(kind)
+    kind_obj = get_kind(kind)
     chosen = get_profile(profile)
     label_order = label_order or chosen.label_order
     empty_answers = empty_answers or chosen.empty_answers
-    if reference_slp_stp_quirk and (kind != "prompt" or language_rep is None):
+    quirk = get_configuration("slp+stp")
+    if reference_slp_stp_quirk and (kind != quirk.task_kind or language_rep is None):
         raise LangTransferError(
             "reference_slp_stp_quirk applies to slp+stp only: a task prompt (kind 'prompt') "
             "trained with a soft language prompt (language_rep)"
@@ -99,8 +103,7 @@ def train_task(
     output = Path(output)
     check_output(output, overwrite, resume, kind=kind, role="task", task=task_obj.name)
     if settings is None:
-        keep_best = chosen.task_prompt_keep_best if kind == "prompt" else True
-        settings = default_settings(kind, "task", keep_best=keep_best)
+        settings = default_settings(kind, "task", **kind_obj.profile_training("task", chosen))
     if max_target_length is None:
         max_target_length = task_obj.target_length
 
@@ -133,36 +136,23 @@ def train_task(
     base, tokenizer = loaded.model, loaded.tokenizer
     set_seed(settings.seed)  # a fresh adapter's initial weights come from the global RNG
     language_repr = loaded.representation(language_rep) if language_rep else None
-    if language_repr is not None and language_repr.role != "language":
-        raise LangTransferError(
-            f"{language_rep} is a {language_repr.role} representation, not a language one: "
-            "pass the source language's representation"
-        )
-    if language_repr is not None and language_repr.language != lang.code:
-        raise LangTransferError(
-            f"{language_rep} is a language representation for "
-            f"{language_repr.language!r}, but the task trains on "
-            f"{lang.code!r}: "
-            "pass the source language's representation"
-        )
+    if language_repr is not None:
+        check_fit(language_repr, "language", language=lang.code, where=language_rep,
+                  language_use="the training language",
+                  hint="pass the source language's representation")
     # One id per trained artefact, the same in every process, so a resumed run's
     # checkpoints fit; the slot is given back when training ends.
     rep_id = representation_id("task", kind, task_obj.name, lang.code, "training")
-    if prompt is None:
-        num_tokens = prompt_tokens or 50
-        prompt = PromptConfig(
-            num_tokens=num_tokens,
-            init_text=task_obj.prompt_init(lang.name),
-            seed=settings.seed,
-            parameter_rows=chosen.prompt_parameter_rows(num_tokens),
-        )
-    task_repr = new_representation(kind, "task", base, tokenizer, prompt=prompt, adapter=adapter,
-                                   task=task_obj.name, settings_hash=settings_hash, id=rep_id)
+    if spec is None or isinstance(spec, Mapping):
+        spec = kind_obj.profile_spec(kind_obj.spec(dict(spec or {}), SpecContext(
+            "task", lang.name, task_obj.prompt_init(lang.name), seed=settings.seed)), chosen)
+    task_repr = kind_obj.new("task", kind_obj.check_spec(spec), base, tokenizer,
+                             task=task_obj.name, settings_hash=settings_hash, id=rep_id)
     configuration = configuration_name(language_repr, task_repr)
     if reference_slp_stp_quirk is None:  # the profile's, where it applies
         reference_slp_stp_quirk = (chosen.slp_stp_language_prompt_twice
-                                   and configuration == "slp+stp")
-    if reference_slp_stp_quirk and configuration != "slp+stp":
+                                   and configuration == quirk.name)
+    if reference_slp_stp_quirk and configuration != quirk.name:
         raise LangTransferError(
             f"reference_slp_stp_quirk applies to slp+stp only, not {configuration} "
             f"({language_rep} is a language {language_repr.kind if language_repr else None})"
