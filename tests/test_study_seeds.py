@@ -88,7 +88,7 @@ def test_later_seeds_train_and_evaluate_the_grid_again_apart(tmp_path):
         assert both[f"{stage}:{rest.removeprefix('seed=8/')}"][1] != later[aid][1]
     arts = {a.id: a for a in plan(two)}
     lang = arts["language:seed=8/prompt/sk"].job
-    assert isinstance(lang, LanguageJob) and lang.train.seed == 8 and lang.prompt.seed == 8
+    assert isinstance(lang, LanguageJob) and lang.train.seed == 8 and lang.spec.seed == 8
     task = arts["task:seed=8/nli/en/ta"].job
     assert isinstance(task, TaskJob) and task.train.seed == 8
     cell = arts["evaluation:seed=8/nli/slp+ta/en/sk"]
