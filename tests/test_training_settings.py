@@ -9,6 +9,7 @@ The table below names, per field, what a run shows of it; it must cover every fi
 
 from __future__ import annotations
 
+import os
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -163,3 +164,15 @@ def test_fp16_and_report_to_reach_the_training_arguments(tmp_path):
     changed = training_arguments(replace(REFERENCE, fp16=True, report_to=["wandb"]),
                                  tmp_path, False)
     assert changed.fp16 is True and changed.report_to == ["wandb"]
+
+
+def test_a_bf16_training_leaves_no_precision_to_the_next(tmp_path, monkeypatch):
+    """transformers hands precision to accelerate in ACCELERATE_MIXED_PRECISION and never
+    clears it: a full-precision training after a bf16 one in the same process must still
+    be full precision (it was bf16, and flaky numeric tests showed it)."""
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    training_arguments(TrainSettings(bf16=True, max_steps=1), tmp_path / "a", False)
+    assert os.environ["ACCELERATE_MIXED_PRECISION"] == "bf16"
+    args = training_arguments(TrainSettings(max_steps=1), tmp_path / "b", False)
+    assert os.environ["ACCELERATE_MIXED_PRECISION"] == "no"  # what accelerate reads
+    assert not (args.bf16 or args.fp16)

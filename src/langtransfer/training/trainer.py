@@ -261,6 +261,12 @@ def training_arguments(
     settings: TrainSettings, checkpoint_dir: str | Path, has_eval: bool
 ) -> TrainingArguments:
     evaluate = has_eval and settings.eval_steps is not None
+    # TrainingArguments passes its precision to accelerate through this variable and never
+    # resets it, so after a bf16 training every later one in the process ran in bf16 too.
+    # The settings (which the artefact's hash covers) decide, for every training.
+    os.environ["ACCELERATE_MIXED_PRECISION"] = (
+        "fp16" if settings.fp16 else "bf16" if settings.bf16 else "no"
+    )
     return TrainingArguments(
         output_dir=str(checkpoint_dir),
         max_steps=settings.max_steps,
