@@ -124,6 +124,32 @@ def test_a_lora_directory_round_trips_through_peft(tmp_path, name):
         assert torch.equal(f.b, weights.modules[path].b)
 
 
+@pytest.mark.parametrize("name", BASES)
+def test_per_row_loras_equal_each_row_alone(name):
+    """Rows with (language, task) LoRA pairs of their own in one forward give each row's
+    logits with its pair active alone."""
+    model, tok = load_base(name)
+    for i, lora_name in enumerate(("l1", "l2", "t1", "t2")):
+        _inject(model, lora_name, 2 + i, i)
+    b = batch(tok)
+    b = {k: torch.cat([v, v, v.flip(0)]) for k, v in b.items()}  # 6 rows
+    rows = [["l1", "t1"], ["l2", "t1"], ["l1", "t2"], ["l2", "t2"], ["l1"], []]
+    inputs = {k: b[k] for k in ("input_ids", "attention_mask")}
+    if model.config.is_encoder_decoder:
+        inputs["labels"] = b["labels"]
+    with lora.per_row(model, rows), torch.no_grad():
+        mixed = model(**inputs).logits
+    for i, names in enumerate(rows):
+        lora.activate(model, names)
+        with torch.no_grad():
+            alone = model(**{k: v[i : i + 1] for k, v in inputs.items()}).logits
+        torch.testing.assert_close(mixed[i : i + 1], alone, rtol=1e-4, atol=1e-4)
+    lora.activate(model, [])
+    with lora.per_row(model, rows[:2]), pytest.raises(LangTransferError, match="set for 2 rows "
+                                                       "but a call has 6"), torch.no_grad():
+        model(**inputs)
+
+
 def test_removing_the_last_lora_gives_the_base_its_own_modules_back():
     model, tok = load_base("tiny-causal")
     before = [n for n, _ in model.named_parameters()]

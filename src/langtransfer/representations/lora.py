@@ -23,10 +23,11 @@ together, which is what an engine serving one LoRA per request needs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -494,6 +495,53 @@ def activate(model: nn.Module, names: Sequence[str], trainable: str | None = Non
     set_adapter(model, list(names), inference_mode=True)
     if trainable is not None:
         set_requires_grad(model, trainable, True)
+
+
+@contextlib.contextmanager
+def per_row(model: nn.Module, row_loras: Sequence[Sequence[str]]) -> Iterator[None]:
+    """Within the block, row ``i`` of every batch through ``model`` runs with the LoRAs
+    ``row_loras[i]`` (their updates summed), so rows of different (language, task) pairs
+    share one forward or ``generate``; no LoRA is active otherwise (the block starts by
+    deactivating them; the caller activates what it needs afterwards).
+
+    PEFT's own mixed batches (``adapter_names=``) give each row one adapter; a row here
+    needs a language and a task LoRA, so a hook on each LoRA layer adds, per LoRA, its
+    update to the rows that use it, with PEFT's layers (``lora_A``, ``lora_B``,
+    ``scaling``). Every call must have one row per entry (greedy decoding keeps it; beam
+    search does not, and is refused)."""
+    from peft.tuners.lora import LoraLayer
+
+    batch = len(row_loras)
+    activate(model, [])
+    device = next(model.parameters()).device
+    rows: dict[str, torch.Tensor] = {}
+    for name in dict.fromkeys(n for names in row_loras for n in names):
+        rows[name] = torch.tensor([i for i, names in enumerate(row_loras) if name in names],
+                                  dtype=torch.long, device=device)
+
+    def hook(module: Any, args: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor:
+        x = args[0]
+        if x.shape[0] != batch:
+            raise LangTransferError(
+                f"per-row LoRAs are set for {batch} rows but a call has {x.shape[0]} "
+                "(beam search or several sequences per row cannot mix LoRAs per row)"
+            )
+        for name, index in rows.items():
+            if name not in module.lora_A:
+                continue
+            a = module.lora_A[name]
+            sub = x.index_select(0, index).to(a.weight.dtype)
+            delta = module.lora_B[name](a(module.lora_dropout[name](sub))) * module.scaling[name]
+            output = output.index_add(0, index, delta.to(output.dtype))
+        return output
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, LoraLayer) and any(n in m.lora_A for n in rows)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def remove(model: nn.Module, name: str) -> None:
