@@ -68,7 +68,7 @@ def train_representations(root: Path) -> dict[str, Path]:
             model=base, language=lang, kind="prompt", corpus="fixture",
             output=root / f"slp-{lang}", sequence_length=32, validation_size=2,
             settings=default_settings("prompt", "language", **quick),
-            prompt=PromptConfig(num_tokens=4, init_text=f"Output in {lang}:"),
+            spec=PromptConfig(num_tokens=4, init_text=f"Output in {lang}:"),
             show_progress=False,
         ))
     task = {**quick, "max_steps": 8, "save_steps": 8, "eval_steps": 8}
@@ -82,7 +82,7 @@ def train_representations(root: Path) -> dict[str, Path]:
         model=base, task="qa", language="en", kind="prompt", output=root / "stp-qa",
         language_rep=reps["slp-en"], data="fixtures", max_examples=16,
         settings=default_settings("prompt", "task", **task),
-        prompt=PromptConfig(num_tokens=4, init_text="Answer the question:"),
+        spec=PromptConfig(num_tokens=4, init_text="Answer the question:"),
         show_progress=False,
     ))
     return reps

@@ -39,7 +39,7 @@ def tiny_representations(root: Path) -> list[Path]:
                 model=base, language=lang, kind="prompt", corpus="fixture",
                 output=root / f"slp-{lang}", sequence_length=32, validation_size=2,
                 settings=default_settings("prompt", "language", **quick),
-                prompt=PromptConfig(num_tokens=4, init_text=f"Output in {lang}:"),
+                spec=PromptConfig(num_tokens=4, init_text=f"Output in {lang}:"),
                 show_progress=False,
             ))
         task = {**quick, "max_steps": 4, "save_steps": 4, "eval_steps": 4}
@@ -53,7 +53,7 @@ def tiny_representations(root: Path) -> list[Path]:
             model=base, task="qa", language="en", kind="prompt", output=root / "stp-qa",
             language_rep=root / "slp-en", data="fixtures", max_examples=16,
             settings=default_settings("prompt", "task", **task),
-            prompt=PromptConfig(num_tokens=4, init_text="Answer the question:"),
+            spec=PromptConfig(num_tokens=4, init_text="Answer the question:"),
             show_progress=False,
         ))
         return [Path(p) for p in out]

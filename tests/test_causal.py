@@ -350,7 +350,7 @@ def test_a_prompt_wider_than_the_base_is_refused(causal):
     from langtransfer.representations import Representation
     from langtransfer.representations.prompt import SoftPrompt
 
-    wide = Representation(kind="prompt", role="task", task="qa", prompt=SoftPrompt(4, 96))
+    wide = Representation(kind="prompt", role="task", task="qa", weights=SoftPrompt(4, 96))
     with pytest.raises(LangTransferError,
                        match="has width 96 but base model 'tiny-causal' has d_model 64"):
         compose(causal[0], "stp", task=wide)

@@ -27,7 +27,7 @@ def _prompt(model, tok, lang, path, seed, num_tokens=8):
     rep = new_prompt("language", model, tok, config, language=lang)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        rep.soft_prompt.embedding.add_(torch.randn(rep.soft_prompt.embedding.shape, generator=g))
+        rep.weights.embedding.add_(torch.randn(rep.weights.embedding.shape, generator=g))
     from langtransfer.representations import save_representation
 
     save_representation(rep, path, training={"steps": 10})
@@ -54,10 +54,10 @@ def test_combined_prompt_is_exactly_the_weighted_sum(loaded, tmp_path):
     out = combine_language_representations(parts, tmp_path / "sk", language="sk")
     expected = torch.zeros(8, 64)
     for path, w in parts.items():
-        expected = expected + w * load_representation(path).soft_prompt.embedding
-    assert torch.equal(out.soft_prompt.embedding, expected)
-    assert not torch.equal(out.soft_prompt.embedding,
-                           load_representation(tmp_path / "cs").soft_prompt.embedding)
+        expected = expected + w * load_representation(path).weights.embedding
+    assert torch.equal(out.weights.embedding, expected)
+    assert not torch.equal(out.weights.embedding,
+                           load_representation(tmp_path / "cs").weights.embedding)
     # saved like any representation: safetensors, an id, its parts and weights recorded
     assert set(load_file(str(tmp_path / "sk" / "prompt.safetensors"))) == {"embedding"}
     manifest = json.loads((tmp_path / "sk" / "manifest.json").read_text())
@@ -116,15 +116,15 @@ def test_proxy_uses_the_registry_weights(loaded, tmp_path):
     out = build_proxy("sk", available, tmp_path / "sk")
     expected = torch.zeros(8, 64)
     for code, w in (("cs", 0.5), ("ru", 0.25), ("de", 0.25)):
-        expected = expected + w * load_representation(available[code]).soft_prompt.embedding
-    assert torch.equal(out.soft_prompt.embedding, expected)
+        expected = expected + w * load_representation(available[code]).weights.embedding
+    assert torch.equal(out.weights.embedding, expected)
     composed = out.training["composed"]
     assert composed["weights_from"] == "registry"
     assert {p["language"]: p["weight"] for p in composed["parts"]} == {
         "cs": 0.5, "ru": 0.25, "de": 0.25}
     user = build_proxy("sk", available, tmp_path / "sk-user", weights={"zh": 1.0})
-    assert torch.equal(user.soft_prompt.embedding,
-                       load_representation(available["zh"]).soft_prompt.embedding)
+    assert torch.equal(user.weights.embedding,
+                       load_representation(available["zh"]).weights.embedding)
     assert user.training["composed"]["weights_from"] == "user"
 
 

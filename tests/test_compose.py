@@ -80,8 +80,8 @@ def test_prompts_are_prepended_language_then_task(tiny):
     emb, mask = inputs["inputs_embeds"], inputs["attention_mask"]
     n = PROMPT_TOKENS
     assert emb.shape == (2, 2 * n + enc.input_ids.shape[1], D)
-    assert torch.equal(emb[0, :n], composed.language.prompt.embedding)
-    assert torch.equal(emb[1, n : 2 * n], composed.task.prompt.embedding)
+    assert torch.equal(emb[0, :n], composed.language.weights.embedding)
+    assert torch.equal(emb[1, n : 2 * n], composed.task.weights.embedding)
     assert torch.equal(emb[:, 2 * n :], model.get_input_embeddings()(enc.input_ids))
     assert mask[:, : 2 * n].eq(1).all()
     assert torch.equal(mask[:, 2 * n :], enc.attention_mask)

@@ -121,16 +121,22 @@ def test_soft_language_prompt_lowers_held_out_loss(trained_prompt):
 
 def test_language_adapter_lowers_held_out_loss(tmp_path):
     out = tmp_path / "la"
-    # AdamW as in the paper, but lr 1e-3: the paper's 5e-5 barely moves an adapter in the
-    # 30 steps a test can afford (it is tuned for 100k steps).
-    args = [*COMMON, "--kind", "adapter", "--steps", "30", "--learning-rate", "1e-3"]
+    # AdamW as in the paper, but lr 1e-2: the paper's 5e-5 barely moves an adapter in the
+    # 30 steps a test can afford (it is tuned for 100k steps); 1e-3 lowered the held-out
+    # loss by 4.5%, 1e-2 by 56%, so the margin below (at least 40%) tells an adapter that
+    # trains, is saved and reloads from one that moves a little (the old margin was 2%).
+    # What the margin cannot tell: on the randomly initialised tiny base most of the drop
+    # is the targets' token distribution, which span corruption with its targets shuffled
+    # across rows teaches as well (measured: 0.41 of the initial loss vs 0.44); that the
+    # objective's targets are the masked spans is tests/test_objectives.py's round trip.
+    args = [*COMMON, "--kind", "adapter", "--steps", "30", "--learning-rate", "1e-2"]
     assert quiet_main(["train-language", *args, "--output", str(out)]) == 0
     manifest = read_manifest(out)
     training = manifest["training"]
     assert manifest["adapter"] == {"config": "seq_bn", "reduction_factor": 16}
     assert training["settings"]["optimizer"] == "adamw"
-    assert training["settings"]["learning_rate"] == 1e-3
-    assert training["validation_loss"] < 0.98 * training["validation_loss_initial"]
+    assert training["settings"]["learning_rate"] == 1e-2
+    assert training["validation_loss"] < 0.6 * training["validation_loss_initial"]
 
     base, tok = load_base("tiny")
     validation = held_out(tok, SEED + 1)
@@ -145,7 +151,7 @@ def test_language_adapter_lowers_held_out_loss(tmp_path):
     assert without == pytest.approx(training["validation_loss_without"], rel=1e-5)
     assert loss_initial == pytest.approx(training["validation_loss_initial"], rel=1e-5)
     assert loss_trained == pytest.approx(training["validation_loss"], rel=1e-5)
-    assert loss_trained < 0.98 * min(loss_initial, without)
+    assert loss_trained < 0.6 * min(loss_initial, without)
 
 
 def test_adapter_same_seed_same_weights(tmp_path):

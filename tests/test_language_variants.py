@@ -18,7 +18,7 @@ from langtransfer.languages import (
     load_language_file,
 )
 from langtransfer.representations import PromptConfig, read_manifest
-from langtransfer.representations.prompt import SoftPrompt, frequent_token_ids
+from langtransfer.representations.kinds.prompt import frequent_token_ids, initial_prompt
 from langtransfer.training.corpora import cap_tokens, load_corpus, read_documents
 from langtransfer.training.language import train_language
 from langtransfer.training.trainer import default_settings
@@ -43,11 +43,11 @@ def test_frequent_tokens_are_the_texts_most_common_ordinary_ones(tiny):
     assert frequent_token_ids(["zz zz zz", *texts], tok, 1, max_documents=1) == \
         frequent_token_ids(["zz"], tok, 1)
     config = PromptConfig(num_tokens=5, init="frequent", extra={"token_ids": ids})
-    prompt = SoftPrompt.initialise(config, tiny.model.get_input_embeddings(), tok)
+    prompt = initial_prompt(config, tiny.model.get_input_embeddings(), tok)
     weight = tiny.model.get_input_embeddings().weight
     assert torch.equal(prompt.embedding, weight[torch.tensor((ids * 2)[:5])])
     with pytest.raises(LangTransferError, match="'frequent' needs the language's frequent"):
-        SoftPrompt.initialise(PromptConfig(num_tokens=5, init="frequent"),
+        initial_prompt(PromptConfig(num_tokens=5, init="frequent"),
                               tiny.model.get_input_embeddings(), tok)
     with pytest.raises(UnknownNameError, match="'nonsense'.*frequent"):
         PromptConfig(init="nonsense")
@@ -112,7 +112,7 @@ def test_language_training_with_a_token_cap_and_frequent_init(tiny, tmp_path):
                                 logging_steps=100, save_steps=100)
     out = train_language(
         model=tiny, language="de", kind="prompt", corpus="fixture", output=tmp_path / "de",
-        settings=settings, prompt=PromptConfig(num_tokens=4, init="frequent"),
+        settings=settings, spec=PromptConfig(num_tokens=4, init="frequent"),
         sequence_length=32, max_tokens=400, corpus_extent="full", validation_size=5,
         show_progress=False,
     )

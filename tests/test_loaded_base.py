@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import batch, make_rep, perturb
+from helpers import batch, make_rep, perturb, task_prompt
 
 from langtransfer.composition.composed import compose
 from langtransfer.composition.loaded_base import LoadedBase
@@ -60,7 +60,8 @@ def run_sequence(model, root: Path, digests: list[str] | None = None) -> dict:
                        settings=default_settings("adapter", "task", **TASK), **task)
     check()
     stp = train_task(model=model, language="en", kind="prompt", output=root / "stp-en",
-                     prompt_tokens=4, settings=default_settings("prompt", "task", **TASK),
+                     spec=task_prompt(4, default_settings("prompt", "task", **TASK).seed),
+                     settings=default_settings("prompt", "task", **TASK),
                      **task)
     check()
     common = dict(task="nli", data="fixtures", max_examples=8, show_progress=False,
@@ -207,8 +208,9 @@ def test_an_id_clash_is_an_error_naming_both_and_deletes_nothing(runs):
 
 
 def fields_of(rep) -> dict:
+    """The record's fields but its weights (a module: the same object before and after)."""
     return {f.name: copy.deepcopy(getattr(rep, f.name))
-            for f in dataclasses.fields(rep) if f.name != "prompt"}
+            for f in dataclasses.fields(rep) if f.name != "weights"}
 
 
 def test_composing_and_saving_leave_the_record_as_it_was(tiny, tmp_path):

@@ -151,9 +151,29 @@ def test_beam_search_refused_with_adapter_banks_and_fine_with_prompt_banks(reps,
     mixed.close()
     prompts, bank_ids = mixed_model(base, "slp+stp", reps)
     beams = prompts.generate(ids, mask, language_ids=tensor(bank_ids["language_ids"][:3]),
-                             task_ids=tensor(bank_ids["task_ids"][:3]), num_beams=2,
-                             max_new_tokens=4)
+                             task_ids=tensor(bank_ids["task_ids"][:3]), num_beams=3,
+                             max_new_tokens=6)
     assert beams.shape[0] == 3
+    mixed_texts = tok.batch_decode(beams, skip_special_tokens=True)
+    # Each row's beam search equals that row's alone, with its own language and task; and
+    # beam search is what ran (not greedy decoding under another name).
+    ref_base, _ = load_base(base_name)
+    greedy: list[str] = []
+    for i, ((task, _, language), row) in enumerate(zip(ROWS[:3], rows, strict=True)):
+        with alone_model(ref_base, "slp+stp", reps, task, language) as alone:
+            one, one_mask = pad_rows([row], tok.pad_token_id)
+            beam = alone.generate(one, one_mask, num_beams=3, max_new_tokens=6)
+            assert mixed_texts[i] == tok.batch_decode(beam, skip_special_tokens=True)[0], i
+            greedy.append(tok.batch_decode(alone.generate(one, one_mask, max_new_tokens=6),
+                                           skip_special_tokens=True)[0])
+            scored = alone.generate(one, one_mask, num_beams=3, max_new_tokens=6,
+                                    num_return_sequences=3, output_scores=True,
+                                    return_dict_in_generate=True)
+            assert torch.equal(beam[0], scored.sequences[0])
+            # The returned beams are ordered by their (length-normalised) log-probability.
+            assert scored.sequences_scores.tolist() == sorted(
+                scored.sequences_scores.tolist(), reverse=True)
+    assert greedy != mixed_texts  # the beams found other outputs than greedy decoding
     prompts.close()
 
 

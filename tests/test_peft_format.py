@@ -71,8 +71,8 @@ def test_peft_saved_prompt_loads_with_equal_logits(tmp_path, submodules):
     assert stored["num_transformer_submodules"] == (submodules or 2)
     rep = load_representation(out)  # the PEFT layout is recognised; the role is inferred
     assert (rep.kind, rep.role, rep.language) == ("prompt", "language", "sk")
-    assert rep.prompt.num_tokens == TOKENS
-    assert rep.prompt_config.init == "text" and rep.prompt_config.init_text == INIT
+    assert rep.weights.num_tokens == TOKENS
+    assert rep.spec.init == "text" and rep.spec.init_text == INIT
     assert rep.training["imported_from"]["rows_in_file"] == TOKENS * (submodules or 2)
     b = batch(tok)
     ours, theirs = _ours_logits(rep, b), _peft_logits(peft_model, b)
@@ -116,10 +116,10 @@ def test_langtransfer_prompt_exports_to_peft_with_equal_logits(tiny, tmp_path):
     assert torch.allclose(ours, _peft_logits(peft_model, b), atol=1e-6)
     # The round trip back gives the same weights.
     back = load_representation(tmp_path / "peft")
-    assert torch.equal(back.prompt.embedding, composed.language.prompt.embedding)
+    assert torch.equal(back.weights.embedding, composed.language.weights.embedding)
     # langtransfer.json beside the PEFT files keeps what PEFT has no field for.
     assert (back.role, back.language, back.base_model) == ("language", "sk", fingerprint(model))
-    assert back.prompt_config.init_text == "language sk:"
+    assert back.spec.init_text == "language sk:"
 
 
 def test_export_refuses_an_adapter(tiny, tmp_path):
@@ -284,7 +284,7 @@ def test_a_reference_style_bin_from_the_hub_converts_and_keeps_the_encoder_half(
     convert_peft_bin("ivykopal/czech_prompt_100k", tmp_path / "czech")
     rep = load_representation(tmp_path / "czech")
     assert (rep.role, rep.language) == ("language", "cs")
-    assert torch.equal(rep.prompt.embedding, rows[:TOKENS])
+    assert torch.equal(rep.weights.embedding, rows[:TOKENS])
     model, tok = load_base("tiny")
     b = batch(tok)
     composed = compose(model, "slp", language=rep)

@@ -250,14 +250,14 @@ def test_language_bank_errors_and_no_restacking(tmp_path):
     first = composed._bank_embeddings()
     assert composed._bank_embeddings() is first
     with torch.no_grad():
-        langs["de"].prompt.embedding.add_(1.0)
+        langs["de"].weights.embedding.add_(1.0)
     again = composed._bank_embeddings()
-    assert again is not first and torch.equal(again[1], langs["de"].prompt.embedding)
+    assert again is not first and torch.equal(again[1], langs["de"].weights.embedding)
     # Dropping the bank brings back the plain single-language model.
     composed.set_languages(None)
     assert composed.language_codes == [] and composed.configuration == "ta"
     xx = make_rep("language", "prompt", base, tok, "xx")
-    mixed_len = dataclasses.replace(xx, prompt=type(xx.prompt)(3, xx.prompt.dim), id="")
+    mixed_len = dataclasses.replace(xx, weights=type(xx.weights)(3, xx.weights.dim), id="")
     with pytest.raises(LangTransferError, match="same length"):
         composed.set_languages({"sk": langs["sk"], "xx": mixed_len})
 

@@ -12,7 +12,8 @@ import yaml
 from test_study import FAST
 
 from langtransfer.errors import LangTransferError, UnknownNameError
-from langtransfer.inference.evaluate import REFERENCE_MAX_NEW_TOKENS, evaluate
+from langtransfer.inference.evaluate import evaluate
+from langtransfer.options import REFERENCE_MAX_NEW_TOKENS
 from langtransfer.serving.predictor import Entry, Prediction, Predictor, PredictRequest
 from langtransfer.study.load import load_study_config
 from langtransfer.study.run import run_study
@@ -373,3 +374,65 @@ def test_a_failing_call_group_fails_only_its_own_rows(predictor, monkeypatch):
                                       PredictRequest("nli", "sk", inputs[1], "la+stp")])
     assert [str(x) if isinstance(x, LangTransferError) else type(x).__name__ for x in out] == [
         "la+stp broke", "Prediction", "la+stp broke"]
+
+
+def test_a_mixed_batch_is_ranked_row_by_row_as_evaluate_ranks_it(predictor, tmp_path,
+                                                                 monkeypatch):
+    """Rows of both target languages ranked in one call per configuration: a language
+    prompt bank (slp+ta: one forward per batch) and a language adapter bank (la+stp: the
+    rows regrouped per adapter, one forward per label). Each row's label equals the row
+    ranked alone and evaluate's ranking of its cell."""
+    import langtransfer.serving.predictor as predictor_module
+
+    calls: list[list[int]] = []
+    rank = predictor_module.rank_labels
+
+    def counting(*args, **kwargs):
+        calls.append(list(kwargs["language_ids"]))
+        return rank(*args, **kwargs)
+
+    monkeypatch.setattr(predictor_module, "rank_labels", counting)
+    entries = [replace(e, scoring="rank") for e in predictor.entries.values() if e.task == "nli"]
+    configurations = ("slp+ta", "la+stp")
+    inputs = {g: request_inputs("nli", g)[:4] for g in TARGETS}
+    requests = [PredictRequest("nli", g, inputs[g][i], c) for c in configurations
+                for i in range(4) for g in TARGETS]
+    with Predictor(predictor.loaded, entries, batch_size=8) as ranked:
+        out = ranked.predict_requests(requests)
+        assert len(calls) == 2 and all(len(set(ids)) == 2 for ids in calls)
+        alone = [ranked.predict(r.task, r.language, r.input, configuration=r.configuration)[0]
+                 for r in requests]
+    assert out == alone
+    for configuration in configurations:
+        for target in TARGETS:
+            entry = ranked.entry(PredictRequest("nli", target, "x", configuration))
+            folder = tmp_path / configuration / target
+            evaluate(model=predictor.loaded, task="nli", language=target,
+                     language_rep=entry.language_rep, task_rep=entry.task_rep,
+                     data="fixtures", scoring="rank", output=folder, max_examples=4,
+                     show_progress=False)
+            rows = [json.loads(x) for x in (folder / "predictions.jsonl").read_text().splitlines()]
+            got = [p.raw for p, r in zip(out, requests, strict=True)
+                   if (r.configuration, r.language) == (configuration, target)]
+            assert got == [r["prediction"] for r in rows], (configuration, target)
+
+
+def test_beam_search_entries_run_alone_and_equal_evaluate(predictor, tmp_path):
+    """An adapter entry with beam search runs in a call of its own (a per-row adapter split
+    cannot follow beams); its predictions are evaluate's with the same beams."""
+    entries = [replace(e, num_beams=3) for e in predictor.entries.values()
+               if e.task == "nli" and e.language == "sk"]
+    with Predictor(predictor.loaded, entries, batch_size=4) as beams:
+        calls = {beams.calls[e.key] for e in beams.entries.values()}
+        assert {c.configuration for c in calls if c.alone} == {"ta", "slp+ta", "la+stp"}
+        inputs = request_inputs("nli", "sk")[:6]
+        for configuration in ("la+stp", "slp+ta"):
+            entry = beams.entry(PredictRequest("nli", "sk", "x", configuration))
+            out = beams.predict("nli", "sk", inputs, configuration=configuration)
+            folder = tmp_path / configuration
+            evaluate(model=predictor.loaded, task="nli", language="sk",
+                     language_rep=entry.language_rep, task_rep=entry.task_rep,
+                     data="fixtures", num_beams=3, max_new_tokens=entry.max_new_tokens,
+                     output=folder, max_examples=6, show_progress=False)
+            rows = [json.loads(x) for x in (folder / "predictions.jsonl").read_text().splitlines()]
+            assert [p.raw for p in out] == [r["prediction"] for r in rows], configuration

@@ -3,13 +3,14 @@ import torch
 
 from langtransfer.errors import LangTransferError, UnknownNameError
 from langtransfer.representations import INIT_STRATEGIES, PromptConfig, SoftPrompt
+from langtransfer.representations.kinds.prompt import initial_prompt
 
 INSTRUCTION = "Generate the output in Slovak:"
 
 
 def _init(tiny, **kw) -> SoftPrompt:
     model, tok = tiny
-    return SoftPrompt.initialise(PromptConfig(**kw), model.get_input_embeddings(), tok)
+    return initial_prompt(PromptConfig(**kw), model.get_input_embeddings(), tok)
 
 
 def test_text_init_is_repeated_instruction_embeddings(tiny):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import PROMPT_TOKENS, batch, build, make_rep
+from helpers import PROMPT_TOKENS, batch, build, make_rep, task_prompt
 
 from langtransfer.cli import main
 from langtransfer.composition.composed import compose
@@ -30,8 +30,8 @@ def capture_encoder(model) -> list[dict]:
 
 
 def manual_inputs(composed, enc, *, twice: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    lang = composed.language.prompt.embedding
-    task = composed.task.prompt.embedding
+    lang = composed.language.weights.embedding
+    task = composed.task.weights.embedding
     x = composed.base.get_input_embeddings()(enc["input_ids"])
     blocks = [lang, lang, task] if twice else [lang, task]
     prefix = torch.cat(blocks, 0).unsqueeze(0).expand(x.shape[0], -1, -1)
@@ -58,8 +58,8 @@ def test_forward_duplicates_the_language_prompt_and_the_loss_follows(tiny):
     other = model(inputs_embeds=once, attention_mask=once_mask, labels=b["labels"]).loss
     assert not torch.allclose(out.loss, other)  # the duplication changes the loss
     out.loss.backward()  # the task prompt still trains; the language prompt stays frozen
-    assert composed.task.prompt.embedding.grad is not None
-    assert composed.language.prompt.embedding.grad is None
+    assert composed.task.weights.embedding.grad is not None
+    assert composed.language.weights.embedding.grad is None
 
 
 def test_generate_sees_the_language_prompt_once(tiny):
@@ -113,7 +113,7 @@ def test_train_task_uses_and_records_the_quirk(tiny, tmp_path):
     for quirk in (False, True):
         out = train_task(model="tiny", task="nli", language="en", kind="prompt",
                          output=tmp_path / f"stp-{quirk}", language_rep=lang_dir,
-                         data="fixtures", settings=settings, prompt_tokens=PROMPT_TOKENS,
+                         data="fixtures", settings=settings, spec=task_prompt(PROMPT_TOKENS, 1),
                          max_length=64, max_examples=16, show_progress=False,
                          reference_slp_stp_quirk=quirk)
         trained[quirk] = read_manifest(out)["training"]

@@ -467,7 +467,7 @@ def _save_prompt(directory: Path, value: float) -> None:
         "language", base, tok, PromptConfig(num_tokens=2, init_text="x"), language="sk"
     )
     with torch.no_grad():
-        rep.prompt.embedding.fill_(value)
+        rep.weights.embedding.fill_(value)
     save_representation(rep, directory, overwrite=True)
 
 
@@ -494,9 +494,9 @@ def test_kill_between_the_two_renames_of_a_swap_is_recovered(tmp_path, monkeypat
     KILLS["swap"] += 1
     assert not rep.exists() and len(leftovers(tmp_path)) == 2  # the old aside, the new beside
     loaded = load_representation(rep)  # recovers the old directory
-    assert torch.all(loaded.prompt.embedding == 1.0)
+    assert torch.all(loaded.weights.embedding == 1.0)
     _save_prompt(rep, 3.0)  # the next save cleans up the dead child's temporaries
-    assert torch.all(load_representation(rep).prompt.embedding == 3.0)
+    assert torch.all(load_representation(rep).weights.embedding == 3.0)
     assert leftovers(tmp_path) == []
 
 
@@ -511,7 +511,7 @@ def test_atomic_exchange_leaves_no_window(tmp_path):
     def reader():
         while not stop.is_set():
             try:
-                value = float(load_representation(rep).prompt.embedding[0, 0].detach())
+                value = float(load_representation(rep).weights.embedding[0, 0].detach())
                 seen[value] += 1
             except Exception as e:  # noqa: BLE001 - any failure is what we look for
                 problems.append(repr(e))
@@ -831,7 +831,7 @@ def filled(disk: Path):
 
 def _intact(root: Path, earlier: dict) -> None:
     assert read_records(root) == earlier["records"]
-    assert torch.all(load_representation(root / "slp").prompt.embedding == 1.0)
+    assert torch.all(load_representation(root / "slp").weights.embedding == 1.0)
     now = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
     assert now == earlier["files"]  # nothing changed, nothing left behind
 

@@ -133,7 +133,7 @@ def test_hub_ids_resolve_through_the_hub_cache(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
     rep = load_representation("someone/slp-sk")
-    assert torch.equal(rep.prompt.embedding, composed.language.prompt.embedding)
+    assert torch.equal(rep.weights.embedding, composed.language.weights.embedding)
     with pytest.raises(Exception, match="someone/missing.*Hugging Face Hub"):
         load_representation("someone/missing")
 

@@ -58,9 +58,9 @@ def test_each_axis_changes_the_plan_as_documented(tmp_path, capsys):
     # What each variant changes in its jobs, and where its artefacts go.
     jobs = {a.id: a for a in varied}
     sk = {label: jobs[f"language:prompt/sk/{label}"].job for label in by_variant}
-    assert sk["init=vocab"].prompt.init == "vocab"
-    assert sk["init=frequent"].prompt.init == "frequent"
-    assert sk["instruction=native"].prompt.init_text == get_language("sk").instruction_native
+    assert sk["init=vocab"].spec.init == "vocab"
+    assert sk["init=frequent"].spec.init == "frequent"
+    assert sk["instruction=native"].spec.init_text == get_language("sk").instruction_native
     assert (sk["corpus=full"].corpus_extent, sk["corpus=full"].max_documents) == ("full", None)
     assert (sk["corpus=10"].max_documents, sk["corpus=2k-tokens"].max_tokens) == (10, 2000)
     cell = jobs["evaluation:nli/slp+ta/en/sk/init=vocab"]

@@ -85,11 +85,11 @@ def test_a_study_builds_evaluates_and_reports_composed_representations(tmp_path)
     reps = out / "representations"
     # the prompt proxy is exactly the weighted sum of the study's trained prompts
     proxy = load_representation(reps / "composed" / "prompt" / "composed=proxy" / "sk")
-    expected = torch.zeros_like(proxy.soft_prompt.embedding)
+    expected = torch.zeros_like(proxy.weights.embedding)
     for lang in ("en", "de", "ru"):
         trained = load_representation(reps / "language" / "prompt" / lang)
-        expected = expected + (1 / 3) * trained.soft_prompt.embedding
-    assert torch.equal(proxy.soft_prompt.embedding, expected)
+        expected = expected + (1 / 3) * trained.weights.embedding
+    assert torch.equal(proxy.weights.embedding, expected)
     assert proxy.training["steps"] == 0
     # the adapter proxy's weights are the weighted average of the trained adapters'
     parts = [load_file(str(reps / "language" / "adapter" / c / "adapter.safetensors"))

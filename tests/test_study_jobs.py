@@ -263,15 +263,15 @@ def test_task_prompt_init_reaches_train_task(tmp_path, monkeypatch):
     """The option issue 12 found dropped: task_training.prompt.init (and init_text)."""
     config = config_with(tmp_path, ("task_training", "prompt", "init"), "vocab", "v")
     calls = builder_calls(config, monkeypatch)
-    prompt = calls["task:nli/en/stp"]["prompt"]
+    prompt = calls["task:nli/en/stp"]["spec"]
     assert prompt["init"] == "vocab" and prompt["num_tokens"] == 50
     config = config_with(tmp_path, ("task_training", "prompt", "init"), "labels", "l")
-    prompt = builder_calls(config, monkeypatch)["task:nli/en/slp+stp"]["prompt"]
+    prompt = builder_calls(config, monkeypatch)["task:nli/en/slp+stp"]["spec"]
     assert prompt["init"] == "labels" and prompt["label_words"]
     config = config_with(
         tmp_path, ("task_training", "prompt", "init_text"), "Solve in {Language}:", "t"
     )
-    prompt = builder_calls(config, monkeypatch)["task:nli/en/la+stp"]["prompt"]
+    prompt = builder_calls(config, monkeypatch)["task:nli/en/la+stp"]["spec"]
     assert prompt["init_text"] == "Solve in English:"
 
 

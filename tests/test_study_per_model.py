@@ -168,12 +168,12 @@ def test_overrides_are_merged_key_by_key(tmp_path):
     assert config.task_training == study["task_training"]  # the study's own, unchanged
     arts = by_id(config)
     mine, theirs = arts["task:tiny/nli/en/stp"].job, arts["task:other-base/nli/en/stp"].job
-    assert (mine.train.max_steps, mine.prompt.num_tokens, mine.sequence_length) == (3, 5, 96)
-    assert (theirs.train.max_steps, theirs.prompt.num_tokens, theirs.sequence_length) == (
+    assert (mine.train.max_steps, mine.spec.num_tokens, mine.sequence_length) == (3, 5, 96)
+    assert (theirs.train.max_steps, theirs.spec.num_tokens, theirs.sequence_length) == (
         2, 5, 64)
-    assert arts["task:tiny/nli/en/ta"].job.adapter.reduction_factor == 4
-    assert arts["task:other-base/nli/en/ta"].job.adapter.reduction_factor == 16
-    from langtransfer.inference.evaluate import REFERENCE_MAX_NEW_TOKENS
+    assert arts["task:tiny/nli/en/ta"].job.spec.reduction_factor == 4
+    assert arts["task:other-base/nli/en/ta"].job.spec.reduction_factor == 16
+    from langtransfer.options import REFERENCE_MAX_NEW_TOKENS
 
     cell = "nli/ta/en/sk"
     assert arts[f"evaluation:tiny/{cell}"].job.evaluation.max_new_tokens == (

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from test_study_jobs import builder_calls, config_with
 
-import langtransfer.inference.evaluate as evaluate_module
+import langtransfer.options as options_module
 from langtransfer.study.jobs import plan
 from langtransfer.tasks import get_task
 
@@ -66,16 +66,16 @@ def test_target_length_reaches_task_jobs_and_their_evaluations(tmp_path, monkeyp
 def test_default_generation_budget_reaches_every_evaluation(tmp_path, monkeypatch):
     before = hashes(tmp_path, "before")
     explicit = hashes(tmp_path, "explicit", ("evaluation", "max_new_tokens"),
-                      evaluate_module.REFERENCE_MAX_NEW_TOKENS)
+                      options_module.REFERENCE_MAX_NEW_TOKENS)
     assert explicit == before  # the default made explicit is the same job
-    monkeypatch.setattr(evaluate_module, "REFERENCE_MAX_NEW_TOKENS", 40)
+    monkeypatch.setattr(options_module, "REFERENCE_MAX_NEW_TOKENS", 40)
     moved = changed(before, hashes(tmp_path, "after"))
     assert moved == {i for i in before if i.startswith(EVALUATIONS)}
     calls = builder_calls(config_with(tmp_path, ("seed",), 42, "c"), monkeypatch)
     assert calls["evaluation:nli/base/en/sk"]["max_new_tokens"] == 40
     # A budget the config sets is not the default's: the default no longer matters.
     fixed = hashes(tmp_path, "fixed", ("evaluation", "max_new_tokens"), 7)
-    monkeypatch.setattr(evaluate_module, "REFERENCE_MAX_NEW_TOKENS", 19)
+    monkeypatch.setattr(options_module, "REFERENCE_MAX_NEW_TOKENS", 19)
     assert hashes(tmp_path, "fixed2", ("evaluation", "max_new_tokens"), 7) == fixed
 
 
@@ -88,8 +88,8 @@ def test_a_change_to_label_ranking_rebuilds_ranked_results_only(tmp_path, monkey
     generated = {a.id: a for a in plan(config_with(tmp_path, ("seed",), 42, "gen"))}
     assert all("scoring_revision" not in job_settings(a.job) for a in generated.values())
     ranked = hashes(tmp_path, "rank", ("evaluation", "scoring"), "rank")
-    monkeypatch.setattr(evaluate_module, "RANK_SCORING_REVISION",
-                        evaluate_module.RANK_SCORING_REVISION + 1)
+    monkeypatch.setattr(options_module, "RANK_SCORING_REVISION",
+                        options_module.RANK_SCORING_REVISION + 1)
     moved = changed(ranked, hashes(tmp_path, "rank2", ("evaluation", "scoring"), "rank"))
     assert moved == {i for i in ranked if i.startswith(EVALUATIONS)}
     # A generating study does not move with it.

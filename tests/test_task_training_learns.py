@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import task_prompt
 from safetensors.torch import load_file
 
 from langtransfer.representations import read_manifest
@@ -53,7 +54,7 @@ def run(tmp_path: Path, kind: str, data, validation: Path, runs=RUNS) -> tuple[d
     )
     out, ckpt = tmp_path / "rep", tmp_path / "ckpt"
     train_task(model="tiny", task="nli", language="en", kind=kind, output=out, data=data,
-               validation_data=validation, settings=settings, prompt_tokens=tokens,
+               validation_data=validation, settings=settings, spec=task_prompt(tokens, 3),
                max_length=128, checkpoint_dir=ckpt, show_progress=False)
     return read_manifest(out)["training"], out, ckpt
 

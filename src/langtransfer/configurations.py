@@ -20,7 +20,8 @@ slp         prompt          —
 
 The first seven are the paper's (in its order, the order of report rows); ``la`` and
 ``slp`` are the language-only set-ups language representations are trained in. To add a
-configuration, add a row to :data:`CONFIGURATIONS` (or :data:`LANGUAGE_ONLY`).
+configuration, add a row to :data:`CONFIGURATIONS` (or :data:`LANGUAGE_ONLY`); a new
+representation kind adds its name and short names here (docs/development.md).
 """
 
 from __future__ import annotations
@@ -29,15 +30,10 @@ from dataclasses import dataclass
 
 from langtransfer.errors import UnknownNameError
 
-#: The representation kinds. A kind's behaviour (how it attaches to a base, how its
-#: weights are stored) lives in ``langtransfer.representations.kinds``.
+#: The representation kinds' names. What a kind is and does (its spec, its weights, how it
+#: attaches to a base) is its module in ``langtransfer.representations.kinds``, registered
+#: there in ``KINDS`` (a test checks the two name the same kinds).
 REPRESENTATION_KINDS: tuple[str, ...] = ("prompt", "adapter")
-#: Where each kind lives in a composed model: ``input`` (virtual tokens before the encoder
-#: input, held by the composed model) or ``layers`` (modules inside the base's layers,
-#: through the `adapters` library, held by the shared base). Composition branches on
-#: this, not on the kind's name; a kind's stored format is in
-#: ``langtransfer.representations.store.FORMATS``.
-KIND_PLACEMENT: dict[str, str] = {"prompt": "input", "adapter": "layers"}
 #: What a representation is for: the language it adapts to, or the task it solves.
 ROLES: tuple[str, ...] = ("language", "task")
 

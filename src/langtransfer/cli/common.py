@@ -12,10 +12,10 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from langtransfer.base.loading import DEFAULT_MODEL
+from langtransfer.representations.kinds import KINDS, SpecContext, get_kind
 
-if TYPE_CHECKING:  # heavy imports (torch, transformers) wait until a verb runs
-    from langtransfer.representations import AdapterSpec, PromptConfig
-    from langtransfer.training.trainer import TrainSettings
+if TYPE_CHECKING:
+    from langtransfer.training.settings import TrainSettings
 
 
 def add_extension_options(parser: argparse.ArgumentParser, tasks: bool = True) -> None:
@@ -68,11 +68,13 @@ def add_training_options(parser: argparse.ArgumentParser, role: str) -> None:
         g.add_argument(
             "--eval-batch-size", type=int, help="validation batch size (default: batch size)"
         )
-    g.add_argument(
-        "--learning-rate", type=float, help="prompt 0.5 (Adafactor), adapter 5e-5 (AdamW)"
-    )
-    g.add_argument("--weight-decay", type=float, help="prompt 1e-5, adapter 0")
-    g.add_argument("--optimizer", help="adafactor or adamw (prompt adafactor, adapter adamw)")
+    defaults = {name: kind.training_defaults for name, kind in KINDS.items()}
+    g.add_argument("--learning-rate", type=float, help=", ".join(
+        f"{name} {d['learning_rate']:g} ({d['optimizer']})" for name, d in defaults.items()))
+    g.add_argument("--weight-decay", type=float, help=", ".join(
+        f"{name} {d['weight_decay']:g}" for name, d in defaults.items()))
+    g.add_argument("--optimizer", help="adafactor or adamw (" + ", ".join(
+        f"{name} {d['optimizer']}" for name, d in defaults.items()) + ")")
     g.add_argument("--warmup-steps", type=int, help="learning-rate warm-up steps (default 0)")
     g.add_argument(
         "--gradient-accumulation-steps", type=int, help="batches per optimiser step (default 1)"
@@ -104,37 +106,36 @@ def add_training_options(parser: argparse.ArgumentParser, role: str) -> None:
         "--overwrite", action="store_true", help="replace an existing representation in --output"
     )
 
-    # No argparse defaults here: an option given for the other --kind is refused
-    # (check_kind_options), and the defaults are filled in by prompt_/adapter_from_args.
-    p = parser.add_argument_group("soft prompt (--kind prompt)")
-    p.add_argument("--prompt-tokens", type=int, help="virtual tokens (default 50)")
-    p.add_argument(
-        "--init",
-        help="initialisation: text, vocab, random, labels (task prompts) or frequent (the "
-        "language's most frequent tokens; language prompts) (default text)",
-    )
-    p.add_argument(
-        "--init-text",
-        help="instruction the text init embeds (default: the paper's for the language/task)",
-    )
+    # No argparse defaults here: an option given for another --kind is refused
+    # (check_kind_options), and the defaults are filled in by the kind (spec_from_args).
+    for kind in KINDS.values():
+        group = parser.add_argument_group(f"{kind.label} (--kind {kind.name})")
+        for option in kind.options:
+            group.add_argument(option.flag, type=option.type, help=option.help)
 
-    a = parser.add_argument_group("adapter (--kind adapter)")
-    a.add_argument("--adapter-config", help="an `adapters` config name (default seq_bn)")
-    a.add_argument(
-        "--reduction-factor", type=int, help="bottleneck reduction factor (default 16)"
+
+def add_kind_option(parser: argparse.ArgumentParser, role: str) -> None:
+    """``--kind``: one of the registered representation kinds."""
+    parser.add_argument(
+        "--kind", required=True, choices=list(KINDS),
+        help=" or ".join(f"{role} {kind.label}" for kind in KINDS.values()),
     )
 
 
-#: The options of each --kind (dest -> flag); the other kind's are refused, not ignored.
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+#: The options of each --kind (dest -> flag); another kind's are refused, not ignored.
 KIND_OPTIONS: dict[str, dict[str, str]] = {
-    "prompt": {"prompt_tokens": "--prompt-tokens", "init": "--init", "init_text": "--init-text"},
-    "adapter": {"adapter_config": "--adapter-config", "reduction_factor": "--reduction-factor"},
+    name: {_dest(option.flag): option.flag for option in kind.options}
+    for name, kind in KINDS.items()
 }
 
 
 def check_kind_options(args: argparse.Namespace) -> None:
-    """Refuse a prompt option with ``--kind adapter`` and an adapter option with
-    ``--kind prompt``: training would not use it."""
+    """Refuse an option of another ``--kind`` (a prompt option with ``--kind adapter``):
+    training would not use it."""
     from langtransfer.errors import LangTransferError
 
     for kind, options in KIND_OPTIONS.items():
@@ -147,7 +148,7 @@ def check_kind_options(args: argparse.Namespace) -> None:
 
 
 def settings_from_args(args: argparse.Namespace, kind: str, role: str) -> TrainSettings:
-    from langtransfer.training.trainer import default_settings
+    from langtransfer.training.settings import default_settings
 
     return default_settings(
         kind,
@@ -171,23 +172,17 @@ def settings_from_args(args: argparse.Namespace, kind: str, role: str) -> TrainS
     )
 
 
-def prompt_from_args(
-    args: argparse.Namespace, default_text: str, label_words: list[str] | None = None
-) -> PromptConfig:
-    from langtransfer.representations import PromptConfig
-
-    return PromptConfig(
-        **_given(num_tokens=args.prompt_tokens, init=args.init),
-        init_text=args.init_text or default_text,
-        label_words=label_words,
-        seed=args.seed if args.seed is not None else 42,
-    )
-
-
-def adapter_from_args(args: argparse.Namespace) -> AdapterSpec:
-    from langtransfer.representations import AdapterSpec
-
-    return AdapterSpec(**_given(config=args.adapter_config, reduction_factor=args.reduction_factor))
+def spec_from_args(
+    args: argparse.Namespace, role: str, language_name: str, default_text: str,
+    label_words: list[str] | None = None,
+) -> Any:
+    """The ``--kind``'s spec: the options given over the kind's defaults for ``role`` (a
+    prompt: ``default_text``, the language's or the task's instruction)."""
+    kind = get_kind(args.kind)
+    given = {option.key: getattr(args, _dest(option.flag)) for option in kind.options}
+    seed = args.seed if args.seed is not None else 42
+    return kind.spec(_given(**given), SpecContext(role, language_name, default_text,
+                                                  label_words=label_words, seed=seed))
 
 
 def _given(**options: Any) -> dict[str, Any]:

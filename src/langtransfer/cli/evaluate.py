@@ -64,7 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from langtransfer.errors import LangTransferError
-    from langtransfer.inference.evaluate import evaluate, unused_by_ranking
+    from langtransfer.inference.evaluate import evaluate
+    from langtransfer.options import unused_by_ranking
 
     unused = unused_by_ranking(num_beams=args.num_beams, max_new_tokens=args.max_new_tokens)
     generation = ["--" + name.replace("_", "-") for name in unused]

@@ -9,13 +9,13 @@ import os
 import sys
 
 from langtransfer.cli.common import (
-    adapter_from_args,
     add_extension_options,
+    add_kind_option,
     add_model_option,
     add_training_options,
     check_kind_options,
-    prompt_from_args,
     settings_from_args,
+    spec_from_args,
 )
 
 
@@ -39,12 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         required=True,
         help="language code or English name (see `langtransfer languages`)",
     )
-    p.add_argument(
-        "--kind",
-        required=True,
-        choices=["prompt", "adapter"],
-        help="soft language prompt or language adapter",
-    )
+    add_kind_option(p, "language")
     p.add_argument(
         "--corpus",
         default="wikipedia",
@@ -123,8 +118,7 @@ def run(args: argparse.Namespace) -> int:
             corpus=args.corpus,
             output=args.output,
             settings=settings_from_args(args, args.kind, "language"),
-            prompt=prompt_from_args(args, lang.instruction) if args.kind == "prompt" else None,
-            adapter=adapter_from_args(args) if args.kind == "adapter" else None,
+            spec=spec_from_args(args, "language", lang.name, lang.instruction),
             sequence_length=args.sequence_length,
             max_documents=args.max_documents,
             max_tokens=args.max_tokens,

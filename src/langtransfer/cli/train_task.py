@@ -6,13 +6,13 @@ import argparse
 import json
 
 from langtransfer.cli.common import (
-    adapter_from_args,
     add_extension_options,
+    add_kind_option,
     add_model_option,
     add_training_options,
     check_kind_options,
-    prompt_from_args,
     settings_from_args,
+    spec_from_args,
 )
 
 
@@ -32,12 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--task", required=True, help="qa, ner, nli, checkworthiness, or a registered task"
     )
     p.add_argument("--language", required=True, help="source language of the training data")
-    p.add_argument(
-        "--kind",
-        required=True,
-        choices=["prompt", "adapter"],
-        help="soft task prompt or task adapter",
-    )
+    add_kind_option(p, "task")
     p.add_argument(
         "--language-rep", help="the source language's representation directory (or hub id)"
     )
@@ -70,6 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from langtransfer.configurations import get_configuration
     from langtransfer.errors import LangTransferError
     from langtransfer.languages import get_language
     from langtransfer.representations import read_manifest
@@ -78,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
 
     task, lang = get_task(args.task), get_language(args.language)
     check_kind_options(args)
-    if args.reference_slp_stp_quirk and (args.kind != "prompt" or not args.language_rep):
+    quirk = get_configuration("slp+stp")
+    if args.reference_slp_stp_quirk and (args.kind != quirk.task_kind or not args.language_rep):
         # train_task refuses a language adapter as --language-rep once it has loaded it
         raise LangTransferError(
             "--reference-slp-stp-quirk applies to slp+stp only: --kind prompt with a soft "
@@ -95,10 +92,7 @@ def run(args: argparse.Namespace) -> int:
         language_rep=args.language_rep,
         data=args.data,
         settings=settings_from_args(args, args.kind, "task"),
-        prompt=prompt_from_args(args, task.prompt_init(lang.name), label_words)
-        if args.kind == "prompt"
-        else None,
-        adapter=adapter_from_args(args) if args.kind == "adapter" else None,
+        spec=spec_from_args(args, "task", lang.name, task.prompt_init(lang.name), label_words),
         max_length=args.max_length,
         max_target_length=args.max_target_length,
         max_examples=args.max_examples,

@@ -1,6 +1,7 @@
 """Language representations without training: weighted combinations and proxies.
 
-A *combination* is a language representation made from existing ones of one kind:
+A *combination* is a language representation made from existing ones of one kind, as
+the kind combines them (``RepresentationKind.combine``):
 
 - prompts: the element-wise weighted sum of their embeddings (all of one length);
 - adapters: the `adapters` library's ``average_adapter`` (``linear``: every adapter
@@ -24,17 +25,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from langtransfer.base.loading import FINGERPRINT_KEYS
+from langtransfer.configurations import configuration_for
 from langtransfer.errors import IncompatibleModelError, LangTransferError
 from langtransfer.languages import get_language, relatives
 from langtransfer.representations.base import Representation
-from langtransfer.representations.prompt import SoftPrompt
+from langtransfer.representations.fit import check_fit
+from langtransfer.representations.kinds import kind_of
 from langtransfer.representations.store import load_representation, save_representation
 
 if TYPE_CHECKING:
@@ -42,10 +42,6 @@ if TYPE_CHECKING:
 
 #: How far the weights' sum may be from one.
 TOLERANCE = 1e-6
-#: ``training.composed.method`` per kind.
-METHODS = {"prompt": "weighted sum of embeddings",
-           "adapter": "adapters average_adapter (linear)"}
-
 Parts = Mapping[str | Path, float]
 
 
@@ -81,10 +77,7 @@ def _load_parts(parts: Parts, loaded: LoadedBase | None) -> list[tuple[Represent
     for location, weight in parts.items():
         rep = (loaded.representation(location) if loaded is not None
                else load_representation(location))
-        if rep.role != "language":
-            raise LangTransferError(
-                f"{location} is a {rep.role} representation; only language ones combine"
-            )
+        check_fit(rep, "language", where=location, hint="only language ones combine")
         where = str(Path(rep.path).resolve()) if rep.path is not None else str(location)
         for key in (where, f"language {rep.language}"):
             if key in seen:
@@ -115,16 +108,7 @@ def _check_same(a: Representation, b: Representation) -> None:
             f"part {b.where} was trained on base model {bb.get('name')!r} but {a.where} on "
             f"{ba.get('name')!r} ({', '.join(diffs)}); a combination takes one base"
         )
-    if a.kind == "prompt" and a.soft_prompt.embedding.shape != b.soft_prompt.embedding.shape:
-        raise LangTransferError(
-            f"part {b.where} is a prompt of {b.soft_prompt.num_tokens} tokens but {a.where} "
-            f"of {a.soft_prompt.num_tokens}; prompts combine only at equal length"
-        )
-    if a.kind == "adapter" and a.adapter != b.adapter:
-        raise LangTransferError(
-            f"part {b.where} is adapter {b.adapter} but {a.where} is {a.adapter}; adapters "
-            "combine only with one adapter config"
-        )
+    kind_of(a).check_combinable(a, b)
 
 
 def combine_language_representations(
@@ -154,10 +138,10 @@ def combine_language_representations(
 
         loaded = LoadedBase.of(model)
     reps = _load_parts(dict(zip(parts, weights.values(), strict=True)), loaded)
-    kind = reps[0][0].kind
+    kind = kind_of(reps[0][0])
     composed = {
         "language": code,
-        "method": METHODS[kind],
+        "method": kind.combine_method,
         "weights_from": weights_from,
         "parts": [
             {"language": rep.language, "path": str(location), "id": rep.id, "weight": w}
@@ -165,67 +149,27 @@ def combine_language_representations(
         ],
     }
     training: dict[str, Any] = {"steps": 0, "composed": composed}
-    first = reps[0][0]
-    if kind == "prompt":
-        rep = _combined_prompt(reps, code, training, settings_hash)
-        save_representation(rep, output, training=training, overwrite=overwrite)
-    else:
-        if loaded is None:
-            raise LangTransferError(
-                f"combining adapters for {code} needs the base model they fit (model=...)"
-            )
-        _save_averaged_adapter(reps, loaded, Path(output), code, training, settings_hash,
-                               overwrite)
-    out = load_representation(output)
-    assert out.kind == first.kind
-    return out
-
-
-def _combined_prompt(
-    reps: list[tuple[Representation, float]], code: str, training: dict[str, Any],
-    settings_hash: str | None,
-) -> Representation:
-    first = reps[0][0]
-    total = torch.zeros_like(first.soft_prompt.embedding.detach(), dtype=torch.float32)
-    for rep, w in reps:  # in the parts' order: the sum is reproducible bit for bit
-        total = total + w * rep.soft_prompt.embedding.detach().float()
-    prompt = SoftPrompt(*total.shape)
-    with torch.no_grad():
-        prompt.embedding.copy_(total)
-    assert first.prompt_config is not None
-    return Representation(
-        kind="prompt", role="language", language=code, prompt=prompt,
-        prompt_config=replace(first.prompt_config), base_model=first.base_model,
-        training=training, settings_hash=settings_hash,
-    )
-
-
-def _save_averaged_adapter(
-    reps: list[tuple[Representation, float]], loaded: LoadedBase, output: Path, code: str,
-    training: dict[str, Any], settings_hash: str | None, overwrite: bool,
-) -> None:
-    """Each part takes its slot on the base (as composing it would), ``average_adapter``
-    adds their weighted average under a fresh id, it is saved and removed again."""
-    first = reps[0][0]
-    target = Representation(
-        kind="adapter", role="language", language=code, adapter=first.adapter,
-        base_model=first.base_model, training=training, settings_hash=settings_hash,
-    )
-    held = [loaded.compose("la", language=rep) for rep, _ in reps]
-    base: Any = loaded.model  # average_adapter is added by the `adapters` library
+    base = loaded.model if loaded is not None else None
+    # Each part takes its slot on the base, as composing it would (a kind whose weights
+    # live in the base combines them there); the base is left as it was.
+    held = [] if loaded is None else [
+        loaded.compose(configuration_for(rep.kind, None).name, language=rep) for rep, _ in reps
+    ]
     try:
-        base.average_adapter(
-            target.id, [rep.id for rep, _ in reps], weights=[w for _, w in reps],
-            combine_strategy="linear", normalize_weights=False,
-        )
+        rep = kind.combine(reps, base, language=code, training=training,
+                           settings_hash=settings_hash)
         try:
-            save_representation(target, output, model=loaded.model, training=training,
+            save_representation(rep, output, model=base, training=training,
                                  overwrite=overwrite)
         finally:
-            base.delete_adapter(target.id)
+            if base is not None:
+                kind.remove(base, rep)
     finally:
-        for composed in held:
-            composed.close()
+        for composed_model in held:
+            composed_model.close()
+    out = load_representation(output)
+    assert out.kind == kind.name
+    return out
 
 
 def proxy_weights(language: str, available: list[str] | tuple[str, ...]) -> dict[str, float]:

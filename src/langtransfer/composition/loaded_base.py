@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from langtransfer.base.families import family_of
-from langtransfer.base.loading import DEFAULT_MODEL, check_compatible, load_base
+from langtransfer.base.loading import DEFAULT_MODEL, load_base
 
 if TYPE_CHECKING:  # torch and transformers load with the model, not for `--help`
     import torch
@@ -76,6 +76,7 @@ class LoadedBase:
         """The representation at ``location`` (a directory or a hub id), checked against
         this base. Cached while its files stay the same (a retrained artefact, written
         to a new directory by an atomic swap, is read again)."""
+        from langtransfer.representations.fit import check_fit
         from langtransfer.representations.store import load_representation, resolve_location
 
         directory = resolve_location(location)
@@ -83,9 +84,7 @@ class LoadedBase:
         cached = self._cache.pop(key, None)
         if cached is None:
             cached = load_representation(directory)
-            what = f"{cached.role} {cached.kind} {location}"
-            if cached.base_model is not None:
-                check_compatible(cached.base_model, self.model, what)
+            check_fit(cached, model=self.model, where=location)
         self._cache[key] = cached  # most recently used last
         while len(self._cache) > CACHE_SIZE:
             del self._cache[next(iter(self._cache))]

@@ -33,37 +33,12 @@ from langtransfer.errors import LangTransferError, UnknownNameError
 from langtransfer.inference.scoring import metrics_record, score_predictions
 from langtransfer.io import write_json, write_jsonl
 from langtransfer.languages import get_language
-from langtransfer.representations import Representation
+from langtransfer.options import RANK_SCORING_REVISION, REFERENCE_MAX_NEW_TOKENS, SCORING
+from langtransfer.representations.base import Representation
+from langtransfer.representations.fit import check_fit
 from langtransfer.tasks import get_task
 from langtransfer.tasks.encoding import cut, load_task_data, tokenise
 from langtransfer.tasks.sources import progress_bars
-
-#: The generation budget of the paper's reference code, the default for every task. Its
-#: ``trainer.predict`` passes no generation arguments (ref: src/task_modeling/run.py,
-#: trainer_seq2seq_qa.py), so the model's generation config applies. mT0-base ships no
-#: ``generation_config.json`` and (as far as could be checked offline) no ``max_length``
-#: in its config, so transformers' default ``max_length=20`` holds; the reference's
-#: transformers 4.36 counts the decoder start token in it: at most 19 new tokens.
-#: (transformers 4.57 turns the same default into 20 *new* tokens, see
-#: ``GenerationMixin._prepare_generated_length``, hence an explicit budget here.) Longer
-#: NER and QA outputs are cut there, as in the paper; a larger ``max_new_tokens`` lifts it.
-REFERENCE_MAX_NEW_TOKENS = 19
-SCORING = ("generate", "rank")
-#: evaluate's options that only generation reads, with their neutral values: given
-#: anything else with ``scoring="rank"``, which generates nothing, they would be ignored.
-GENERATION_ONLY: dict[str, int | None] = {"num_beams": 1, "max_new_tokens": None}
-
-
-def unused_by_ranking(**options: Any) -> list[str]:
-    """The :data:`GENERATION_ONLY` options among ``options`` set to something other than
-    their neutral value (None counts as not given), in that table's order."""
-    return [name for name, neutral in GENERATION_ONLY.items()
-            if options.get(name) not in (None, neutral)]
-#: What label ranking computes, counted up when that changes: a study's ranked results
-#: from before are then stale and rebuilt (a generated one keeps its hash). 1 scored the
-#: whole label word; 2 scores it cut to the task's target length, as training taught it
-#: (1 favoured the shortest word).
-RANK_SCORING_REVISION = 2
 
 
 def _summary(rep: Representation | None, path: str | Path | None) -> dict[str, Any] | None:
@@ -178,8 +153,8 @@ def row_label_log_likelihoods(
     is one ``[B, T]`` target, each row's ``k``-th candidate (unequal lengths padded with
     -100 and left out of the sum). The input runs once and every position is scored on it
     (:meth:`ModelFamily.label_log_likelihoods`: a seq2seq encoder once, a causal base's
-    KV cache once); an adapter bank runs one full forward per position (``BatchSplit``
-    regroups the rows on every call)."""
+    KV cache once); a bank that splits rows (adapters) runs one full forward per position
+    (``BatchSplit`` regroups the rows on every call)."""
     batch, device = input_ids.shape[0], input_ids.device
     scores = [[0.0] * len(c) for c in candidates]
     targets = []
@@ -191,7 +166,7 @@ def row_label_log_likelihoods(
         for i, t in enumerate(chosen):
             labels[i, : len(t)] = torch.as_tensor(t, dtype=torch.long)
         targets.append(labels)
-    if not composed.uses_adapter_bank(language_ids, task_ids):
+    if not composed.splits_rows(language_ids, task_ids):
         composed.check_bank_ids(language_ids, task_ids, batch)
         composed.activate()
         inputs = composed.encoder_inputs(input_ids, attention_mask, language_ids, task_ids)
@@ -324,23 +299,10 @@ def evaluate(
     base, tokenizer = loaded.model, loaded.tokenizer
     lang_repr = loaded.representation(language_rep) if language_rep else None
     task_repr = loaded.representation(task_rep) if task_rep else None
-    if lang_repr is not None and lang_repr.role != "language":
-        raise LangTransferError(
-            f"{language_rep} is a {lang_repr.role} representation, not a language one"
-        )
-    if lang_repr is not None and lang_repr.language != lang.code:
-        # Zero-shot transfer swaps in the *target's* representation; scoring another
-        # language's under this language's name would silently mislabel the result.
-        raise LangTransferError(
-            f"{language_rep} is a language representation for {lang_repr.language!r}, but the "
-            f"evaluation language is {lang.code!r}: pass the {lang.code!r} representation"
-        )
-    if task_repr is not None and task_repr.role != "task":
-        raise LangTransferError(f"{task_rep} is a {task_repr.role} representation, not a task one")
-    if task_repr is not None and task_repr.task != task_obj.name:
-        raise LangTransferError(
-            f"{task_rep} was trained for task {task_repr.task!r}, not {task_obj.name!r}"
-        )
+    if lang_repr is not None:
+        check_fit(lang_repr, "language", language=lang.code, where=language_rep)
+    if task_repr is not None:
+        check_fit(task_repr, "task", task=task_obj.name, where=task_rep)
     configuration = configuration_name(lang_repr, task_repr)
     tokenised = tokenise(examples, tokenizer, max_length, with_labels=False, family=loaded.family)
     rows = list(tokenised.dataset["input_ids"])

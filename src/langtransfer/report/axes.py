@@ -24,7 +24,6 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
-from langtransfer.configurations import configuration_kinds
 from langtransfer.io import atomic_path, write_text
 from langtransfer.results.records import record_key, row_label
 
@@ -111,9 +110,9 @@ def _points(records: Sequence[Mapping[str, Any]], metrics: Mapping[str, str]) ->
 def _of_axis(points: list[_Point], axis: str) -> list[_Point]:
     """The axis's variant points and the paper's points of the same configurations."""
     prefixes = PREFIXES[axis]
+    # The study makes variant cells only where the axis applies (init and instruction: the
+    # configurations whose language representation has an initialisation, soft prompts).
     varied = [p for p in points if p.variant.startswith(prefixes)]
-    if axis == "init":  # initialisation concerns soft language prompts only
-        varied = [p for p in varied if configuration_kinds(p.configuration)[0] == "prompt"]
     configurations = {p.configuration for p in varied}
     return [p for p in points if not p.variant and p.configuration in configurations] + varied
 

@@ -1,51 +1,22 @@
-"""Bottleneck adapters through the `adapters` library (AdapterHub format on disk)."""
+"""The `adapters` library's hooks on a base model: added once, their random draws
+recorded and replayed, the architectures it supports. The adapter kind
+(:mod:`langtransfer.representations.kinds.adapter`) runs on them."""
 
 from __future__ import annotations
 
 import weakref
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import adapters
 import torch
-from adapters import AdapterConfig
-from adapters.configuration.adapter_config import ADAPTER_CONFIG_MAP
 from torch import nn
 from transformers import PreTrainedModel
 
 from langtransfer.base.loading import model_name
-from langtransfer.errors import IncompatibleModelError, UnknownNameError
+from langtransfer.errors import IncompatibleModelError
 from langtransfer.quiet import install_filters
 
 install_filters()  # adapters' "none are activated": intended for adapter-free configurations
-
-DEFAULT_ADAPTER_CONFIG = "seq_bn"
-
-
-@dataclass
-class AdapterSpec:
-    """An `adapters` config by name (``seq_bn``: Pfeiffer bottleneck, as in the paper).
-
-    ``reduction_factor`` applies to bottleneck configs; None keeps the library default.
-    """
-
-    config: str = DEFAULT_ADAPTER_CONFIG
-    reduction_factor: int | None = 16
-
-    def __post_init__(self) -> None:
-        if self.config not in ADAPTER_CONFIG_MAP:
-            raise UnknownNameError("adapter config", self.config, ADAPTER_CONFIG_MAP)
-
-    def to_adapters_config(self) -> AdapterConfig:
-        overrides: dict[str, Any] = {}
-        base = ADAPTER_CONFIG_MAP[self.config]
-        if self.reduction_factor is not None and "reduction_factor" in base:
-            overrides["reduction_factor"] = self.reduction_factor
-        return AdapterConfig.load(self.config, **overrides)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 #: Per base model: the random draws ``adapters.init`` made (None: not replayable).
 _INIT_DRAWS: weakref.WeakKeyDictionary[nn.Module, list[tuple] | None] = (

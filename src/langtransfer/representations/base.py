@@ -1,4 +1,9 @@
-"""The Representation record: one trained (or fresh) language or task representation."""
+"""The Representation record: one trained (or fresh) language or task representation.
+
+The record is the same for every kind; what differs (its spec, its weights, how it
+attaches to a base) belongs to the kind (:mod:`langtransfer.representations.kinds`).
+This module imports no torch.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +11,10 @@ import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from torch import nn
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-from langtransfer.base.loading import fingerprint
-from langtransfer.configurations import (
-    KIND_PLACEMENT,
-    REPRESENTATION_KINDS,
-    ROLES,
-    check_kind,
-    short_name,
-)
+from langtransfer.configurations import ROLES, check_kind, short_name
 from langtransfer.errors import LangTransferError, UnknownNameError
-from langtransfer.representations.adapter import AdapterSpec
-from langtransfer.representations.prompt import PromptConfig, SoftPrompt
-
-KINDS = REPRESENTATION_KINDS  # the old name
-
 
 _UNSAFE = re.compile(r"[^0-9A-Za-z_]")
 _ID = re.compile(r"[0-9A-Za-z_-]+")
@@ -42,11 +32,13 @@ def representation_id(
 
 @dataclass(frozen=True, eq=False)
 class Representation:
-    """A language or task representation: a soft prompt or an adapter.
+    """A language or task representation of a kind (``prompt``, ``adapter``).
 
-    A prompt holds its weights here (``prompt``). An adapter's weights live inside the
-    base model once attached (the `adapters` library injects them), so here it holds only
-    its spec and, when loaded from disk, the directory to load them from (``path``).
+    ``spec`` is the kind's spec (a prompt's :class:`PromptConfig`, an adapter's
+    :class:`AdapterSpec`; None: not known, e.g. an imported prompt). ``weights`` is the
+    module holding its weights when the record holds them (a prompt's
+    :class:`~langtransfer.representations.prompt.SoftPrompt`); an adapter's live inside
+    the base model once attached, and a loaded one's ``path`` says where to load them from.
 
     ``id`` is unique within a loaded base: any number of representations (two qa task
     adapters trained on en and de...) are loaded side by side under their ids and
@@ -63,9 +55,8 @@ class Representation:
     role: str
     language: str | None = None
     task: str | None = None
-    prompt: SoftPrompt | None = None
-    prompt_config: PromptConfig | None = None
-    adapter: AdapterSpec | None = None
+    spec: Any = None
+    weights: Any = None
     path: Path | None = None
     base_model: dict[str, Any] | None = None
     training: dict[str, Any] = field(default_factory=dict)
@@ -74,18 +65,13 @@ class Representation:
     content_hash: str | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise UnknownNameError("representation kind", self.kind, KINDS)
+        check_kind(self.kind)
         if self.role not in ROLES:
             raise UnknownNameError("representation role", self.role, ROLES)
         if self.role == "language" and not self.language:
             raise LangTransferError("a language representation needs a language code")
         if self.role == "task" and not self.task:
             raise LangTransferError("a task representation needs a task name")
-        if self.kind == "prompt" and self.prompt is None:
-            raise LangTransferError("a prompt representation needs its SoftPrompt")
-        if self.kind == "adapter" and self.adapter is None:
-            object.__setattr__(self, "adapter", AdapterSpec())
         if not self.id:
             source = self.training.get("source_language") if self.role == "task" else None
             source = source if isinstance(source, str) else None
@@ -97,18 +83,6 @@ class Representation:
             raise LangTransferError(
                 f"representation id {self.id!r} may hold only letters, digits, '_' and '-'"
             )
-
-    @property
-    def in_layers(self) -> bool:
-        """Lives inside the base's layers (an adapter), not before the input (a prompt)."""
-        return KIND_PLACEMENT[self.kind] == "layers"
-
-    @property
-    def soft_prompt(self) -> SoftPrompt:
-        """A prompt representation's weights."""
-        if self.prompt is None:
-            raise LangTransferError(f"{self.id} is a {self.kind}, not a prompt")
-        return self.prompt
 
     @property
     def subject(self) -> str:
@@ -141,77 +115,3 @@ class Representation:
 
 #: Tokens for fresh representations' ids: unique within the process.
 _FRESH = itertools.count(1)
-
-
-def new_prompt(
-    role: str,
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    config: PromptConfig,
-    *,
-    language: str | None = None,
-    task: str | None = None,
-    settings_hash: str | None = None,
-    id: str = "",
-) -> Representation:
-    """A fresh soft prompt initialised from ``model``'s input embeddings."""
-    embeddings = cast(nn.Embedding, model.get_input_embeddings())
-    prompt = SoftPrompt.initialise(config, embeddings, tokenizer)
-    return Representation(
-        kind="prompt",
-        role=role,
-        language=language,
-        task=task,
-        prompt=prompt,
-        prompt_config=config,
-        base_model=fingerprint(model),
-        settings_hash=settings_hash,
-        id=id,
-    )
-
-
-def new_adapter(
-    role: str,
-    spec: AdapterSpec | None = None,
-    *,
-    language: str | None = None,
-    task: str | None = None,
-    settings_hash: str | None = None,
-    id: str = "",
-) -> Representation:
-    """A fresh adapter; its weights are created when it is attached to a base model."""
-    return Representation(
-        kind="adapter",
-        role=role,
-        language=language,
-        task=task,
-        adapter=spec or AdapterSpec(),
-        settings_hash=settings_hash,
-        id=id,
-    )
-
-
-def new_representation(
-    kind: str,
-    role: str,
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    *,
-    prompt: PromptConfig | None = None,
-    adapter: AdapterSpec | None = None,
-    language: str | None = None,
-    task: str | None = None,
-    settings_hash: str | None = None,
-    id: str = "",
-) -> Representation:
-    """A fresh representation of ``kind``: a prompt shaped by ``prompt``, or an adapter by
-    ``adapter`` (the other one is ignored), so callers need not branch on the kind."""
-    check_kind(kind)
-    common: dict[str, Any] = dict(
-        language=language, task=task, settings_hash=settings_hash, id=id
-    )
-    if kind == "prompt":
-        if prompt is None:
-            raise LangTransferError("a new prompt needs its PromptConfig")
-        return new_prompt(role, model, tokenizer, prompt, **common)
-    return new_adapter(role, adapter, **common)

@@ -28,6 +28,7 @@ from safetensors.torch import save_file
 from transformers import PreTrainedModel
 
 from langtransfer.base.loading import fingerprint, hidden_size
+from langtransfer.configurations import ROLES
 from langtransfer.errors import (
     CorruptFileError,
     IncompatibleModelError,
@@ -37,9 +38,10 @@ from langtransfer.errors import (
 )
 from langtransfer.io import atomic_dir, os_error_from, write_json
 from langtransfer.languages import all_languages, get_language
-from langtransfer.representations.base import ROLES, Representation
+from langtransfer.representations.base import Representation
+from langtransfer.representations.kinds.prompt import PromptConfig
 from langtransfer.representations.location import MANIFEST, resolve_location
-from langtransfer.representations.prompt import PromptConfig, SoftPrompt
+from langtransfer.representations.prompt import SoftPrompt
 
 PEFT_CONFIG = "adapter_config.json"
 PEFT_WEIGHTS = "adapter_model.safetensors"
@@ -343,8 +345,8 @@ def load_peft_prompt(
         role=role,
         language=language,
         task=task,
-        prompt=prompt,
-        prompt_config=_prompt_config(config),
+        spec=_prompt_config(config),
+        weights=prompt,
         base_model=base,
         training={"imported_from": imported},
     )
@@ -411,13 +413,25 @@ def convert_peft_bin(
     return _write_peft_dir(destination, config.raw, weights)
 
 
+def _soft_prompt(rep: Representation) -> SoftPrompt:
+    """A prompt's weights; another kind is refused (this is PEFT's prompt-tuning format,
+    a prompt kind's interchange format: the one place outside the kind that knows it)."""
+    if not isinstance(rep.weights, SoftPrompt):
+        raise LangTransferError(
+            f"{rep.name} is of kind {rep.kind}; PEFT export is for soft prompts (valid: prompt). "
+            "An adapter directory is already in the `adapters` library's format"
+        )
+    return rep.weights
+
+
 def peft_config_of(rep: Representation, base_model_name_or_path: str | None = None) -> dict:
     """The PEFT ``adapter_config.json`` of a langtransfer prompt (encoder rows only)."""
-    assert rep.prompt is not None
+    prompt = _soft_prompt(rep)
+    config = rep.spec if isinstance(rep.spec, PromptConfig) else None
     base = rep.base_model or {}
     name = base_model_name_or_path or base.get("name") or None
-    init = rep.prompt_config.init if rep.prompt_config else "random"
-    text = rep.prompt_config.init_text if rep.prompt_config and init == "text" else None
+    init = config.init if config else "random"
+    text = config.init_text if config and init == "text" else None
     return {
         "peft_type": PEFT_TYPE,
         "task_type": next(t for t, f in TASK_TYPES.items()
@@ -425,8 +439,8 @@ def peft_config_of(rep: Representation, base_model_name_or_path: str | None = No
         "base_model_name_or_path": name,
         "revision": None,
         "inference_mode": True,
-        "num_virtual_tokens": rep.prompt.num_tokens,
-        "token_dim": rep.prompt.dim,
+        "num_virtual_tokens": prompt.num_tokens,
+        "token_dim": prompt.dim,
         # 1, not PEFT's seq2seq default 2: only encoder rows exist, and every PEFT version
         # then prepends them to the encoder alone, as langtransfer does.
         "num_transformer_submodules": 1,
@@ -455,14 +469,9 @@ def export_peft_prompt(
     same embeddings to the encoder input. ``base_model_name_or_path`` (default: the name the
     representation records) is what PEFT users load the base from.
     """
-    if rep.kind != "prompt" or rep.prompt is None:
-        raise LangTransferError(
-            f"{rep.name} is of kind {rep.kind}; PEFT export is for soft prompts (valid: prompt). "
-            "An adapter directory is already in the `adapters` library's format"
-        )
     directory = Path(directory)
+    weights = _soft_prompt(rep).embedding.detach().to(torch.float32)
     _check_output(directory, overwrite)
-    weights = rep.prompt.embedding.detach().to(torch.float32)
     origin = {"role": rep.role, "language": rep.language, "task": rep.task,
               "base_model": rep.base_model}
     return _write_peft_dir(

@@ -36,29 +36,30 @@ languages: one composed model holds the group's language and task representation
 banks (:meth:`~langtransfer.composition.composed.ComposedModel.set_languages` /
 :meth:`~langtransfer.composition.composed.ComposedModel.set_tasks`). Different
 configurations, scoring or generation budgets, or prompts of different lengths run as
-separate calls; beam search with adapters runs each entry alone.
+separate calls; beam search with a kind that splits rows (adapters) runs each entry alone.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from langtransfer.base.loading import FINGERPRINT_KEYS, fingerprint
 from langtransfer.composition.loaded_base import LoadedBase
-from langtransfer.configurations import STUDY_CONFIGURATIONS, get_configuration
-from langtransfer.errors import CorruptFileError, LangTransferError, UnknownNameError
-from langtransfer.inference.evaluate import (
-    REFERENCE_MAX_NEW_TOKENS,
-    SCORING,
-    generate_texts,
-    rank_labels,
+from langtransfer.configurations import (
+    STUDY_CONFIGURATIONS,
+    configuration_for,
+    get_configuration,
 )
+from langtransfer.errors import CorruptFileError, LangTransferError, UnknownNameError
+from langtransfer.inference.evaluate import generate_texts, rank_labels
 from langtransfer.languages import get_language
+from langtransfer.options import REFERENCE_MAX_NEW_TOKENS, SCORING
+from langtransfer.representations.kinds import get_kind, kind_of
 from langtransfer.representations.location import MANIFEST
 from langtransfer.representations.store import read_manifest
 from langtransfer.tasks import get_task
@@ -108,8 +109,8 @@ class CallKey(NamedTuple):
     scoring: str
     max_new_tokens: int
     num_beams: int
-    language_prompt_length: int
-    task_prompt_length: int
+    language_bank: Hashable  # what the bank's representations must share (a prompt length)
+    task_bank: Hashable
     alone: EntryKey | None
 
 
@@ -300,18 +301,19 @@ class Predictor:
 
     def _call_key(self, entry: Entry) -> CallKey:
         """What rows must share to run in one forward / generate: the configuration (its
-        kinds), the scoring and generation settings, and the prompt lengths of each bank
-        (a gather stacks prompts of one length). Beam search with adapters cannot split a
-        batch per row (``BatchSplit`` needs fixed row counts), so such an entry runs alone."""
+        kinds), the scoring and generation settings, and what each bank's representations
+        must share (their kind's ``bank_key``: a gather stacks prompts of one length). Beam
+        search on a kind that splits rows (adapters: ``BatchSplit`` needs fixed row counts)
+        cannot run a batch of several entries, so such an entry runs alone."""
         configuration = entry.configuration.split(" ")[0]  # a variant label: same kinds
         kinds = get_configuration(configuration)
-        lengths = []
+        banks = []
         for path in (entry.language_rep, entry.task_rep):
             rep = self.loaded.representation(path) if path is not None else None
-            lengths.append(rep.soft_prompt.num_tokens if rep and not rep.in_layers else 0)
-        alone = entry.num_beams != 1 and "adapter" in kinds.kinds
+            banks.append(kind_of(rep).bank_key(rep) if rep is not None else None)
+        alone = entry.num_beams != 1 and any(get_kind(k).splits_rows for k in kinds.kinds if k)
         return CallKey(configuration, entry.scoring, entry.max_new_tokens, entry.num_beams,
-                       lengths[0], lengths[1], entry.key if alone else None)
+                       banks[0], banks[1], entry.key if alone else None)
 
     def _run(self, call: CallKey, rows: list[tuple[Entry, list[int]]]) -> list[str]:
         """One call group's rows through one composed model holding every language and
@@ -521,7 +523,7 @@ def _representation_entries(locations: list[str | Path], loaded: LoadedBase) -> 
         configuration = rep.training.get("configuration")
         source = rep.training.get("source_language")
         if configuration is None or get_configuration(configuration).task_kind != rep.kind:
-            configuration = "ta" if rep.in_layers else "stp"  # no language rep recorded
+            configuration = configuration_for(None, rep.kind).name  # no language rep recorded
         kind = get_configuration(configuration).language_kind
         source = source if isinstance(source, str) else None
         if kind is not None:

@@ -34,13 +34,21 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from langtransfer.configurations import (
+    REPRESENTATION_KINDS,
+    STUDY_CONFIGURATIONS,
+    get_configuration,
+)
 from langtransfer.errors import LangTransferError, UnknownNameError
-from langtransfer.languages import INSTRUCTION_TEMPLATE, NATIVE_INSTRUCTION
+from langtransfer.languages import INSTRUCTION_TEMPLATE, NATIVE_INSTRUCTION, Language
 
 AXES = ("init", "instruction", "corpus_size")
 #: The key of ``axes`` that limits where the variants run (not an axis).
 WITHIN = "within"
 WITHIN_KEYS = ("tasks", "targets", "configurations")
+#: The kind whose initialisation the ``init`` and ``instruction`` axes vary (a corpus size
+#: applies to every kind).
+INIT_KINDS = ("prompt",)
 #: Language-prompt initialisations an axis may compare (``labels`` is for task prompts).
 INIT_VALUES = ("text", "vocab", "random", "frequent")
 #: The paper's instruction, and the one written in the language itself.
@@ -74,6 +82,16 @@ class Variant:
 
     def applies_to(self, language_kind: str | None) -> bool:
         return language_kind is not None and language_kind in self.kinds
+
+    def spec_changes(self, language: Language) -> dict[str, Any]:
+        """The fields of ``language``'s representation spec this variant changes (the
+        ``init`` and ``instruction`` axes: a prompt's initialisation; a corpus size
+        changes none)."""
+        if self.template is not None:
+            return {"init": "text", "init_text": language.instruction_from(self.template)}
+        if self.init is not None:
+            return {"init": self.init}
+        return {}
 
 
 @dataclass(frozen=True)
@@ -130,7 +148,7 @@ def compact(n: int) -> str:
 
 def _corpus_variant(value: Any, where: str) -> Variant | None:
     """A ``corpus_size`` value: ``paper`` (None: the default), ``full``, or a cap."""
-    kinds = ("prompt", "adapter")
+    kinds = REPRESENTATION_KINDS
     if value == PAPER_CORPUS:
         return None
     if value == FULL_CORPUS:
@@ -161,7 +179,7 @@ def _init_variant(value: Any, default_init: str, where: str) -> Variant | None:
                                INIT_VALUES)
     if value == default_init:
         return None
-    return Variant("init", f"init={value}", ("prompt",), init=value)
+    return Variant("init", f"init={value}", INIT_KINDS, init=value)
 
 
 def _instruction_variant(value: Any, default_template: str, where: str) -> Variant | None:
@@ -191,7 +209,7 @@ def _instruction_variant(value: Any, default_template: str, where: str) -> Varia
         )
     if template == default_template:
         return None
-    return Variant("instruction", f"instruction={label}", ("prompt",), init="text",
+    return Variant("instruction", f"instruction={label}", INIT_KINDS, init="text",
                    template=template)
 
 
@@ -205,7 +223,7 @@ def parse_axes(
     *,
     default_init: str = "text",
     default_template: str = INSTRUCTION_TEMPLATE,
-    language_kinds: set[str] | frozenset[str] = frozenset({"prompt", "adapter"}),
+    language_kinds: set[str] | frozenset[str] = frozenset(REPRESENTATION_KINDS),
     where: str = "study config",
 ) -> list[Variant]:
     """The variants of an ``axes`` mapping, checked: an unknown axis or value, a value
@@ -241,10 +259,12 @@ def parse_axes(
             if variant is None:
                 continue
             if not set(variant.kinds) & set(language_kinds):
+                using = [c for c in STUDY_CONFIGURATIONS
+                         if get_configuration(c).language_kind in variant.kinds]
                 raise LangTransferError(
                     f"{where}: axes.{axis} varies language {' and '.join(variant.kinds)}s, but "
-                    "no configuration of the study uses one (add slp+ta, slp+stp"
-                    + (", la+ta or la+stp" if "adapter" in variant.kinds else "") + ")"
+                    f"no configuration of the study uses one (add {', '.join(using[:-1])} or "
+                    f"{using[-1]})"
                 )
             if any(v.label == variant.label for v in variants):
                 raise LangTransferError(

@@ -18,17 +18,20 @@ from langtransfer.base.loading import DEFAULT_MODEL
 from langtransfer.configurations import (
     STUDY_CONFIGURATIONS,
     configuration_kinds,
+    get_configuration,
 )
 from langtransfer.errors import LangTransferError, UnknownNameError
-from langtransfer.inference.evaluate import SCORING, unused_by_ranking
 from langtransfer.languages import INSTRUCTION_TEMPLATE, get_language
-from langtransfer.representations import AdapterSpec, PromptConfig
+from langtransfer.options import SCORING, unused_by_ranking
+from langtransfer.representations.kinds import KINDS, SpecContext, get_kind
 from langtransfer.study.axes import Variant, Within, parse_axes, parse_within
 from langtransfer.training.corpora import FIXTURE_SOURCES, fixture_path
-from langtransfer.training.trainer import TrainSettings, default_settings
+from langtransfer.training.settings import TrainSettings, default_settings
 
-PROMPT_KEYS = ("num_tokens", "init", "init_text")
-ADAPTER_KEYS = ("config", "reduction_factor")
+#: Per kind, the spec keys of its ``language_training`` / ``task_training`` table.
+SPEC_OPTION_KEYS: dict[str, tuple[str, ...]] = {
+    name: tuple(option.key for option in kind.options) for name, kind in KINDS.items()
+}
 TRAIN_KEYS = tuple(f.name for f in fields(TrainSettings))
 #: TrainSettings fields language training has no use for, refused in ``language_training``
 #: rather than accepted and ignored: it validates only before and after training (no
@@ -37,20 +40,22 @@ TRAIN_KEYS = tuple(f.name for f in fields(TrainSettings))
 LANGUAGE_UNUSED = ("eval_steps", "keep_best", "eval_batch_size", "group_by_length")
 #: Keys of ``language_training`` / ``task_training`` per representation kind.
 ROLE_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
-    role: {
-        "prompt": PROMPT_KEYS + train_keys,
-        "adapter": ADAPTER_KEYS + train_keys,
-    }
+    role: {kind: SPEC_OPTION_KEYS[kind] + train_keys for kind in KINDS}
     for role, train_keys in (
         ("language", tuple(k for k in TRAIN_KEYS if k not in LANGUAGE_UNUSED)),
         ("task", TRAIN_KEYS),
     )
 }
-#: Task-prompt keys that are no PromptConfig field: ``reference_slp_stp_quirk`` trains the
+#: Task-table keys that are no spec field, each for the one configuration it concerns,
+#: in the table of that configuration's task kind: ``reference_slp_stp_quirk`` trains the
 #: slp+stp cells' task prompts as the reference did (language prompt twice in forward);
-#: the other prompt configurations have no such quirk and are trained as always.
-TASK_PROMPT_FLAGS = ("reference_slp_stp_quirk",)
-ROLE_KEYS["task"]["prompt"] += TASK_PROMPT_FLAGS
+#: the other configurations have no such quirk and are trained as always.
+TASK_FLAGS: dict[str, str] = {"reference_slp_stp_quirk": "slp+stp"}
+for _flag, _configuration in TASK_FLAGS.items():
+    _kind = get_configuration(_configuration).task_kind
+    assert _kind is not None
+    ROLE_KEYS["task"][_kind] += (_flag,)
+TASK_PROMPT_FLAGS = tuple(TASK_FLAGS)  # the old name
 KIND_KEYS = ROLE_KEYS["task"]
 #: ``data: demo-fixtures`` (or per task): the demo's own small files, written so that the
 #: embedded tiny model can learn each task in seconds (see docs/study.md); ``fixtures``
@@ -64,7 +69,7 @@ class EvaluationSettings:
     """The ``evaluation`` section: ``evaluate()`` keywords a study may set (the rest --
     task, language, representations, data -- the study decides). Defaults are
     ``evaluate``'s; ``max_new_tokens`` None is evaluate's budget
-    (:data:`~langtransfer.inference.evaluate.REFERENCE_MAX_NEW_TOKENS`, the reference's, for every
+    (:data:`~langtransfer.options.REFERENCE_MAX_NEW_TOKENS`, the reference's, for every
     task)."""
 
     batch_size: int = 64
@@ -201,7 +206,8 @@ class StudyConfig:
     ``corpus`` is ``wikipedia`` (streamed), ``fixtures`` (the shipped text), or a mapping
     language -> file. ``data`` is ``hub`` (the paper's sources), ``fixtures``, or a mapping
     task -> language -> split -> file. ``language_training`` and ``task_training`` map a
-    representation kind (``prompt``/``adapter``) to overrides of the paper's settings.
+    representation kind (``prompt``/``adapter``...) to overrides of the paper's settings:
+    the kind's spec keys and ``TrainSettings`` keys.
     ``task_modules`` (Python files or module names that call ``register_task``) and
     ``languages_file`` (YAML/JSON language lists) are loaded before anything is checked.
     ``composed``: language representations built without training (see
@@ -276,36 +282,23 @@ class StudyConfig:
         overrides.setdefault("seed", self.seed)
         return default_settings(kind, role, **overrides)
 
-    def prompt_config(
-        self,
-        role: str,
-        language_name: str,
-        init_text: str,
-        label_words: list[str] | None = None,
-        seed: int | None = None,
-    ) -> PromptConfig:
-        """The prompt of ``role``: the table's ``num_tokens``/``init``, and its
-        ``init_text`` (``{Language}`` filled in) instead of the default ``init_text``."""
+    def spec(self, role: str, kind: str, context: SpecContext) -> Any:
+        """The spec of ``role``'s representations of ``kind``: the kind's default for
+        ``context`` (a prompt: the role's instruction, ``{Language}`` filled in, the
+        task's label words, the seed) with the table's spec keys over it."""
         table = self.language_training if role == "language" else self.task_training
-        values = {k: v for k, v in table.get("prompt", {}).items() if k in PROMPT_KEYS}
-        if "init_text" in values:
-            init_text = values.pop("init_text").replace("{Language}", language_name)
-        return PromptConfig(
-            init_text=init_text,
-            label_words=label_words,
-            seed=self.seed if seed is None else seed,
-            **values,
-        )
+        keys = SPEC_OPTION_KEYS[kind]
+        values = {k: v for k, v in table.get(kind, {}).items() if k in keys}
+        return get_kind(kind).spec(values, context)
 
     def reference_slp_stp_quirk(self, configuration: str) -> bool:
-        """Whether ``configuration``'s task prompt trains with the reference's quirk."""
-        table = self.task_training.get("prompt", {})
-        return configuration == "slp+stp" and bool(table.get("reference_slp_stp_quirk", False))
-
-    def adapter_spec(self, role: str) -> AdapterSpec:
-        table = self.language_training if role == "language" else self.task_training
-        values = table.get("adapter", {})
-        return AdapterSpec(**{k: v for k, v in values.items() if k in ADAPTER_KEYS})
+        """Whether ``configuration``'s task representation trains with the reference's
+        quirk (a flag of :data:`TASK_FLAGS` in its task kind's table)."""
+        flag = "reference_slp_stp_quirk"
+        if configuration != TASK_FLAGS[flag]:
+            return False
+        kind = get_configuration(configuration).task_kind
+        return bool(self.task_training.get(kind or "", {}).get(flag, False))
 
     def combined_specs(self) -> list[CombinedSpec]:
         """The ``composed`` entries, checked and with their weights resolved."""
@@ -533,7 +526,8 @@ def _is_int(value: Any) -> bool:
 
 
 def _check_kind_tables(name: str, value: Any, where: str) -> None:
-    kind_keys = ROLE_KEYS[name.removesuffix("_training")]
+    role = name.removesuffix("_training")
+    kind_keys = ROLE_KEYS[role]
     if not isinstance(value, dict):
         raise LangTransferError(f"{where}: {name} must be a mapping of prompt/adapter settings")
     for kind, settings in value.items():
@@ -543,23 +537,18 @@ def _check_kind_tables(name: str, value: Any, where: str) -> None:
             value[kind] = settings = {}
         if not isinstance(settings, dict):
             raise LangTransferError(f"{where}: {name}.{kind} must be a mapping of settings")
+        options = {option.key: option for option in get_kind(kind).options}
         for key, item in settings.items():
             if key not in kind_keys[kind]:
                 raise UnknownNameError(f"key in {name}.{kind}", key, kind_keys[kind])
-            if key in ("num_tokens", "reduction_factor") and not (
-                (_is_int(item) and item >= 1) or (item is None and key == "reduction_factor")
-            ):
-                raise LangTransferError(
-                    f"{where}: {name}.{kind}.{key} must be a positive integer, got {item!r:.40}"
-                )
-            if key in TASK_PROMPT_FLAGS and not isinstance(item, bool):
-                raise LangTransferError(
-                    f"{where}: {name}.{kind}.{key} must be true or false, got {item!r:.40}"
-                )
-            if key in ("init", "config", "init_text") and not isinstance(item, str):
-                raise LangTransferError(
-                    f"{where}: {name}.{kind}.{key} must be a string, got {item!r:.40}"
-                )
+            problem = options[key].problem(item) if key in options else None
+            if key in TASK_FLAGS and not isinstance(item, bool):
+                problem = "must be true or false"
+            if problem:
+                raise LangTransferError(f"{where}: {name}.{kind}.{key} {problem}, got {item!r:.40}")
+        problem = get_kind(kind).check_values(role, settings)
+        if problem:
+            raise LangTransferError(f"{where}: {name}.{kind}.{problem}")
 
 
 def _string_tree(value: Any, depth: int) -> bool:
@@ -651,13 +640,8 @@ def check_settings(config: StudyConfig, where: str) -> None:
     _check_evaluation(config.evaluation, where)
     _check_kind_tables("language_training", config.language_training, where)
     _check_kind_tables("task_training", config.task_training, where)
-    if config.task_training.get("prompt", {}).get("init") == "frequent":
-        raise LangTransferError(
-            f"{where}: task_training.prompt.init 'frequent' is a language-prompt "
-            "initialisation (a language's frequent tokens); task prompts take text, vocab, "
-            "random or labels"
-        )
     for role in ("language", "task"):
-        for kind in ("prompt", "adapter"):
-            config.train_settings(role, kind)  # raises on bad values
-        config.adapter_spec(role)
+        for kind in KINDS:
+            config.train_settings(role, kind)  # raise on bad values
+            config.spec(role, kind, SpecContext(role, "Language", "an instruction",
+                                                label_words=["label"], seed=config.seed))

@@ -25,20 +25,21 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from langtransfer import options
 from langtransfer.configurations import get_configuration
 from langtransfer.languages import get_language
+from langtransfer.representations.kinds import SPEC_KEYS, SpecContext
 from langtransfer.results.records import Key, cell_dir, record_path
 
 if TYPE_CHECKING:
-    from langtransfer.representations import AdapterSpec, PromptConfig
     from langtransfer.study.axes import Variant
     from langtransfer.study.config import CombinedSpec, EvaluationSettings, StudyConfig
-    from langtransfer.training.trainer import TrainSettings
+    from langtransfer.training.settings import TrainSettings
 
 
 @dataclass(frozen=True)
 class LanguageJob:
-    """Train one language representation (``train_language``)."""
+    """Train one language representation (``train_language``); ``spec``: its kind's."""
 
     model: str
     language: str
@@ -48,8 +49,7 @@ class LanguageJob:
     validation_documents: int | float
     sequence_length: int
     train: TrainSettings
-    prompt: PromptConfig | None
-    adapter: AdapterSpec | None
+    spec: Any
     corpus_extent: str = "paper"
     max_tokens: int | None = None
     variant: str = ""
@@ -67,7 +67,8 @@ class TaskJob:
     source's language representation of ``language_kind`` attached (None: ``ta``/``stp``).
     ``validation_data`` None means the task's validation split of ``train_data``.
     ``reference_slp_stp_quirk`` (slp+stp jobs only): the reference's training input.
-    ``max_target_length``: the task's target length (labels are cut to it)."""
+    ``max_target_length``: the task's target length (labels are cut to it); ``spec``: the
+    spec of the task representation's kind."""
 
     model: str
     task: str
@@ -81,8 +82,7 @@ class TaskJob:
     sequence_length: int
     max_target_length: int | None
     train: TrainSettings
-    prompt: PromptConfig | None
-    adapter: AdapterSpec | None
+    spec: Any
     reference_slp_stp_quirk: bool
     variant: str = ""
 
@@ -101,7 +101,7 @@ class EvaluationJob:
     ``metrics`` (the task's :meth:`~langtransfer.tasks.Task.metrics_fingerprint`: scoring
     that changes meaning changes the hash). ``evaluation.max_new_tokens`` is the
     effective budget (the config's, else evaluate's default). ``scoring_revision`` is
-    :data:`~langtransfer.inference.evaluate.RANK_SCORING_REVISION` for ranked cells (0, left out of
+    :data:`~langtransfer.options.RANK_SCORING_REVISION` for ranked cells (0, left out of
     the hash, for generated ones): a change to label ranking rebuilds ranked results."""
 
     model: str
@@ -172,12 +172,18 @@ def _plain(value: Any) -> Any:
 
 def job_settings(job: Job) -> dict[str, Any]:
     """Every field of the job as plain JSON-able values: what the settings hash covers
-    (an :data:`ADDED_FIELDS` field at its old value is left out)."""
-    return {
-        f.name: _plain(getattr(job, f.name))
-        for f in fields(job)
-        if f.name not in ADDED_FIELDS or getattr(job, f.name) != ADDED_FIELDS[f.name]
-    }
+    (an :data:`ADDED_FIELDS` field at its old value is left out). A training job's spec
+    is under its kind's name, beside the :data:`SPEC_KEYS` every such job has held."""
+    out: dict[str, Any] = {}
+    for f in fields(job):
+        value = getattr(job, f.name)
+        if f.name == "spec":
+            out.update({key: None for key in SPEC_KEYS})
+            assert isinstance(job, (LanguageJob, TaskJob))  # the jobs that train one
+            out[job.kind] = _plain(value)
+        elif f.name not in ADDED_FIELDS or value != ADDED_FIELDS[f.name]:
+            out[f.name] = _plain(value)
+    return out
 
 
 # -- jobs from a study config ----------------------------------------------------------
@@ -193,13 +199,10 @@ def language_job(
     """``model``: the base's name (default: the config's single ``model``); ``variant``:
     the study's language job with that variant's one setting changed."""
     lang = get_language(language)
-    prompt = None
-    if kind == "prompt":
-        prompt = config.prompt_config("language", lang.name, lang.instruction)
-        if variant is not None and variant.template is not None:
-            prompt = replace(prompt, init="text", init_text=lang.instruction_from(variant.template))
-        elif variant is not None and variant.init is not None:
-            prompt = replace(prompt, init=variant.init)
+    spec = config.spec("language", kind, SpecContext("language", lang.name, lang.instruction,
+                                                     seed=config.seed))
+    if variant is not None:
+        spec = replace(spec, **variant.spec_changes(lang))
     corpus = variant is not None and variant.axis == "corpus_size"
     return LanguageJob(
         model=config.model if model is None else model,
@@ -210,8 +213,7 @@ def language_job(
         validation_documents=config.validation_documents,
         sequence_length=config.sequence_length,
         train=config.train_settings("language", kind),
-        prompt=prompt,
-        adapter=config.adapter_spec("language") if kind == "adapter" else None,
+        spec=spec,
         corpus_extent=variant.extent if variant and corpus else "paper",
         max_tokens=variant.max_tokens if variant and corpus else None,
         variant=variant.label if variant else "",
@@ -232,15 +234,10 @@ def task_job(
     language_kind, kind = get_configuration(configuration, study=True).kinds
     assert kind is not None, f"{configuration} trains no task representation"
     train = config.train_settings("task", kind)
-    prompt = None
-    if kind == "prompt":
-        prompt = config.prompt_config(
-            "task",
-            lang.name,
-            task_obj.prompt_init(lang.name),
-            label_words=list(task_obj.label_words.values()) or None,
-            seed=train.seed,
-        )
+    spec = config.spec("task", kind, SpecContext(
+        "task", lang.name, task_obj.prompt_init(lang.name),
+        label_words=list(task_obj.label_words.values()) or None, seed=train.seed,
+    ))
     return TaskJob(
         model=config.model if model is None else model,
         task=task_obj.name,
@@ -254,8 +251,7 @@ def task_job(
         sequence_length=config.sequence_length,
         max_target_length=task_obj.target_length,
         train=train,
-        prompt=prompt,
-        adapter=config.adapter_spec("task") if kind == "adapter" else None,
+        spec=spec,
         reference_slp_stp_quirk=config.reference_slp_stp_quirk(configuration),
         variant=variant,
     )
@@ -283,13 +279,12 @@ def evaluation_job(
     model: str | None = None,
     variant: str = "",
 ) -> EvaluationJob:
-    from langtransfer.inference.evaluate import RANK_SCORING_REVISION, REFERENCE_MAX_NEW_TOKENS
     from langtransfer.tasks import get_task
 
     language_kind, task_kind = get_configuration(configuration, study=True).kinds
     evaluation = config.evaluation_settings()
     if evaluation.max_new_tokens is None:  # evaluate's default, made explicit for the hash
-        evaluation = replace(evaluation, max_new_tokens=REFERENCE_MAX_NEW_TOKENS)
+        evaluation = replace(evaluation, max_new_tokens=options.REFERENCE_MAX_NEW_TOKENS)
     return EvaluationJob(
         model=config.model if model is None else model,
         task=task,
@@ -304,7 +299,7 @@ def evaluation_job(
         metrics=get_task(task).metrics_fingerprint(),
         seed=config.seed,
         variant=variant,
-        scoring_revision=RANK_SCORING_REVISION if evaluation.scoring == "rank" else 0,
+        scoring_revision=options.RANK_SCORING_REVISION if evaluation.scoring == "rank" else 0,
     )
 
 

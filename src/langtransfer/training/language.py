@@ -9,7 +9,6 @@ manifest records the objective and the validation loss with and without it.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +16,12 @@ from datasets import Dataset
 from transformers import set_seed
 
 from langtransfer.composition.loaded_base import LoadedBase
-from langtransfer.configurations import check_kind, configuration_for
+from langtransfer.configurations import configuration_for
 from langtransfer.errors import LangTransferError, OutputExistsError
 from langtransfer.languages import get_language
-from langtransfer.representations import (
-    AdapterSpec,
-    PromptConfig,
-    read_manifest,
-)
-from langtransfer.representations.base import new_representation, representation_id
-from langtransfer.representations.prompt import frequent_token_ids
+from langtransfer.representations.base import representation_id
+from langtransfer.representations.kinds import SpecContext, get_kind
+from langtransfer.representations.store import read_manifest
 from langtransfer.training.corpora import (
     STREAM_SHUFFLE_BUFFER,
     Corpus,
@@ -98,8 +93,7 @@ def train_language(
     corpus: str,
     output: str | Path,
     settings: TrainSettings | None = None,
-    prompt: PromptConfig | None = None,
-    adapter: AdapterSpec | None = None,
+    spec: Any = None,
     sequence_length: int = 256,
     max_documents: int | None = None,
     max_tokens: int | None = None,
@@ -113,15 +107,17 @@ def train_language(
     show_progress: bool = True,
     trust_remote_code: bool = False,
 ) -> Path:
-    """Train a language representation of ``kind`` (prompt|adapter) and save it to ``output``.
+    """Train a language representation of ``kind`` (prompt, adapter...) and save it to
+    ``output``.
 
     ``model`` is a :class:`LoadedBase` (shared, left as it was) or a name, which loads one.
-    ``corpus`` is ``wikipedia``, ``fixture`` or a local file. The prompt defaults to 50
-    tokens initialised from ``Generate the output in {Language}:``; training defaults to
-    the paper's settings for the kind. Checkpoints go to ``checkpoint_dir`` (default
-    ``<output>.checkpoints``) so a killed run resumes with ``resume``. A streamed corpus
-    (Wikipedia) is shuffled with a buffer of ``shuffle_buffer`` training blocks
-    (default :data:`~langtransfer.training.corpora.STREAM_SHUFFLE_BUFFER`); local files are
+    ``corpus`` is ``wikipedia``, ``fixture`` or a local file. ``spec`` is the kind's spec
+    (None: the kind's default; a prompt's is 50 tokens initialised from ``Generate the
+    output in {Language}:``); training defaults to the paper's settings for the kind.
+    Checkpoints go to ``checkpoint_dir`` (default ``<output>.checkpoints``) so a killed
+    run resumes with ``resume``. A streamed corpus (Wikipedia) is shuffled with a buffer
+    of ``shuffle_buffer`` training blocks (default
+    :data:`~langtransfer.training.corpora.STREAM_SHUFFLE_BUFFER`); local files are
     map-style datasets, drawn at random by the Trainer.
 
     How much text: ``corpus_extent`` ``paper`` (the reference's slice) or ``full`` (the
@@ -129,7 +125,7 @@ def train_language(
     ``max_tokens`` cap its training documents and tokens. A prompt with init ``frequent``
     gets the language's most frequent training tokens here (recorded in its manifest).
     """
-    check_kind(kind)
+    kind_obj = get_kind(kind)
     lang = get_language(language)
     output = Path(output)
     check_output(output, overwrite, resume, kind=kind, role="language", language=lang.code)
@@ -181,12 +177,11 @@ def train_language(
     # One id per trained artefact, the same in every process (a resumed run's checkpoints
     # fit); the slot is given back when training ends.
     rep_id = representation_id("language", kind, lang.code, "training")
-    prompt = prompt or PromptConfig(init_text=lang.instruction, seed=settings.seed)
-    if kind == "prompt" and prompt.init == "frequent" and not prompt.extra.get("token_ids"):
-        ids = frequent_token_ids(texts, tokenizer, prompt.num_tokens)  # what it trains on
-        prompt = replace(prompt, extra={**prompt.extra, "token_ids": ids})
-    rep = new_representation(kind, "language", base, tokenizer, prompt=prompt, adapter=adapter,
-                             language=lang.code, settings_hash=settings_hash, id=rep_id)
+    spec = kind_obj.check_spec(spec) if spec is not None else kind_obj.spec(
+        {}, SpecContext("language", lang.name, lang.instruction, seed=settings.seed))
+    spec = kind_obj.with_text(spec, texts, tokenizer)  # e.g. the text's frequent tokens
+    rep = kind_obj.new("language", spec, base, tokenizer, language=lang.code,
+                       settings_hash=settings_hash, id=rep_id)
     # An adapter's weights are drawn from the global RNG when it is attached, before the
     # Trainer seeds anything: seed here so the same seed gives the same representation.
     set_seed(settings.seed)

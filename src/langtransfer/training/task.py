@@ -8,20 +8,19 @@ or soft task prompt trains, which is how ``la+ta``, ``la+stp``, ``slp+ta`` and
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from transformers import set_seed
 
 from langtransfer.composition.composed import configuration_name
 from langtransfer.composition.loaded_base import LoadedBase
-from langtransfer.configurations import check_kind
+from langtransfer.configurations import get_configuration
 from langtransfer.errors import LangTransferError, MissingSplitError
 from langtransfer.languages import get_language
-from langtransfer.representations import (
-    AdapterSpec,
-    PromptConfig,
-)
-from langtransfer.representations.base import new_representation, representation_id
+from langtransfer.representations.base import representation_id
+from langtransfer.representations.fit import check_fit
+from langtransfer.representations.kinds import SpecContext, get_kind
 from langtransfer.tasks import get_task
 from langtransfer.tasks.encoding import load_examples, tokenise
 from langtransfer.tasks.sources import progress_bars
@@ -48,9 +47,7 @@ def train_task(
     data: str | Path | None = None,
     validation_data: str | Path | None = None,
     settings: TrainSettings | None = None,
-    prompt_tokens: int | None = None,
-    prompt: PromptConfig | None = None,
-    adapter: AdapterSpec | None = None,
+    spec: Any = None,
     max_length: int = 256,
     max_target_length: int | None = None,
     max_examples: int | None = None,
@@ -62,9 +59,12 @@ def train_task(
     trust_remote_code: bool = False,
     reference_slp_stp_quirk: bool = False,
 ) -> Path:
-    """Train a task adapter or soft task prompt on ``task`` in ``language`` and save it.
+    """Train a task representation of ``kind`` (a task adapter, a soft task prompt...) on
+    ``task`` in ``language`` and save it.
 
     ``model``: a :class:`LoadedBase` (shared, left as it was) or a name, which loads one.
+    ``spec``: the kind's spec (a :class:`PromptConfig`, an :class:`AdapterSpec`...; None:
+    the kind's default for the task, a prompt from the task's instruction).
     ``data``: None (the paper's hub source), ``"fixtures"`` or a local file/directory.
     Validation uses ``validation_data`` or the ``validation`` split of ``data``; only
     when that source has no validation split (:class:`MissingSplitError`), a held-out
@@ -75,8 +75,9 @@ def train_task(
     did, with the language prompt twice in every forward (training and validation loss);
     test-time generation is unaffected. Recorded in the manifest's ``training``.
     """
-    check_kind(kind)
-    if reference_slp_stp_quirk and (kind != "prompt" or language_rep is None):
+    kind_obj = get_kind(kind)
+    quirk = get_configuration("slp+stp")
+    if reference_slp_stp_quirk and (kind != quirk.task_kind or language_rep is None):
         raise LangTransferError(
             "reference_slp_stp_quirk applies to slp+stp only: a task prompt (kind 'prompt') "
             "trained with a soft language prompt (language_rep)"
@@ -115,30 +116,19 @@ def train_task(
     base, tokenizer = loaded.model, loaded.tokenizer
     set_seed(settings.seed)  # a fresh adapter's initial weights come from the global RNG
     language_repr = loaded.representation(language_rep) if language_rep else None
-    if language_repr is not None and language_repr.role != "language":
-        raise LangTransferError(
-            f"{language_rep} is a {language_repr.role} representation, not a language one: "
-            "pass the source language's representation"
-        )
-    if language_repr is not None and language_repr.language != lang.code:
-        raise LangTransferError(
-            f"{language_rep} is a language representation for "
-            f"{language_repr.language!r}, but the task trains on "
-            f"{lang.code!r}: "
-            "pass the source language's representation"
-        )
+    if language_repr is not None:
+        check_fit(language_repr, "language", language=lang.code, where=language_rep,
+                  language_use="the training language",
+                  hint="pass the source language's representation")
     # One id per trained artefact, the same in every process, so a resumed run's
     # checkpoints fit; the slot is given back when training ends.
     rep_id = representation_id("task", kind, task_obj.name, lang.code, "training")
-    prompt = prompt or PromptConfig(
-        num_tokens=prompt_tokens or 50,
-        init_text=task_obj.prompt_init(lang.name),
-        seed=settings.seed,
-    )
-    task_repr = new_representation(kind, "task", base, tokenizer, prompt=prompt, adapter=adapter,
-                                   task=task_obj.name, settings_hash=settings_hash, id=rep_id)
+    spec = kind_obj.check_spec(spec) if spec is not None else kind_obj.spec(
+        {}, SpecContext("task", lang.name, task_obj.prompt_init(lang.name), seed=settings.seed))
+    task_repr = kind_obj.new("task", spec, base, tokenizer, task=task_obj.name,
+                             settings_hash=settings_hash, id=rep_id)
     configuration = configuration_name(language_repr, task_repr)
-    if reference_slp_stp_quirk and configuration != "slp+stp":
+    if reference_slp_stp_quirk and configuration != quirk.name:
         raise LangTransferError(
             f"reference_slp_stp_quirk applies to slp+stp only, not {configuration} "
             f"({language_rep} is a language {language_repr.kind if language_repr else None})"
