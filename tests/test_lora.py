@@ -11,7 +11,8 @@ from langtransfer.base.families import LORA_ATTENTION_TARGETS, lora_targets
 from langtransfer.base.loading import load_base
 from langtransfer.errors import CorruptFileError, IncompatibleModelError, LangTransferError
 from langtransfer.representations import lora
-from langtransfer.representations.lora import LoraFactors, LoraSpec, LoraWeights
+from langtransfer.representations.kinds.lora import LoraSpec
+from langtransfer.representations.lora import LoraFactors, LoraWeights
 
 peft = pytest.importorskip("peft")
 pytestmark = pytest.mark.filterwarnings("ignore:Could not find a config file")
@@ -51,7 +52,8 @@ def test_weighted_sum_is_exact_for_any_ranks():
 def _inject(model, name, rank, seed, targets=None):
     """A LoRA with PEFT's init, then B moved off zero so it changes the output."""
     spec = LoraSpec(rank=rank, alpha=2 * rank, dropout=0.0)
-    lora.inject(model, name, spec, targets or spec.target_modules(model))
+    lora.inject(model, name, spec.rank, spec.alpha, spec.dropout,
+                targets or spec.target_modules(model))
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for path, f in lora.weights_in(model, name).modules.items():
@@ -180,8 +182,9 @@ def test_default_targets_are_peft_s_and_presets_resolve_per_family():
 
 def test_bad_input_is_one_line_naming_the_values(tmp_path):
     causal, _ = load_base("tiny-causal")
-    with pytest.raises(IncompatibleModelError, match=r"'q' is not a linear layer of base model "
-                       r"'tiny-causal' \(llama\); its linear layers: .*q_proj"):
+    with pytest.raises(IncompatibleModelError, match=r"LoRA: target module 'q' is not a "
+                       r"linear layer of base model 'tiny-causal' \(llama\); its linear "
+                       r"layers: .*q_proj"):
         LoraSpec(targets=["q"]).target_modules(causal)
     with pytest.raises(LangTransferError, match="LoRA targets 'q;v'; valid: all-linear"):
         LoraSpec(targets="q;v")

@@ -1,5 +1,6 @@
-"""LoRA: its settings, its PEFT directory format, its layers in a base (through PEFT), and
-exact sums of LoRA modules.
+"""LoRA's weights: its PEFT directory format, its layers in a base (through PEFT), and
+exact sums of LoRA modules (the kind, its spec and defaults:
+:mod:`langtransfer.representations.kinds.lora`).
 
 **Format.** A LoRA directory is a PEFT LoRA directory: ``adapter_config.json``
 (``peft_type: LORA``, ``r``, ``lora_alpha``, ``target_modules``...) and
@@ -28,7 +29,7 @@ import json
 import math
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +38,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from langtransfer.base.families import LORA_TARGET_PRESETS, family_of, lora_targets
+from langtransfer.base.families import family_of
 from langtransfer.base.loading import model_name
 from langtransfer.errors import (
     CorruptFileError,
     IncompatibleModelError,
     LangTransferError,
-    UnknownNameError,
 )
 from langtransfer.io import os_error_from, write_json
 
@@ -57,87 +57,17 @@ TASK_TYPES = {"seq2seq": "SEQ_2_SEQ_LM", "causal": "CAUSAL_LM"}
 #: PEFT's name prefix of LoRA parameters (``delete_adapter`` needs it).
 PARAMETER_PREFIX = "lora_"
 
-#: The defaults, from published LoRA practice for models of mT0-base's and
-#: Qwen2.5-0.5B's size (docs/lora.md gives the sources): rank 8 on the attention's query
-#: and value projections (Hu et al. 2021; PEFT's mt0-large example), alpha 16 (scaling 2),
-#: dropout 0.1 (QLoRA's for models up to 13B; PEFT's mt0-large example).
-DEFAULT_RANK = 8
-DEFAULT_ALPHA = 16
-DEFAULT_DROPOUT = 0.1
-DEFAULT_TARGETS = "attention"
-
-
-@dataclass
-class LoraSpec:
-    """A LoRA's shape and training dropout: ``rank``, ``alpha`` (scaling ``alpha / rank``),
-    ``dropout`` on the LoRA's input while training, and ``targets``: a preset
-    (``attention``, ``all-linear``; :data:`~langtransfer.base.families.LORA_TARGET_PRESETS`)
-    or module names (``["q", "k", "v"]``)."""
-
-    rank: int = DEFAULT_RANK
-    alpha: int = DEFAULT_ALPHA
-    dropout: float = DEFAULT_DROPOUT
-    targets: str | list[str] = DEFAULT_TARGETS
-
-    def __post_init__(self) -> None:
-        for name in ("rank", "alpha"):
-            value = getattr(self, name)
-            if not _positive_int(value):
-                raise LangTransferError(f"LoRA {name} must be a positive integer, got {value!r}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not (
-            0 <= self.dropout < 1
-        ):
-            raise LangTransferError(f"LoRA dropout must be in [0, 1), got {self.dropout!r}")
-        self.dropout = float(self.dropout)
-        if isinstance(self.targets, str):
-            if self.targets not in LORA_TARGET_PRESETS:
-                names = [t.strip() for t in self.targets.split(",") if t.strip()]
-                if not names or any(not _module_name(n) for n in names):
-                    raise UnknownNameError(
-                        "LoRA targets", self.targets, [*LORA_TARGET_PRESETS, "module names"]
-                    )
-                self.targets = sorted(set(names))
-        elif isinstance(self.targets, (list, tuple)) and self.targets and all(
-            isinstance(t, str) and _module_name(t) for t in self.targets
-        ):
-            self.targets = sorted(set(self.targets))
-        else:
-            raise LangTransferError(
-                f"LoRA targets must be a preset ({', '.join(LORA_TARGET_PRESETS)}) or a list "
-                f"of module names, got {self.targets!r:.60}"
-            )
-
-    @property
-    def scaling(self) -> float:
-        return self.alpha / self.rank
-
-    def target_modules(self, model: Any) -> list[str]:
-        """The module names this LoRA adapts in ``model`` (a preset resolved for its type);
-        a name the model has no linear layer of is an error naming it."""
-        names = (list(lora_targets(model, self.targets)) if isinstance(self.targets, str)
-                 else list(self.targets))
-        check_targets(model, names)
-        return names
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def _positive_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-def _module_name(name: str) -> bool:
-    return name.replace("_", "").isalnum()
-
-
-def check_targets(model: Any, names: Iterable[str]) -> None:
+def check_targets(model: Any, names: Iterable[str], what: str = "LoRA") -> None:
     """Every name in ``names`` is the last part of some linear layer's path in ``model``."""
     have = linear_names(model)
     missing = sorted(set(names) - have)
     if missing:
         raise IncompatibleModelError(
-            f"LoRA target module {', '.join(map(repr, missing))} is not a linear layer of base "
+            f"{what}: target module {', '.join(map(repr, missing))} is not a linear layer of base "
             f"model {model_name(model) or '(unnamed)'!r} ({model.config.model_type}); its "
             f"linear layers: {', '.join(sorted(have))}"
         )
@@ -407,12 +337,21 @@ def read_peft_lora(directory: Path) -> tuple[dict[str, Any], LoraWeights]:
 # -- layers in a base, through PEFT -------------------------------------------------------
 
 
-def inject(model: nn.Module, name: str, spec: LoraSpec, targets: Sequence[str]) -> None:
+@dataclass(frozen=True)
+class LoraFile:
+    """A LoRA as read from (or to be written to) a PEFT directory: its config and factors."""
+
+    config: dict[str, Any]
+    weights: LoraWeights
+
+
+def inject(model: nn.Module, name: str, rank: int, alpha: int, dropout: float,
+           targets: Sequence[str]) -> None:
     """Add a fresh LoRA called ``name`` to ``model``'s ``targets`` (PEFT's init: A random,
     B zero, so it starts as the base)."""
     from peft import LoraConfig
 
-    config = LoraConfig(r=spec.rank, lora_alpha=spec.alpha, lora_dropout=spec.dropout,
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout,
                         target_modules=list(targets), bias="none")
     _inject(config, model, name)
 
@@ -425,6 +364,8 @@ def _inject(config: Any, model: nn.Module, name: str) -> None:
         # many named LoRAs in one base is what composition wants.
         warnings.filterwarnings("ignore", message="Already found a `peft_config`")
         inject_adapter_in_model(config, model, adapter_name=name)
+    # PEFT's new modules (the LoRA dropout) start in training mode: the base's mode decides
+    model.train(model.training)
 
 
 def load_into(model: nn.Module, name: str, config: dict[str, Any], weights: LoraWeights) -> None:
@@ -487,14 +428,23 @@ def names_in(model: nn.Module) -> set[str]:
     return {n for m in model.modules() if isinstance(m, LoraLayer) for n in m.lora_A}
 
 
-def activate(model: nn.Module, names: Sequence[str], trainable: str | None = None) -> None:
-    """Make ``names`` the active LoRAs of ``model`` (their updates are summed), frozen
-    except ``trainable``."""
-    from peft.functional import set_adapter, set_requires_grad
+def activate(model: nn.Module, names: Sequence[str]) -> None:
+    """Make ``names`` the active LoRAs of ``model`` (their updates are summed). Which
+    LoRA trains is unchanged (PEFT's ``set_adapter`` sets ``requires_grad``; it is put back)."""
+    from peft.functional import set_adapter
 
+    grads = [(p, p.requires_grad) for n, p in model.named_parameters()
+             if f".{PARAMETER_PREFIX}" in n]
     set_adapter(model, list(names), inference_mode=True)
-    if trainable is not None:
-        set_requires_grad(model, trainable, True)
+    for parameter, requires_grad in grads:
+        parameter.requires_grad_(requires_grad)
+
+
+def set_trainable(model: nn.Module, name: str) -> None:
+    """Give the LoRA ``name``'s factors gradients (PEFT's ``set_requires_grad``)."""
+    from peft.functional import set_requires_grad
+
+    set_requires_grad(model, name, True)
 
 
 @contextlib.contextmanager
