@@ -61,6 +61,13 @@ def perturb(composed: ComposedModel, seed: int = 0) -> None:
                 p.add_(torch.randn(p.shape, generator=g) * 0.5)
 
 
+def assert_logits_close(actual, expected) -> None:
+    """Equal up to float32 noise of another summation order (a merged LoRA's one matrix
+    product against two; logits of the tiny bases reach ~40)."""
+    scale = float(expected.abs().max())
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5 * scale)
+
+
 def batch(tok):
     enc = tok(
         ["question: who? context: Bratislava", "ahoj svet"], padding=True, return_tensors="pt"

@@ -10,7 +10,7 @@ import json
 
 import pytest
 import torch
-from helpers import batch, build, perturb
+from helpers import assert_logits_close, batch, build, perturb
 
 from langtransfer.base.loading import load_base
 from langtransfer.cli import main
@@ -68,7 +68,7 @@ def test_every_exported_pair_equals_langtransfer_s_composition(tmp_path):
             expected = ours(**b).logits
         theirs = peft.PeftModel.from_pretrained(load_base("tiny-causal")[0], str(pair)).eval()
         with compose(theirs.get_base_model(), "base") as composed, torch.no_grad():
-            torch.testing.assert_close(composed(**b).logits, expected, rtol=1e-5, atol=1e-4)
+            assert_logits_close(composed(**b).logits, expected)
     vllm = index["vllm"]
     assert vllm[:3] == ["vllm", "serve", "tiny-causal"] and "--enable-lora" in vllm
     assert vllm[vllm.index("--lora-modules") + 1:] == [

@@ -50,7 +50,8 @@ def test_weighted_sum_is_exact_for_any_ranks():
 
 
 def _inject(model, name, rank, seed, targets=None):
-    """A LoRA with PEFT's init, then B moved off zero so it changes the output."""
+    """A LoRA with PEFT's init (seeded), then B moved off zero so it changes the output."""
+    torch.manual_seed(seed)
     spec = LoraSpec(rank=rank, alpha=2 * rank, dropout=0.0)
     lora.inject(model, name, spec.rank, spec.alpha, spec.dropout,
                 targets or spec.target_modules(model))
@@ -59,6 +60,12 @@ def _inject(model, name, rank, seed, targets=None):
         for path, f in lora.weights_in(model, name).modules.items():
             layer = model.get_submodule(path)
             layer.lora_B[name].weight.copy_(torch.randn(f.b.shape, generator=g) * 0.3)
+
+
+def _close(actual, expected):
+    """Equal up to float32 noise of a different summation order (logits here reach ~40)."""
+    scale = float(expected.abs().max())
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5 * scale)
 
 
 def _logits(model, tok):
@@ -92,14 +99,14 @@ def test_merged_pair_equals_the_two_applied_together_and_peft_loads_it(tmp_path,
 
     fresh, _ = load_base(name)
     theirs = peft.PeftModel.from_pretrained(fresh, str(tmp_path)).eval()
-    torch.testing.assert_close(_logits(theirs, tok), together, rtol=1e-5, atol=1e-4)
+    _close(_logits(theirs, tok), together)
 
     fresh, _ = load_base(name)
     read_config, read = lora.read_peft_lora(tmp_path)
     assert read_config == config and read.rank == 10
     lora.load_into(fresh, "merged", read_config, read)
     lora.activate(fresh, ["merged"])
-    torch.testing.assert_close(_logits(fresh, tok), together, rtol=1e-5, atol=1e-4)
+    _close(_logits(fresh, tok), together)
 
 
 @pytest.mark.parametrize("name", BASES)
@@ -145,7 +152,7 @@ def test_per_row_loras_equal_each_row_alone(name):
         lora.activate(model, names)
         with torch.no_grad():
             alone = model(**{k: v[i : i + 1] for k, v in inputs.items()}).logits
-        torch.testing.assert_close(mixed[i : i + 1], alone, rtol=1e-4, atol=1e-4)
+        _close(mixed[i : i + 1], alone)
     lora.activate(model, [])
     with lora.per_row(model, rows[:2]), pytest.raises(LangTransferError, match="set for 2 rows "
                                                        "but a call has 6"), torch.no_grad():
