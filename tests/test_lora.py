@@ -143,10 +143,11 @@ def test_per_row_loras_equal_each_row_alone(name):
     b = batch(tok)
     b = {k: torch.cat([v, v, v.flip(0)]) for k, v in b.items()}  # 6 rows
     rows = [["l1", "t1"], ["l2", "t1"], ["l1", "t2"], ["l2", "t2"], ["l1"], []]
+    slots = [[r[0] if r else None for r in rows], [r[1] if len(r) > 1 else None for r in rows]]
     inputs = {k: b[k] for k in ("input_ids", "attention_mask")}
     if model.config.is_encoder_decoder:
         inputs["labels"] = b["labels"]
-    with lora.per_row(model, rows), torch.no_grad():
+    with lora.per_row(model, slots), torch.no_grad():
         mixed = model(**inputs).logits
     for i, names in enumerate(rows):
         lora.activate(model, names)
@@ -154,8 +155,8 @@ def test_per_row_loras_equal_each_row_alone(name):
             alone = model(**{k: v[i : i + 1] for k, v in inputs.items()}).logits
         _close(mixed[i : i + 1], alone)
     lora.activate(model, [])
-    with lora.per_row(model, rows[:2]), pytest.raises(LangTransferError, match="set for 2 rows "
-                                                       "but a call has 6"), torch.no_grad():
+    with lora.per_row(model, [s[:2] for s in slots]), pytest.raises(
+            LangTransferError, match="set for 2 rows but a call has 6"), torch.no_grad():
         model(**inputs)
 
 

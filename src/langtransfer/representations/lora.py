@@ -448,26 +448,56 @@ def set_trainable(model: nn.Module, name: str) -> None:
 
 
 @contextlib.contextmanager
-def per_row(model: nn.Module, row_loras: Sequence[Sequence[str]]) -> Iterator[None]:
+def per_row(model: nn.Module, slots: Sequence[Sequence[str | None]]) -> Iterator[None]:
     """Within the block, row ``i`` of every batch through ``model`` runs with the LoRAs
-    ``row_loras[i]`` (their updates summed), so rows of different (language, task) pairs
-    share one forward or ``generate``; no LoRA is active otherwise (the block starts by
-    deactivating them; the caller activates what it needs afterwards).
+    ``slot[i]`` of each slot (a role: the language LoRA, the task LoRA; None: none), their
+    updates summed, so rows of different (language, task) pairs share one forward or
+    ``generate``; no LoRA is active otherwise (the block starts by deactivating them; the
+    caller activates what it needs afterwards).
 
     PEFT's own mixed batches (``adapter_names=``) give each row one adapter; a row here
-    needs a language and a task LoRA, so a hook on each LoRA layer adds, per LoRA, its
-    update to the rows that use it, with PEFT's layers (``lora_A``, ``lora_B``,
-    ``scaling``). Every call must have one row per entry (greedy decoding keeps it; beam
-    search does not, and is refused)."""
+    needs a language and a task LoRA, so a hook on each of PEFT's LoRA layers adds each
+    slot's update with the layer's own factors (``lora_A``, ``lora_B``, ``scaling``): a
+    slot every row shares runs on the whole batch, as PEFT runs it; a slot whose rows
+    differ gathers each row's factors from the slot's LoRAs stacked (zero-padded to one
+    rank, scaling folded into B) and runs one batched product for all rows. Every call
+    must have one row per entry (greedy decoding keeps it; beam search does not, and is
+    refused)."""
     from peft.tuners.lora import LoraLayer
 
-    batch = len(row_loras)
+    slots = [list(slot) for slot in slots if any(n is not None for n in slot)]
+    batch = len(slots[0]) if slots else 0
+    if any(len(slot) != batch for slot in slots):
+        raise LangTransferError("per-row LoRAs need one entry per row in every slot")
     activate(model, [])
     device = next(model.parameters()).device
-    rows: dict[str, torch.Tensor] = {}
-    for name in dict.fromkeys(n for names in row_loras for n in names):
-        rows[name] = torch.tensor([i for i, names in enumerate(row_loras) if name in names],
-                                  dtype=torch.long, device=device)
+    # Per slot: its LoRAs in order, and each row's index into them (len: no LoRA).
+    plans = []
+    for slot in slots:
+        names = list(dict.fromkeys(n for n in slot if n is not None))
+        index = torch.tensor([names.index(n) if n is not None else len(names) for n in slot],
+                             dtype=torch.long, device=device)
+        plans.append((names, index, names[0] if len(names) == 1 and None not in slot else None))
+    stacks: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def stacked(module: Any, j: int, names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The slot's A (n+1 x r x in) and scaled B (n+1 x out x r) in ``module``; the
+        last entry, and a LoRA the module does not hold, are zeros."""
+        key = (id(module), j)
+        if key not in stacks:
+            present = [n for n in names if n in module.lora_A]
+            rank = max(module.lora_A[n].weight.shape[0] for n in present)
+            weight = module.lora_A[present[0]].weight
+            cols, rows = weight.shape[1], module.lora_B[present[0]].weight.shape[0]
+            a = weight.new_zeros(len(names) + 1, rank, cols)
+            b = weight.new_zeros(len(names) + 1, rows, rank)
+            for k, n in enumerate(names):
+                if n in module.lora_A:
+                    r = module.lora_A[n].weight.shape[0]
+                    a[k, :r] = module.lora_A[n].weight
+                    b[k, :, :r] = module.lora_B[n].weight * module.scaling[n]
+            stacks[key] = (a, b)
+        return stacks[key]
 
     def hook(module: Any, args: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor:
         x = args[0]
@@ -476,17 +506,37 @@ def per_row(model: nn.Module, row_loras: Sequence[Sequence[str]]) -> Iterator[No
                 f"per-row LoRAs are set for {batch} rows but a call has {x.shape[0]} "
                 "(beam search or several sequences per row cannot mix LoRAs per row)"
             )
-        for name, index in rows.items():
-            if name not in module.lora_A:
+        for j, (names, index, shared) in enumerate(plans):
+            if shared is not None:  # every row: as PEFT runs one LoRA
+                if shared in module.lora_A:
+                    lora_a = module.lora_A[shared]
+                    delta = module.lora_B[shared](lora_a(module.lora_dropout[shared](
+                        x.to(lora_a.weight.dtype)))) * module.scaling[shared]
+                    output = output + delta.to(output.dtype)
                 continue
-            a = module.lora_A[name]
-            sub = x.index_select(0, index).to(a.weight.dtype)
-            delta = module.lora_B[name](a(module.lora_dropout[name](sub))) * module.scaling[name]
-            output = output.index_add(0, index, delta.to(output.dtype))
+            if not any(n in module.lora_A for n in names):
+                continue
+            if module.training:  # each LoRA's own dropout on its rows
+                for k, name in enumerate(names):
+                    if name not in module.lora_A:
+                        continue
+                    rows = (index == k).nonzero().squeeze(1)
+                    lora_a = module.lora_A[name]
+                    sub = x.index_select(0, rows).to(lora_a.weight.dtype)
+                    delta = module.lora_B[name](lora_a(module.lora_dropout[name](sub)))
+                    output = output.index_add(0, rows, (delta * module.scaling[name]).to(
+                        output.dtype))
+                continue
+            a, b = stacked(module, j, names)
+            flat = x.reshape(batch, -1, x.shape[-1]).to(a.dtype)
+            hidden = torch.bmm(flat, a.index_select(0, index).transpose(1, 2))
+            delta = torch.bmm(hidden, b.index_select(0, index).transpose(1, 2))
+            output = output + delta.reshape(output.shape).to(output.dtype)
         return output
 
+    wanted = {n for names, _, _ in plans for n in names}
     handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, LoraLayer) and any(n in m.lora_A for n in rows)]
+               if isinstance(m, LoraLayer) and any(n in m.lora_A for n in wanted)]
     try:
         yield
     finally:

@@ -303,8 +303,9 @@ class LoraKind(RepresentationKind):
         """The LoRAs of ``rows`` active: for all rows, PEFT's ``set_adapter`` (their updates
         summed; only when the set changes, and every LoRA's ``requires_grad`` kept, which
         ``set_adapter`` would reset); for rows with LoRAs of their own, the per-row hook."""
-        per_row = _row_names(rows)
-        if model not in _ACTIVE and not any(per_row):
+        slots = _slots(rows)
+        per_row = list(zip(*slots, strict=True)) if slots else [()]
+        if model not in _ACTIVE and not any(n for row in per_row for n in row):
             return  # no LoRA was ever added to this base: nothing to (de)activate
         from langtransfer.representations import lora
 
@@ -313,12 +314,14 @@ class LoraKind(RepresentationKind):
             state.rows.__exit__(None, None, None)
             state.rows = None
         if len(set(per_row)) > 1:
-            state.rows = lora.per_row(model, per_row)
+            state.rows = lora.per_row(model, slots)
             state.rows.__enter__()  # deactivates every LoRA: the hooks add each row's
             state.names = ()
-        elif per_row[0] != state.names:
-            lora.activate(model, per_row[0])
-            state.names = per_row[0]
+            return
+        names = tuple(n for n in per_row[0] if n is not None)
+        if names != state.names:
+            lora.activate(model, names)
+            state.names = names
 
     def train(self, model: Any, rep: Representation) -> None:
         from langtransfer.representations import lora
@@ -326,17 +329,13 @@ class LoraKind(RepresentationKind):
         lora.set_trainable(model, rep.id)
 
 
-def _row_names(rows: Rows) -> list[tuple[str, ...]]:
-    """Each row's LoRA ids (language first), from per-role lists of one entry (every row)
-    or one per row."""
+def _slots(rows: Rows) -> list[list[str | None]]:
+    """Per role (language, then task), each row's LoRA id (None: none), from per-role
+    lists of one entry (every row) or one per row."""
     batch = max((len(reps) for reps in rows.values()), default=0)
-    out = []
-    for i in range(batch):
-        names = []
-        for role in ROLES:
-            reps = rows.get(role) or ()
-            rep = (reps[i] if len(reps) > 1 else reps[0]) if reps else None
-            if rep is not None:
-                names.append(rep.id)
-        out.append(tuple(names))
-    return out or [()]
+    slots = []
+    for role in ROLES:
+        reps = rows.get(role) or ()
+        slots.append([(rep.id if (rep := reps[i] if len(reps) > 1 else reps[0]) is not None
+                       else None) if reps else None for i in range(batch)])
+    return slots
