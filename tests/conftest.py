@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # `make test` runs two pytest workers on two cores: one thread each (inherited by the
 # subprocesses tests start), since oversubscribed OpenMP threads spin and run ~10x slower.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Data digests (langtransfer.study.fingerprints) are cached on disk: in a directory of the
+# run's own, not the user's ~/.cache.
+os.environ.setdefault("LANGTRANSFER_CACHE_DIR", tempfile.mkdtemp(prefix="langtransfer-cache-"))
 
 # Tests fork children and SIGKILL them (tests/test_reliability.py). tqdm guards every bar,
 # even a disabled one, with a multiprocessing lock: a semaphore a forked child shares with

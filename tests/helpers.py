@@ -29,19 +29,6 @@ def make_rep(role: str, kind: str, model, tok, subject: str) -> Representation:
     return new_adapter(role, **{key: subject})
 
 
-def task_prompt(tokens: int | None, seed: int, task: str = "nli",
-                language: str = "en") -> PromptConfig | None:
-    """What ``train_task`` makes of a ``tokens``-token task prompt by default (the task's
-    instruction for the language; None: no prompt, the kind's default spec)."""
-    from langtransfer.languages import get_language
-    from langtransfer.tasks import get_task
-
-    if tokens is None:
-        return None
-    text = get_task(task).prompt_init(get_language(language).name)
-    return PromptConfig(num_tokens=tokens, init_text=text, seed=seed)
-
-
 def build(model, tok, configuration: str, *, lang="sk", task="qa", train=None) -> ComposedModel:
     lang_kind, task_kind = configuration_kinds(configuration)
     language = make_rep("language", lang_kind, model, tok, lang) if lang_kind else None

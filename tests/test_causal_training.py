@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import task_prompt
 
 from langtransfer.base.loading import TINY_CAUSAL_NAME, load_base
 from langtransfer.cli import main
@@ -94,7 +93,8 @@ def test_task_training_lowers_the_held_out_loss(tmp_path, kind, lr, tokens):
                                 eval_steps=15, save_steps=15, logging_steps=1000, seed=3)
     out = train_task(model=TINY_CAUSAL_NAME, task="nli", language="en", kind=kind,
                      output=tmp_path / "rep", data="fixtures", settings=settings,
-                     spec=task_prompt(tokens, 3), max_length=128, show_progress=False)
+                     spec={"num_tokens": tokens} if tokens else None, max_length=128,
+                     show_progress=False)
     training = read_manifest(out)["training"]
     assert training["validation_loss"] < 0.9 * training["validation_loss_initial"]
 

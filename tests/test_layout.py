@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "langtransfer"
 #: Bottom to top. A module may import its own layer and the ones below.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundations", ("__init__", "errors", "io", "jsonl", "configurations", "languages",
-                     "quiet", "options")),
+                     "quiet", "options", "profiles")),
     ("the base model", ("base",)),
     ("representations", ("representations",)),
     ("composition", ("composition",)),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import batch, make_rep, perturb, task_prompt
+from helpers import batch, make_rep, perturb
 
 from langtransfer.composition.composed import compose
 from langtransfer.composition.loaded_base import LoadedBase
@@ -60,8 +60,7 @@ def run_sequence(model, root: Path, digests: list[str] | None = None) -> dict:
                        settings=default_settings("adapter", "task", **TASK), **task)
     check()
     stp = train_task(model=model, language="en", kind="prompt", output=root / "stp-en",
-                     spec=task_prompt(4, default_settings("prompt", "task", **TASK).seed),
-                     settings=default_settings("prompt", "task", **TASK),
+                     spec={"num_tokens": 4}, settings=default_settings("prompt", "task", **TASK),
                      **task)
     check()
     common = dict(task="nli", data="fixtures", max_examples=8, show_progress=False,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import PROMPT_TOKENS, batch, build, make_rep, task_prompt
+from helpers import PROMPT_TOKENS, batch, build, make_rep
 
 from langtransfer.cli import main
 from langtransfer.composition.composed import compose
@@ -113,7 +113,7 @@ def test_train_task_uses_and_records_the_quirk(tiny, tmp_path):
     for quirk in (False, True):
         out = train_task(model="tiny", task="nli", language="en", kind="prompt",
                          output=tmp_path / f"stp-{quirk}", language_rep=lang_dir,
-                         data="fixtures", settings=settings, spec=task_prompt(PROMPT_TOKENS, 1),
+                         data="fixtures", settings=settings, spec={"num_tokens": PROMPT_TOKENS},
                          max_length=64, max_examples=16, show_progress=False,
                          reference_slp_stp_quirk=quirk)
         trained[quirk] = read_manifest(out)["training"]

@@ -42,11 +42,13 @@ from langtransfer.errors import LangTransferError
 from langtransfer.inference.evaluate import evaluate
 from langtransfer.representations import load_representation, read_manifest
 from langtransfer.results.records import read_records, write_record
+from langtransfer.study import locks
 from langtransfer.study.load import load_study_config
 from langtransfer.study.locks import file_lock
-from langtransfer.study.run import is_done, locks, plan, run_study, shard_plan
+from langtransfer.study.run import is_done, plan, run_study, shard_plan
 from langtransfer.training import trainer as lt_train
 from langtransfer.training.language import train_language
+from langtransfer.training.task import train_task
 from langtransfer.training.trainer import NonFiniteLossError, default_settings
 
 SEQ = 64
@@ -306,6 +308,106 @@ def test_kills_around_the_rename_of_a_checkpoint_resume_and_leave_no_staging(
     assert leftovers(tmp_path) == []
 
 
+# --- 1. kills at seeded points: every kind x family x configuration the study trains --------
+
+#: (role, configuration): the two language representations and the six trained task ones.
+TRAINED = [("language", "slp"), ("language", "la"), ("task", "stp"), ("task", "ta"),
+           ("task", "slp+stp"), ("task", "slp+ta"), ("task", "la+stp"), ("task", "la+ta")]
+
+
+@pytest.fixture(scope="module")
+def resume_bases(tmp_path_factory) -> dict:
+    """One loaded base per family (forked children inherit it) and, trained on it, the
+    frozen English language prompt and adapter the task configurations train with."""
+    from langtransfer.composition.loaded_base import LoadedBase
+
+    root = tmp_path_factory.mktemp("frozen")
+    bases = {}
+    for family in ("tiny", "tiny-causal"):
+        loaded = LoadedBase.load(family)
+        reps = {}
+        for short, kind in (("slp", "prompt"), ("la", "adapter")):
+            reps[short] = train_language(
+                model=loaded, language="en", kind=kind, corpus="fixture",
+                output=root / family / short, sequence_length=SEQ, show_progress=False,
+                settings=default_settings(kind, "language", max_steps=2, batch_size=4))
+        bases[family] = (loaded, reps)
+    return bases
+
+
+def _train_matrix(loaded, reps: dict, role: str, configuration: str, out: Path,
+                  ckpt: Path) -> None:
+    """6 steps, a checkpoint every 2, 3 batches an epoch: checkpoint-4 is in the middle of
+    the second epoch, where a resumed task training once trained on other batches."""
+    task_kind = "prompt" if configuration.endswith("stp") else "adapter"
+    if role == "language":
+        kind = "prompt" if configuration == "slp" else "adapter"
+        train_language(model=loaded, language="sk", kind=kind, corpus="fixture", output=out,
+                       settings=default_settings(kind, "language", max_steps=6, batch_size=24,
+                                                 save_steps=2, logging_steps=1000),
+                       sequence_length=SEQ, checkpoint_dir=ckpt, resume=True,
+                       show_progress=False)
+        return
+    language = configuration.split("+")[0] if "+" in configuration else None
+    train_task(model=loaded, task="nli", language="en", kind=task_kind, output=out,
+               language_rep=reps[language] if language else None, data="fixtures",
+               settings=default_settings(task_kind, "task", max_steps=6, batch_size=4,
+                                         eval_steps=2, logging_steps=1000),
+               max_examples=12, spec={"num_tokens": 4} if task_kind == "prompt" else None,
+               checkpoint_dir=ckpt, resume=True, show_progress=False)
+
+
+@pytest.fixture
+def no_full_gc(monkeypatch):
+    """Accelerate's ``free_memory`` runs a full ``gc.collect()`` in every ``train()``: about
+    a second in a test process holding the whole suite's objects, most of these tests'
+    time. Skipped here; it frees memory, it changes no number."""
+    import gc
+
+    monkeypatch.setattr(gc, "collect", lambda generation=2: 0)
+
+
+@pytest.mark.parametrize("family", ["tiny", "tiny-causal"])
+@pytest.mark.parametrize(("role", "configuration"), TRAINED, ids=[c for _, c in TRAINED])
+def test_every_training_killed_mid_epoch_resumes_bit_identically(
+        tmp_path, resume_bases, no_full_gc, family, role, configuration):
+    """A SIGKILL at a seeded point after checkpoint-4 (in step 5 or 6, an evaluation or a
+    save), then a rerun: the weights of every later checkpoint, the kept
+    representation, its validation losses and the evaluation history equal those of an
+    uninterrupted run, for each kind and configuration on both families. (Task training
+    groups batches by length; its order per epoch was drawn afresh by a resumed run.)"""
+    loaded, reps = resume_bases[family]
+    train = functools.partial(_train_matrix, loaded, reps, role, configuration)
+    train(tmp_path / "reference", tmp_path / "reference.ckpt")
+    out, ckpt, log = tmp_path / "rep", tmp_path / "ckpt", tmp_path / "child.log"
+    delay = random.Random(f"{family}/{configuration}").uniform(0, 0.03)
+    pid = fork(lambda: train(out, ckpt), log)
+    assert kill_when(pid, lambda: _steps(ckpt) >= 4, log, delay=delay), "the run ended first"
+    KILLS["every training"] += 1
+    resumed_from = _steps(ckpt)
+    assert resumed_from == 4 and not (out / "manifest.json").exists()
+
+    train(out, ckpt)
+    training, reference = read_manifest(out)["training"], read_manifest(
+        tmp_path / "reference")["training"]
+    assert training["resumed_from"] == f"checkpoint-{resumed_from}"
+    # The last step's weights (a task's kept representation is the best checkpoint's).
+    mine = load_file(ckpt / "checkpoint-6" / "model.safetensors")
+    theirs = load_file(tmp_path / "reference.ckpt" / "checkpoint-6" / "model.safetensors")
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+    weights = {p.name: load_file(p) for p in out.glob("*.safetensors")}
+    expected = {p.name: load_file(p) for p in (tmp_path / "reference").glob("*.safetensors")}
+    assert weights.keys() == expected.keys() and all(
+        torch.equal(weights[f][k], expected[f][k]) for f in weights for k in weights[f])
+    for key in ("validation_loss", "validation_loss_initial", "steps", "best_checkpoint"):
+        assert training.get(key) == reference.get(key), key
+    history = [json.loads((d / "checkpoint-6" / "trainer_state.json").read_text())["log_history"]
+               for d in (ckpt, tmp_path / "reference.ckpt")]
+    evals = [[(e["step"], e["eval_loss"]) for e in h if "eval_loss" in e] for h in history]
+    assert evals[0] == evals[1] and (role == "language" or len(evals[0]) == 3)
+
+
+# --- 1. kills at seeded points: evaluation ----------------------------------------------------
 # --- 1. kills at seeded points: evaluation ----------------------------------------------------
 
 
@@ -574,8 +676,9 @@ def test_stale_and_live_locks(tmp_path):
     with file_lock(lock, poll=0.01):
         assert json.loads(lock.read_text())["pid"] == os.getpid()
     assert time.monotonic() - started < 1 and not lock.exists()
-    # Another host's lock, older than stale_after: broken; younger: waited for.
+    # Another host's lock, its heartbeat older than stale_after: broken; younger: waited for.
     lock.write_text(json.dumps({"pid": 1, "host": "elsewhere", "time": time.time() - 100}))
+    os.utime(lock, (time.time() - 100,) * 2)
     with file_lock(lock, stale_after=50, poll=0.01):
         pass
     lock.write_text(json.dumps({"pid": 1, "host": "elsewhere", "time": time.time()}))
@@ -600,7 +703,7 @@ def test_a_lock_whose_pid_is_a_zombie_or_reused_is_stale(tmp_path):
     """``kill(pid, 0)`` answers for a killed child not yet reaped, and for a later process
     given the same pid: neither is the owner, so neither keeps the lock for a day."""
     lock = tmp_path / ".x.lock"
-    own = json.loads(json.dumps(locks._new_info()))
+    own = json.loads(json.dumps(locks._new_info("mine")))
     assert isinstance(own["started"], int)
     # A live owner (this process, started when it says): waited for.
     lock.write_text(json.dumps({**own, "token": "other"}))
@@ -680,6 +783,46 @@ def test_two_shards_on_one_directory_build_shared_artefacts_once(tmp_path):
     shared = {a.id for a in shard_plan(arts, 1, 2)} & {a.id for a in shard_plan(arts, 2, 2)}
     assert shared and all(ids[a] == 1 for a in shared)
     assert not list((tmp_path / "out").rglob("*.lock"))
+
+
+def test_a_shard_builds_ready_work_while_another_holds_a_lock(tmp_path):
+    """A shard meeting an artefact another live process is building (its lock held) does
+    not wait on it: it builds everything ready that does not need it, then comes back,
+    skips it once the other has built it, and builds what needed it."""
+    config = study_config(tmp_path, "out")
+    arts = {a.id: a for a in plan(config)}
+    held = arts["language:prompt/en"]
+    needs_held = {i for i, a in arts.items() if held.id in a.deps or any(
+        held.id in arts[d].deps for d in a.deps)}
+    assert needs_held and len(arts) - len(needs_held) - 1 >= 2
+    log = tmp_path / "builds.txt"
+    build = _slow_fake_builder(log)
+    from langtransfer.study.run import prepare_output
+
+    prepare_output(config)  # as the other shard did
+    lock = locks.FileLock(held.path.parent / f".{held.path.name}.lock")
+    assert lock.acquire(blocking=False)  # this process: a live owner, as another shard
+    result: list = []
+    runner = threading.Thread(target=lambda: result.append(
+        run_study(config, progress=False, builder=build)))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(log.read_text().splitlines() if log.exists() else []) < len(arts) - 1 - len(
+                needs_held):
+            assert runner.is_alive() and time.monotonic() < deadline, "no ready work built"
+            time.sleep(0.02)
+        time.sleep(0.3)  # nothing more is ready: the shard must not build what needs `held`
+        first = [line.split()[0] for line in log.read_text().splitlines()]
+        assert set(first) == set(arts) - needs_held - {held.id}
+        build(held)  # the other shard finishes it
+    finally:
+        lock.release()
+    runner.join(60)
+    assert result and result[0].counts == {"built": len(arts) - 1, "skipped": 1, "failed": 0,
+                                           "blocked": 0}
+    later = [line.split()[0] for line in log.read_text().splitlines()][len(first) + 1:]
+    assert set(later) == needs_held and all(is_done(a) for a in arts.values())
 
 
 def test_a_shard_starting_while_another_writes_the_study_marker_joins_it(tmp_path):

@@ -385,8 +385,8 @@ def test_train_task_on_one_train_file_validates_on_a_disjoint_part(tmp_path, mon
 
     real = task_training.load_examples
 
-    def spy(task, language, split, data=None, max_examples=None):
-        out = real(task, language, split, data, max_examples)
+    def spy(task, language, split, data=None, max_examples=None, **reading):
+        out = real(task, language, split, data, max_examples, **reading)
         seen[split] = out
         return out
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from langtransfer.cli import main
-from langtransfer.errors import OutputExistsError, UnknownNameError
+from langtransfer.errors import LangTransferError, OutputExistsError, UnknownNameError
 from langtransfer.study.config import StudyConfig
 from langtransfer.study.load import load_study_config
 from langtransfer.study.run import is_done, parse_shard, plan, run_study, shard_plan
@@ -114,8 +114,13 @@ def test_shards_partition_the_evaluations(tmp_path):
         mine = {a.id for a in shard_plan(arts, k, 3)}
         assert all(d in mine for a in arts if a.id in mine for d in a.deps)
     assert parse_shard("2/4") == (2, 4)
-    for bad in ("0/2", "3/2", "x", "1/0"):
-        with pytest.raises(Exception, match="shard"):
+    # A 0-based index (a Slurm array's ${SLURM_ARRAY_TASK_ID}) is written i%n: no index
+    # reads two ways, and every shard of a 0-based array maps to one of k/n.
+    assert [parse_shard(f"{i}%4") for i in range(4)] == [(k, 4) for k in range(1, 5)]
+    with pytest.raises(LangTransferError, match=r"'0/8': k/n counts from 1.*write 0%8"):
+        parse_shard("0/8")
+    for bad in ("3/2", "x", "1/0", "4%4", "-1%4", "1%0", "1%2/3"):
+        with pytest.raises(LangTransferError, match="shard"):
             parse_shard(bad)
 
 

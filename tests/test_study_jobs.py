@@ -51,6 +51,8 @@ BASE: dict[str, Any] = {
 #: they go (location) or what the registries hold (extensions). Each has its own test.
 GRID = {"sources", "targets", "tasks", "configurations", "models", "axes", "composed"}
 LOCATION = {"output"}
+#: Where the study runs: what each Slurm job asks for (changes no job, no hash).
+EXECUTION = {"slurm"}
 EXTENSIONS = {"task_modules", "languages_file"}
 
 #: Valid other values for options whose values are names (anything else is derived from
@@ -67,6 +69,9 @@ NAMED = {
     "report_to": [["none"], ["tensorboard"]],
     "corpus": ["fixtures", "wikipedia", {"en": "en.txt", "sk": "sk.txt", "de": "de.txt"}],
     "data": ["hub", "local/nli"],  # "fixtures" is what the per-split base says
+    # naming the default ("method") changes no job: tests/test_profiles.py checks that
+    "profile": ["reference"],
+    "long_inputs": ["first", "last_chunk"],
 }
 
 
@@ -221,7 +226,7 @@ def test_every_option_reaches_the_hash_and_the_builder(tmp_path, monkeypatch):
     assert set(ref_calls) == set(ref_arts)
     checked = 0
     for path, current in options(BASE):
-        if path[0] in GRID | LOCATION | EXTENSIONS:
+        if path[0] in GRID | LOCATION | EXECUTION | EXTENSIONS:
             continue
         for i, value in enumerate(alternatives(path[-1], current)):
             what = f"{'.'.join(path)} = {value!r}"
@@ -247,7 +252,7 @@ def test_every_option_reaches_the_hash_and_the_builder(tmp_path, monkeypatch):
 
 def test_grid_location_and_extension_options_are_the_only_others(tmp_path):
     top = {f.name for f in fields(StudyConfig)}
-    assert top >= GRID | LOCATION | EXTENSIONS
+    assert top >= GRID | LOCATION | EXECUTION | EXTENSIONS
     reference = {a.id: a for a in plan(config_with(tmp_path, ("seed",), 42, "r"))}
     for name in sorted(GRID):
         value = {"sources": ["en", "de"], "targets": ["en", "sk", "ru"],
@@ -262,6 +267,10 @@ def test_grid_location_and_extension_options_are_the_only_others(tmp_path):
     moved = {a.id: a for a in plan(config_with(tmp_path, ("output",), str(tmp_path / "o2"), "o"))}
     assert {i: a.hash for i, a in moved.items()} == {i: a.hash for i, a in reference.items()}
     assert all(moved[i].path != reference[i].path for i in moved)
+    slurm = {"partition": "gpu", "gpus": 2, "time": "1-00:00:00", "sbatch": ["--qos=low"]}
+    on_slurm = config_with(tmp_path, ("slurm",), slurm, "s")
+    assert {a.id: a.hash for a in plan(on_slurm)} == {i: a.hash for i, a in reference.items()}
+    assert on_slurm.fingerprint() == config_with(tmp_path, ("seed",), 42, "r2").fingerprint()
 
 
 def test_task_prompt_init_reaches_train_task(tmp_path, monkeypatch):
@@ -282,10 +291,13 @@ def test_task_prompt_init_reaches_train_task(tmp_path, monkeypatch):
 
 def test_evaluation_defaults_are_evaluates():
     from langtransfer.inference.evaluate import evaluate
+    from langtransfer.profiles import get_profile
 
     params = inspect.signature(evaluate).parameters
+    profile = get_profile(None).settings()  # evaluate's None: the default profile's
     for key, value in defaults_of(EvaluationSettings).items():
-        assert params[key].default == value, key
+        default = params[key].default
+        assert (profile[key] if default is None and key in profile else default) == value, key
 
 
 def test_language_training_refuses_keys_it_would_ignore(tmp_path):

@@ -16,7 +16,6 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import task_prompt
 from safetensors.torch import load_file
 
 from langtransfer.representations import read_manifest
@@ -54,8 +53,9 @@ def run(tmp_path: Path, kind: str, data, validation: Path, runs=RUNS) -> tuple[d
     )
     out, ckpt = tmp_path / "rep", tmp_path / "ckpt"
     train_task(model="tiny", task="nli", language="en", kind=kind, output=out, data=data,
-               validation_data=validation, settings=settings, spec=task_prompt(tokens, 3),
-               max_length=128, checkpoint_dir=ckpt, show_progress=False)
+               validation_data=validation, settings=settings,
+               spec={"num_tokens": tokens} if tokens else None, max_length=128,
+               checkpoint_dir=ckpt, show_progress=False)
     return read_manifest(out)["training"], out, ckpt
 
 

@@ -17,6 +17,7 @@ import pytest
 from datasets import Dataset
 from helpers import make_rep
 from transformers import TrainerCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from langtransfer.base.loading import load_base
 from langtransfer.composition.composed import compose
@@ -113,8 +114,9 @@ SHOWN: dict[str, tuple[str, Any, Any, Any]] = {
     "bf16": ("changed", lambda t, spy, d: t.accelerator.mixed_precision, "no", "bf16"),
     # fp16 needs a GPU, a report_to integration its package: both shown on the arguments
     "fp16": ("", None, None, None),
-    "group_by_length": ("changed", lambda t, spy, d: type(t._get_train_sampler()).__name__,
-                        "RandomSampler", "LengthGroupedSampler"),
+    "group_by_length": ("changed", lambda t, spy, d: isinstance(t._get_train_sampler(),
+                                                                LengthGroupedSampler),
+                        False, True),
     "report_to": ("", None, None, None),
     "dataloader_num_workers": ("changed", lambda t, spy, d: spy.train_loader.num_workers,
                                0, 1),

@@ -65,10 +65,10 @@ def test_a_malformed_validation_file_is_not_replaced_by_held_out_train(tmp_path)
 def test_a_hub_failure_on_validation_stops_training(tmp_path, monkeypatch):
     real = task_training.load_examples
 
-    def load(task, language, split, data=None, max_examples=None):
+    def load(task, language, split, data=None, max_examples=None, **reading):
         if split == "validation":
             raise LangTransferError("facebook/xnli: connection reset while fetching validation")
-        return real(task, language, split, "fixtures", max_examples)
+        return real(task, language, split, "fixtures", max_examples, **reading)
 
     monkeypatch.setattr(task_training, "load_examples", load)
     with pytest.raises(LangTransferError, match="connection reset"):

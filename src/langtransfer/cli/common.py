@@ -42,6 +42,19 @@ def load_extension_options(args: argparse.Namespace) -> None:
     load_extensions(getattr(args, "task_modules", ()), getattr(args, "languages_files", ()))
 
 
+def add_profile_option(parser: argparse.ArgumentParser, applies: str) -> None:
+    """``--profile method|reference`` (:mod:`langtransfer.profiles`); ``applies`` says what
+    it sets for this verb."""
+    from langtransfer.profiles import DEFAULT_PROFILE, PROFILES
+
+    parser.add_argument(
+        "--profile", choices=list(PROFILES),
+        help=f"'reference' reproduces the published numbers as the paper's reference code "
+        f"computed them, 'method' is the method as described (default {DEFAULT_PROFILE}); "
+        f"here it sets {applies} (docs/fidelity.md)",
+    )
+
+
 def add_model_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
@@ -69,10 +82,16 @@ def add_training_options(parser: argparse.ArgumentParser, role: str) -> None:
             "--eval-batch-size", type=int, help="validation batch size (default: batch size)"
         )
     defaults = {name: kind.training_defaults for name, kind in KINDS.items()}
+    shown = {"adafactor": "Adafactor", "adamw": "AdamW"}  # the optimisers' own spellings
+
+    def number(value: float) -> str:
+        return f"{value:g}".replace("e-0", "e-")  # 5e-5, not 5e-05
+
     g.add_argument("--learning-rate", type=float, help=", ".join(
-        f"{name} {d['learning_rate']:g} ({d['optimizer']})" for name, d in defaults.items()))
+        f"{name} {number(d['learning_rate'])} ({shown[d['optimizer']]})"
+        for name, d in defaults.items()))
     g.add_argument("--weight-decay", type=float, help=", ".join(
-        f"{name} {d['weight_decay']:g}" for name, d in defaults.items()))
+        f"{name} {number(d['weight_decay'])}" for name, d in defaults.items()))
     g.add_argument("--optimizer", help="adafactor or adamw (" + ", ".join(
         f"{name} {d['optimizer']}" for name, d in defaults.items()) + ")")
     g.add_argument("--warmup-steps", type=int, help="learning-rate warm-up steps (default 0)")
@@ -148,11 +167,16 @@ def check_kind_options(args: argparse.Namespace) -> None:
 
 
 def settings_from_args(args: argparse.Namespace, kind: str, role: str) -> TrainSettings:
+    """The paper's settings for ``kind`` and ``role`` with the options given, and what
+    ``--profile`` sets for the kind (a task prompt keeps the best checkpoint, or not)."""
+    from langtransfer.profiles import get_profile
     from langtransfer.training.settings import default_settings
 
+    chosen = get_profile(getattr(args, "profile", None))
     return default_settings(
         kind,
         role,
+        **get_kind(kind).profile_training(role, chosen),
         max_steps=args.steps,
         batch_size=args.batch_size,
         eval_batch_size=getattr(args, "eval_batch_size", None),
@@ -177,12 +201,16 @@ def spec_from_args(
     label_words: list[str] | None = None,
 ) -> Any:
     """The ``--kind``'s spec: the options given over the kind's defaults for ``role`` (a
-    prompt: ``default_text``, the language's or the task's instruction)."""
+    prompt: ``default_text``, the language's or the task's instruction), shaped by
+    ``--profile`` (a prompt's parameter rows)."""
+    from langtransfer.profiles import get_profile
+
     kind = get_kind(args.kind)
     given = {option.key: getattr(args, _dest(option.flag)) for option in kind.options}
     seed = args.seed if args.seed is not None else 42
-    return kind.spec(_given(**given), SpecContext(role, language_name, default_text,
+    spec = kind.spec(_given(**given), SpecContext(role, language_name, default_text,
                                                   label_words=label_words, seed=seed))
+    return kind.profile_spec(spec, get_profile(getattr(args, "profile", None)))
 
 
 def _given(**options: Any) -> dict[str, Any]:

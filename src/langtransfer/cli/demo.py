@@ -64,10 +64,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from langtransfer.cli.study import example_path, run_and_report
     from langtransfer.study.load import load_study_config
+    from langtransfer.study.locks import STALE_AFTER
 
     print(DISCLAIMER, flush=True)
     config = load_study_config(example_path("demo"), output=args.output)
     args.shard, args.dry_run, args.no_report = "1/1", False, False
+    args.lock_stale_minutes = STALE_AFTER / 60
     code = run_and_report(config, args)
     print(guidance(Path(config.output)))
     return code

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from langtransfer.cli.common import add_extension_options, add_model_option
+from langtransfer.cli.common import add_extension_options, add_model_option, add_profile_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,6 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "classification tasks (the most likely label word; never unparseable; no "
         "--num-beams or --max-new-tokens)",
     )
+    add_profile_option(
+        p, "how long inputs are read (the reference: the last 256-token chunk) and how the "
+        "data is read (label order, empty QA answers)")
     add_extension_options(p)
     p.set_defaults(func=run)
 
@@ -91,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         num_beams=args.num_beams,
         scoring=args.scoring,
         trust_remote_code=args.trust_remote_code,
+        profile=args.profile,
     )
     keys = (
         "task",
@@ -101,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         "n_examples",
         "n_unparseable",
         "n_truncated",
+        "profile",
     )
     print(json.dumps({k: record.get(k) for k in keys}, indent=2, ensure_ascii=False))
     return 0

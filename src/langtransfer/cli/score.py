@@ -6,7 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
-from langtransfer.cli.common import add_extension_options
+from langtransfer.cli.common import add_extension_options, add_profile_option
 from langtransfer.errors import LangTransferError
 
 
@@ -64,6 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "ner's reference golds are then the targets cut to 30 tokens, as the reference scored "
         "them; without it the full targets",
     )
+    add_profile_option(p, "how the gold data is read (label order, empty QA answers)")
     add_extension_options(p)
     p.set_defaults(func=run)
 
@@ -79,6 +80,7 @@ def guess_language(path: Path) -> str | None:
 def run(args: argparse.Namespace) -> int:
     from langtransfer.inference.scoring import metrics_record, read_predictions, score_predictions
     from langtransfer.io import write_json
+    from langtransfer.profiles import get_profile
     from langtransfer.tasks import get_task
 
     task = get_task(args.task)
@@ -88,7 +90,10 @@ def run(args: argparse.Namespace) -> int:
         language = guess_language(data)
     if language is None:
         raise LangTransferError("cannot tell the data's language; pass --language CODE")
-    loaded = task.load_data(language, args.split, data, source=args.source)
+    profile = get_profile(args.profile)
+    loaded = task.load_data(language, args.split, data, source=args.source,
+                            label_order=profile.label_order,
+                            empty_answers=profile.empty_answers)
     examples = loaded.examples
     tokenizer = _tokenizer(args.tokenizer) if args.tokenizer else None
     metrics = score_predictions(task, examples, read_predictions(args.predictions, task),
@@ -98,7 +103,9 @@ def run(args: argparse.Namespace) -> int:
         shown = f"{value:.2f}" if isinstance(value, float) else value
         print(f"{key:<{width}}  {shown}")
     if args.output:
-        record = metrics_record(metrics, task)
+        record = {**metrics_record(metrics, task), "profile": profile.name,
+                  "reading": {"label_order": profile.label_order,
+                              "empty_answers": profile.empty_answers}}
         if loaded.label_mapping is not None:  # the data's class names disagree with positions
             record["label_mapping"] = loaded.label_mapping
         write_json(Path(args.output) / "metrics.json", record)

@@ -8,6 +8,7 @@ import socket
 import sys
 
 from langtransfer.cli.common import add_extension_options
+from langtransfer.serving.body import DEFAULT_MAX_BODY  # the standard library only
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -28,7 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             "  GET  /docs               OpenAPI docs (schema: /openapi.json)\n\n"
             "Inputs of concurrent requests -- any languages and tasks -- are batched into one\n"
             "model call (up to --max-batch-size rows, waiting at most --max-wait-ms). At most\n"
-            "--max-queue rows wait; past that a request gets 503 with Retry-After. SIGINT or\n"
+            "--max-queue rows wait; past that a request gets 503 with Retry-After. A body\n"
+            "over --max-body bytes gets 413 however it is sent (chunked too), and each\n"
+            "input's text is cut to what the model can read before any work, so memory\n"
+            "stays bounded (docs/serving.md gives the bound). SIGINT or\n"
             "SIGTERM stops accepting connections, finishes the requests in flight, then\n"
             "exits. Needs the serve extra: pip install 'langtransfer[serve]'. See\n"
             "docs/serving.md (scaling out: several serve processes behind a load balancer)."
@@ -68,6 +72,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="rows waiting at most; more get 503 + Retry-After (default 1024)")
     g.add_argument("--max-inputs", type=int, default=64, metavar="N",
                    help="inputs per request at most (default 64)")
+    g.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY, metavar="BYTES",
+                   help="bytes of one request body at most, however it is sent; more get 413 "
+                   f"(default {DEFAULT_MAX_BODY}, 8 MiB)")
+    g.add_argument("--max-body-total", type=int, default=None, metavar="BYTES",
+                   help="bytes of the request bodies being read at once at most; a body that "
+                   "would pass it gets 503 + Retry-After (default 4 x --max-body)")
     g.add_argument("--graceful-timeout", type=float, default=60.0, metavar="SECONDS",
                    help="seconds to let requests in flight finish at shutdown (default 60)")
     p.add_argument("--log-level", default="info",
@@ -123,6 +133,11 @@ def run(args: argparse.Namespace) -> int:
         raise LangTransferError(
             f"--max-inputs must be in 1..--max-queue ({args.max_queue}), got {args.max_inputs}"
         )
+    if args.max_body < 1:
+        raise LangTransferError(f"--max-body must be >= 1, got {args.max_body}")
+    if args.max_body_total is not None and args.max_body_total < args.max_body:
+        raise LangTransferError(f"--max-body-total must be >= --max-body ({args.max_body}), "
+                                f"got {args.max_body_total}")
     defaults = {}
     for item in args.defaults:
         task, sep, configuration = item.partition("=")
@@ -142,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
     predictor = Predictor.load(
         args.sources, model=model, batch_size=args.max_batch_size, defaults=defaults
     )
-    app = create_app(predictor, settings, max_inputs=args.max_inputs)
+    app = create_app(predictor, settings, max_inputs=args.max_inputs, max_body=args.max_body,
+                     max_body_total=args.max_body_total)
     sock = bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host

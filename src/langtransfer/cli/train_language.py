@@ -12,6 +12,7 @@ from langtransfer.cli.common import (
     add_extension_options,
     add_kind_option,
     add_model_option,
+    add_profile_option,
     add_training_options,
     check_kind_options,
     settings_from_args,
@@ -76,6 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "1000)",
     )
     add_training_options(p, "language")
+    add_profile_option(p, "a soft prompt's parameter rows (the reference's: 2 per token)")
     add_extension_options(p, tasks=False)
     p.set_defaults(func=run)
 
@@ -128,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
             resume=args.resume,
             overwrite=args.overwrite,
             trust_remote_code=args.trust_remote_code,
+            profile=args.profile,
         )
     training = read_manifest(out)["training"]
     keys = ("steps", "validation_loss_without", "validation_loss_initial", "validation_loss")

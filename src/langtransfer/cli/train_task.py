@@ -9,6 +9,7 @@ from langtransfer.cli.common import (
     add_extension_options,
     add_kind_option,
     add_model_option,
+    add_profile_option,
     add_training_options,
     check_kind_options,
     settings_from_args,
@@ -25,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "language, with that language's representation (--language-rep) attached "
             "and frozen: this is how la+ta, la+stp, slp+ta and slp+stp are trained; "
             "without --language-rep it trains ta or stp. Validates every --eval-steps "
-            "and keeps the best checkpoint (lowest validation loss)."
+            "and keeps the best checkpoint (lowest validation loss; with --profile reference "
+            "a task prompt keeps its final step, as the paper's reference code did)."
         ),
     )
     p.add_argument(
@@ -57,9 +59,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="slp+stp only (--kind prompt with a soft language prompt as --language-rep): "
         "train as the paper's reference code did, with the language prompt twice in the "
         "encoder input of every forward (training and validation loss); generation at test "
-        "time sees it once. Off by default (docs/fidelity.md)",
+        "time sees it once. Off by default, on where it applies with --profile reference "
+        "(docs/fidelity.md)",
     )
     add_training_options(p, "task")
+    add_profile_option(
+        p, "keep-best for task prompts (the reference's final step), a prompt's parameter "
+        "rows, the slp+stp quirk (where the configuration is slp+stp) and how the data is "
+        "read (label order, empty QA answers)")
     add_extension_options(p)
     p.set_defaults(func=run)
 
@@ -100,7 +107,9 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         overwrite=args.overwrite,
         trust_remote_code=args.trust_remote_code,
-        reference_slp_stp_quirk=args.reference_slp_stp_quirk,
+        # not given: the profile's, where the configuration is slp+stp
+        reference_slp_stp_quirk=True if args.reference_slp_stp_quirk else None,
+        profile=args.profile,
     )
     training = read_manifest(out)["training"]
     keys = (

@@ -19,6 +19,9 @@ Weights must be positive and sum to one (within 1e-6); ``normalize=True`` divide
 by their sum instead. A part given twice (the same directory or the same language), parts
 of different kinds, roles, shapes or base models are refused with a one-line error
 naming the value.
+
+Importing this module loads no torch (the study config checks ``composed`` weights with
+:func:`check_weights`); reading and writing representations does, when it happens.
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ from langtransfer.languages import get_language, relatives
 from langtransfer.representations.base import Representation
 from langtransfer.representations.fit import check_fit
 from langtransfer.representations.kinds import kind_of
-from langtransfer.representations.store import load_representation, save_representation
 
 if TYPE_CHECKING:
     from langtransfer.composition.loaded_base import LoadedBase
@@ -72,6 +74,8 @@ def check_weights(weights: Mapping[str, float], *, normalize: bool = False,
 
 def _load_parts(parts: Parts, loaded: LoadedBase | None) -> list[tuple[Representation, float]]:
     """Each part loaded (checked against ``loaded`` when given), refusing repeats."""
+    from langtransfer.representations.store import load_representation
+
     reps: list[tuple[Representation, float]] = []
     seen: dict[str, str] = {}
     for location, weight in parts.items():
@@ -129,6 +133,8 @@ def combine_language_representations(
     :class:`~langtransfer.composition.loaded_base.LoadedBase`; the base the parts were trained on),
     which is left as it was. ``weights_from`` is recorded (``user``, ``registry``).
     """
+    from langtransfer.representations.store import load_representation, save_representation
+
     code = get_language(language).code
     weights = check_weights({str(k): v for k, v in parts.items()}, normalize=normalize,
                             what=f"combination for {code}")

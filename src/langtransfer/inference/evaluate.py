@@ -34,6 +34,7 @@ from langtransfer.inference.scoring import metrics_record, score_predictions
 from langtransfer.io import write_json, write_jsonl
 from langtransfer.languages import get_language
 from langtransfer.options import RANK_SCORING_REVISION, REFERENCE_MAX_NEW_TOKENS, SCORING
+from langtransfer.profiles import LONG_INPUTS, check_choice, get_profile
 from langtransfer.representations.base import Representation
 from langtransfer.representations.fit import check_fit
 from langtransfer.tasks import get_task
@@ -265,7 +266,10 @@ def evaluate(
     scoring: str = "generate",
     show_progress: bool = True,
     trust_remote_code: bool = False,
-    label_order: str = "by_name",
+    label_order: str | None = None,
+    empty_answers: str | None = None,
+    long_inputs: str | None = None,
+    profile: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate one configuration on one task and target language; return the metrics record.
 
@@ -276,14 +280,28 @@ def evaluate(
     ``max_new_tokens`` defaults to :data:`REFERENCE_MAX_NEW_TOKENS` (the paper's budget).
     Metrics follow :func:`langtransfer.inference.scoring.score_predictions` with the base's
     tokenizer (the reference reading primary, the strict one beside it).
+    ``profile`` (:mod:`langtransfer.profiles`; default ``method``) sets what the next three
+    leave at None, and is recorded with them:
     ``label_order``: how integer labels are read where the data names its classes
     (:data:`~langtransfer.tasks.LABEL_ORDERS`; ``positional`` is the reference's reading);
     when the two readings differ, ``metrics.json`` says so under ``label_mapping``.
+    ``empty_answers``: QA rows whose answer text is empty are dropped, or kept (scoring 0 F1)
+    as the reference kept them (:data:`~langtransfer.tasks.EMPTY_ANSWERS`).
+    ``long_inputs``: an input over ``max_length`` tokens keeps its first ones, or is cut into
+    chunks and the last one predicted, as the reference did
+    (:data:`~langtransfer.profiles.LONG_INPUTS`).
 
     With ``output``, writes ``predictions.jsonl`` (id, input, generated text as
     ``prediction``, parsed prediction, gold) and ``metrics.json`` there, atomically.
     """
     task_obj, lang = get_task(task), get_language(language)
+    chosen = get_profile(profile)
+    reading = {
+        "label_order": label_order or chosen.label_order,
+        "empty_answers": empty_answers or chosen.empty_answers,
+        "long_inputs": check_choice("long_inputs", long_inputs or chosen.long_inputs,
+                                    LONG_INPUTS),
+    }
     if scoring not in SCORING:
         raise UnknownNameError("scoring", scoring, SCORING)
     if scoring == "rank" and not task_obj.label_words:
@@ -293,7 +311,8 @@ def evaluate(
         )
     with progress_bars(show_progress):
         loaded_data = load_task_data(task_obj, lang.code, split, data, max_examples,
-                                     label_order=label_order)
+                                     label_order=reading["label_order"],
+                                     empty_answers=reading["empty_answers"])
     examples = loaded_data.examples
     loaded = LoadedBase.of(model, trust_remote_code=trust_remote_code)
     base, tokenizer = loaded.model, loaded.tokenizer
@@ -304,7 +323,8 @@ def evaluate(
     if task_repr is not None:
         check_fit(task_repr, "task", task=task_obj.name, where=task_rep)
     configuration = configuration_name(lang_repr, task_repr)
-    tokenised = tokenise(examples, tokenizer, max_length, with_labels=False, family=loaded.family)
+    tokenised = tokenise(examples, tokenizer, max_length, with_labels=False, family=loaded.family,
+                         long_inputs=reading["long_inputs"])
     rows = list(tokenised.dataset["input_ids"])
     limit = max_new_tokens or REFERENCE_MAX_NEW_TOKENS
     bar = tqdm(total=len(examples), desc=f"{task_obj.name}/{lang.code}/{configuration}",
@@ -329,6 +349,8 @@ def evaluate(
         "split": split,
         "configuration": configuration,
         "n_truncated": tokenised.n_truncated,
+        "profile": chosen.name,
+        "reading": reading,
         "data": str(data) if data is not None else "paper",
         "model": fingerprint(base),
         "representations": {

@@ -62,6 +62,7 @@ from langtransfer.configurations import CONFIGURATION_ORDER
 from langtransfer.errors import LangTransferError, OutputExistsError, UnknownNameError
 from langtransfer.io import atomic_dir, atomic_path, write_json, write_text
 from langtransfer.languages import all_languages, get_language
+from langtransfer.profiles import DEFAULT_PROFILE, PROFILES
 from langtransfer.report.axes import axis_section
 from langtransfer.results.failures import Failure
 from langtransfer.results.records import cell_name, merge_records, record_key, row_label
@@ -253,10 +254,16 @@ def _task_grid(
                 f"metric of task {task} (in {cell_name(record_key(lacking[0]))})", metric,
                 lacking[0]["metrics"],
             )
+    made_by = {_profile(r) for r in records}
+    if len(made_by) > 1:
+        raise LangTransferError(
+            f"task {task} (source {source}) mixes results of the profiles "
+            f"{', '.join(sorted(made_by))}; a table needs one (report them separately)"
+        )
     values = {(_row(r), r["target_language"]): float(r["metrics"][metric]) for r in records}
     grid = Grid(
         name=f"{task}.{source}",
-        title=f"{task} — source {source}, metric {metric}",
+        title=f"{task} — source {source}, metric {metric}, profile {made_by.pop()}",
         rows=_ordered_configurations(_row(r) for r in records),
         columns=_language_order(r["target_language"] for r in records),
         values=values,
@@ -264,6 +271,23 @@ def _task_grid(
     )
     grid.notes = _cell_notes(grid, records)
     return grid
+
+
+def _profile(record: Mapping[str, Any]) -> str:
+    """The profile that made a record (records from before profiles: the default's
+    settings, which the method profile keeps)."""
+    return str(record.get("profile") or DEFAULT_PROFILE)
+
+
+def _profile_line(records: Iterable[Mapping[str, Any]]) -> str:
+    """The report's first line: which profile made its tables."""
+    made_by = sorted({_profile(r) for r in records})
+    said = [f"`{name}` ({PROFILES[name].summary})" if name in PROFILES else f"`{name}`"
+            for name in made_by]
+    if len(said) == 1:
+        return f"Profile {said[0]}: it made every table (docs/fidelity.md)."
+    return (f"Profiles {', '.join(said)}: each table's title names the one that made it "
+            "(docs/fidelity.md).")
 
 
 def _cell_notes(grid: Grid, records: list[dict[str, Any]]) -> list[str]:
@@ -703,11 +727,15 @@ def build_report(
     cross = _cross_model(per_model) if len(per_model) > 1 else None
     with atomic_dir(final) as out:
         written: list[Path] = []
-        data: dict[str, Any] = {"generator": GENERATOR, "n_records": n_records}
+        data: dict[str, Any] = {"generator": GENERATOR, "n_records": n_records,
+                                "profiles": sorted({_profile(r) for t in per_model.values()
+                                                    for r in t.records})}
         if cross is None:
             (tables,) = per_model.values()
             md = [
                 "# langtransfer report",
+                "",
+                _profile_line(tables.records),
                 "",
                 f"{n_records} result records; base model `{_model_name(tables)}`. "
                 + _values_sentence(metrics),
@@ -719,6 +747,8 @@ def build_report(
             names = ", ".join(f"`{label}` ({_model_name(t)})" for label, t in per_model.items())
             md = [
                 "# langtransfer report",
+                "",
+                _profile_line(r for t in per_model.values() for r in t.records),
                 "",
                 f"{n_records} result records of {len(per_model)} base models: {names}. "
                 + _values_sentence(metrics),

@@ -470,7 +470,7 @@ def export_peft_prompt(
     representation records) is what PEFT users load the base from.
     """
     directory = Path(directory)
-    weights = _soft_prompt(rep).embedding.detach().to(torch.float32)
+    weights = _soft_prompt(rep)().detach().to(torch.float32)  # the rows the encoder uses
     _check_output(directory, overwrite)
     origin = {"role": rep.role, "language": rep.language, "task": rep.task,
               "base_model": rep.base_model}

@@ -9,16 +9,29 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from langtransfer.errors import LangTransferError
+
 
 class SoftPrompt(nn.Module):
-    """``num_tokens`` × ``dim`` trainable embeddings; ``forward()`` returns them."""
+    """``num_tokens`` × ``dim`` trainable embeddings; ``forward()`` returns them.
 
-    def __init__(self, num_tokens: int, dim: int):
+    With ``rows`` (> ``num_tokens``) the parameter has that many rows and ``forward()``
+    returns the first ``num_tokens`` (see ``PromptConfig.parameter_rows``)."""
+
+    def __init__(self, num_tokens: int, dim: int, rows: int | None = None):
         super().__init__()
-        self.embedding = nn.Parameter(torch.zeros(num_tokens, dim))
+        if rows is not None and rows < num_tokens:
+            raise LangTransferError(f"a prompt of {num_tokens} tokens needs >= {num_tokens} "
+                                    f"rows, got {rows}")
+        self.embedding = nn.Parameter(torch.zeros(rows or num_tokens, dim))
+        self._num_tokens = num_tokens
 
     @property
     def num_tokens(self) -> int:
+        return self._num_tokens
+
+    @property
+    def rows(self) -> int:
         return self.embedding.shape[0]
 
     @property
@@ -26,4 +39,6 @@ class SoftPrompt(nn.Module):
         return self.embedding.shape[1]
 
     def forward(self) -> torch.Tensor:
-        return self.embedding
+        if self.rows == self._num_tokens:
+            return self.embedding
+        return self.embedding[: self._num_tokens]

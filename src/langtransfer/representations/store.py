@@ -82,7 +82,7 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
             f"{path}: format_version {version!r} is not one this langtransfer reads "
             f"(up to {FORMAT_VERSION}); a newer langtransfer wrote it?"
         )
-    if manifest.get("kind") not in KINDS or manifest.get("role") not in ROLES:
+    if manifest.get("kind") not in tuple(KINDS) or manifest.get("role") not in ROLES:
         raise CorruptFileError(
             f"{path}: kind {manifest.get('kind')!r} / role {manifest.get('role')!r} must be "
             f"one of {tuple(KINDS)} / {ROLES}"

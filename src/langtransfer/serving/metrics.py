@@ -6,11 +6,13 @@ or a host embedding one -- count separately. Names:
 - ``langtransfer_http_requests_total{route, status}``: answered HTTP requests;
 - ``langtransfer_http_request_seconds{route}``: time to answer (histogram);
 - ``langtransfer_inputs_total{task, language}``: inputs predicted;
-- ``langtransfer_rejected_total{reason}``: predict requests refused with 503
-  (``queue_full``, ``shutting_down``);
+- ``langtransfer_rejected_total{reason}``: requests refused with 503
+  (``queue_full``, ``shutting_down``, ``body_memory``: the bodies being read hold
+  ``--max-body-total``);
 - ``langtransfer_batch_size``: rows per model call (histogram);
 - ``langtransfer_batch_seconds``: time per model call (histogram);
-- ``langtransfer_queue_depth``: rows waiting for the model now (gauge).
+- ``langtransfer_queue_depth``: rows waiting for the model now (gauge);
+- ``langtransfer_body_bytes``: bytes of the request bodies being read now (gauge).
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ class ServingMetrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, queue_depth: Callable[[], float]):
+    def __init__(self, queue_depth: Callable[[], float],
+                 body_bytes: Callable[[], float] | None = None):
         r = self.registry = CollectorRegistry()
         self.requests = Counter(
             "langtransfer_http_requests", "HTTP requests answered", ["route", "status"],
@@ -49,7 +52,7 @@ class ServingMetrics:
             "langtransfer_inputs", "Inputs predicted", ["task", "language"], registry=r
         )
         self.rejected = Counter(
-            "langtransfer_rejected", "Predict requests refused with 503", ["reason"], registry=r
+            "langtransfer_rejected", "Requests refused with 503", ["reason"], registry=r
         )
         self.batch_size = Histogram(
             "langtransfer_batch_size", "Rows per model call", buckets=_BATCH_BUCKETS, registry=r
@@ -62,6 +65,10 @@ class ServingMetrics:
             "langtransfer_queue_depth", "Rows waiting for the model", registry=r
         )
         self.queue_depth.set_function(queue_depth)
+        self.body_bytes = Gauge(
+            "langtransfer_body_bytes", "Bytes of the request bodies being read", registry=r
+        )
+        self.body_bytes.set_function(body_bytes or (lambda: 0))
 
     def observe_batch(self, size: int, seconds: float) -> None:
         """The batcher's ``on_batch`` hook."""

@@ -25,8 +25,10 @@ default configuration per task instead.
 Inputs are the task's own example fields without the gold (``{"premise", "hypothesis"}``
 for NLI; a plain string for a task with one input field), formatted by the task's
 formatter. An input longer than ``max_length`` tokens is cut, keeping the end token, as
-evaluation cuts it, and its prediction says ``truncated=True``. Outputs are parsed by the
-task's (strict) parser into JSON-able values: answer text (QA), a list of
+evaluation cuts it, and its prediction says ``truncated=True``. Before formatting and
+tokenizing, each text field is cut to :func:`input_char_cap` characters, enough for
+``max_length`` tokens, so a very long input costs no more than one at the cap. Outputs
+are parsed by the task's (strict) parser into JSON-able values: answer text (QA), a list of
 ``{"type", "text"}`` spans (NER), a class name or ``None`` when unreadable
 (classification); ``raw`` is the generated text (the chosen label word when ranking).
 
@@ -41,6 +43,7 @@ separate calls; beam search with a kind that splits rows (adapters) runs each en
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Hashable, Iterable, Mapping, Sequence
@@ -73,6 +76,63 @@ DEFAULT_PREFERENCE: tuple[str, ...] = ("slp+ta", "la+ta", "slp+stp", "la+stp", "
 #: pulls in training).
 STUDY_FILE = "study.json"
 DEFAULT_MAX_LENGTH = 256
+#: The input cap is this many times ``max_length`` x the longest token, in characters.
+CAP_FACTOR = 2
+
+
+def max_token_chars(tokenizer: Any) -> int:
+    """The most characters one token can stand for: the longest entry of the tokenizer's
+    vocabulary, added and special tokens included (a text may hold ``</s>``). SentencePiece's
+    ``▁`` stands for one space; a byte-level BPE piece has one character per byte, at least
+    as many as the characters it covers; ByT5's byte tokens cover at most one."""
+    return max(1, max(map(len, tokenizer.get_vocab()), default=1))
+
+
+def input_char_cap(max_length: int, token_chars: int) -> int:
+    """Characters of one input field that hold the first ``max_length`` tokens of the input
+    with room to spare: ``CAP_FACTOR * max_length * token_chars``.
+
+    Why cutting a field there before tokenizing changes nothing the model reads: each
+    token covers at most ``token_chars`` characters, so the first half of the cap holds at
+    least ``max_length`` tokens, and the model reads only the first ``max_length - 1``
+    tokens and the end token. A cut can change the tokens of the word it falls in, never
+    those before it: SentencePiece and byte-level BPE tokenize each whitespace-separated
+    word on its own; ByT5 maps each character to its bytes (only a special token's text,
+    at most ``token_chars`` characters, spans several). The second half of the cap is that
+    word's room. The fields before the cut one are whole, so the input's first
+    ``max_length`` tokens come from text before the cut either way.
+
+    Where that does not hold (docs/serving.md): text that yields fewer tokens than its
+    length allows still counts toward the cap -- characters the tokenizer's normalizer
+    drops or merges (runs of spaces for SentencePiece), URLs the check-worthiness formatter
+    removes, a run of characters outside a SentencePiece vocabulary (one unknown token) --
+    so of such a field the model reads the first cap characters; and in a word longer than
+    half the cap (no whitespace: e.g. unspaced scripts) a SentencePiece or BPE segmentation
+    could in principle depend on where the word ends (the tests found no case)."""
+    return CAP_FACTOR * max_length * token_chars
+
+
+def cap_input(value: Any, chars: int) -> tuple[Any, bool]:
+    """A request input with each text field cut to ``chars`` characters (a list of tokens
+    to ``chars`` characters joined by spaces), and whether any was cut. Anything else is
+    left for the task to accept or refuse; what lies past the cap is never read."""
+    if isinstance(value, str):
+        return (value[:chars], True) if len(value) > chars else (value, False)
+    if isinstance(value, (list, tuple)):
+        total = 0
+        for i, item in enumerate(value):
+            if total >= chars:
+                return value[:i], True
+            if isinstance(item, str) and total + len(item) > chars:
+                return [*value[:i], item[: chars - total]], True
+            total += (len(item) if isinstance(item, str) else 1) + 1
+        return value, False
+    if isinstance(value, Mapping):
+        fields = {k: cap_input(v, chars) if isinstance(v, (str, list, tuple)) else (v, False)
+                  for k, v in value.items()}
+        if any(cut for _, cut in fields.values()):
+            return {k: v for k, (v, _) in fields.items()}, True
+    return value, False
 
 
 @dataclass(frozen=True)
@@ -238,9 +298,33 @@ class Predictor:
     def validate(self, request: PredictRequest) -> None:
         """Raise :class:`UnknownNameError` (naming the valid values) for a request's
         unknown task, language, configuration or source, and a
-        :class:`LangTransferError` for an input the task cannot read."""
+        :class:`LangTransferError` for an input the task cannot read (up to the cap: what
+        lies past it is never read)."""
         entry = self.entry(request)
-        get_task(entry.task).request_input(request.input)
+        get_task(entry.task).request_input(self._cap(entry, request.input)[0])
+
+    def cap(self, request: PredictRequest) -> tuple[PredictRequest, bool]:
+        """``request`` with each text field of its input cut to :func:`input_char_cap`
+        characters of its entry's ``max_length`` (and only the fields the task reads), and
+        whether any was cut (its prediction is then ``truncated``). The server keeps only
+        the cut inputs of queued requests; the predictor cuts what it is given itself, so
+        this changes no prediction. An unknown name raises as :meth:`entry` does."""
+        value, cut_ = self._cap(self.entry(request), request.input)
+        return (request if value is request.input else replace(request, input=value)), cut_
+
+    @functools.cached_property
+    def token_chars(self) -> int:
+        """:func:`max_token_chars` of the base's tokenizer."""
+        return max_token_chars(self.loaded.tokenizer)
+
+    def _cap(self, entry: Entry, value: Any) -> tuple[Any, bool]:
+        """``value`` cut to the entry's cap; of an object, only the keys the task reads
+        are kept (other keys are never read, and would be kept whole while queued)."""
+        if isinstance(value, Mapping):
+            task = get_task(entry.task)
+            names = {n for f in task.input_fields for n in (f, *task.columns.get(f, ()))}
+            value = {k: v for k, v in value.items() if k in names}
+        return cap_input(value, input_char_cap(entry.max_length, self.token_chars))
 
     # -- predicting -------------------------------------------------------------------
 
@@ -277,13 +361,14 @@ class Predictor:
         for i, request in enumerate(requests):
             try:
                 entry = self.entry(request)
-                text = get_task(entry.task).request_input(request.input)
+                value, capped = self._cap(entry, request.input)
+                text = get_task(entry.task).request_input(value)
             except LangTransferError as e:
                 results[i] = e
                 continue
             ids = tokenizer(text, truncation=False)["input_ids"]
             calls.setdefault(self.calls[entry.key], []).append(
-                (i, entry, cut(ids, entry.max_length), len(ids) > entry.max_length)
+                (i, entry, cut(ids, entry.max_length), capped or len(ids) > entry.max_length)
             )
         with self._lock:
             for call, rows in calls.items():
@@ -590,5 +675,5 @@ def _mark_defaults(entries: list[Entry], defaults: Mapping[str, str]) -> list[En
     return out
 
 
-__all__ = ["DEFAULT_PREFERENCE", "Entry", "PredictRequest", "Prediction", "Predictor",
-           "record_representations"]
+__all__ = ["DEFAULT_PREFERENCE", "Entry", "PredictRequest", "Prediction", "Predictor", "cap_input",
+           "input_char_cap", "max_token_chars", "record_representations"]

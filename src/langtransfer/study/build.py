@@ -105,6 +105,7 @@ class StudyBuilder:
             overwrite=True,
             settings_hash=art.hash,
             show_progress=self.show_progress,
+            profile=job.profile,
         )
 
     def compose_language(self, art: Artefact, job: CombinedJob) -> None:
@@ -140,6 +141,9 @@ class StudyBuilder:
             max_target_length=job.max_target_length,
             max_examples=job.max_train_examples,
             reference_slp_stp_quirk=job.reference_slp_stp_quirk,
+            label_order=job.label_order,
+            empty_answers=job.empty_answers,
+            profile=job.profile,
             checkpoint_dir=art.work,
             resume=True,
             overwrite=True,
@@ -161,7 +165,12 @@ class StudyBuilder:
             output=art.work,
             max_examples=job.max_eval_examples,
             show_progress=self.show_progress,
-            **job.evaluation.to_dict(),
+            label_order=job.label_order,
+            empty_answers=job.empty_answers,
+            profile=job.profile,
+            # explicit even at "first" (which to_dict leaves out of the hash): the profile
+            # decides only what the job leaves open, and the job leaves nothing open
+            **{**job.evaluation.to_dict(), "long_inputs": job.evaluation.long_inputs},
         )
         record.update(
             source_language=job.source,

@@ -23,8 +23,10 @@ from langtransfer.configurations import (
 from langtransfer.errors import LangTransferError, UnknownNameError
 from langtransfer.languages import INSTRUCTION_TEMPLATE, get_language
 from langtransfer.options import SCORING, unused_by_ranking
+from langtransfer.profiles import DEFAULT_PROFILE, LONG_INPUTS, Profile, check_choice, get_profile
 from langtransfer.representations.kinds import KINDS, SpecContext, get_kind
 from langtransfer.study.axes import Variant, Within, parse_axes, parse_within
+from langtransfer.study.slurm_settings import SlurmSettings, parse_slurm
 from langtransfer.training.corpora import FIXTURE_SOURCES, fixture_path
 from langtransfer.training.settings import TrainSettings, default_settings
 
@@ -77,9 +79,14 @@ class EvaluationSettings:
     num_beams: int = 1
     max_length: int = 256
     scoring: str = "generate"
+    #: :data:`~langtransfer.profiles.LONG_INPUTS` (default: the profile's).
+    long_inputs: str = "first"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["long_inputs"] == "first":  # absent at its old behaviour: earlier hashes hold
+            del d["long_inputs"]
+        return d
 
 
 #: Keys of the ``evaluation`` section and the type of each value.
@@ -214,6 +221,13 @@ class StudyConfig:
     :func:`combined_specs` and docs/study.md).
     ``axes`` lists language-representation variants compared with the study's own setting
     (:mod:`langtransfer.study.axes`).
+    ``profile`` (:mod:`langtransfer.profiles`: ``method``, the default, or ``reference``)
+    sets every setting that decides between the method as described and the published
+    numbers; a key of ``task_training``/``evaluation`` given here wins over it
+    (``reference_slp_stp_quirk``, ``keep_best``, ``long_inputs``).
+    ``slurm``: what each job of ``--executor slurm`` asks Slurm for
+    (:mod:`langtransfer.study.slurm_settings`); like ``output``, it changes where the study
+    runs, not what it builds, so no hash and not the fingerprint holds it.
     """
 
     output: str
@@ -238,6 +252,8 @@ class StudyConfig:
     languages_file: list[str] = field(default_factory=list)
     composed: list[dict[str, Any]] = field(default_factory=list)
     axes: dict[str, list[Any]] = field(default_factory=dict)
+    profile: str | None = None
+    slurm: dict[str, Any] = field(default_factory=dict)
 
     # -- derived -------------------------------------------------------------------------
 
@@ -276,10 +292,16 @@ class StudyConfig:
                 "configurations": self.configurations}
         return parse_within(self.axes, grid, where)
 
+    def profile_settings(self) -> Profile:
+        """The study's profile (``method`` when it names none)."""
+        return get_profile(self.profile)
+
     def train_settings(self, role: str, kind: str) -> TrainSettings:
         table = self.language_training if role == "language" else self.task_training
         overrides = {k: v for k, v in table.get(kind, {}).items() if k in TRAIN_KEYS}
         overrides.setdefault("seed", self.seed)
+        for key, value in get_kind(kind).profile_training(role, self.profile_settings()).items():
+            overrides.setdefault(key, value)
         return default_settings(kind, role, **overrides)
 
     def spec(self, role: str, kind: str, context: SpecContext) -> Any:
@@ -289,23 +311,29 @@ class StudyConfig:
         table = self.language_training if role == "language" else self.task_training
         keys = SPEC_OPTION_KEYS[kind]
         values = {k: v for k, v in table.get(kind, {}).items() if k in keys}
-        return get_kind(kind).spec(values, context)
+        kind_obj = get_kind(kind)
+        return kind_obj.profile_spec(kind_obj.spec(values, context), self.profile_settings())
 
     def reference_slp_stp_quirk(self, configuration: str) -> bool:
         """Whether ``configuration``'s task representation trains with the reference's
-        quirk (a flag of :data:`TASK_FLAGS` in its task kind's table)."""
+        quirk (a flag of :data:`TASK_FLAGS` in its task kind's table; else the profile's)."""
         flag = "reference_slp_stp_quirk"
         if configuration != TASK_FLAGS[flag]:
             return False
         kind = get_configuration(configuration).task_kind
-        return bool(self.task_training.get(kind or "", {}).get(flag, False))
+        default = self.profile_settings().slp_stp_language_prompt_twice
+        return bool(self.task_training.get(kind or "", {}).get(flag, default))
 
     def combined_specs(self) -> list[CombinedSpec]:
         """The ``composed`` entries, checked and with their weights resolved."""
         return combined_specs(self)
 
+    def slurm_settings(self) -> SlurmSettings:
+        return parse_slurm(self.slurm)
+
     def evaluation_settings(self) -> EvaluationSettings:
-        return EvaluationSettings(**self.evaluation)
+        return EvaluationSettings(**{"long_inputs": self.profile_settings().long_inputs,
+                                     **self.evaluation})
 
     def corpus_for(self, language: str) -> str:
         """What ``train_language`` takes as ``corpus`` for ``language``."""
@@ -361,15 +389,37 @@ class StudyConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, by_path: bool = False) -> str:
         """A hash of everything but the output directory: studies with different settings
-        must not share an output directory."""
+        must not share an output directory. Where corpus and data files lie is left out
+        (which tasks, languages and splits read local files is not): the same study run
+        from another node, installation or copy of the data is the same study, and what
+        its files hold is the artefacts' settings hashes' business (an edited file makes
+        what read it stale). ``by_path``: the fingerprint of the paths as written, which
+        studies had before (accepted once by :func:`~langtransfer.study.run.prepare_output`)."""
         d = self.to_dict()
         d.pop("output")
+        d.pop("slurm")  # where the study runs, as its output directory
         for key in _ADDED_KEYS:  # absent or empty: the fingerprint studies had before it
             if not d[key]:
                 d.pop(key)
+        if d["profile"] in (None, DEFAULT_PROFILE):  # naming the default changes nothing
+            d.pop("profile")
+        if not by_path:
+            d["corpus"], d["data"] = _unplaced(d["corpus"]), _unplaced(d["data"])
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+#: What a study's fingerprint holds for a local corpus or data path.
+LOCAL_PATH = "<local path>"
+
+
+def _unplaced(value: Any) -> Any:
+    """A corpus or data value with every path replaced by :data:`LOCAL_PATH`."""
+    if isinstance(value, dict):
+        return {k: _unplaced(v) for k, v in value.items()}
+    names = (None, "hub", "wikipedia", DEMO_DATA, *FIXTURE_SOURCES)
+    return value if value in names else LOCAL_PATH
 
 
 def demo_data_dir(task: str) -> Path:
@@ -582,6 +632,7 @@ def check_types(config: StudyConfig, where: str) -> None:
     for key in ("seed", "sequence_length"):
         if not _is_int(getattr(config, key)):
             fail(key, "an integer")
+    get_profile(config.profile)  # an unknown one names the profiles
     for key in ("max_documents", "max_train_examples", "max_eval_examples"):
         value = getattr(config, key)
         if value is not None and not (_is_int(value) and value >= 1):
@@ -603,6 +654,7 @@ def check_types(config: StudyConfig, where: str) -> None:
             )
         parse_models(config.models)
     _check_evaluation(config.evaluation, where)
+    parse_slurm(config.slurm, where)
 
 
 def _check_evaluation(evaluation: Any, where: str) -> None:
@@ -619,6 +671,7 @@ def _check_evaluation(evaluation: Any, where: str) -> None:
             wanted = "a positive integer"
         if not ok:
             raise LangTransferError(f"{where}: evaluation.{key} must be {wanted}, got {item!r:.40}")
+    check_choice("evaluation.long_inputs", evaluation.get("long_inputs", "first"), LONG_INPUTS)
     scoring = evaluation.get("scoring", "generate")
     if scoring not in SCORING:
         raise UnknownNameError("evaluation.scoring", scoring, SCORING)

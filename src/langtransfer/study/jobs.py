@@ -9,7 +9,10 @@ walks every option of :class:`~langtransfer.study.config.StudyConfig` to check t
 
 Where an artefact goes (its directory, checkpoints, the paths of the artefacts it
 depends on) is not part of a job: it follows from the study directory and the job's key
-(:class:`Artefact`), and moving a study directory must not change any hash.
+(:class:`Artefact`), and moving a study directory must not change any hash. Nor does
+where the data lies: a data path is hashed by its content, a shipped file by its place
+in the package (:mod:`langtransfer.study.fingerprints`), so the same study resumes from
+any node or installation and an edited data file makes what read it stale.
 
 :func:`plan` turns a study config into the artefacts of its grid, in dependency order.
 A cell whose task has no source at all for a language (the task's ``unavailable``, e.g.
@@ -27,9 +30,11 @@ from typing import TYPE_CHECKING, Any
 
 from langtransfer import options
 from langtransfer.configurations import get_configuration
+from langtransfer.errors import CorruptFileError
 from langtransfer.languages import get_language
 from langtransfer.representations.kinds import SPEC_KEYS, SpecContext
 from langtransfer.results.records import Key, cell_dir, record_path
+from langtransfer.study.fingerprints import data_identity, remembered
 
 if TYPE_CHECKING:
     from langtransfer.study.axes import Variant
@@ -53,6 +58,7 @@ class LanguageJob:
     corpus_extent: str = "paper"
     max_tokens: int | None = None
     variant: str = ""
+    profile: str = "method"
 
     stage = "language"
 
@@ -68,7 +74,9 @@ class TaskJob:
     ``validation_data`` None means the task's validation split of ``train_data``.
     ``reference_slp_stp_quirk`` (slp+stp jobs only): the reference's training input.
     ``max_target_length``: the task's target length (labels are cut to it); ``spec``: the
-    spec of the task representation's kind."""
+    spec of the task representation's kind.
+    ``label_order``, ``empty_answers``: how the data is read; ``profile``: the study's
+    profile (:mod:`langtransfer.profiles`), recorded in the manifest."""
 
     model: str
     task: str
@@ -85,6 +93,9 @@ class TaskJob:
     spec: Any
     reference_slp_stp_quirk: bool
     variant: str = ""
+    label_order: str = "by_name"
+    empty_answers: str = "drop"
+    profile: str = "method"
 
     stage = "task"
 
@@ -102,7 +113,9 @@ class EvaluationJob:
     that changes meaning changes the hash). ``evaluation.max_new_tokens`` is the
     effective budget (the config's, else evaluate's default). ``scoring_revision`` is
     :data:`~langtransfer.options.RANK_SCORING_REVISION` for ranked cells (0, left out of
-    the hash, for generated ones): a change to label ranking rebuilds ranked results."""
+    the hash, for generated ones): a change to label ranking rebuilds ranked results.
+    ``label_order``, ``empty_answers`` (and ``evaluation.long_inputs``): how the test data
+    is read; ``profile``: the study's profile, written into the result record."""
 
     model: str
     task: str
@@ -118,6 +131,9 @@ class EvaluationJob:
     seed: int
     variant: str = ""
     scoring_revision: int = 0
+    label_order: str = "by_name"
+    empty_answers: str = "drop"
+    profile: str = "method"
 
     stage = "evaluation"
 
@@ -157,6 +173,8 @@ Job = LanguageJob | CombinedJob | TaskJob | EvaluationJob
 #: out of the settings at that value, so the hashes of existing studies stay the same.
 ADDED_FIELDS: dict[str, Any] = {
     "corpus_extent": "paper", "max_tokens": None, "variant": "", "scoring_revision": 0,
+    # the method profile's, what every job had before profiles
+    "label_order": "by_name", "empty_answers": "drop", "profile": "method",
 }
 
 
@@ -170,20 +188,28 @@ def _plain(value: Any) -> Any:
     return to_dict() if callable(to_dict) else value
 
 
+#: Job fields naming data the job reads: hashed by what they hold, not where it lies
+#: (:func:`~langtransfer.study.fingerprints.data_identity`).
+DATA_FIELDS = ("corpus", "train_data", "validation_data", "test_data")
+
+
 def job_settings(job: Job) -> dict[str, Any]:
     """Every field of the job as plain JSON-able values: what the settings hash covers
-    (an :data:`ADDED_FIELDS` field at its old value is left out). A training job's spec
-    is under its kind's name, beside the :data:`SPEC_KEYS` every such job has held."""
-    out: dict[str, Any] = {}
+    (an :data:`ADDED_FIELDS` field at its old value is left out; a :data:`DATA_FIELDS`
+    path as its content's identity). A training job's spec is under its kind's name,
+    beside the :data:`SPEC_KEYS` every such job has held."""
+    settings: dict[str, Any] = {}
     for f in fields(job):
         value = getattr(job, f.name)
         if f.name == "spec":
-            out.update({key: None for key in SPEC_KEYS})
             assert isinstance(job, (LanguageJob, TaskJob))  # the jobs that train one
-            out[job.kind] = _plain(value)
-        elif f.name not in ADDED_FIELDS or value != ADDED_FIELDS[f.name]:
-            out[f.name] = _plain(value)
-    return out
+            settings.update({key: None for key in SPEC_KEYS})
+            settings[job.kind] = _plain(value)
+        elif f.name in ADDED_FIELDS and value == ADDED_FIELDS[f.name]:
+            continue
+        else:
+            settings[f.name] = data_identity(value) if f.name in DATA_FIELDS else _plain(value)
+    return settings
 
 
 # -- jobs from a study config ----------------------------------------------------------
@@ -217,6 +243,7 @@ def language_job(
         corpus_extent=variant.extent if variant and corpus else "paper",
         max_tokens=variant.max_tokens if variant and corpus else None,
         variant=variant.label if variant else "",
+        profile=config.profile_settings().name,
     )
 
 
@@ -254,7 +281,15 @@ def task_job(
         spec=spec,
         reference_slp_stp_quirk=config.reference_slp_stp_quirk(configuration),
         variant=variant,
+        **_reading(config),
     )
+
+
+def _reading(config: StudyConfig) -> dict[str, str]:
+    """How task and evaluation jobs read their data, and the profile they record."""
+    profile = config.profile_settings()
+    return {"label_order": profile.label_order, "empty_answers": profile.empty_answers,
+            "profile": profile.name}
 
 
 def combined_job(
@@ -300,6 +335,7 @@ def evaluation_job(
         seed=config.seed,
         variant=variant,
         scoring_revision=options.RANK_SCORING_REVISION if evaluation.scoring == "rank" else 0,
+        **_reading(config),
     )
 
 
@@ -340,6 +376,19 @@ class Artefact:
     @property
     def settings(self) -> dict[str, Any]:
         return job_settings(self.job)
+
+
+def is_done(art: Artefact) -> bool:
+    """The artefact exists, is complete, and was built from the same settings."""
+    from langtransfer.representations import read_manifest  # torch: only when asked
+
+    try:
+        if art.stage == "evaluation":
+            record = json.loads(art.path.read_text(encoding="utf-8"))
+            return record.get("settings_hash") == art.hash
+        return read_manifest(art.path).get("settings_hash") == art.hash
+    except (OSError, ValueError, CorruptFileError):
+        return False
 
 
 def artefact_id(stage: str, key: tuple[str, ...], model_label: str = "") -> str:
@@ -430,10 +479,11 @@ def plan(config: StudyConfig) -> list[Artefact]:
     arts: dict[str, Artefact] = {}
     order = {s: i for i, s in enumerate(STAGES)}
     planned: list[Artefact] = []
-    for base in config.bases():
-        start = len(arts)
-        _plan_base(config.for_base(base), base.name, base.label, out, skip, arts)
-        planned += sorted(list(arts.values())[start:], key=lambda a: order[a.stage])
+    with remembered():  # each data path's content identified once per plan
+        for base in config.bases():
+            start = len(arts)
+            _plan_base(config.for_base(base), base.name, base.label, out, skip, arts)
+            planned += sorted(list(arts.values())[start:], key=lambda a: order[a.stage])
     return planned
 
 

@@ -5,6 +5,7 @@ The built-in tasks are ``qa``, ``ner``, ``nli`` and ``checkworthiness``; see
 """
 
 from langtransfer.tasks.base import (
+    EMPTY_ANSWERS,
     FIXTURES_DIR,
     LABEL_ORDERS,
     SOURCE_NAMES,
@@ -27,6 +28,7 @@ del _task
 
 __all__ = [
     "FIXTURES_DIR",
+    "EMPTY_ANSWERS",
     "LABEL_ORDERS",
     "SOURCE_NAMES",
     "SPLITS",

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from langtransfer import profiles
 from langtransfer.errors import (
     DataFormatError,
     LangTransferError,
@@ -79,7 +80,11 @@ STRICT_PREFIX = "strict_"
 #: features a parquet file carries, as the hub's export does): ``by_name`` maps each id
 #: to the task class its name says (the default); ``positional`` reads id ``i`` as the
 #: task's ``classes[i]`` whatever the names, as the reference did.
-LABEL_ORDERS: tuple[str, ...] = ("by_name", "positional")
+LABEL_ORDERS: tuple[str, ...] = profiles.LABEL_ORDERS
+#: What happens to a row whose gold answer text is empty (QA): ``drop`` it (the default),
+#: or ``keep`` it, as the reference did (it then scores 0 F1); rows without any answer
+#: entry are dropped either way.
+EMPTY_ANSWERS: tuple[str, ...] = profiles.EMPTY_ANSWERS
 
 
 @dataclass(frozen=True)
@@ -195,13 +200,15 @@ class Task:
         *,
         source: str = "paper",
         label_order: str = "by_name",
+        empty_answers: str = "drop",
     ) -> list[Example]:
         """Examples of one language and split, from ``path``, the hub, or the fixtures.
 
         ``label_order``: how integer labels are read where the data names its classes
-        (see :data:`LABEL_ORDERS`); :meth:`load_data` also says when that mattered."""
+        (see :data:`LABEL_ORDERS`); :meth:`load_data` also says when that mattered.
+        ``empty_answers``: :data:`EMPTY_ANSWERS`."""
         return self.load_data(language, split, path, source=source,
-                              label_order=label_order).examples
+                              label_order=label_order, empty_answers=empty_answers).examples
 
     def load_data(
         self,
@@ -211,12 +218,14 @@ class Task:
         *,
         source: str = "paper",
         label_order: str = "by_name",
+        empty_answers: str = "drop",
     ) -> TaskData:
         """:meth:`load`'s examples with where they came from and how their labels were read."""
         if split not in self.splits:
             raise UnknownNameError(f"split of task {self.name}", split, self.splits)
         if label_order not in LABEL_ORDERS:
             raise UnknownNameError("label order", label_order, LABEL_ORDERS)
+        profiles.check_choice("empty_answers", empty_answers, EMPTY_ANSWERS)
         if path is not None:
             read = self._read_path(Path(path), language, split)
         elif source == "fixtures":
@@ -230,7 +239,7 @@ class Task:
         if read.source is not None:
             rows = self._prepared(rows, read.source, where)
         rows = self.select(rows, language, where)
-        rows = self._usable_rows(rows, where)
+        rows = self._usable_rows(rows, where, keep_empty_answers=empty_answers == "keep")
         if not rows:
             raise DataFormatError(where, f"no {self.name} examples for language {language!r}")
         return TaskData(self._examples(rows, language, split, where), where, label_mapping)
@@ -277,9 +286,17 @@ class Task:
             )
         return ", ".join(str(f) for f in files) + describe_pick(src.pick)
 
-    def _usable_rows(self, rows: list[Row], where: str) -> list[Row]:
-        """Drop the rows :meth:`usable` rejects (unanswerable questions); all gone: an error."""
-        kept = [r for r in rows if self.usable(r.data)]
+    def _usable_rows(self, rows: list[Row], where: str, keep_empty_answers: bool = False
+                     ) -> list[Row]:
+        """Drop the rows :meth:`usable` rejects (unanswerable questions); all gone: an error.
+        ``keep_empty_answers`` is asked of :meth:`usable` only when set (a task of
+        one's own may define ``usable(raw)`` alone)."""
+        def usable(raw: Mapping[str, Any]) -> bool:
+            if keep_empty_answers:
+                return self.usable(raw, keep_empty_answers=True)
+            return self.usable(raw)
+
+        kept = [r for r in rows if usable(r.data)]
         if rows and not kept:
             raise DataFormatError(where, self.unusable_message(len(rows)))
         return kept
@@ -596,8 +613,10 @@ class Task:
         """
         return self.fields(raw)
 
-    def usable(self, raw: Mapping[str, Any]) -> bool:
-        """Whether a record can be an example; the rest are dropped (unanswerable questions)."""
+    def usable(self, raw: Mapping[str, Any], *, keep_empty_answers: bool = False) -> bool:
+        """Whether a record can be an example; the rest are dropped (unanswerable questions).
+        ``keep_empty_answers``: a record whose gold answer is an empty text counts as usable
+        (:data:`EMPTY_ANSWERS` ``keep``; tasks without answers ignore it)."""
         return True
 
     def unusable_message(self, n: int) -> str:

@@ -181,14 +181,18 @@ class QATask(Task):
             return self._json_rows(path, read_json(path))
         return super().read_records(path)
 
-    def usable(self, raw: Mapping[str, Any]) -> bool:
-        """A question with no non-empty answer text (SQuAD 2.0's unanswerable) is dropped,
-        as the reference drops questions without answers from its validation and test sets."""
+    def usable(self, raw: Mapping[str, Any], *, keep_empty_answers: bool = False) -> bool:
+        """A question with no answer (SQuAD 2.0's unanswerable) is dropped, as the reference
+        drops questions without answers from its validation and test sets. One whose only
+        answer text is empty (UQA and IndicQA store ``text: [""]``) is dropped too, unless
+        ``keep_empty_answers``: the reference kept those (its filter tests the length of the
+        answer list), and they score 0 F1 whatever the prediction."""
         answers = raw.get("answers")
         try:
-            return any(t.strip() for t in _answer_texts(answers))
+            texts = _answer_texts(answers)
         except ValueError:
             return True  # malformed: canonical() names the problem
+        return bool(texts) if keep_empty_answers else any(t.strip() for t in texts)
 
     def unusable_message(self, n: int) -> str:
         return (

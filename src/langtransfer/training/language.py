@@ -8,7 +8,7 @@ manifest records the objective and the validation loss with and without it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from langtransfer.composition.loaded_base import LoadedBase
 from langtransfer.configurations import configuration_for
 from langtransfer.errors import LangTransferError, OutputExistsError
 from langtransfer.languages import get_language
+from langtransfer.profiles import get_profile
 from langtransfer.representations.base import representation_id
 from langtransfer.representations.kinds import SpecContext, get_kind
 from langtransfer.representations.store import read_manifest
@@ -106,14 +107,16 @@ def train_language(
     settings_hash: str | None = None,
     show_progress: bool = True,
     trust_remote_code: bool = False,
+    profile: str | None = None,
 ) -> Path:
     """Train a language representation of ``kind`` (prompt, adapter...) and save it to
     ``output``.
 
     ``model`` is a :class:`LoadedBase` (shared, left as it was) or a name, which loads one.
-    ``corpus`` is ``wikipedia``, ``fixture`` or a local file. ``spec`` is the kind's spec
-    (None: the kind's default; a prompt's is 50 tokens initialised from ``Generate the
-    output in {Language}:``); training defaults to the paper's settings for the kind.
+    ``corpus`` is ``wikipedia``, ``fixture`` or a local file. ``spec`` is the kind's spec,
+    or a mapping of its option keys over the kind's default (None: the default; a prompt's
+    is 50 tokens initialised from ``Generate the output in {Language}:``), which
+    ``profile`` shapes; training defaults to the paper's settings for the kind.
     Checkpoints go to ``checkpoint_dir`` (default ``<output>.checkpoints``) so a killed
     run resumes with ``resume``. A streamed corpus (Wikipedia) is shuffled with a buffer
     of ``shuffle_buffer`` training blocks (default
@@ -124,6 +127,8 @@ def train_language(
     whole source, see :func:`~langtransfer.training.corpora.load_corpus`), ``max_documents`` and
     ``max_tokens`` cap its training documents and tokens. A prompt with init ``frequent``
     gets the language's most frequent training tokens here (recorded in its manifest).
+    ``profile`` (:mod:`langtransfer.profiles`; default ``method``): the default spec (a
+    prompt's parameter rows: the reference's 2 x 50); recorded in the manifest.
     """
     kind_obj = get_kind(kind)
     lang = get_language(language)
@@ -147,7 +152,9 @@ def train_language(
             texts = list(texts)
     objective = loaded.family.language_objective
     make_dataset = LANGUAGE_OBJECTIVES[objective]
-    train = make_dataset(texts, tokenizer, input_length=sequence_length, seed=settings.seed)
+    # training=True: span corruption draws new masks in every pass over the text
+    train = make_dataset(texts, tokenizer, input_length=sequence_length, seed=settings.seed,
+                         training=True)
     if text.streaming:
         # The reference's map-style dataset draws batches at random from all blocks; a
         # stream is shuffled within a buffer (seeded, and re-seeded per epoch by Trainer's
@@ -177,9 +184,11 @@ def train_language(
     # One id per trained artefact, the same in every process (a resumed run's checkpoints
     # fit); the slot is given back when training ends.
     rep_id = representation_id("language", kind, lang.code, "training")
-    spec = kind_obj.check_spec(spec) if spec is not None else kind_obj.spec(
-        {}, SpecContext("language", lang.name, lang.instruction, seed=settings.seed))
-    spec = kind_obj.with_text(spec, texts, tokenizer)  # e.g. the text's frequent tokens
+    chosen = get_profile(profile)
+    if spec is None or isinstance(spec, Mapping):
+        spec = kind_obj.profile_spec(kind_obj.spec(dict(spec or {}), SpecContext(
+            "language", lang.name, lang.instruction, seed=settings.seed)), chosen)
+    spec = kind_obj.with_text(kind_obj.check_spec(spec), texts, tokenizer)  # frequent tokens
     rep = kind_obj.new("language", spec, base, tokenizer, language=lang.code,
                        settings_hash=settings_hash, id=rep_id)
     # An adapter's weights are drawn from the global RNG when it is attached, before the
@@ -198,8 +207,12 @@ def train_language(
             show_progress=show_progress,
         )
         summary.update(
+            profile=chosen.name,
             corpus=text.source,
             objective=objective,
+            # span corruption's masks are new in every pass over the text (before issue
+            # 22 they were drawn once per block): says which a representation had
+            **({"mask_draws": "per_pass"} if objective == "span_corruption" else {}),
             max_documents=max_documents,
             max_tokens=max_tokens,
             corpus_extent=corpus_extent,

@@ -74,15 +74,17 @@ def next_token_dataset(
     input_length: int = 256,
     seed: int = 0,
     streaming: bool | None = None,
+    training: bool = False,
 ):
     """Texts -> a ``datasets`` dataset of packed next-token blocks of ``input_length``
     tokens. The same call shape as
 :func:`~langtransfer.training.span_corruption.span_corruption_dataset`
-    (a list gives a :class:`datasets.Dataset`, another iterable a stream); ``seed`` is
-    accepted for that symmetry: nothing here is random (the Trainer shuffles)."""
+    (a list gives a :class:`datasets.Dataset`, another iterable a stream); ``seed`` and
+    ``training`` are accepted for that symmetry: nothing here is random (the Trainer
+    shuffles), so every pass reads the same blocks."""
     import datasets
 
-    del seed
+    del seed, training
     ids = datasets.Sequence(datasets.Value("int64"))
     features = datasets.Features({"input_ids": ids, "labels": ids})
     if streaming is None:

@@ -14,6 +14,14 @@ chosen (:func:`compute_input_and_target_lengths`) so that the corrupted input is
 ``input_length`` tokens: no padding and no wasted attention, unlike padding one line per
 example.
 
+Masks are drawn afresh for every pass over the text, as the reference's collator draws
+them for every batch: block ``i`` of pass ``p`` is corrupted with the RNG of
+``(seed, i, p)`` (:func:`block_rng`), so a block read again in a later pass (a small
+corpus is read many times in 100k steps) gets new masks, and a resumed run, which
+re-enters the same pass, reproduces them. Training sets
+(``span_corruption_dataset(..., training=True)``) corrupt each block when it is read and
+learn the pass from the Trainer's ``set_epoch``.
+
 Sentinels are looked up by *name* (``<extra_id_0>``, ``<extra_id_1>``, ...), never by
 arithmetic on the vocabulary size: mT5's sentencepiece numbers them downwards from the top
 of the vocabulary, ByT5 upwards from 259, and the name is what both agree on.
@@ -23,9 +31,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
+import torch.utils.data
 
 from langtransfer.errors import LangTransferError
 
@@ -109,6 +118,14 @@ def compute_input_and_target_lengths(
             f"use {inputs(lo)} or {inputs(lo + 1)}"
         )
     return lo, corrupted_lengths(lo, noise_density, mean_noise_span_length)[1]
+
+
+def block_rng(seed: int, block: int, pass_index: int = 0) -> np.random.Generator:
+    """The RNG that corrupts raw block ``block`` in pass ``pass_index`` over the text:
+    ``(seed, block)`` in the first pass (as before passes were counted, so a run that
+    never reads a block twice is unchanged) and ``(seed, block, pass)`` after it."""
+    key = [seed, block] if pass_index == 0 else [seed, block, pass_index]
+    return np.random.default_rng(key)
 
 
 def _random_segmentation(num_items: int, num_segments: int, rng: np.random.Generator) -> np.ndarray:
@@ -296,18 +313,69 @@ class SpanCorruption:
                 yield buf[i * self.raw_length : (i + 1) * self.raw_length]
             buf = buf[n_full * self.raw_length :]
 
+    def example(self, block: np.ndarray, seed: int, index: int, pass_index: int = 0
+                ) -> dict[str, list[int]]:
+        """``{"input_ids", "labels"}`` of raw block number ``index`` in pass ``pass_index``
+        (:func:`block_rng`)."""
+        inputs, targets = self.corrupt(block, block_rng(seed, index, pass_index))
+        return {"input_ids": inputs.tolist(), "labels": targets.tolist()}
+
     def examples(
-        self, texts: Iterable[str], tokenizer: Any, seed: int = 0
+        self, texts: Iterable[str], tokenizer: Any, seed: int = 0, pass_index: int = 0
     ) -> Iterator[dict[str, list[int]]]:
-        """``{"input_ids", "labels"}`` per raw block; block ``i`` uses rng ``(seed, i)``.
+        """``{"input_ids", "labels"}`` per raw block; block ``i`` uses
+        ``block_rng(seed, i, pass_index)``.
 
         Seeding per block makes an example independent of batching, workers and where a
         resumed run starts.
         """
         _check_seed(seed)
         for i, block in enumerate(self.blocks(texts, tokenizer)):
-            inputs, targets = self.corrupt(block, np.random.default_rng([seed, i]))
-            yield {"input_ids": inputs.tolist(), "labels": targets.tolist()}
+            yield self.example(block, seed, i, pass_index)
+
+
+class FreshMaskBlocks(torch.utils.data.Dataset):
+    """Raw blocks, span-corrupted when read with :func:`block_rng` of (seed, block, pass):
+    a map-style training set whose masks change from one pass (the Trainer's epoch, told
+    by :meth:`set_epoch`) to the next and are the same within one."""
+
+    def __init__(self, objective: SpanCorruption, blocks: np.ndarray, seed: int):
+        self.objective, self.blocks, self.seed = objective, blocks, seed
+        self.pass_index = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.pass_index = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def __getitem__(self, index: int) -> dict[str, list[int]]:
+        return self.objective.example(self.blocks[index], self.seed, int(index), self.pass_index)
+
+
+class FreshMaskStream(torch.utils.data.IterableDataset):
+    """A stream of ``{"block", "index"}`` rows (a ``datasets.IterableDataset``, shuffled
+    or not) span-corrupted as they are read, in the pass :meth:`set_epoch` names (which
+    also re-seeds the stream's shuffle, as ``datasets`` does per epoch)."""
+
+    def __init__(self, objective: SpanCorruption, blocks: Any, seed: int):
+        self.objective, self.blocks, self.seed = objective, blocks, seed
+        self.pass_index = 0
+
+    def shuffle(self, *, seed: int, buffer_size: int) -> FreshMaskStream:
+        """The same stream with its blocks shuffled in a buffer (``datasets``' shuffle)."""
+        return FreshMaskStream(self.objective,
+                               self.blocks.shuffle(seed=seed, buffer_size=buffer_size),
+                               self.seed)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.pass_index = int(epoch)
+        self.blocks.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[dict[str, list[int]]]:
+        for row in self.blocks:
+            block = np.asarray(row["block"], dtype=np.int64)
+            yield self.objective.example(block, self.seed, int(row["index"]), self.pass_index)
 
 
 def _check_seed(seed: object) -> None:
@@ -324,6 +392,7 @@ def span_corruption_dataset(
     mean_noise_span_length: float = MEAN_NOISE_SPAN_LENGTH,
     seed: int = 0,
     streaming: bool | None = None,
+    training: bool = False,
 ):
     """Texts -> a ``datasets`` dataset of span-corrupted ``{"input_ids", "labels"}``.
 
@@ -332,6 +401,11 @@ def span_corruption_dataset(
     of texts gives an in-memory :class:`datasets.Dataset`; any other iterable (a stream)
     gives a :class:`datasets.IterableDataset`, re-iterated each epoch. ``streaming``
     overrides the choice.
+
+    ``training``: a training set whose masks are drawn afresh in every pass
+    (:class:`FreshMaskBlocks` for a list, :class:`FreshMaskStream` for a stream; the
+    Trainer's ``set_epoch`` names the pass). Without it every pass reads the first
+    pass's masks (fine for a validation set, which is read once per evaluation).
     """
     import datasets
 
@@ -343,6 +417,22 @@ def span_corruption_dataset(
     features = datasets.Features({"input_ids": ids, "labels": ids})
     if streaming is None:
         streaming = not isinstance(texts, (list, tuple))
+    if training and streaming:
+
+        def raw_blocks():
+            for i, block in enumerate(objective.blocks(texts, tokenizer)):
+                yield {"block": block.tolist(), "index": i}
+
+        raw = datasets.Features({"block": ids, "index": datasets.Value("int64")})
+        return FreshMaskStream(
+            objective, datasets.IterableDataset.from_generator(raw_blocks, features=raw), seed
+        )
+    if training:
+        texts = list(texts)
+        blocks = list(objective.blocks(texts, tokenizer))
+        if not blocks:
+            _too_short(objective, texts, tokenizer, input_length)
+        return FreshMaskBlocks(objective, np.stack(blocks), seed)
     if streaming:
 
         def generate():
@@ -353,13 +443,18 @@ def span_corruption_dataset(
     texts = list(texts)
     rows = list(objective.examples(texts, tokenizer, seed))
     if not rows:
-        n_tokens = sum(len(doc) for doc in objective.documents(texts, tokenizer))
-        raise LangTransferError(
-            f"the texts are too short for one training example: they give {n_tokens} "
-            f"tokens and a block needs {objective.raw_length} (for input length "
-            f"{input_length}); add text or lower the input length"
-        )
+        _too_short(objective, texts, tokenizer, input_length)
     return datasets.Dataset.from_dict(
         {"input_ids": [r["input_ids"] for r in rows], "labels": [r["labels"] for r in rows]},
         features=features,
+    )
+
+
+def _too_short(objective: SpanCorruption, texts: list[str], tokenizer: Any,
+               input_length: int) -> NoReturn:
+    n_tokens = sum(len(doc) for doc in objective.documents(texts, tokenizer))
+    raise LangTransferError(
+        f"the texts are too short for one training example: they give {n_tokens} "
+        f"tokens and a block needs {objective.raw_length} (for input length "
+        f"{input_length}); add text or lower the input length"
     )

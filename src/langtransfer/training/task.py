@@ -7,6 +7,7 @@ or soft task prompt trains, which is how ``la+ta``, ``la+stp``, ``slp+ta`` and
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from langtransfer.composition.loaded_base import LoadedBase
 from langtransfer.configurations import get_configuration
 from langtransfer.errors import LangTransferError, MissingSplitError
 from langtransfer.languages import get_language
+from langtransfer.profiles import get_profile
 from langtransfer.representations.base import representation_id
 from langtransfer.representations.fit import check_fit
 from langtransfer.representations.kinds import SpecContext, get_kind
@@ -57,14 +59,18 @@ def train_task(
     settings_hash: str | None = None,
     show_progress: bool = True,
     trust_remote_code: bool = False,
-    reference_slp_stp_quirk: bool = False,
+    reference_slp_stp_quirk: bool | None = None,
+    label_order: str | None = None,
+    empty_answers: str | None = None,
+    profile: str | None = None,
 ) -> Path:
     """Train a task representation of ``kind`` (a task adapter, a soft task prompt...) on
     ``task`` in ``language`` and save it.
 
     ``model``: a :class:`LoadedBase` (shared, left as it was) or a name, which loads one.
-    ``spec``: the kind's spec (a :class:`PromptConfig`, an :class:`AdapterSpec`...; None:
-    the kind's default for the task, a prompt from the task's instruction).
+    ``spec``: the kind's spec (a :class:`PromptConfig`, an :class:`AdapterSpec`...), or
+    a mapping of its option keys (``{"num_tokens": 8}``) over the kind's default for the
+    task (a prompt: the task's instruction), which ``profile`` shapes (None: the default).
     ``data``: None (the paper's hub source), ``"fixtures"`` or a local file/directory.
     Validation uses ``validation_data`` or the ``validation`` split of ``data``; only
     when that source has no validation split (:class:`MissingSplitError`), a held-out
@@ -74,8 +80,19 @@ def train_task(
     ``reference_slp_stp_quirk`` (slp+stp only, else refused): train as the reference
     did, with the language prompt twice in every forward (training and validation loss);
     test-time generation is unaffected. Recorded in the manifest's ``training``.
+    ``label_order`` and ``empty_answers``: how the data is read (see
+    :func:`~langtransfer.inference.evaluate.evaluate`).
+
+    ``profile`` (:mod:`langtransfer.profiles`; default ``method``) fills in what is left
+    at None: the three above (the quirk where the configuration is slp+stp), keep-best
+    when ``settings`` is not given (the reference's task prompts keep the final step),
+    and the spec when ``spec`` is not given (a prompt's parameter rows). Recorded in the
+    manifest.
     """
     kind_obj = get_kind(kind)
+    chosen = get_profile(profile)
+    label_order = label_order or chosen.label_order
+    empty_answers = empty_answers or chosen.empty_answers
     quirk = get_configuration("slp+stp")
     if reference_slp_stp_quirk and (kind != quirk.task_kind or language_rep is None):
         raise LangTransferError(
@@ -85,16 +102,19 @@ def train_task(
     task_obj, lang = get_task(task), get_language(language)
     output = Path(output)
     check_output(output, overwrite, resume, kind=kind, role="task", task=task_obj.name)
-    settings = settings or default_settings(kind, "task")
+    if settings is None:
+        settings = default_settings(kind, "task", **kind_obj.profile_training("task", chosen))
     if max_target_length is None:
         max_target_length = task_obj.target_length
 
     with progress_bars(show_progress):  # a study (progress off) prints no hub-load bars
-        train_examples = load_examples(task_obj, lang.code, "train", data, max_examples)
+        train_examples = load_examples(task_obj, lang.code, "train", data, max_examples,
+                                       label_order=label_order, empty_answers=empty_answers)
     try:
         with progress_bars(show_progress):
             val_examples = load_examples(task_obj, lang.code, "validation",
-                                         validation_data or data)
+                                         validation_data or data, label_order=label_order,
+                                         empty_answers=empty_answers)
     except MissingSplitError:
         # Only "this source has no validation split" falls back; any other error (a hub
         # failure, a malformed file, validation data given but missing) stops here
@@ -123,11 +143,15 @@ def train_task(
     # One id per trained artefact, the same in every process, so a resumed run's
     # checkpoints fit; the slot is given back when training ends.
     rep_id = representation_id("task", kind, task_obj.name, lang.code, "training")
-    spec = kind_obj.check_spec(spec) if spec is not None else kind_obj.spec(
-        {}, SpecContext("task", lang.name, task_obj.prompt_init(lang.name), seed=settings.seed))
-    task_repr = kind_obj.new("task", spec, base, tokenizer, task=task_obj.name,
-                             settings_hash=settings_hash, id=rep_id)
+    if spec is None or isinstance(spec, Mapping):
+        spec = kind_obj.profile_spec(kind_obj.spec(dict(spec or {}), SpecContext(
+            "task", lang.name, task_obj.prompt_init(lang.name), seed=settings.seed)), chosen)
+    task_repr = kind_obj.new("task", kind_obj.check_spec(spec), base, tokenizer,
+                             task=task_obj.name, settings_hash=settings_hash, id=rep_id)
     configuration = configuration_name(language_repr, task_repr)
+    if reference_slp_stp_quirk is None:  # the profile's, where it applies
+        reference_slp_stp_quirk = (chosen.slp_stp_language_prompt_twice
+                                   and configuration == quirk.name)
     if reference_slp_stp_quirk and configuration != quirk.name:
         raise LangTransferError(
             f"reference_slp_stp_quirk applies to slp+stp only, not {configuration} "
@@ -157,6 +181,8 @@ def train_task(
         summary.update(
             configuration=configuration,
             reference_slp_stp_quirk=reference_slp_stp_quirk,
+            profile=chosen.name,
+            reading={"label_order": label_order, "empty_answers": empty_answers},
             source_language=lang.code,
             language_representation=None
             if language_repr is None

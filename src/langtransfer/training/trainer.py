@@ -9,12 +9,14 @@ representation kind, and a training summary for the representation's manifest.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
 import re
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from transformers import (
     TrainingArguments,
 )
 from transformers.trainer_callback import PrinterCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from langtransfer.composition.composed import ComposedModel
@@ -42,7 +45,8 @@ from langtransfer.training.settings import (  # noqa: F401  (TrainSettings' old 
     default_settings,
 )
 
-#: Our own per-checkpoint state (skipped batches), beside Trainer's trainer_state.json.
+#: Our own per-checkpoint state (skipped batches, the RNG state of the epoch's order),
+#: beside Trainer's trainer_state.json.
 RUN_STATE = "langtransfer_state.json"
 
 logger = logging.getLogger(__name__)
@@ -50,6 +54,54 @@ logger = logging.getLogger(__name__)
 
 class NonFiniteLossError(LangTransferError):
     """Training produced a NaN or infinite loss (or weights)."""
+
+
+class ResumableLengthGroupedSampler(LengthGroupedSampler):
+    """Trainer's length-grouped order (``group_by_length``), which a resumed run replays.
+
+    Trainer's ``LengthGroupedSampler`` draws each epoch's order from the global torch RNG.
+    A run resumed in the middle of epoch e > 0 draws it from the RNG as seeded at start,
+    not as the interrupted run had it after e epochs of dropout and earlier orders, and
+    then skips the first batches of *another* order: other batches, other weights (a
+    task prompt resumed from checkpoint-100 of 150 differed by 0.65). This sampler keeps
+    the RNG state each epoch's order was drawn from; checkpoints store it, and a resumed
+    run draws the interrupted epoch's order from it. An uninterrupted run's order is
+    Trainer's own, unchanged. (Random order without grouping needs nothing: Accelerate
+    seeds it by epoch.)
+    """
+
+    def __init__(self, batch_size: int, lengths: list[int]) -> None:
+        super().__init__(batch_size, lengths=lengths)
+        self.epoch = 0
+        #: (epoch, RNG state its order was drawn from), for the next checkpoint
+        self.drawn: tuple[int, torch.Tensor] | None = None
+        #: the same, read from the checkpoint a run resumes from
+        self.replay: tuple[int, torch.Tensor] | None = None
+
+    def set_epoch(self, epoch: int) -> None:  # called by Trainer (through Accelerate)
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = None
+        if self.replay is not None and self.replay[0] == self.epoch:
+            state = self.replay[1]
+            generator = torch.Generator().set_state(state)
+        else:
+            state = torch.get_rng_state()  # what randperm below draws from
+        self.replay, self.drawn = None, (self.epoch, state)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size,
+                                               generator=generator))
+
+    def state_dict(self) -> dict[str, Any] | None:
+        if self.drawn is None:
+            return None
+        epoch, state = self.drawn
+        return {"epoch": epoch, "rng_state": base64.b64encode(state.numpy().tobytes()).decode()}
+
+    @staticmethod
+    def read_state(state: dict[str, Any]) -> tuple[int, torch.Tensor]:
+        data = bytearray(base64.b64decode(state["rng_state"], validate=True))
+        return int(state["epoch"]), torch.frombuffer(data, dtype=torch.uint8).clone()
 
 
 class RepresentationTrainer(Trainer):
@@ -71,6 +123,17 @@ class RepresentationTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.skip_nonfinite = skip_nonfinite
         self.skipped_nonfinite: list[int] = []  # optimiser steps whose batch was skipped
+        self.order: ResumableLengthGroupedSampler | None = None
+        #: the interrupted epoch's order, from the checkpoint this run resumes from
+        self.resume_order: tuple[int, torch.Tensor] | None = None
+
+    def _get_train_sampler(self, train_dataset=None):
+        sampler = super()._get_train_sampler(train_dataset)
+        if isinstance(sampler, LengthGroupedSampler):
+            self.order = ResumableLengthGroupedSampler(sampler.batch_size, sampler.lengths)
+            self.order.replay = self.resume_order
+            return self.order
+        return sampler
 
     # -- non-finite losses -------------------------------------------------------------
 
@@ -148,7 +211,11 @@ class RepresentationTrainer(Trainer):
                 if best is not None and Path(best).parent == staging:
                     self.state.best_model_checkpoint = str(run_dir / Path(best).name)
                 self.state.save_to_json(str(staged / "trainer_state.json"))
-                write_json(staged / RUN_STATE, {"skipped_nonfinite_steps": self.skipped_nonfinite})
+                run_state: dict[str, Any] = {"skipped_nonfinite_steps": self.skipped_nonfinite}
+                order = self.order.state_dict() if self.order is not None else None
+                if order is not None:
+                    run_state["epoch_order"] = order
+                write_json(staged / RUN_STATE, run_state)
                 fsync_tree(staged)
                 replace_dir(staged, final)
                 shutil.rmtree(staging, ignore_errors=True)
@@ -284,13 +351,33 @@ def last_complete_checkpoint(checkpoint_dir: str | Path) -> str | None:
     return str(max(complete)[1]) if complete else None
 
 
+def _run_state(checkpoint: Path) -> dict[str, Any]:
+    try:
+        state = json.loads((checkpoint / RUN_STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # a checkpoint written before the file existed
+    return state if isinstance(state, dict) else {}
+
+
 def _skipped_steps(checkpoint: Path) -> list[int]:
     """The steps whose batch a resumed run had skipped (non-finite loss), from its checkpoint."""
     try:
-        state = json.loads((checkpoint / RUN_STATE).read_text(encoding="utf-8"))
-        return [int(s) for s in state.get("skipped_nonfinite_steps", [])]
-    except (OSError, ValueError, TypeError, AttributeError):
-        return []  # a checkpoint written before the option existed
+        return [int(s) for s in _run_state(checkpoint).get("skipped_nonfinite_steps", [])]
+    except (ValueError, TypeError):
+        return []
+
+
+def _epoch_order(checkpoint: Path) -> tuple[int, torch.Tensor] | None:
+    """The RNG state the interrupted epoch's order was drawn from, from its checkpoint."""
+    state = _run_state(checkpoint).get("epoch_order")
+    if state is None:
+        return None  # no grouped order, or written before it was kept
+    try:
+        return ResumableLengthGroupedSampler.read_state(state)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CorruptFileError(
+            f"{checkpoint / RUN_STATE}: unreadable epoch_order ({e}); resume from an earlier "
+            "checkpoint or drop --resume") from None
 
 
 @torch.no_grad()
@@ -323,6 +410,23 @@ def evaluation_loss(
     return total / tokens
 
 
+class PassCallback(TrainerCallback):
+    """Tells a training set whose examples differ from pass to pass (span corruption's
+    fresh masks: :class:`~langtransfer.training.span_corruption.FreshMaskBlocks`) which
+    pass begins. accelerate's ``set_epoch`` reaches a map-style dataset only in a single
+    process (with several, only the sampler), so the epoch the Trainer gave the data
+    loader is passed on here, before the epoch's first batch (and in the epoch a resumed
+    run re-enters)."""
+
+    def __init__(self, dataset: Any):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, train_dataloader=None, **kwargs):
+        epoch = getattr(train_dataloader, "iteration", None)
+        if isinstance(epoch, int):
+            self.dataset.set_epoch(epoch)
+
+
 def train_representation(
     composed: ComposedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -349,10 +453,14 @@ def train_representation(
             raise LangTransferError("the training set is empty")
         if settings.group_by_length and "length" not in train_dataset.column_names:
             train_dataset = train_dataset.map(lambda r: {"length": len(r["input_ids"])})
-    else:  # a stream has no length to group by
+    else:  # a stream, or blocks corrupted as they are read: no length column to group by
         settings = replace(settings, group_by_length=False)
     args = training_arguments(settings, checkpoint_dir, eval_dataset is not None)
     args.disable_tqdm = not show_progress
+    if hasattr(train_dataset, "set_epoch") and not isinstance(
+        train_dataset, torch.utils.data.IterableDataset
+    ):  # a stream gets set_epoch from the data loader in every set-up
+        callbacks = [*(callbacks or []), PassCallback(train_dataset)]
     trainer = RepresentationTrainer(
         model=composed,
         args=args,
@@ -369,6 +477,7 @@ def train_representation(
     last = last_complete_checkpoint(checkpoint_dir) if resume else None
     if last is not None:
         trainer.skipped_nonfinite = _skipped_steps(Path(last))
+        trainer.resume_order = _epoch_order(Path(last))
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=last)
     trainer.check_finite_weights("at the end of training")  # keep-best may have reloaded

@@ -42,6 +42,7 @@ from langtransfer.errors import LangTransferError, UnknownNameError
 if TYPE_CHECKING:
     from torch import nn
 
+    from langtransfer.profiles import Profile
     from langtransfer.representations.base import Representation
 
 #: Per role, each row's representation of one kind in a call (None: the row has none of
@@ -118,8 +119,16 @@ class RepresentationKind(ABC):
 
     def spec(self, values: Mapping[str, Any], context: SpecContext) -> Any:
         """The spec for ``context.role`` with ``values`` (option keys) over the role's
-        defaults."""
-        return self.spec_type(**values)
+        defaults. Subclasses add their defaults and call :meth:`check_keys` too."""
+        return self.spec_type(**self.check_keys(values))
+
+    def check_keys(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """``values`` if each is one of the kind's options; else an error naming them."""
+        keys = [option.key for option in self.options]
+        for key in values:
+            if key not in keys:
+                raise UnknownNameError(f"{self.name} option", key, keys)
+        return dict(values)
 
     def check_spec(self, spec: Any) -> Any:
         """``spec`` if it is this kind's; else an error naming both."""
@@ -134,6 +143,16 @@ class RepresentationKind(ABC):
         """A problem with a study's ``values`` for ``role`` beyond each option's type (one
         line, without the config's location), or None."""
         return None
+
+    def profile_spec(self, spec: Any, profile: Profile) -> Any:
+        """``spec`` as ``profile`` (:mod:`langtransfer.profiles`) shapes the kind's specs
+        (the reference's prompt parameter has twice the rows)."""
+        return spec
+
+    def profile_training(self, role: str, profile: Profile) -> dict[str, Any]:
+        """``TrainSettings`` values ``profile`` sets for the kind in ``role`` where nothing
+        else does (the reference's task prompts keep the final step)."""
+        return {}
 
     def with_text(self, spec: Any, texts: Iterable[str], tokenizer: Any) -> Any:
         """``spec`` completed from a language representation's training text, which it

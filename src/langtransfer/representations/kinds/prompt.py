@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from torch import nn
     from transformers import PreTrainedTokenizerBase
 
+    from langtransfer.profiles import Profile
     from langtransfer.representations.prompt import SoftPrompt
 
 INIT_STRATEGIES = ("text", "vocab", "random", "labels", "frequent")
@@ -47,6 +48,12 @@ class PromptConfig:
       from the most common tokens); language training counts them in the first
       :data:`FREQUENT_DOCUMENTS` training documents and stores them as
       ``extra["token_ids"]``, so the manifest records which tokens were used.
+
+    ``parameter_rows`` (None: ``num_tokens``): rows of the trained parameter, of which the
+    encoder uses the first ``num_tokens``. The reference's PEFT-shaped parameter has
+    2 × 50 rows (:mod:`langtransfer.profiles`, ``reference``): the unused rows get no
+    gradient but count in Adafactor's update clipping, so its updates are larger. They are
+    initialised as the used ones are (the init fills all rows) and saved with them.
     """
 
     num_tokens: int = 50
@@ -55,6 +62,7 @@ class PromptConfig:
     label_words: list[str] | None = None
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    parameter_rows: int | None = None
 
     def __post_init__(self) -> None:
         if self.init not in INIT_STRATEGIES:
@@ -65,9 +73,22 @@ class PromptConfig:
             raise LangTransferError("prompt init 'text' needs init_text (e.g. an instruction)")
         if self.init == "labels" and not self.label_words:
             raise LangTransferError("prompt init 'labels' needs label_words")
+        if self.parameter_rows is not None and self.parameter_rows < self.num_tokens:
+            raise LangTransferError(
+                f"parameter_rows ({self.parameter_rows}) must be at least num_tokens "
+                f"({self.num_tokens}): the encoder uses the first num_tokens rows"
+            )
+
+    @property
+    def rows(self) -> int:
+        """Rows of the trained parameter (``parameter_rows``, else ``num_tokens``)."""
+        return self.num_tokens if self.parameter_rows is None else self.parameter_rows
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["parameter_rows"] is None:  # absent at its default: earlier hashes and manifests
+            del d["parameter_rows"]
+        return d
 
 
 def _fill(ids: list[int], n: int) -> list[int]:
@@ -75,8 +96,8 @@ def _fill(ids: list[int], n: int) -> list[int]:
 
 
 def init_token_ids(config: PromptConfig, tokenizer: PreTrainedTokenizerBase) -> list[int] | None:
-    """The token ids whose embeddings initialise the prompt (None for ``random``)."""
-    n = config.num_tokens
+    """The token ids whose embeddings initialise the prompt's rows (None for ``random``)."""
+    n = config.rows
     if config.init == "text":
         return _fill(tokenizer(config.init_text).input_ids, n)
     if config.init == "labels":
@@ -136,12 +157,12 @@ def initial_prompt(
     from langtransfer.representations.prompt import SoftPrompt
 
     weight = embeddings.weight.detach()
-    prompt = SoftPrompt(config.num_tokens, weight.shape[1])
+    prompt = SoftPrompt(config.num_tokens, weight.shape[1], config.parameter_rows)
     ids = init_token_ids(config, tokenizer)
     with torch.no_grad():
         if ids is None:
             g = torch.Generator().manual_seed(config.seed)
-            noise = torch.randn(config.num_tokens, weight.shape[1], generator=g)
+            noise = torch.randn(config.rows, weight.shape[1], generator=g)
             prompt.embedding.copy_(noise * weight.float().std())
         else:
             prompt.embedding.copy_(weight[torch.tensor(ids)].float())
@@ -184,7 +205,7 @@ class PromptKind(RepresentationKind):
     def spec(self, values: Mapping[str, Any], context: SpecContext) -> PromptConfig:
         """The role's instruction (``init_text`` given: ``{Language}`` filled in), the
         task's label words (for ``labels``) and the seed, with ``values`` over them."""
-        values = dict(values)
+        values = self.check_keys(values)
         text = values.pop("init_text", None)
         return PromptConfig(
             init_text=context.init_text if text is None
@@ -199,6 +220,15 @@ class PromptKind(RepresentationKind):
             return ("init 'frequent' is a language-prompt initialisation (a language's "
                     "frequent tokens); task prompts take text, vocab, random or labels")
         return None
+
+    def profile_spec(self, spec: PromptConfig, profile: Profile) -> PromptConfig:
+        """The profile's parameter rows (the reference's 2 x the prompt's tokens)."""
+        rows = profile.prompt_parameter_rows(spec.num_tokens)
+        return spec if rows is None else replace(spec, parameter_rows=rows)
+
+    def profile_training(self, role: str, profile: Profile) -> dict[str, Any]:
+        """Task prompts keep the best checkpoint, or the final step's (the reference's)."""
+        return {"keep_best": profile.task_prompt_keep_best} if role == "task" else {}
 
     def with_text(self, spec: PromptConfig, texts: Iterable[str],
                   tokenizer: PreTrainedTokenizerBase) -> PromptConfig:
@@ -240,10 +270,10 @@ class PromptKind(RepresentationKind):
         from langtransfer.representations.weight_files import check_safetensors, content_hash
 
         config = PromptConfig(**(manifest.get(self.name) or {}))
-        shape = (config.num_tokens, int(manifest["base_model"]["d_model"]))
+        shape = (config.rows, int(manifest["base_model"]["d_model"]))  # parameter_rows: all
         weights = directory / PROMPT_WEIGHTS
         check_safetensors(weights, {"embedding": shape})
-        prompt = SoftPrompt(*shape)
+        prompt = SoftPrompt(config.num_tokens, shape[1], config.parameter_rows)
         with safe_open(str(weights), framework="pt") as f, torch.no_grad():
             prompt.embedding.copy_(f.get_tensor("embedding"))
         return Representation(spec=config, weights=prompt, path=directory,
@@ -251,10 +281,15 @@ class PromptKind(RepresentationKind):
 
     def check_combinable(self, a: Representation, b: Representation) -> None:
         pa, pb = _soft_prompt(a), _soft_prompt(b)
-        if pa.embedding.shape != pb.embedding.shape:
+        if pa.num_tokens != pb.num_tokens:
             raise LangTransferError(
                 f"part {b.where} is a prompt of {pb.num_tokens} tokens but {a.where} "
                 f"of {pa.num_tokens}; prompts combine only at equal length"
+            )
+        if pa.embedding.shape != pb.embedding.shape:
+            raise LangTransferError(
+                f"part {b.where} is a prompt parameter of {pb.rows} rows but {a.where} "
+                f"of {pa.rows} (parameter_rows); prompts combine only at equal shape"
             )
 
     def combine(self, parts: Sequence[tuple[Representation, float]], model: Any | None,
@@ -268,7 +303,7 @@ class PromptKind(RepresentationKind):
         total = torch.zeros_like(_soft_prompt(first).embedding.detach(), dtype=torch.float32)
         for rep, w in parts:  # in the parts' order: the sum is reproducible bit for bit
             total = total + w * _soft_prompt(rep).embedding.detach().float()
-        prompt = SoftPrompt(*total.shape)
+        prompt = SoftPrompt(_soft_prompt(first).num_tokens, total.shape[1], total.shape[0])
         with torch.no_grad():
             prompt.embedding.copy_(total)
         assert first.spec is not None
