@@ -11,6 +11,9 @@ base, with a request naming a pair as the model.
 Pairs come from a study directory (its ``ll+tl`` cells: the target's language LoRA with the
 task LoRA trained on the source; or its ``tl`` cells, the task LoRA alone) or from
 representation directories (every task LoRA with every language LoRA given).
+
+The one module outside the kinds that names a kind (``lora``): its output is a LoRA-only
+format, for engines that serve nothing else (``tests/test_kinds.py`` lists it).
 """
 
 from __future__ import annotations
