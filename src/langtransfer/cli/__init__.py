@@ -29,6 +29,7 @@ VERBS = [
     "import_peft",
     "export_peft",
     "convert_peft",
+    "export_merged",
     "demo",
 ]
 
