@@ -127,18 +127,11 @@ def tokenizer() -> IdTokenizer:
 
 
 def make_rep(model, role: str, kind: str, subject: str):
-    """A fresh 50-token prompt (random init), seq_bn adapter or LoRA (the defaults: rank
-    8 on the query and value projections; B moved off zero, so it costs what a trained
-    one costs)."""
+    """A fresh 50-token prompt (random init) or seq_bn adapter."""
     key = "task" if role == "task" else "language"
     if kind == "prompt":
         cfg = PromptConfig(num_tokens=PROMPT_TOKENS, init="random", seed=sum(map(ord, subject)))
         return new_prompt(role, model, tokenizer(), cfg, **{key: subject})
-    if kind == "lora":
-        from langtransfer.representations.kinds import LoraSpec, new_representation
-
-        return new_representation("lora", role, model, tokenizer(), LoraSpec(),
-                                  **{key: subject})
     return new_adapter(role, **{key: subject})
 
 
@@ -369,15 +362,12 @@ BANK = ("sk", "cs", "de", "ru")
 
 
 def mixed_language(model, vocab: int, language_kind: str, workload: Workload, *, batch_size: int,
-                   new_tokens: int, repeats: int, configuration: str | None = None) -> dict:
+                   new_tokens: int, repeats: int) -> dict:
     """A batch of ``batch_size`` rows over 4 languages in one call vs one language in one
-    call vs the 4 language groups one after another (forward with loss, and generate).
-    ``configuration``: one whose language kind is ``language_kind`` (default: with a task
-    adapter)."""
+    call vs the 4 language groups one after another (forward with loss, and generate)."""
     from langtransfer.inference.evaluate import pad_rows
 
-    if configuration is None:
-        configuration = "slp+ta" if language_kind == "prompt" else "la+ta"
+    configuration = "slp+ta" if language_kind == "prompt" else "la+ta"
     composed = composed_for(model, configuration, train=None, language=BANK[0])
     bank = {c: make_rep(model, "language", language_kind, c) for c in BANK}
     composed.set_languages(bank)

@@ -28,7 +28,7 @@ SILENCED = (
     "Passing a tuple of `past_key_values` is deprecated",
     "past_key_values should not be None",
 )
-TRAINED = ("ta", "stp", "la+ta", "la+stp", "slp+ta", "slp+stp", "ll+ta", "ll+tl")
+TRAINED = ("ta", "stp", "la+ta", "la+stp", "slp+ta", "slp+stp")
 
 
 def _env() -> dict[str, str]:
@@ -154,42 +154,3 @@ def test_the_demo_ends_saying_where_to_look_and_what_the_numbers_are(tmp_path):
     assert str(tmp_path / "runs" / "report" / "heatmaps") in text
     assert "compare each row with `base`" in text
     assert "show the pipeline end to end, NOT the paper's results" in text
-
-
-def test_the_demo_s_lora_pairs_export_merged_with_the_composition_s_logits(reduced_demo,
-                                                                           tmp_path):
-    """export-merged on the demo study: the causal base's ll+tl pair, merged, loads in PEFT
-    with the logits of the study's language and task LoRAs composed; the seq2seq base's
-    pairs are refused (vLLM serves no encoder-decoder model)."""
-    import contextlib
-    import io
-    import json
-
-    import peft
-    import torch
-    from helpers import assert_logits_close
-
-    from langtransfer.cli import main
-    from langtransfer.composition.composed import compose
-    from langtransfer.composition.loaded_base import LoadedBase
-
-    study, out = reduced_demo[0], tmp_path / "merged"
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert main(["export-merged", str(study), "--output", str(out),
-                     "--model-label", "tiny-causal"]) == 0
-        assert main(["export-merged", str(study), "--output", str(tmp_path / "s2s"),
-                     "--model-label", "tiny"]) == 2
-    (pair,) = json.loads((out / "pairs.json").read_text())["pairs"]
-    assert pair["name"] == "checkworthiness-en" and pair["rank"] == 16
-    loaded = LoadedBase.load("tiny-causal")
-    tok = loaded.tokenizer
-    enc = tok(["Unemployment fell to 4.2 percent in 2023.", "What a lovely day!"],
-              padding=True, return_tensors="pt")
-    language = loaded.representation(pair["language_representation"]["path"])
-    task = loaded.representation(pair["task_representation"]["path"])
-    with loaded.compose("ll+tl", language=language, task=task) as ours, torch.no_grad():
-        expected = ours(**enc).logits
-    theirs = peft.PeftModel.from_pretrained(LoadedBase.load("tiny-causal").model,
-                                            str(out / pair["name"])).eval()
-    with compose(theirs.get_base_model(), "base") as merged, torch.no_grad():
-        assert_logits_close(merged(**enc).logits, expected)

@@ -53,11 +53,11 @@ def test_each_kind_declares_what_the_configuration_layer_reads(name):
 
 
 def test_unknown_kinds_and_wrong_specs_are_refused_naming_the_valid_ones():
-    with pytest.raises(UnknownNameError, match="unknown representation kind 'ia3'; valid: "
-                                               "adapter, lora, prompt"):
-        get_kind("ia3")
-    with pytest.raises(UnknownNameError, match="representation kind 'ia3'"):
-        default_settings("ia3", "task")
+    with pytest.raises(UnknownNameError, match="unknown representation kind 'lora'; valid: "
+                                               "adapter, prompt"):
+        get_kind("lora")
+    with pytest.raises(UnknownNameError, match="representation kind 'lora'"):
+        default_settings("lora", "task")
     with pytest.raises(LangTransferError, match="a prompt representation takes a PromptConfig, "
                                                 "got AdapterSpec"):
         get_kind("prompt").check_spec(AdapterSpec())
@@ -100,10 +100,7 @@ KIND_BRANCH = re.compile(
     % (("|".join(REPRESENTATION_KINDS),) * 3)
 )
 #: Files outside the kind modules that may branch on a kind, each saying why in a comment.
-JUSTIFIED = {
-    "representations/peft_format.py",  # PEFT's prompt-tuning format: prompts only
-    "serving/export.py",  # merged LoRA pairs for engines that serve LoRAs only
-}
+JUSTIFIED = {"representations/peft_format.py"}  # PEFT's prompt-tuning format: prompts only
 
 
 def test_only_the_kind_modules_branch_on_a_kind():

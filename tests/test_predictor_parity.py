@@ -30,9 +30,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 MODELS = ("tiny", "tiny-causal")
 TARGET = "en"
-#: With tests/test_predictor.py's four: all seven (base in both); and LoRA in both roles
-#: and beside a prompt.
-CONFIGURATIONS = ("base", "stp", "la+ta", "slp+stp", "ll+tl", "slp+tl")
+#: With tests/test_predictor.py's four: all seven (base in both).
+CONFIGURATIONS = ("base", "stp", "la+ta", "slp+stp")
 TRAIN = {"max_steps": 2, "batch_size": 4, "save_steps": 2}
 STUDY = {
     "models": list(MODELS),
@@ -47,11 +46,9 @@ STUDY = {
     "max_train_examples": 8,
     "max_eval_examples": 4,
     "language_training": {"prompt": {**TRAIN, "num_tokens": 4},
-                          "adapter": {**TRAIN, "learning_rate": 1e-2},
-                          "lora": {**TRAIN, "learning_rate": 1e-2}},
+                          "adapter": {**TRAIN, "learning_rate": 1e-2}},
     "task_training": {"prompt": {**TRAIN, "num_tokens": 4, "eval_steps": 2},
-                      "adapter": {**TRAIN, "learning_rate": 1e-2, "eval_steps": 2},
-                      "lora": {**TRAIN, "learning_rate": 1e-2, "eval_steps": 2}},
+                      "adapter": {**TRAIN, "learning_rate": 1e-2, "eval_steps": 2}},
     "evaluation": {"batch_size": 4, "max_new_tokens": 8},
 }
 
@@ -110,19 +107,3 @@ def test_every_cell_predicts_what_the_study_evaluated(studies, model, scoring):
             if scoring == "generate":  # (two labels: ranking may pick one for all rows)
                 # The representations matter: not one output for every configuration.
                 assert len(set(raws.values())) > 1, (model, task, raws)
-
-
-@pytest.mark.parametrize("model", MODELS)
-def test_mixed_rows_of_lora_pairs_equal_each_row_alone(studies, model):
-    """Rows of two tasks in one call (one composed model, a bank of task LoRAs, each row
-    with its own pair: the per-row hook) predict what each task's rows predict alone."""
-    from langtransfer.serving.predictor import PredictRequest
-
-    with Predictor.load(studies["generate"], model=model, batch_size=8) as predictor:
-        rows = [(task, x) for task in ("qa", "checkworthiness") for x in inputs(task)]
-        rows = rows[::2] + rows[1::2]  # interleaved: the tasks alternate in the batch
-        mixed = predictor.predict_requests(
-            [PredictRequest(task, TARGET, x, "ll+tl") for task, x in rows])
-        for (task, x), got in zip(rows, mixed, strict=True):
-            (alone,) = predictor.predict(task, TARGET, [x], configuration="ll+tl")
-            assert got.raw == alone.raw, (model, task)

@@ -33,7 +33,7 @@ BASE: dict[str, Any] = {
     "sources": ["en"],
     "targets": ["en", "sk"],
     "tasks": ["nli"],
-    "configurations": ["base", "ta", "stp", "la+ta", "la+stp", "slp+ta", "slp+stp", "ll+tl"],
+    "configurations": ["base", "ta", "stp", "la+ta", "la+stp", "slp+ta", "slp+stp"],
     "corpus": "fixtures",
     # Per split, so each split's file is an option of its own (validation included).
     "data": {"nli": {"en": {"train": "fixtures", "validation": "fixtures", "test": "fixtures"},
@@ -42,8 +42,8 @@ BASE: dict[str, Any] = {
     "validation_documents": 3,
     "max_train_examples": 16,
     "max_eval_examples": 6,
-    "language_training": {"prompt": {}, "adapter": {}, "lora": {}},
-    "task_training": {"prompt": {}, "adapter": {}, "lora": {}},
+    "language_training": {"prompt": {}, "adapter": {}},
+    "task_training": {"prompt": {}, "adapter": {}},
     "evaluation": {},
 }
 
@@ -62,7 +62,6 @@ NAMED = {
     "optimizer": ["adamw", "adafactor"],
     "lr_scheduler": ["linear", "constant"],
     "init": ["text", "vocab", "random"],
-    "targets": ["attention", "all-linear", "q,k"],
     "config": ["seq_bn", "double_seq_bn"],
     "scoring": ["generate", "rank"],
     "init_text": ["Answer in {Language}:", "Work in {Language}:"],
@@ -102,10 +101,8 @@ def options(base: dict[str, Any]) -> list[tuple[tuple[str, ...], Any]]:
             prompt = {"num_tokens": 50, "init": "text", "init_text": None,
                       "reference_slp_stp_quirk": False}
             adapter = {"config": "seq_bn", "reduction_factor": 16}
-            lora = {"rank": 8, "alpha": 16, "dropout": 0.1, "targets": "attention"}
-            spec = {**prompt, **adapter, **lora}
             for key in keys:
-                current = getattr(train, key) if hasattr(train, key) else spec[key]
+                current = getattr(train, key) if hasattr(train, key) else {**prompt, **adapter}[key]
                 out.append(((f"{role}_training", kind, key), current))
     evaluation = config.evaluation_settings()
     for key in EVALUATION_KEYS:
@@ -204,7 +201,7 @@ def test_the_walk_finds_every_option():
         f.name for f in fields(StudyConfig)}
     # Every TrainSettings field is an option of task training, every one language
     # training uses is one of language training, and every evaluation setting is one.
-    for kind in ("prompt", "adapter", "lora"):
+    for kind in ("prompt", "adapter"):
         for f in fields(TrainSettings):
             assert ("task_training", kind, f.name) in found
             assert (("language_training", kind, f.name) in found) == (f.name not in LANGUAGE_UNUSED)
@@ -214,8 +211,6 @@ def test_the_walk_finds_every_option():
     assert ("task_training", "prompt", "init") in found
     assert ("task_training", "prompt", "reference_slp_stp_quirk") in found
     assert ("language_training", "prompt", "reference_slp_stp_quirk") not in found
-    assert {("language_training", "lora", k) for k in ("rank", "alpha", "dropout",
-                                                         "targets")} <= found
     assert len(found) > 90
 
 

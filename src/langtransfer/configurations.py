@@ -14,21 +14,12 @@ la+ta       adapter         adapter
 la+stp      adapter         prompt
 slp+ta      prompt          adapter
 slp+stp     prompt          prompt
-tl          —               lora
-ll+tl       lora            lora
-ll+ta       lora            adapter
-ll+stp      lora            prompt
-la+tl       adapter         lora
-slp+tl      prompt          lora
 la          adapter         —
 slp         prompt          —
-ll          lora            —
 ==========  ==============  ================
 
-The first seven are the paper's (in its order, the order of report rows; a study's
-default grid); the next six compose LoRA (``ll``: language LoRA, ``tl``: task LoRA;
-docs/lora.md) with itself and the paper's kinds, after them in reports. ``la``, ``slp``
-and ``ll`` are the language-only set-ups language representations are trained in. To add a
+The first seven are the paper's (in its order, the order of report rows); ``la`` and
+``slp`` are the language-only set-ups language representations are trained in. To add a
 configuration, add a row to :data:`CONFIGURATIONS` (or :data:`LANGUAGE_ONLY`); a new
 representation kind adds its name and short names here (docs/development.md).
 """
@@ -42,18 +33,16 @@ from langtransfer.errors import UnknownNameError
 #: The representation kinds' names. What a kind is and does (its spec, its weights, how it
 #: attaches to a base) is its module in ``langtransfer.representations.kinds``, registered
 #: there in ``KINDS`` (a test checks the two name the same kinds).
-REPRESENTATION_KINDS: tuple[str, ...] = ("prompt", "adapter", "lora")
+REPRESENTATION_KINDS: tuple[str, ...] = ("prompt", "adapter")
 #: What a representation is for: the language it adapts to, or the task it solves.
 ROLES: tuple[str, ...] = ("language", "task")
 
-#: The short names of (role, kind): the paper's la, slp, ta, stp, and ll, tl for LoRA.
+#: The paper's short names of (role, kind): la, slp, ta, stp.
 SHORT_NAMES: dict[tuple[str, str], str] = {
     ("language", "adapter"): "la",
     ("language", "prompt"): "slp",
     ("task", "adapter"): "ta",
     ("task", "prompt"): "stp",
-    ("language", "lora"): "ll",
-    ("task", "lora"): "tl",
 }
 
 
@@ -89,7 +78,7 @@ def _table(*rows: tuple[str, str | None, str | None]) -> dict[str, Configuration
 
 
 #: The paper's seven configurations, in its order.
-PAPER: dict[str, Configuration] = _table(
+CONFIGURATIONS: dict[str, Configuration] = _table(
     ("base", None, None),
     ("ta", None, "adapter"),
     ("stp", None, "prompt"),
@@ -98,31 +87,15 @@ PAPER: dict[str, Configuration] = _table(
     ("slp+ta", "prompt", "adapter"),
     ("slp+stp", "prompt", "prompt"),
 )
-#: LoRA with LoRA, with the paper's kinds in the other role, and a task LoRA alone.
-LORA: dict[str, Configuration] = _table(
-    ("tl", None, "lora"),
-    ("ll+tl", "lora", "lora"),
-    ("ll+ta", "lora", "adapter"),
-    ("ll+stp", "lora", "prompt"),
-    ("la+tl", "adapter", "lora"),
-    ("slp+tl", "prompt", "lora"),
-)
-#: Every configuration a study, evaluation and the server run, in report order.
-CONFIGURATIONS: dict[str, Configuration] = {**PAPER, **LORA}
 #: Language representation only: how language representations are trained.
-LANGUAGE_ONLY: dict[str, Configuration] = _table(
-    ("la", "adapter", None), ("slp", "prompt", None), ("ll", "lora", None)
-)
+LANGUAGE_ONLY: dict[str, Configuration] = _table(("la", "adapter", None), ("slp", "prompt", None))
 ALL_CONFIGURATIONS: dict[str, Configuration] = {**CONFIGURATIONS, **LANGUAGE_ONLY}
-#: The seven names in the paper's order: a study's default grid.
-PAPER_CONFIGURATIONS: tuple[str, ...] = tuple(PAPER)
-STUDY_CONFIGURATIONS = PAPER_CONFIGURATIONS  # the old name of the default grid
-#: Every name a study may run, in report order (the paper's seven first).
-CONFIGURATION_ORDER: tuple[str, ...] = tuple(CONFIGURATIONS)
+#: The seven names in the paper's order (study grids, report rows).
+STUDY_CONFIGURATIONS: tuple[str, ...] = tuple(CONFIGURATIONS)
 
 
 def get_configuration(name: str, *, study: bool = False) -> Configuration:
-    """The configuration called ``name`` (``study``: one a study runs, not language-only)."""
+    """The configuration called ``name`` (``study``: only the paper's seven)."""
     table = CONFIGURATIONS if study else ALL_CONFIGURATIONS
     try:
         return table[name]
@@ -146,7 +119,7 @@ def configuration_for(language_kind: str | None, task_kind: str | None) -> Confi
 
 
 def short_name(role: str, kind: str) -> str:
-    """``la``/``slp``/``ll`` for language, ``ta``/``stp``/``tl`` for task representations."""
+    """``la``/``slp`` for language, ``ta``/``stp`` for task representations."""
     try:
         return SHORT_NAMES[(role, kind)]
     except KeyError:

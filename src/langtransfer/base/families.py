@@ -234,68 +234,6 @@ def family_of(model_or_config: PreTrainedModel | PretrainedConfig) -> ModelFamil
     )
 
 
-#: LoRA's default target modules per model type (transformers' module names): the
-#: attention's query and value projections. The LoRA paper adapts these (Hu et al. 2021,
-#: "LoRA: Low-Rank Adaptation of Large Language Models", sec. 7.1: for a fixed number of
-#: trainable parameters, W_q and W_v together beat any single matrix and larger ranks on
-#: one), and PEFT's defaults for these types are the same
-#: (``peft.utils.constants.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING``, which
-#: :func:`lora_targets` falls back on for other types). A seq2seq base's ``q``/``v`` are in
-#: the encoder's and decoder's self-attention and the decoder's cross-attention.
-LORA_ATTENTION_TARGETS: dict[str, tuple[str, ...]] = {
-    "t5": ("q", "v"),
-    "mt5": ("q", "v"),
-    "umt5": ("q", "v"),
-    "llama": ("q_proj", "v_proj"),
-    "mistral": ("q_proj", "v_proj"),
-    "qwen2": ("q_proj", "v_proj"),
-    "qwen3": ("q_proj", "v_proj"),
-    "gemma": ("q_proj", "v_proj"),
-    "gemma2": ("q_proj", "v_proj"),
-}
-#: The target presets: ``attention`` (the table above) and ``all-linear``: every linear
-#: layer of the blocks (attention and feed-forward; not the output head), which QLoRA found
-#: necessary to match full fine-tuning (Dettmers et al. 2023, "QLoRA: Efficient Finetuning
-#: of Quantized LLMs", sec. 4); PEFT's ``target_modules="all-linear"`` picks the same.
-LORA_TARGET_PRESETS: tuple[str, ...] = ("attention", "all-linear")
-
-
-def lora_targets(model: Any, preset: str = "attention") -> tuple[str, ...]:
-    """The module names (the last part of each path, as PEFT's ``target_modules`` and
-    vLLM match them) a LoRA of ``preset`` adapts in ``model``, sorted."""
-    import torch
-
-    config = model.config
-    model_type = getattr(config, "model_type", "") or ""
-    if preset == "attention":
-        names = LORA_ATTENTION_TARGETS.get(model_type)
-        if names is None:
-            from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
-
-            found = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(model_type)
-            names = tuple(found) if found else None
-        if names is None:
-            raise LangTransferError(
-                f"no default LoRA target modules for model type {model_type!r} (known: "
-                f"{', '.join(sorted(LORA_ATTENTION_TARGETS))}); name them (e.g. --lora-targets "
-                "q_proj,v_proj) or use the preset all-linear"
-            )
-        return tuple(sorted(names))
-    if preset == "all-linear":
-        # Read from a weightless copy built from the config: the model itself may hold
-        # LoRA or `adapters` layers, whose own linear layers are not the base's.
-        with torch.device("meta"):
-            skeleton = family_of(config).auto_model().from_config(config)
-        head = skeleton.get_output_embeddings()
-        return tuple(sorted({
-            name.rsplit(".", 1)[-1] for name, module in skeleton.named_modules()
-            if isinstance(module, torch.nn.Linear) and module is not head
-        }))
-    from langtransfer.errors import UnknownNameError
-
-    raise UnknownNameError("LoRA target preset", preset, LORA_TARGET_PRESETS)
-
-
 def left_aligned(base: Any, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """``(inputs_embeds, attention_mask)`` with each row's padding moved to its left end
     (a stable sort of the mask: the real tokens keep their order, whatever the padding

@@ -29,7 +29,6 @@ VERBS = [
     "import_peft",
     "export_peft",
     "convert_peft",
-    "export_merged",
     "demo",
 ]
 

@@ -90,8 +90,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Run the small transfer study on both embedded tiny models (tiny: seq2seq; "
             "tiny-causal: decoder-only) with the demo's own small files: 4 target languages "
             "(en, de, sk, ru; Latin and Cyrillic), 2 tasks (NLI, check-worthiness), all seven "
-            "configurations and two with a language LoRA (ll+ta, ll+tl) on each model. "
-            "Prints the tables and writes the report, which compares the two models. "
+            "configurations on each model. Prints the tables and writes the report, which "
+            "compares the two models. "
             "Rerunning continues or reuses the finished work. " + DISCLAIMER.replace("\n", " ")
             + " " + PAPER.replace("\n", " ")
         ),

@@ -58,7 +58,7 @@ from pathlib import Path
 from statistics import fmean
 from typing import TYPE_CHECKING, Any
 
-from langtransfer.configurations import CONFIGURATION_ORDER
+from langtransfer.configurations import STUDY_CONFIGURATIONS
 from langtransfer.errors import LangTransferError, OutputExistsError, UnknownNameError
 from langtransfer.io import atomic_dir, atomic_path, write_json, write_text
 from langtransfer.languages import all_languages, get_language
@@ -183,14 +183,14 @@ def _language_order(codes: Iterable[str]) -> list[str]:
 
 def _row_order(label: str) -> tuple[int, str]:
     """A row label (``slp+ta`` or ``slp+ta [init=vocab]``): its configuration's place in
-    the paper's order (LoRA's after), then the variant (the default one, "", first)."""
+    the paper's order, then the variant (the default one, "", first)."""
     configuration, _, variant = label.partition(" [")
-    return CONFIGURATION_ORDER.index(configuration), variant
+    return STUDY_CONFIGURATIONS.index(configuration), variant
 
 
 def _ordered_configurations(labels: Iterable[str]) -> list[str]:
     """Row labels in the paper's order of configurations, each one's variants after it."""
-    present = {r for r in labels if r.partition(" [")[0] in CONFIGURATION_ORDER}
+    present = {r for r in labels if r.partition(" [")[0] in STUDY_CONFIGURATIONS}
     return sorted(present, key=_row_order)
 
 

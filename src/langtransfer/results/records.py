@@ -45,12 +45,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from langtransfer.configurations import CONFIGURATION_ORDER, get_configuration
+from langtransfer.configurations import STUDY_CONFIGURATIONS, get_configuration
 from langtransfer.errors import CorruptFileError, LangTransferError, OutputExistsError
 from langtransfer.io import write_json
 
-#: The configurations a study runs in report order: the paper's seven, then LoRA's.
-CONFIGURATIONS: tuple[str, ...] = CONFIGURATION_ORDER
+#: The seven configurations in the paper's order (the order of report rows).
+CONFIGURATIONS: tuple[str, ...] = STUDY_CONFIGURATIONS
 
 #: Fields every record must have.
 RECORD_FIELDS: tuple[str, ...] = (

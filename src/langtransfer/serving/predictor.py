@@ -54,7 +54,7 @@ from typing import Any, NamedTuple
 from langtransfer.base.loading import FINGERPRINT_KEYS, fingerprint
 from langtransfer.composition.loaded_base import LoadedBase
 from langtransfer.configurations import (
-    CONFIGURATION_ORDER,
+    STUDY_CONFIGURATIONS,
     configuration_for,
     get_configuration,
 )
@@ -535,6 +535,7 @@ def _study_entries(study: Path, loaded: LoadedBase) -> list[Entry]:
     """One entry per result record of ``study`` made on the loaded base (in a
     multi-model study, the records of the base of that name, or of that shape)."""
     from langtransfer.results.records import read_records
+    from langtransfer.study.jobs import language_rep_path, task_rep_path
 
     config = _read_json(study / STUDY_FILE).get("config") or {}
     max_length = (config.get("evaluation") or {}).get("max_length", DEFAULT_MAX_LENGTH)
@@ -551,12 +552,33 @@ def _study_entries(study: Path, loaded: LoadedBase) -> list[Entry]:
     # A study of several training seeds serves its first seed's representations (the
     # later seeds' replicate them, for the report's intervals).
     fitting = [r for r in fitting if not r.get("replicate")]
+    output = config.get("output")
     entries = []
     for r in fitting:
         task, configuration = r["task"], r["configuration"]
         source, target = r["source_language"], r["target_language"]
-        variant = r.get("variant") or ""
-        paths = record_representations(study, r, config)
+        variant, model_label = r.get("variant") or "", r.get("model_label") or ""
+        kinds = get_configuration(configuration)
+        paths: dict[str, Path | str | None] = {"language": None, "task": None}
+        for role, layout in (
+            ("language", language_rep_path(study, kinds.language_kind or "", target,
+                                           model_label, variant)),
+            ("task", task_rep_path(study, task, source, configuration, model_label, variant)),
+        ):
+            if kinds.kind(role) is None:
+                continue
+            recorded = ((r.get("representations") or {}).get(role) or {}).get("path")
+            candidates = [] if not recorded else [Path(recorded)]
+            if recorded and isinstance(output, str) and Path(recorded).is_relative_to(output):
+                # The study wrote paths under its output as given; it may have moved.
+                candidates.append(study / Path(recorded).relative_to(output))
+            found = next((p for p in (*candidates, layout) if (p / MANIFEST).is_file()), None)
+            if found is None:
+                raise CorruptFileError(
+                    f"{study}: the {role} representation of {task}/{configuration}/"
+                    f"{source}->{target} is missing (looked at {recorded or layout})"
+                )
+            paths[role] = found
         generation = r.get("generation") or {}
         label = f"{configuration} [{variant}]" if variant else configuration
         primary = r.get("primary_metric")
@@ -570,45 +592,6 @@ def _study_entries(study: Path, loaded: LoadedBase) -> list[Entry]:
             max_length=max_length,
         ))
     return entries
-
-
-def record_representations(
-    study: Path, record: Mapping[str, Any], config: Mapping[str, Any] | None = None
-) -> dict[str, Path | None]:
-    """The language and task representation directories a study's result ``record`` was
-    evaluated with (None: its configuration has none in that role): where the record says,
-    or the same place under a study directory that moved, or the study's layout.
-    ``config``: the study's config (``study.json``'s; read when not given)."""
-    from langtransfer.study.jobs import language_rep_path, task_rep_path
-
-    if config is None:
-        config = _read_json(study / STUDY_FILE).get("config") or {}
-    output = config.get("output")
-    task, configuration = record["task"], record["configuration"]
-    source, target = record["source_language"], record["target_language"]
-    variant, model_label = record.get("variant") or "", record.get("model_label") or ""
-    kinds = get_configuration(configuration)
-    paths: dict[str, Path | None] = {"language": None, "task": None}
-    for role, layout in (
-        ("language", language_rep_path(study, kinds.language_kind or "", target,
-                                       model_label, variant)),
-        ("task", task_rep_path(study, task, source, configuration, model_label, variant)),
-    ):
-        if kinds.kind(role) is None:
-            continue
-        recorded = ((record.get("representations") or {}).get(role) or {}).get("path")
-        candidates = [] if not recorded else [Path(recorded)]
-        if recorded and isinstance(output, str) and Path(recorded).is_relative_to(output):
-            # The study wrote paths under its output as given; it may have moved.
-            candidates.append(study / Path(recorded).relative_to(output))
-        found = next((p for p in (*candidates, layout) if (p / MANIFEST).is_file()), None)
-        if found is None:
-            raise CorruptFileError(
-                f"{study}: the {role} representation of {task}/{configuration}/"
-                f"{source}->{target} is missing (looked at {recorded or layout})"
-            )
-        paths[role] = found
-    return paths
 
 
 def _representation_entries(locations: list[str | Path], loaded: LoadedBase) -> list[Entry]:
@@ -656,7 +639,7 @@ def _mark_defaults(entries: list[Entry], defaults: Mapping[str, str]) -> list[En
         if configuration not in have:
             raise UnknownNameError(f"default configuration for task {task}", configuration, have)
     order = {name: i for i, name in enumerate(DEFAULT_PREFERENCE)}
-    paper = {name: i for i, name in enumerate(CONFIGURATION_ORDER)}
+    paper = {name: i for i, name in enumerate(STUDY_CONFIGURATIONS)}
     sources = {e.source: i for i, e in reversed(list(enumerate(entries)))}
 
     def rank(e: Entry) -> tuple:
@@ -679,4 +662,4 @@ def _mark_defaults(entries: list[Entry], defaults: Mapping[str, str]) -> list[En
 
 
 __all__ = ["DEFAULT_PREFERENCE", "Entry", "PredictRequest", "Prediction", "Predictor", "cap_input",
-           "input_char_cap", "max_token_chars", "record_representations"]
+           "input_char_cap", "max_token_chars"]

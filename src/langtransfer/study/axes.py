@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from langtransfer.configurations import (
-    CONFIGURATION_ORDER,
     REPRESENTATION_KINDS,
+    STUDY_CONFIGURATIONS,
     get_configuration,
 )
 from langtransfer.errors import LangTransferError, UnknownNameError
@@ -259,7 +259,7 @@ def parse_axes(
             if variant is None:
                 continue
             if not set(variant.kinds) & set(language_kinds):
-                using = [c for c in CONFIGURATION_ORDER
+                using = [c for c in STUDY_CONFIGURATIONS
                          if get_configuration(c).language_kind in variant.kinds]
                 raise LangTransferError(
                     f"{where}: axes.{axis} varies language {' and '.join(variant.kinds)}s, but "

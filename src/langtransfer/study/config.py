@@ -16,7 +16,7 @@ from typing import Any
 
 from langtransfer.base.loading import DEFAULT_MODEL
 from langtransfer.configurations import (
-    PAPER_CONFIGURATIONS,
+    STUDY_CONFIGURATIONS,
     configuration_kinds,
     get_configuration,
 )
@@ -236,7 +236,7 @@ class StudyConfig:
     sources: list[str] = field(default_factory=lambda: ["en"])
     targets: list[str] = field(default_factory=list)
     tasks: list[str] = field(default_factory=list)
-    configurations: list[str] = field(default_factory=lambda: list(PAPER_CONFIGURATIONS))
+    configurations: list[str] = field(default_factory=lambda: list(STUDY_CONFIGURATIONS))
     seed: int = 42
     sequence_length: int = 256
     corpus: Any = "wikipedia"

@@ -19,7 +19,6 @@ from langtransfer.representations.kinds.base import (
     SpecContext,
     kind_by_name,
 )
-from langtransfer.representations.kinds.lora import LoraKind, LoraSpec
 from langtransfer.representations.kinds.prompt import PromptConfig, PromptKind
 
 #: The spec keys manifests and study job settings have always held, each kind's spec (or
@@ -31,7 +30,6 @@ SPEC_KEYS = ("prompt", "adapter")
 KINDS: dict[str, RepresentationKind] = {kind.name: kind for kind in (
     PromptKind(),
     AdapterKind(),
-    LoraKind(),
 )}
 
 
@@ -80,8 +78,6 @@ __all__ = [
     "AdapterKind",
     "AdapterSpec",
     "KindOption",
-    "LoraKind",
-    "LoraSpec",
     "PromptConfig",
     "PromptKind",
     "RepresentationKind",

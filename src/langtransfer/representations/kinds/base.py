@@ -54,7 +54,7 @@ Rows = Mapping[str, Sequence["Representation | None"]]
 class KindOption:
     """One spec field a study (``language_training.<kind>.<key>``) and the command line
     (``flag``) may set. ``type`` is ``int`` (a positive integer; None too with
-    ``nullable``: the library's default), ``float`` (a rate in [0, 1)) or ``str``."""
+    ``nullable``: the library's default) or ``str``."""
 
     key: str
     flag: str
@@ -68,10 +68,6 @@ class KindOption:
             ok = (isinstance(value, int) and not isinstance(value, bool) and value >= 1) or (
                 value is None and self.nullable)
             return None if ok else "must be a positive integer"
-        if self.type is float:  # a rate in [0, 1) (a dropout); the spec checks it further
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
-                0 <= value < 1)
-            return None if ok else "must be a number in [0, 1)"
         return None if isinstance(value, str) else "must be a string"
 
 
